@@ -1,0 +1,7 @@
+//! dynamodb collector (in progress).
+
+use crate::metric::MetricDesc;
+
+pub fn descriptors() -> Vec<&'static MetricDesc> {
+    Vec::new()
+}

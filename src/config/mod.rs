@@ -1,0 +1,224 @@
+//! Configuration: one YAML file, read into plain types, then validated into [`Config`].
+//!
+//! Reading ([`read`], [`yaml`]) turns text into raw values and records every problem with its position and key
+//! path. Validation ([`validate`]) is pure: it applies defaults and cross-field rules and yields the types the
+//! daemon runs on. Nothing here does network IO; password files are read when a collector connects.
+
+pub mod read;
+mod targets;
+pub mod validate;
+pub mod yaml;
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use std::collections::BTreeMap;
+
+pub use dbwatch_collectors::secret::{PasswordSource, Secret};
+pub use validate::{Config, Engine, Target};
+
+/// One problem in a configuration file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigError {
+    pub line: usize,
+    pub column: usize,
+    /// The key path, e.g. `targets[2].timeout`.
+    pub path: String,
+    pub message: String,
+}
+
+/// Every problem found in one file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigErrors {
+    pub file: PathBuf,
+    pub errors: Vec<ConfigError>,
+}
+
+impl fmt::Display for ConfigErrors {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let count = self.errors.len();
+        write!(
+            f,
+            "{} has {count} problem{}",
+            self.file.display(),
+            if count == 1 { "" } else { "s" }
+        )?;
+        for error in &self.errors {
+            write!(
+                f,
+                "\n  {}:{}:{}: {}: {}",
+                self.file.display(),
+                error.line,
+                error.column,
+                if error.path.is_empty() {
+                    "(document)"
+                } else {
+                    &error.path
+                },
+                error.message
+            )?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for ConfigErrors {}
+
+#[derive(Debug, thiserror::Error)]
+pub enum LoadError {
+    #[error("cannot read configuration file {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error(transparent)]
+    Invalid(#[from] ConfigErrors),
+}
+
+/// Reads and validates a configuration file, expanding `${VAR}` from the process environment.
+pub fn load_file(path: &Path) -> Result<Config, LoadError> {
+    let text = std::fs::read_to_string(path).map_err(|source| LoadError::Read {
+        path: path.to_owned(),
+        source,
+    })?;
+    let env = |name: &str| std::env::var(name).ok();
+    Ok(load_str(path, &text, &env)?)
+}
+
+/// Parses and validates configuration text; `file` only names the source in messages.
+pub fn load_str(file: &Path, text: &str, env: read::EnvLookup<'_>) -> Result<Config, ConfigErrors> {
+    let fail = |errors| ConfigErrors {
+        file: file.to_owned(),
+        errors,
+    };
+    let root = yaml::parse(text).map_err(|error| {
+        fail(vec![ConfigError {
+            line: error.mark.line,
+            column: error.mark.column,
+            path: String::new(),
+            message: format!("invalid YAML: {}", error.message),
+        }])
+    })?;
+    let mut reader = read::Reader::new(env);
+    let raw = RawConfig::read(&mut reader, &root);
+    let mut errors = reader.errors;
+    let config = validate::validate(raw, &mut errors);
+    errors.sort_by_key(|error| (error.line, error.column));
+    match config {
+        Some(config) if errors.is_empty() => Ok(config),
+        _ => Err(fail(errors)),
+    }
+}
+
+/// A value with where it was written, for validation messages.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Spanned<T> {
+    pub value: T,
+    pub mark: yaml::Mark,
+    pub path: String,
+}
+
+/// The file as written: every field optional, nothing defaulted or cross-checked yet.
+#[derive(Debug, Default)]
+pub struct RawConfig {
+    pub interval: Option<Spanned<Duration>>,
+    pub timeout: Option<Spanned<Duration>>,
+    pub targets: Vec<RawTarget>,
+}
+
+#[derive(Debug)]
+pub struct RawTarget {
+    pub mark: yaml::Mark,
+    pub path: String,
+    pub name: Option<Spanned<String>>,
+    pub labels: Option<Spanned<BTreeMap<String, String>>>,
+    pub interval: Option<Spanned<Duration>>,
+    pub timeout: Option<Spanned<Duration>>,
+    /// `None` when the type was missing or unknown (already reported).
+    pub engine: Option<targets::RawEngine>,
+}
+
+impl RawConfig {
+    fn read(reader: &mut read::Reader<'_>, root: &yaml::Node) -> RawConfig {
+        let mut raw = RawConfig::default();
+        let Some(mut top) = read::Fields::of(reader, root, "") else {
+            return raw;
+        };
+        if let Some((node, path)) = top.take("global") {
+            if let Some(mut global) = read::Fields::of(reader, node, &path) {
+                raw.interval = spanned_duration(reader, &mut global, "interval");
+                raw.timeout = spanned_duration(reader, &mut global, "timeout");
+                global.finish(reader);
+            }
+        }
+        match top.take("targets") {
+            Some((node, path)) => {
+                if let Some(items) = reader.sequence(node, &path) {
+                    for (index, item) in items.iter().enumerate() {
+                        let item_path = format!("{path}[{index}]");
+                        if let Some(target) = RawTarget::read(reader, item, item_path) {
+                            raw.targets.push(target);
+                        }
+                    }
+                }
+            }
+            None => reader.error(
+                root.mark,
+                "targets",
+                "missing key targets: list the databases to watch",
+            ),
+        }
+        top.finish(reader);
+        raw
+    }
+}
+
+impl RawTarget {
+    fn read(reader: &mut read::Reader<'_>, node: &yaml::Node, path: String) -> Option<RawTarget> {
+        let mut fields = read::Fields::of(reader, node, &path)?;
+        let name = fields.take("name").and_then(|(node, path)| {
+            let value = reader.string(node, &path)?;
+            Some(Spanned {
+                value,
+                mark: node.mark,
+                path,
+            })
+        });
+        let labels = fields.take("labels").and_then(|(node, path)| {
+            let value = reader.labels(node, &path)?;
+            Some(Spanned {
+                value,
+                mark: node.mark,
+                path,
+            })
+        });
+        let interval = spanned_duration(reader, &mut fields, "interval");
+        let timeout = spanned_duration(reader, &mut fields, "timeout");
+        let engine = targets::RawEngine::read(reader, &mut fields, node.mark);
+        fields.finish(reader);
+        Some(RawTarget {
+            mark: node.mark,
+            path,
+            name,
+            labels,
+            interval,
+            timeout,
+            engine,
+        })
+    }
+}
+
+fn spanned_duration(
+    reader: &mut read::Reader<'_>,
+    fields: &mut read::Fields<'_>,
+    key: &'static str,
+) -> Option<Spanned<Duration>> {
+    let (node, path) = fields.take(key)?;
+    let value = reader.duration(node, &path)?;
+    Some(Spanned {
+        value,
+        mark: node.mark,
+        path,
+    })
+}

@@ -1,0 +1,332 @@
+//! Pure validation: raw values in, the daemon's types out, every problem recorded. No IO, no environment.
+
+use std::collections::{BTreeMap, HashMap};
+use std::time::Duration;
+
+use dbwatch_collectors::postgres::{PgConnectionOptions, PostgresOptions};
+use dbwatch_collectors::secret::PasswordSource;
+
+use super::targets::{RawEngine, RawPgConnection};
+use super::yaml::Mark;
+use super::{ConfigError, RawConfig, RawTarget, Spanned};
+
+pub const DEFAULT_INTERVAL: Duration = Duration::from_secs(15);
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(5);
+const MIN_INTERVAL: Duration = Duration::from_secs(1);
+const DEFAULT_LOCK_TIMEOUT: Duration = Duration::from_secs(1);
+
+/// Labels every series already carries; a target's own labels may not reuse them.
+const RESERVED_LABELS: &[&str] = &["target", "db"];
+
+/// The validated configuration the daemon runs on.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub targets: Vec<Target>,
+}
+
+#[derive(Debug, Clone)]
+pub struct Target {
+    pub name: String,
+    pub labels: BTreeMap<String, String>,
+    pub interval: Duration,
+    pub timeout: Duration,
+    pub engine: Engine,
+}
+
+/// The closed list of engines; each variant holds what its collector is built from.
+#[derive(Debug, Clone)]
+pub enum Engine {
+    Postgres(PostgresOptions),
+    PgBouncer(PgConnectionOptions),
+}
+
+impl Engine {
+    /// The `db` label value of the engine's series.
+    pub fn db(&self) -> &'static str {
+        match self {
+            Engine::Postgres(_) => "postgres",
+            Engine::PgBouncer(_) => "pgbouncer",
+        }
+    }
+}
+
+struct Errors<'a>(&'a mut Vec<ConfigError>);
+
+impl Errors<'_> {
+    fn at(&mut self, mark: Mark, path: &str, message: impl Into<String>) {
+        self.0.push(ConfigError {
+            line: mark.line,
+            column: mark.column,
+            path: path.to_owned(),
+            message: message.into(),
+        });
+    }
+}
+
+/// Applies defaults and cross-field rules. Returns `None` when a target could not be built at all; every
+/// problem is pushed to `errors` either way.
+pub fn validate(raw: RawConfig, errors: &mut Vec<ConfigError>) -> Option<Config> {
+    let mut errors = Errors(errors);
+    let default_interval = raw
+        .interval
+        .as_ref()
+        .map_or(DEFAULT_INTERVAL, |interval| interval.value);
+    let default_timeout = raw
+        .timeout
+        .as_ref()
+        .map_or(DEFAULT_TIMEOUT, |timeout| timeout.value);
+    if let Some(interval) = &raw.interval {
+        check_interval(&mut errors, interval);
+    }
+    if let Some(timeout) = &raw.timeout {
+        check_positive(&mut errors, timeout);
+    }
+
+    let mut seen: HashMap<String, Mark> = HashMap::new();
+    let mut targets = Vec::with_capacity(raw.targets.len());
+    let mut complete = true;
+    for target in raw.targets {
+        if let Some(name) = &target.name {
+            if let Some(first) = seen.get(&name.value) {
+                errors.at(
+                    name.mark,
+                    &name.path,
+                    format!(
+                        "duplicate target name {:?}, first defined at line {}",
+                        name.value, first.line
+                    ),
+                );
+            } else {
+                seen.insert(name.value.clone(), name.mark);
+            }
+        }
+        match validate_target(&mut errors, target, default_interval, default_timeout) {
+            Some(target) => targets.push(target),
+            None => complete = false,
+        }
+    }
+    complete.then_some(Config { targets })
+}
+
+fn validate_target(
+    errors: &mut Errors<'_>,
+    raw: RawTarget,
+    default_interval: Duration,
+    default_timeout: Duration,
+) -> Option<Target> {
+    let name = match raw.name {
+        Some(name) => {
+            if !name
+                .value
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+            {
+                errors.at(
+                    name.mark,
+                    &name.path,
+                    "target names may hold letters, digits, '-', '_' and '.' only",
+                );
+            }
+            Some(name.value)
+        }
+        None => {
+            errors.at(raw.mark, &format!("{}.name", raw.path), "missing key name");
+            None
+        }
+    };
+    let labels = match raw.labels {
+        Some(labels) => {
+            for label in labels.value.keys() {
+                check_label_name(errors, &labels, label);
+            }
+            labels.value
+        }
+        None => BTreeMap::new(),
+    };
+    if let Some(interval) = &raw.interval {
+        check_interval(errors, interval);
+    }
+    if let Some(timeout) = &raw.timeout {
+        check_positive(errors, timeout);
+    }
+    let interval = raw.interval.as_ref().map_or(default_interval, |i| i.value);
+    let timeout = raw.timeout.as_ref().map_or(default_timeout, |t| t.value);
+    if timeout > interval {
+        let (mark, path) = match &raw.timeout {
+            Some(timeout) => (timeout.mark, timeout.path.clone()),
+            None => (raw.mark, format!("{}.timeout", raw.path)),
+        };
+        errors.at(
+            mark,
+            &path,
+            format!(
+                "timeout {} is longer than the poll interval {}",
+                humantime::format_duration(timeout),
+                humantime::format_duration(interval)
+            ),
+        );
+    }
+    let name = name?;
+    let engine = match raw.engine? {
+        RawEngine::Postgres {
+            connection,
+            views,
+            statement_timeout,
+            lock_timeout,
+        } => {
+            let connection = validate_pg_connection(errors, connection, &name, timeout)?;
+            // The server-side limits stay inside the client-side one, so the server cancels a stuck query
+            // before the daemon abandons the connection.
+            let statement_timeout = statement_timeout.map_or(timeout / 2, |spanned| {
+                if spanned.value >= timeout {
+                    errors.at(
+                        spanned.mark,
+                        &spanned.path,
+                        "statement_timeout must be shorter than the target's timeout",
+                    );
+                }
+                spanned.value
+            });
+            let lock_timeout =
+                lock_timeout.map_or(DEFAULT_LOCK_TIMEOUT.min(timeout / 4), |spanned| {
+                    if spanned.value >= timeout {
+                        errors.at(
+                            spanned.mark,
+                            &spanned.path,
+                            "lock_timeout must be shorter than the target's timeout",
+                        );
+                    }
+                    spanned.value
+                });
+            Engine::Postgres(PostgresOptions {
+                connection,
+                statement_timeout,
+                lock_timeout,
+                views,
+            })
+        }
+        RawEngine::PgBouncer { connection } => {
+            Engine::PgBouncer(validate_pg_connection(errors, connection, &name, timeout)?)
+        }
+    };
+    Some(Target {
+        name,
+        labels,
+        interval,
+        timeout,
+        engine,
+    })
+}
+
+fn validate_pg_connection(
+    errors: &mut Errors<'_>,
+    raw: RawPgConnection,
+    target: &str,
+    timeout: Duration,
+) -> Option<PgConnectionOptions> {
+    let mut missing = |key: &str| {
+        errors.at(
+            raw.mark,
+            &format!("{}.{key}", raw.path),
+            format!("missing key {key}"),
+        );
+    };
+    let host = raw.host.clone().or_else(|| {
+        missing("host");
+        None
+    });
+    let user = raw.user.clone().or_else(|| {
+        missing("user");
+        None
+    });
+    let password = match (raw.password, raw.password_file) {
+        (Some(_), Some(_)) => {
+            errors.at(
+                raw.mark,
+                &raw.path,
+                "password and password_file are both set; keep one",
+            );
+            None
+        }
+        (Some(secret), None) => Some(PasswordSource::Inline(secret)),
+        (None, Some(path)) => Some(PasswordSource::File(path)),
+        (None, None) => None,
+    };
+    let tls = raw.tls;
+    if tls.cert_file.is_some() != tls.key_file.is_some() {
+        errors.at(
+            raw.tls_mark,
+            &format!("{}.tls", raw.path),
+            "cert_file and key_file go together",
+        );
+    }
+    let connect_timeout = match raw.connect_timeout {
+        Some(spanned) => {
+            check_positive(errors, &spanned);
+            spanned.value.min(timeout)
+        }
+        None => timeout,
+    };
+    Some(PgConnectionOptions {
+        target: target.to_owned(),
+        host: host?,
+        port: raw.port.unwrap_or(5432),
+        user: user?,
+        database: raw
+            .database
+            .unwrap_or_else(|| raw.default_database.to_owned()),
+        password,
+        tls,
+        connect_timeout,
+    })
+}
+
+fn check_interval(errors: &mut Errors<'_>, interval: &Spanned<Duration>) {
+    if interval.value < MIN_INTERVAL {
+        errors.at(
+            interval.mark,
+            &interval.path,
+            format!(
+                "interval {} is below the minimum of 1s",
+                humantime::format_duration(interval.value)
+            ),
+        );
+    }
+}
+
+fn check_positive(errors: &mut Errors<'_>, duration: &Spanned<Duration>) {
+    if duration.value.is_zero() {
+        errors.at(duration.mark, &duration.path, "must be longer than 0s");
+    }
+}
+
+fn check_label_name(
+    errors: &mut Errors<'_>,
+    labels: &Spanned<BTreeMap<String, String>>,
+    label: &str,
+) {
+    let path = format!("{}.{label}", labels.path);
+    let valid = label
+        .chars()
+        .enumerate()
+        .all(|(index, c)| c == '_' || c.is_ascii_alphabetic() || (index > 0 && c.is_ascii_digit()));
+    if !valid || label.starts_with("__") {
+        errors.at(
+            labels.mark,
+            &path,
+            format!("{label:?} is not a valid Prometheus label name"),
+        );
+        return;
+    }
+    let collector_labels = dbwatch_collectors::all_descriptors()
+        .into_iter()
+        .flat_map(|desc| desc.labels.iter().copied())
+        .any(|name| name == label);
+    if RESERVED_LABELS.contains(&label) || collector_labels {
+        errors.at(
+            labels.mark,
+            &path,
+            format!("label {label:?} is set by dbwatch itself; choose another name"),
+        );
+    }
+}

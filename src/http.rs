@@ -1,0 +1,85 @@
+//! The HTTP surface, the only module that knows HTTP: `/metrics`, `/-/healthy`, `/-/ready`.
+
+use std::sync::Arc;
+
+use axum::extract::State;
+use axum::http::{header, StatusCode};
+use axum::response::{Html, IntoResponse, Response};
+use axum::routing::get;
+use axum::Router;
+use prometheus::{Encoder, Registry, TextEncoder};
+
+use crate::exposition;
+use crate::store::SnapshotStore;
+
+const TEXT_FORMAT: &str = "text/plain; version=0.0.4; charset=utf-8";
+
+#[derive(Clone)]
+pub struct HttpState {
+    pub store: Arc<SnapshotStore>,
+    pub registry: Registry,
+}
+
+pub fn router(state: HttpState) -> Router {
+    Router::new()
+        .route("/", get(index))
+        .route("/metrics", get(metrics))
+        .route("/-/healthy", get(healthy))
+        .route("/-/ready", get(ready))
+        .with_state(state)
+}
+
+/// Renders the latest snapshots and the daemon's own registry; touches no database.
+pub fn render_metrics(
+    store: &SnapshotStore,
+    registry: &Registry,
+) -> Result<String, prometheus::Error> {
+    let snapshots = store.snapshots();
+    let mut out = String::with_capacity(64 * 1024);
+    exposition::render(
+        snapshots
+            .iter()
+            .map(|snapshot| snapshot.families.as_slice()),
+        &mut out,
+    );
+    let mut own = Vec::new();
+    TextEncoder::new().encode(&registry.gather(), &mut own)?;
+    out.push_str(&String::from_utf8_lossy(&own));
+    Ok(out)
+}
+
+async fn metrics(State(state): State<HttpState>) -> Response {
+    match render_metrics(&state.store, &state.registry) {
+        Ok(body) => ([(header::CONTENT_TYPE, TEXT_FORMAT)], body).into_response(),
+        Err(error) => {
+            tracing::error!(error = %error, "cannot encode the daemon's own metrics");
+            (StatusCode::INTERNAL_SERVER_ERROR, "cannot encode metrics\n").into_response()
+        }
+    }
+}
+
+async fn healthy() -> &'static str {
+    "OK\n"
+}
+
+/// Ready once every configured target has published a snapshot, up or down.
+async fn ready(State(state): State<HttpState>) -> Response {
+    let (polled, expected) = state.store.progress();
+    if polled >= expected {
+        (StatusCode::OK, "ready\n").into_response()
+    } else {
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("not ready: {polled} of {expected} targets polled\n"),
+        )
+            .into_response()
+    }
+}
+
+async fn index() -> Html<&'static str> {
+    Html(
+        "<!doctype html><title>dbwatch</title><h1>dbwatch</h1>\
+         <ul><li><a href=\"/metrics\">metrics</a></li><li><a href=\"/-/healthy\">healthy</a></li>\
+         <li><a href=\"/-/ready\">ready</a></li></ul>",
+    )
+}

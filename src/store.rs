@@ -1,0 +1,73 @@
+//! The latest snapshot of every target. Poll tasks publish; scrapes and, later, the rules engine read.
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, PoisonError, RwLock};
+use std::time::SystemTime;
+
+use dbwatch_collectors::Sample;
+
+use crate::exposition::EncodedFamily;
+
+/// What one poll of one target left behind.
+#[derive(Debug)]
+pub struct Snapshot {
+    pub target: String,
+    pub db: &'static str,
+    pub taken_at: SystemTime,
+    pub up: bool,
+    /// Every sample of the poll, the daemon's own per-target gauges included.
+    pub samples: Vec<Sample>,
+    /// The same samples, encoded for exposition.
+    pub families: Vec<EncodedFamily>,
+}
+
+/// Snapshots by target name. The lock is held only to swap or clone `Arc`s, never across an `.await`.
+#[derive(Debug)]
+pub struct SnapshotStore {
+    snapshots: RwLock<BTreeMap<String, Arc<Snapshot>>>,
+    expected_targets: usize,
+}
+
+impl SnapshotStore {
+    pub fn new(expected_targets: usize) -> Self {
+        SnapshotStore {
+            snapshots: RwLock::new(BTreeMap::new()),
+            expected_targets,
+        }
+    }
+
+    pub fn publish(&self, snapshot: Snapshot) {
+        let snapshot = Arc::new(snapshot);
+        let mut snapshots = self
+            .snapshots
+            .write()
+            .unwrap_or_else(PoisonError::into_inner);
+        snapshots.insert(snapshot.target.clone(), snapshot);
+    }
+
+    /// The latest snapshots, in target-name order.
+    pub fn snapshots(&self) -> Vec<Arc<Snapshot>> {
+        let snapshots = self
+            .snapshots
+            .read()
+            .unwrap_or_else(PoisonError::into_inner);
+        snapshots.values().cloned().collect()
+    }
+
+    pub fn get(&self, target: &str) -> Option<Arc<Snapshot>> {
+        let snapshots = self
+            .snapshots
+            .read()
+            .unwrap_or_else(PoisonError::into_inner);
+        snapshots.get(target).cloned()
+    }
+
+    /// How many targets have published, against how many are configured.
+    pub fn progress(&self) -> (usize, usize) {
+        let snapshots = self
+            .snapshots
+            .read()
+            .unwrap_or_else(PoisonError::into_inner);
+        (snapshots.len(), self.expected_targets)
+    }
+}
