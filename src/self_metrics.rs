@@ -47,14 +47,6 @@ pub static SNAPSHOT_DESCRIPTORS: &[&MetricDesc] = &[
     &COLLECTOR_DURATION,
 ];
 
-/// Names and help of the registry-held metrics, for documentation tests.
-pub static REGISTRY_METRICS: &[(&str, &str)] = &[
-    ("dbwatch_polls_total", "counter"),
-    ("dbwatch_poll_errors_total", "counter"),
-    ("dbwatch_collector_errors_total", "counter"),
-    ("dbwatch_build_info", "gauge"),
-];
-
 /// Counters shared by every poll task; cloning shares the underlying series.
 #[derive(Clone)]
 pub struct SelfMetrics {
@@ -97,6 +89,11 @@ impl SelfMetrics {
         registry.register(Box::new(poll_errors.clone()))?;
         registry.register(Box::new(collector_errors.clone()))?;
         registry.register(Box::new(build_info))?;
+        // CPU, memory and file descriptors of the daemon itself, as every Prometheus exporter reports them.
+        #[cfg(target_os = "linux")]
+        registry.register(Box::new(
+            prometheus::process_collector::ProcessCollector::for_self(),
+        ))?;
         Ok(SelfMetrics {
             polls,
             poll_errors,

@@ -92,7 +92,11 @@ cass_render_conf() {
   mv "$dir/conf/cassandra.yaml.new" "$dir/conf/cassandra.yaml"
 }
 
-cass_running() { pid_alive "$(cass_pidfile "$1")"; }
+# True when node N's pid file names a live CassandraDaemon (not a recycled pid).
+cass_running() {
+  local pidfile; pidfile=$(cass_pidfile "$1")
+  pid_alive "$pidfile" && grep -q 'CassandraDaemon' "/proc/$(cat "$pidfile")/cmdline" 2>/dev/null
+}
 
 # cass_start N: starts node N in the background unless it runs already. Does not wait.
 cass_start() {
@@ -102,7 +106,7 @@ cass_start() {
   local java dir logdir jamm
   java=$(cass_java); dir=$(cass_node_dir "$n"); logdir=$(cass_log_dir "$n")
   cass_render_conf "$n"
-  jamm=$(ls "$CASS_LIB"/jamm-*.jar | head -n1)
+  local jamm_jars=("$CASS_LIB"/jamm-*.jar); jamm=${jamm_jars[0]}
   local opts=(
     # conf/jvm-server.options (less -XX:+AlwaysPreTouch, which would make each node's whole heap resident at once)
     -ea -da:net.openhft... -XX:+UseThreadPriorities -XX:+HeapDumpOnOutOfMemoryError "-XX:HeapDumpPath=$dir"
@@ -167,6 +171,7 @@ cass_wait() {
 # cass_stop N: SIGTERM (Cassandra's shutdown hook flushes and closes cleanly), SIGKILL after 30 s.
 cass_stop() {
   cass_check_node "$1"
+  cass_running "$1" || { rm -f "$(cass_pidfile "$1")"; return 0; }
   stop_pidfile "cassandra node$1" "$(cass_pidfile "$1")"
 }
 

@@ -43,10 +43,10 @@ cassandra_up() {
     if ! cass_running "$n"; then
       local t0=$SECONDS
       cass_start "$n"; started=1
-      cass_wait "$n" 180
+      cass_wait "$n" 240
       log "cassandra: node$n answers CQL after $(( SECONDS - t0 ))s"
     else
-      cass_wait "$n" 180
+      cass_wait "$n" 240
     fi
   done
   cass_wait_both_un 120

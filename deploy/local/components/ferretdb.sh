@@ -51,9 +51,9 @@ _ferretdb_build() {
 
 ferretdb_install() {
   mkdir -p "$FERRETDB_DIR/bin" "$FERRETDB_DIR/data" "$FERRETDB_DIR/state"
-  if [[ ! -x "$FERRETDB_BIN" ]] || ! "$FERRETDB_BIN" --version 2>/dev/null | grep -q "^version: $FERRETDB_VERSION\$"; then
-    _ferretdb_build
-  fi
+  local have=""
+  if [[ -x "$FERRETDB_BIN" ]]; then have=$("$FERRETDB_BIN" --version 2>/dev/null | sed -n 's/^version: //p') || true; fi
+  [[ "$have" == "$FERRETDB_VERSION" ]] || _ferretdb_build
   if [[ ! -x "$FERRETDB_PY" ]] || ! "$FERRETDB_PY" -c 'import pymongo' >/dev/null 2>&1; then
     log "ferretdb: python venv with $FERRETDB_PYMONGO"
     rm -rf "$FERRETDB_DIR/venv"

@@ -1,0 +1,310 @@
+//! The dbwatch binary end to end against the local fleet: isolation of a dead and a silent target, the
+//! exposition checked by Prometheus's own linter, and a clean shutdown on SIGTERM.
+//!
+//! Needs `deploy/local/fleet up postgres` and promtool (Debian's prometheus package); fails without them.
+
+use std::collections::HashMap;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use tokio::time::Instant;
+
+fn env(name: &str) -> String {
+    std::env::var(name).unwrap_or_else(|_| {
+        panic!("{name} is not set: run the tests through `make test`, which starts the fleet and exports its settings")
+    })
+}
+
+/// host, port of a fleet URL such as postgres://dbwatch:dbwatch@127.0.0.1:15432/postgres
+fn host_port(url: &str) -> (String, String) {
+    let after_at = url
+        .split_once('@')
+        .map(|(_, rest)| rest)
+        .expect("user@ in URL");
+    let address = after_at.split('/').next().expect("host:port");
+    let (host, port) = address.split_once(':').expect("host:port");
+    (host.to_owned(), port.to_owned())
+}
+
+struct Daemon {
+    child: Child,
+    base: String,
+    _dir: tempfile::TempDir,
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn free_port() -> u16 {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind an ephemeral port");
+    listener.local_addr().expect("local address").port()
+}
+
+fn start_daemon(config: &str) -> Daemon {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let path = dir.path().join("dbwatch.yml");
+    std::fs::write(&path, config).expect("write config");
+    let port = free_port();
+    let child = Command::new(env!("CARGO_BIN_EXE_dbwatch"))
+        .arg("--config.file")
+        .arg(&path)
+        .arg("--web.listen-address")
+        .arg(format!("127.0.0.1:{port}"))
+        .env("DBWATCH_TEST_PASSWORD", "dbwatch")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start dbwatch");
+    Daemon {
+        child,
+        base: format!("http://127.0.0.1:{port}"),
+        _dir: dir,
+    }
+}
+
+async fn get(client: &reqwest::Client, url: &str) -> Option<(u16, String)> {
+    let response = client.get(url).send().await.ok()?;
+    let status = response.status().as_u16();
+    Some((status, response.text().await.ok()?))
+}
+
+/// Parses exposition text into `series → value`, series written as in the text (name{labels}).
+fn parse(text: &str) -> HashMap<String, f64> {
+    text.lines()
+        .filter(|line| !line.starts_with('#') && !line.is_empty())
+        .filter_map(|line| {
+            let (series, value) = line.rsplit_once(' ')?;
+            let value = match value {
+                "NaN" => f64::NAN,
+                "+Inf" => f64::INFINITY,
+                "-Inf" => f64::NEG_INFINITY,
+                other => other.parse().ok()?,
+            };
+            Some((series.to_owned(), value))
+        })
+        .collect()
+}
+
+fn series<'a>(metrics: &'a HashMap<String, f64>, name: &str, target: &str) -> Option<&'a f64> {
+    let prefix = format!("{name}{{");
+    let label = format!("target=\"{target}\"");
+    metrics
+        .iter()
+        .find(|(series, _)| series.starts_with(&prefix) && series.contains(&label))
+        .map(|(_, value)| value)
+}
+
+#[tokio::test]
+async fn dead_and_silent_targets_do_not_delay_the_others() {
+    let (pg_host, pg_port) = host_port(&env("DBWATCH_PG_PRIMARY_URL"));
+    let (bouncer_host, bouncer_port) = host_port(&env("DBWATCH_PGBOUNCER_URL"));
+    // A peer that accepts TCP connections and never says a word: the worst kind of dead database.
+    let silent = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let silent_port = silent.local_addr().expect("address").port();
+    let mut held = Vec::new();
+    let hold = tokio::spawn(async move {
+        loop {
+            match silent.accept().await {
+                Ok((socket, _)) => held.push(socket),
+                Err(_) => return,
+            }
+        }
+    });
+
+    let config = format!(
+        "\
+global:
+  interval: 1s
+  timeout: 900ms
+targets:
+  - name: pg-primary
+    type: postgres
+    connection: {{host: {pg_host}, port: {pg_port}, user: dbwatch, password: '${{DBWATCH_TEST_PASSWORD}}'}}
+  - name: pgbouncer
+    type: pgbouncer
+    connection: {{host: {bouncer_host}, port: {bouncer_port}, user: dbwatch, password: '${{DBWATCH_TEST_PASSWORD}}'}}
+  - name: dead
+    type: postgres
+    connection: {{host: 127.0.0.1, port: 1, user: dbwatch, password: x}}
+  - name: silent
+    type: postgres
+    connection: {{host: 127.0.0.1, port: {silent_port}, user: dbwatch, password: x}}
+"
+    );
+    let mut daemon = start_daemon(&config);
+    let client = reqwest::Client::builder()
+        .timeout(Duration::from_secs(5))
+        .build()
+        .expect("http client");
+
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        if let Some((200, _)) = get(&client, &format!("{}/-/ready", daemon.base)).await {
+            break;
+        }
+        assert!(Instant::now() < deadline, "dbwatch never became ready");
+        if let Ok(Some(status)) = daemon.child.try_wait() {
+            panic!("dbwatch exited early: {status}");
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let (status, healthy) = get(&client, &format!("{}/-/healthy", daemon.base))
+        .await
+        .expect("healthy answers");
+    assert_eq!((status, healthy.as_str()), (200, "OK\n"));
+
+    let scrape = |client: reqwest::Client, base: String| async move {
+        let (status, body) = get(&client, &format!("{base}/metrics"))
+            .await
+            .expect("scrape");
+        assert_eq!(status, 200);
+        body
+    };
+    let first = parse(&scrape(client.clone(), daemon.base.clone()).await);
+    assert_eq!(series(&first, "db_up", "pg-primary"), Some(&1.0));
+    assert_eq!(series(&first, "db_up", "pgbouncer"), Some(&1.0));
+    assert_eq!(series(&first, "db_up", "dead"), Some(&0.0));
+    assert_eq!(series(&first, "db_up", "silent"), Some(&0.0));
+    let silent_duration =
+        *series(&first, "dbwatch_poll_duration_seconds", "silent").expect("silent duration");
+    assert!(
+        (0.85..2.0).contains(&silent_duration),
+        "the silent target is cut by its 900ms timeout, took {silent_duration}"
+    );
+    let polls_before = *series(&first, "dbwatch_polls_total", "pg-primary").expect("polls counter");
+
+    // Over the next 5 s the silent target times out poll after poll; the primary keeps its 1 s schedule.
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    let body = scrape(client.clone(), daemon.base.clone()).await;
+    let later = parse(&body);
+    let polls_after = *series(&later, "dbwatch_polls_total", "pg-primary").expect("polls counter");
+    assert!(
+        polls_after - polls_before >= 4.0,
+        "the primary polled {} times in 5 s",
+        polls_after - polls_before
+    );
+    // The silent target fails every poll: first cut by the poll deadline, then by the connect timeout, then
+    // inside its reconnect backoff; none of that costs the others anything.
+    let silent_errors: f64 = later
+        .iter()
+        .filter(|(series, _)| {
+            series.starts_with("dbwatch_poll_errors_total{") && series.contains("target=\"silent\"")
+        })
+        .map(|(_, value)| *value)
+        .sum();
+    assert!(
+        silent_errors >= 4.0,
+        "silent target errors: {silent_errors}"
+    );
+    assert_eq!(series(&later, "db_up", "silent"), Some(&0.0));
+    let connect_errors = later
+        .iter()
+        .find(|(series, _)| {
+            series.starts_with("dbwatch_poll_errors_total{")
+                && series.contains("target=\"dead\"")
+                && series.contains("kind=\"connect\"")
+        })
+        .map(|(_, value)| *value)
+        .unwrap_or(0.0);
+    assert!(
+        connect_errors >= 3.0,
+        "dead connect errors: {connect_errors}"
+    );
+    assert!(
+        !body.contains("password"),
+        "a password-related string leaked into /metrics"
+    );
+
+    promtool_check(&body);
+
+    // SIGTERM: a clean exit, well within the shutdown deadline.
+    let pid = daemon.child.id().to_string();
+    let killed = Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .expect("run kill");
+    assert!(killed.success());
+    let stopped_by = Instant::now() + Duration::from_secs(10);
+    let status = loop {
+        if let Some(status) = daemon.child.try_wait().expect("wait for dbwatch") {
+            break status;
+        }
+        assert!(
+            Instant::now() < stopped_by,
+            "dbwatch did not stop within 10 s of SIGTERM"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert!(status.success(), "dbwatch exited with {status}");
+    hold.abort();
+}
+
+/// Runs Prometheus's own linter on an exposition body.
+fn promtool_check(body: &str) {
+    use std::io::Write;
+    let mut child = Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|error| panic!("promtool is required (Debian package prometheus, installed by `make test`): {error}"));
+    child
+        .stdin
+        .take()
+        .expect("promtool stdin")
+        .write_all(body.as_bytes())
+        .expect("feed promtool");
+    let output = child.wait_with_output().expect("promtool output");
+    assert!(
+        output.status.success(),
+        "promtool check metrics failed:\n{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
+
+#[test]
+fn check_config_exits_non_zero_on_a_bad_file() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let bad = dir.path().join("bad.yml");
+    std::fs::write(
+        &bad,
+        "targets:\n  - name: a\n    type: postgres\n    timeout: soon\n",
+    )
+    .expect("write");
+    let output = Command::new(env!("CARGO_BIN_EXE_dbwatch"))
+        .args(["check-config"])
+        .arg(&bad)
+        .output()
+        .expect("run check-config");
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("bad.yml:4:14: targets[0].timeout: invalid duration"),
+        "{stderr}"
+    );
+
+    let good = dir.path().join("good.yml");
+    std::fs::write(
+        &good,
+        "targets:\n  - name: a\n    type: postgres\n    connection: {host: h, user: u}\n",
+    )
+    .expect("write");
+    let output = Command::new(env!("CARGO_BIN_EXE_dbwatch"))
+        .args(["check-config"])
+        .arg(&good)
+        .output()
+        .expect("run check-config");
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
