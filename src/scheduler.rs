@@ -166,6 +166,7 @@ impl TargetTask {
         Snapshot {
             target: name,
             db,
+            labels: self.target.labels.clone(),
             taken_at,
             up,
             samples,

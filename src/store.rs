@@ -13,6 +13,8 @@ use crate::exposition::EncodedFamily;
 pub struct Snapshot {
     pub target: String,
     pub db: &'static str,
+    /// The target's configured labels, carried by every series besides `target` and `db`.
+    pub labels: BTreeMap<String, String>,
     pub taken_at: SystemTime,
     pub up: bool,
     /// Every sample of the poll, the daemon's own per-target gauges included.

@@ -199,6 +199,63 @@ impl<'n> Fields<'n> {
         Some((node, join(&self.path, key)))
     }
 
+    /// A string under `key`, reported and `None` when it has the wrong shape.
+    pub fn string(&mut self, reader: &mut Reader<'_>, key: &'static str) -> Option<String> {
+        let (node, path) = self.take(key)?;
+        reader.string(node, &path)
+    }
+
+    /// A scalar kept as written (an empty string allowed), e.g. a password.
+    pub fn scalar(&mut self, reader: &mut Reader<'_>, key: &'static str) -> Option<String> {
+        let (node, path) = self.take(key)?;
+        reader.scalar(node, &path)
+    }
+
+    pub fn duration(&mut self, reader: &mut Reader<'_>, key: &'static str) -> Option<Duration> {
+        let (node, path) = self.take(key)?;
+        reader.duration(node, &path)
+    }
+
+    pub fn boolean(&mut self, reader: &mut Reader<'_>, key: &'static str) -> Option<bool> {
+        let (node, path) = self.take(key)?;
+        reader.boolean(node, &path)
+    }
+
+    pub fn integer<T: TryFrom<u64>>(
+        &mut self,
+        reader: &mut Reader<'_>,
+        key: &'static str,
+        what: &str,
+    ) -> Option<T> {
+        let (node, path) = self.take(key)?;
+        reader.integer(node, &path, what)
+    }
+
+    pub fn number(&mut self, reader: &mut Reader<'_>, key: &'static str) -> Option<f64> {
+        let (node, path) = self.take(key)?;
+        let text = reader.scalar(node, &path)?;
+        match text.trim().parse::<f64>() {
+            Ok(value) if value.is_finite() && value >= 0.0 => Some(value),
+            _ => {
+                reader.error(node.mark, &path, format!("expected a non-negative number, found {text:?}"));
+                None
+            }
+        }
+    }
+
+    /// A list of strings.
+    pub fn strings(&mut self, reader: &mut Reader<'_>, key: &'static str) -> Option<Vec<String>> {
+        let (node, path) = self.take(key)?;
+        let items = reader.sequence(node, &path)?;
+        let mut values = Vec::with_capacity(items.len());
+        for (index, item) in items.iter().enumerate() {
+            if let Some(value) = reader.string(item, &format!("{path}[{index}]")) {
+                values.push(value);
+            }
+        }
+        Some(values)
+    }
+
     /// Every entry, for mappings with free-form keys such as labels.
     pub fn drain(&mut self) -> impl Iterator<Item = (&'n Key, &'n Node)> {
         self.drained = true;
