@@ -57,6 +57,7 @@ pub fn encode(common_labels: &str, samples: &[Sample]) -> Vec<EncodedFamily> {
 
 fn write_sample(out: &mut String, common_labels: &str, sample: &Sample) {
     out.push_str(sample.desc.name);
+    out.push_str(sample.suffix);
     out.push('{');
     out.push_str(common_labels);
     for (name, value) in sample.labels.iter() {

@@ -30,6 +30,22 @@ pub fn build_collector(engine: &Engine) -> Box<dyn Collector> {
         Engine::PgBouncer(options) => Box::new(
             dbwatch_collectors::pgbouncer::PgBouncerCollector::new(options.clone()),
         ),
+        #[cfg(feature = "mysql")]
+        Engine::Mysql(options) => Box::new(dbwatch_collectors::mysql::MysqlCollector::new(
+            options.clone(),
+        )),
+        #[cfg(feature = "mongodb")]
+        Engine::Mongodb(options) => Box::new(dbwatch_collectors::mongodb::MongoCollector::new(
+            options.clone(),
+        )),
+        #[cfg(feature = "dynamodb")]
+        Engine::Dynamodb(options) => Box::new(
+            dbwatch_collectors::dynamodb::DynamoDbCollector::new(options.clone()),
+        ),
+        #[cfg(feature = "cassandra")]
+        Engine::Cassandra(options) => Box::new(
+            dbwatch_collectors::cassandra::CassandraCollector::new(options.clone()),
+        ),
     }
 }
 

@@ -4,6 +4,7 @@
 //! path. Validation ([`validate`]) is pure: it applies defaults and cross-field rules and yields the types the
 //! daemon runs on. Nothing here does network IO; password files are read when a collector connects.
 
+mod engines;
 pub mod read;
 mod targets;
 pub mod validate;

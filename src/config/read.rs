@@ -237,7 +237,11 @@ impl<'n> Fields<'n> {
         match text.trim().parse::<f64>() {
             Ok(value) if value.is_finite() && value >= 0.0 => Some(value),
             _ => {
-                reader.error(node.mark, &path, format!("expected a non-negative number, found {text:?}"));
+                reader.error(
+                    node.mark,
+                    &path,
+                    format!("expected a non-negative number, found {text:?}"),
+                );
                 None
             }
         }

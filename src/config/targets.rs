@@ -11,8 +11,15 @@ use super::read::{Fields, Reader};
 use super::yaml::{Mark, Node};
 use super::Spanned;
 
-/// The target types this build knows, for messages.
-pub const TYPES: &[&str] = &["postgres", "pgbouncer"];
+/// The target types dbwatch knows, for messages.
+pub const TYPES: &[&str] = &[
+    "postgres",
+    "pgbouncer",
+    "mysql",
+    "mongodb",
+    "cassandra",
+    "dynamodb",
+];
 
 #[derive(Debug)]
 pub enum RawEngine {
@@ -25,6 +32,14 @@ pub enum RawEngine {
     PgBouncer {
         connection: RawPgConnection,
     },
+    #[cfg(feature = "mysql")]
+    Mysql(dbwatch_collectors::mysql::MysqlOptions),
+    #[cfg(feature = "mongodb")]
+    Mongodb(dbwatch_collectors::mongodb::MongoOptions),
+    #[cfg(feature = "dynamodb")]
+    Dynamodb(dbwatch_collectors::dynamodb::DynamoDbOptions),
+    #[cfg(feature = "cassandra")]
+    Cassandra(dbwatch_collectors::cassandra::CassandraOptions),
 }
 
 impl RawEngine {
@@ -58,6 +73,29 @@ impl RawEngine {
             "pgbouncer" => {
                 let connection = RawPgConnection::read(reader, fields, target_mark, "pgbouncer")?;
                 Some(RawEngine::PgBouncer { connection })
+            }
+            #[cfg(feature = "mysql")]
+            "mysql" => {
+                super::engines::mysql::read(reader, fields, target_mark).map(RawEngine::Mysql)
+            }
+            #[cfg(feature = "mongodb")]
+            "mongodb" => {
+                super::engines::mongodb::read(reader, fields, target_mark).map(RawEngine::Mongodb)
+            }
+            #[cfg(feature = "dynamodb")]
+            "dynamodb" => {
+                super::engines::dynamodb::read(reader, fields, target_mark).map(RawEngine::Dynamodb)
+            }
+            #[cfg(feature = "cassandra")]
+            "cassandra" => super::engines::cassandra::read(reader, fields, target_mark)
+                .map(RawEngine::Cassandra),
+            other if TYPES.contains(&other) => {
+                reader.error(
+                    type_node.mark,
+                    &type_path,
+                    format!("target type {other:?} is not compiled into this build (cargo feature {other})"),
+                );
+                None
             }
             other => {
                 reader.error(
@@ -236,4 +274,55 @@ fn read_postgres_collectors(
     let lock_timeout = duration("lock_timeout");
     collectors.finish(reader);
     (views, statement_timeout, lock_timeout)
+}
+
+/// `password` or `password_file`, never both.
+pub fn read_password(
+    reader: &mut Reader<'_>,
+    fields: &mut Fields<'_>,
+    mark: Mark,
+) -> Option<dbwatch_collectors::secret::PasswordSource> {
+    use dbwatch_collectors::secret::PasswordSource;
+    let inline = fields.scalar(reader, "password").map(Secret::new);
+    let file = fields.string(reader, "password_file").map(PathBuf::from);
+    match (inline, file) {
+        (Some(_), Some(_)) => {
+            reader.error(
+                mark,
+                fields.path(),
+                "password and password_file are both set; keep one",
+            );
+            None
+        }
+        (Some(secret), None) => Some(PasswordSource::Inline(secret)),
+        (None, Some(path)) => Some(PasswordSource::File(path)),
+        (None, None) => None,
+    }
+}
+
+/// The `connection:` mapping of a target, reported when missing.
+pub fn connection_fields<'n>(
+    reader: &mut Reader<'_>,
+    fields: &mut Fields<'n>,
+    target_mark: Mark,
+    hint: &str,
+) -> Option<(Fields<'n>, Mark)> {
+    let Some((node, path)) = fields.take("connection") else {
+        reader.error(
+            target_mark,
+            &format!("{}.connection", fields.path()),
+            format!("missing key connection: {hint}"),
+        );
+        return None;
+    };
+    Some((Fields::of(reader, node, &path)?, node.mark))
+}
+
+/// The optional `collectors:` mapping of a target.
+pub fn collector_fields<'n>(
+    reader: &mut Reader<'_>,
+    fields: &mut Fields<'n>,
+) -> Option<Fields<'n>> {
+    let (node, path) = fields.take("collectors")?;
+    Fields::of(reader, node, &path)
 }

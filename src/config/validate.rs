@@ -38,6 +38,14 @@ pub struct Target {
 pub enum Engine {
     Postgres(PostgresOptions),
     PgBouncer(PgConnectionOptions),
+    #[cfg(feature = "mysql")]
+    Mysql(dbwatch_collectors::mysql::MysqlOptions),
+    #[cfg(feature = "mongodb")]
+    Mongodb(dbwatch_collectors::mongodb::MongoOptions),
+    #[cfg(feature = "dynamodb")]
+    Dynamodb(dbwatch_collectors::dynamodb::DynamoDbOptions),
+    #[cfg(feature = "cassandra")]
+    Cassandra(dbwatch_collectors::cassandra::CassandraOptions),
 }
 
 impl Engine {
@@ -46,6 +54,14 @@ impl Engine {
         match self {
             Engine::Postgres(_) => "postgres",
             Engine::PgBouncer(_) => "pgbouncer",
+            #[cfg(feature = "mysql")]
+            Engine::Mysql(_) => "mysql",
+            #[cfg(feature = "mongodb")]
+            Engine::Mongodb(_) => "mongodb",
+            #[cfg(feature = "dynamodb")]
+            Engine::Dynamodb(_) => "dynamodb",
+            #[cfg(feature = "cassandra")]
+            Engine::Cassandra(_) => "cassandra",
         }
     }
 }
@@ -207,6 +223,38 @@ fn validate_target(
         }
         RawEngine::PgBouncer { connection } => {
             Engine::PgBouncer(validate_pg_connection(errors, connection, &name, timeout)?)
+        }
+        #[cfg(feature = "mysql")]
+        RawEngine::Mysql(mut options) => {
+            options.connection.target = name.clone();
+            options.connection.connect_timeout = options.connection.connect_timeout.min(timeout);
+            // The server-side bound stays inside the poll's deadline, as for PostgreSQL.
+            options.statement_timeout = options.statement_timeout.min(timeout / 2);
+            Engine::Mysql(options)
+        }
+        #[cfg(feature = "mongodb")]
+        RawEngine::Mongodb(mut options) => {
+            options.target = name.clone();
+            options.connect_timeout = options.connect_timeout.min(timeout);
+            options.server_selection_timeout = options.server_selection_timeout.min(timeout);
+            options.command_timeout = options.command_timeout.min(timeout / 2);
+            Engine::Mongodb(options)
+        }
+        #[cfg(feature = "dynamodb")]
+        RawEngine::Dynamodb(mut options) => {
+            options.target = name.clone();
+            Engine::Dynamodb(options)
+        }
+        #[cfg(feature = "cassandra")]
+        RawEngine::Cassandra(mut options) => {
+            options.target = name.clone();
+            options.connect_timeout = options.connect_timeout.min(timeout);
+            options.request_timeout = options.request_timeout.min(timeout / 2);
+            if let Some(canary) = options.canary.as_mut() {
+                // A canary that can outlive the poll would only ever be cut by the deadline.
+                canary.timeout = canary.timeout.min(timeout * 3 / 4);
+            }
+            Engine::Cassandra(options)
         }
     };
     Some(Target {

@@ -60,9 +60,11 @@ moto_up() {
   else
     rm -f "$MOTO_PIDFILE"
     port_open 127.0.0.1 "$MOTO_PORT" && die "moto: port $MOTO_PORT is taken by another process"
-    log "moto: starting moto_server on 127.0.0.1:$MOTO_PORT"
+    log "moto: starting moto (with the CBOR front, see moto_cbor_server.py) on 127.0.0.1:$MOTO_PORT"
+    # Current AWS SDKs speak Smithy RPC v2 CBOR to CloudWatch, which moto 5.2 does not parse yet; the front
+    # translates it to the JSON protocol moto understands and leaves every other request untouched.
     AWS_ACCESS_KEY_ID=testing AWS_SECRET_ACCESS_KEY=testing AWS_DEFAULT_REGION=us-east-1 \
-      setsid nohup "$MOTO_DIR/venv/bin/moto_server" -H 127.0.0.1 -p "$MOTO_PORT" \
+      setsid nohup "$MOTO_PY" "$MOTO_SRC/moto_cbor_server.py" -H 127.0.0.1 -p "$MOTO_PORT" \
       </dev/null >>"$MOTO_LOG" 2>&1 &
     local pid=$!
     echo "$pid" >"$MOTO_PIDFILE"

@@ -1,0 +1,419 @@
+//! One persistent connection per MySQL/MariaDB target, with reconnect backoff, per-connection server facts
+//! and timeouts on both sides of every statement.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use sqlx::mysql::{MySqlConnectOptions, MySqlConnection, MySqlDatabaseError, MySqlSslMode};
+use sqlx::{ConnectOptions, Connection, SqlSafeStr};
+use tokio::time::Instant;
+
+use crate::backoff::Backoff;
+use crate::error::{CollectError, ErrorKind};
+use crate::secret::PasswordSource;
+
+use super::row::{ShapeError, TextRow};
+use super::server_version::{self, ServerVersion};
+
+/// How to reach the server.
+#[derive(Debug, Clone)]
+pub struct MysqlConnectionOptions {
+    /// The target's configured name, used in error messages and as the `replica` label of the fleet signals.
+    pub target: String,
+    pub host: String,
+    pub port: u16,
+    /// A Unix socket path; when set, `host` and `port` are not used.
+    pub socket: Option<PathBuf>,
+    pub user: String,
+    pub password: Option<PasswordSource>,
+    pub tls: MysqlTls,
+    /// Bound on the TCP connect, TLS and authentication handshake together.
+    pub connect_timeout: Duration,
+}
+
+impl Default for MysqlConnectionOptions {
+    fn default() -> Self {
+        MysqlConnectionOptions {
+            target: "mysql".into(),
+            host: "127.0.0.1".into(),
+            port: 3306,
+            socket: None,
+            user: "dbwatch".into(),
+            password: None,
+            tls: MysqlTls::default(),
+            connect_timeout: Duration::from_secs(5),
+        }
+    }
+}
+
+/// TLS to the server, as the mysql client's `--ssl-mode`, `--ssl-ca`, `--ssl-cert` and `--ssl-key`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct MysqlTls {
+    pub mode: MysqlTlsMode,
+    pub ca_file: Option<PathBuf>,
+    pub cert_file: Option<PathBuf>,
+    pub key_file: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum MysqlTlsMode {
+    Disabled,
+    #[default]
+    Preferred,
+    Required,
+    VerifyCa,
+    VerifyIdentity,
+}
+
+impl MysqlTlsMode {
+    pub const NAMES: [&'static str; 5] = [
+        "disabled",
+        "preferred",
+        "required",
+        "verify_ca",
+        "verify_identity",
+    ];
+
+    /// Parses the mysql client's spelling, in either case (`VERIFY_IDENTITY`, `verify_identity`).
+    pub fn parse(name: &str) -> Option<Self> {
+        Some(match name.to_ascii_lowercase().as_str() {
+            "disabled" => MysqlTlsMode::Disabled,
+            "preferred" => MysqlTlsMode::Preferred,
+            "required" => MysqlTlsMode::Required,
+            "verify_ca" => MysqlTlsMode::VerifyCa,
+            "verify_identity" => MysqlTlsMode::VerifyIdentity,
+            _ => return None,
+        })
+    }
+
+    fn to_sqlx(self) -> MySqlSslMode {
+        match self {
+            MysqlTlsMode::Disabled => MySqlSslMode::Disabled,
+            MysqlTlsMode::Preferred => MySqlSslMode::Preferred,
+            MysqlTlsMode::Required => MySqlSslMode::Required,
+            MysqlTlsMode::VerifyCa => MySqlSslMode::VerifyCa,
+            MysqlTlsMode::VerifyIdentity => MySqlSslMode::VerifyIdentity,
+        }
+    }
+}
+
+/// Facts learnt once per connection.
+#[derive(Debug, Clone, Copy)]
+pub struct ServerInfo {
+    pub version: ServerVersion,
+    /// Whether the session runs under a server-side statement timeout.
+    pub statement_timeout: bool,
+}
+
+/// Why one statement failed.
+#[derive(Debug, thiserror::Error)]
+pub enum QueryError {
+    #[error(transparent)]
+    Driver(#[from] sqlx::Error),
+    #[error("unexpected answer: {0}")]
+    Shape(#[from] ShapeError),
+    /// The client-side bound passed: the connection may be mid-statement and must be dropped.
+    #[error("no answer within {0:?}")]
+    ClientTimeout(Duration),
+}
+
+impl QueryError {
+    pub fn kind(&self) -> ErrorKind {
+        match self {
+            QueryError::Driver(error) => classify(error),
+            QueryError::Shape(_) => ErrorKind::Decode,
+            QueryError::ClientTimeout(_) => ErrorKind::Timeout,
+        }
+    }
+
+    /// Whether the connection cannot be used for the rest of the poll.
+    pub fn ends_connection(&self) -> bool {
+        matches!(self, QueryError::ClientTimeout(_)) || self.kind() == ErrorKind::Connect
+    }
+
+    /// This error as the failure of the whole poll, naming the view.
+    pub fn into_collect_error(self, view: &'static str) -> CollectError {
+        let reason = self.to_string();
+        match self.kind() {
+            ErrorKind::Connect => CollectError::ConnectionLost { view, reason },
+            ErrorKind::Timeout => CollectError::Timeout { view },
+            ErrorKind::Decode => CollectError::Decode { view, reason },
+            _ => CollectError::Query { view, reason },
+        }
+    }
+}
+
+/// Runs one statement over the text protocol and reads its rows as text, bounded on the client side too.
+pub async fn fetch_rows(
+    connection: &mut MySqlConnection,
+    sql: impl SqlSafeStr,
+    timeout: Duration,
+) -> Result<Vec<TextRow>, QueryError> {
+    // raw_sql sends COM_QUERY: one round trip and an answer in text, which TextRow reads whatever the column
+    // types. sqlx::query would prepare, execute and close a statement: three commands and binary values.
+    let query = sqlx::raw_sql(sql).fetch_all(connection);
+    let rows = tokio::time::timeout(timeout, query)
+        .await
+        .map_err(|_| QueryError::ClientTimeout(timeout))??;
+    Ok(rows.iter().map(TextRow::from_sqlx).collect())
+}
+
+/// Runs one statement that returns no rows, bounded on the client side too.
+pub async fn execute(
+    connection: &mut MySqlConnection,
+    sql: impl SqlSafeStr,
+    timeout: Duration,
+) -> Result<(), QueryError> {
+    let statement = sqlx::raw_sql(sql).execute(connection);
+    tokio::time::timeout(timeout, statement)
+        .await
+        .map_err(|_| QueryError::ClientTimeout(timeout))??;
+    Ok(())
+}
+
+/// The open connection with the facts about its server.
+pub struct Live<'a> {
+    pub connection: &'a mut MySqlConnection,
+    pub server: ServerInfo,
+    /// True when this poll opened the connection (so per-connection state must be re-learnt).
+    pub fresh: bool,
+}
+
+/// A lazily opened, persistent connection that is dropped on error and reopened with backoff.
+pub struct MysqlSession {
+    options: MysqlConnectionOptions,
+    statement_timeout: Duration,
+    connection: Option<(MySqlConnection, ServerInfo)>,
+    backoff: Backoff,
+}
+
+impl MysqlSession {
+    pub fn new(options: MysqlConnectionOptions, statement_timeout: Duration) -> Self {
+        MysqlSession {
+            options,
+            statement_timeout,
+            connection: None,
+            backoff: Backoff::default(),
+        }
+    }
+
+    pub fn target(&self) -> &str {
+        &self.options.target
+    }
+
+    /// The client-side bound of one statement: the server-side timeout plus a margin for the answer to
+    /// travel back, so that the server's own cut (a clean error) normally comes first.
+    pub fn client_timeout(&self) -> Duration {
+        self.statement_timeout + Duration::from_secs(1)
+    }
+
+    /// The open connection, connecting and learning the server first when there is none.
+    pub async fn connection(&mut self) -> Result<Live<'_>, CollectError> {
+        let fresh = self.connection.is_none();
+        if fresh {
+            let opened = self.open().await;
+            match &opened {
+                Ok(_) => self.backoff.record_success(),
+                Err(_) => self.backoff.record_failure(Instant::now()),
+            }
+            self.connection = Some(opened?);
+        }
+        match self.connection.as_mut() {
+            Some((connection, server)) => Ok(Live {
+                connection,
+                server: *server,
+                fresh,
+            }),
+            None => Err(CollectError::Connect {
+                target: self.options.target.clone(),
+                reason: "connection vanished".into(),
+            }),
+        }
+    }
+
+    /// Forgets the connection without a goodbye: used when a statement was cut mid-flight.
+    pub fn drop_connection(&mut self) {
+        self.connection = None;
+    }
+
+    pub async fn close(&mut self) {
+        if let Some((connection, _)) = self.connection.take() {
+            // A failed goodbye at shutdown changes nothing: the server notices the closed socket.
+            let _ = connection.close().await;
+        }
+    }
+
+    async fn open(&mut self) -> Result<(MySqlConnection, ServerInfo), CollectError> {
+        if let Some(remaining) = self.backoff.wait_remaining(Instant::now()) {
+            return Err(CollectError::BackingOff {
+                target: self.options.target.clone(),
+                failures: self.backoff.failures(),
+                remaining,
+            });
+        }
+        let connect_options = self.connect_options()?;
+        let target = self.options.target.clone();
+        let timeout = self.options.connect_timeout;
+        let mut connection = match tokio::time::timeout(timeout, connect_options.connect()).await {
+            Ok(Ok(connection)) => connection,
+            Ok(Err(error)) => return Err(connect_error(&target, &error)),
+            Err(_) => {
+                return Err(CollectError::Connect {
+                    target,
+                    reason: format!("no answer within {}ms", timeout.as_millis()),
+                })
+            }
+        };
+        let client_timeout = self.client_timeout();
+        let version = fetch_rows(&mut connection, server_version::QUERY, client_timeout)
+            .await
+            .and_then(|rows| {
+                let row = rows
+                    .first()
+                    .ok_or_else(|| ShapeError::Other("no row for @@version".into()))?;
+                Ok(ServerVersion::from_row(row)?)
+            })
+            .map_err(|error| CollectError::Connect {
+                target: target.clone(),
+                reason: format!("cannot read the server version: {error}"),
+            })?;
+        let settings = version.session_settings(self.statement_timeout);
+        let statement_timeout = match execute(
+            &mut connection,
+            sqlx::AssertSqlSafe(settings),
+            client_timeout,
+        )
+        .await
+        {
+            Ok(()) => version.has_statement_timeout(),
+            Err(error) if error.ends_connection() => {
+                return Err(CollectError::Connect {
+                    target,
+                    reason: format!("cannot apply the session settings: {error}"),
+                })
+            }
+            Err(error) => {
+                // The polls can still run, only without the server-side bound; the capability gauge says so.
+                tracing::warn!(target = %target, error = %error, "session settings rejected");
+                false
+            }
+        };
+        Ok((
+            connection,
+            ServerInfo {
+                version,
+                statement_timeout,
+            },
+        ))
+    }
+
+    fn connect_options(&self) -> Result<MySqlConnectOptions, CollectError> {
+        let options = &self.options;
+        let mut connect = MySqlConnectOptions::new()
+            .username(&options.user)
+            .ssl_mode(options.tls.mode.to_sqlx())
+            // sqlx would send its own SET (sql_mode, time_zone, NAMES) after the handshake; dbwatch sends one
+            // SET of its own instead, and the handshake already chose utf8mb4.
+            .set_names(false)
+            .timezone(None)
+            .pipes_as_concat(false)
+            .no_engine_substitution(false)
+            .statement_cache_capacity(0)
+            .disable_statement_logging();
+        connect = match &options.socket {
+            Some(socket) => connect.socket(socket),
+            None => connect.host(&options.host).port(options.port),
+        };
+        if let Some(source) = &options.password {
+            let password = source.read().map_err(|error| CollectError::Auth {
+                target: options.target.clone(),
+                reason: format!("cannot read the password: {error}"),
+            })?;
+            connect = connect.password(password.expose());
+        }
+        if let Some(ca) = &options.tls.ca_file {
+            connect = connect.ssl_ca(ca);
+        }
+        if let Some(cert) = &options.tls.cert_file {
+            connect = connect.ssl_client_cert(cert);
+        }
+        if let Some(key) = &options.tls.key_file {
+            connect = connect.ssl_client_key(key);
+        }
+        Ok(connect)
+    }
+}
+
+fn connect_error(target: &str, error: &sqlx::Error) -> CollectError {
+    let target = target.to_owned();
+    let reason = error.to_string();
+    match classify(error) {
+        ErrorKind::Auth => CollectError::Auth { target, reason },
+        _ => CollectError::Connect { target, reason },
+    }
+}
+
+/// The bounded class of a driver error, from the server's error number.
+/// Numbers per the MySQL and MariaDB error references.
+pub fn classify(error: &sqlx::Error) -> ErrorKind {
+    match error {
+        sqlx::Error::Database(database_error) => {
+            let Some(mysql_error) = database_error.try_downcast_ref::<MySqlDatabaseError>() else {
+                return ErrorKind::Query;
+            };
+            classify_number(mysql_error.number())
+        }
+        sqlx::Error::ColumnDecode { .. }
+        | sqlx::Error::ColumnNotFound(_)
+        | sqlx::Error::Decode(_)
+        | sqlx::Error::TypeNotFound { .. }
+        | sqlx::Error::ColumnIndexOutOfBounds { .. }
+        | sqlx::Error::RowNotFound => ErrorKind::Decode,
+        _ => ErrorKind::Connect,
+    }
+}
+
+fn classify_number(number: u16) -> ErrorKind {
+    match number {
+        // 1044 db access denied, 1045 access denied, 1142 table/command denied, 1143 column denied,
+        // 1227 missing a privilege such as PROCESS or REPLICATION CLIENT, 1698 access denied (unix_socket).
+        1044 | 1045 | 1142 | 1143 | 1227 | 1698 => ErrorKind::Auth,
+        // 1969 MariaDB max_statement_time, 3024 MySQL max_execution_time, 1205 lock wait timeout,
+        // 1317 query interrupted.
+        1969 | 3024 | 1205 | 1317 => ErrorKind::Timeout,
+        // 1064 syntax (a statement the server does not know), 1146 no such table, 1054 unknown column,
+        // 1193 unknown system variable, 1235 not supported by this version.
+        1064 | 1146 | 1054 | 1193 | 1235 => ErrorKind::Unsupported,
+        // 1053 server shutdown, 1927 MariaDB connection killed, 4031 MySQL idle disconnect.
+        1053 | 1927 | 4031 => ErrorKind::Connect,
+        _ => ErrorKind::Query,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn error_numbers_map_to_bounded_kinds() {
+        assert_eq!(classify_number(1045), ErrorKind::Auth);
+        assert_eq!(classify_number(1227), ErrorKind::Auth);
+        assert_eq!(classify_number(1969), ErrorKind::Timeout);
+        assert_eq!(classify_number(3024), ErrorKind::Timeout);
+        assert_eq!(classify_number(1146), ErrorKind::Unsupported);
+        assert_eq!(classify_number(1927), ErrorKind::Connect);
+        assert_eq!(classify_number(1062), ErrorKind::Query);
+    }
+
+    #[test]
+    fn tls_modes_parse_in_the_clients_spelling() {
+        assert_eq!(
+            MysqlTlsMode::parse("VERIFY_IDENTITY"),
+            Some(MysqlTlsMode::VerifyIdentity)
+        );
+        for name in MysqlTlsMode::NAMES {
+            assert!(MysqlTlsMode::parse(name).is_some(), "{name}");
+        }
+        assert_eq!(MysqlTlsMode::parse("prefer"), None);
+    }
+}
