@@ -164,7 +164,7 @@ targets:
             (
                 7,
                 "targets[1].type".into(),
-                "unknown target type \"mongo\", expected one of: postgres, pgbouncer".into()
+                "unknown target type \"mongo\", expected one of: postgres, pgbouncer, mysql, mongodb, cassandra, dynamodb".into()
             ),
         ]
     );

@@ -282,7 +282,7 @@ fn writes_raise_write_latency_counts() {
         let p99 = value(
             &after.samples,
             "cassandra_table_latency_seconds",
-            &[("node", NODE1), ("keyspace", "ecommerce_logs"), ("table", "user_events"), ("scope", "local"), ("operation", "write"), ("quantile", "0.99")],
+            &[("node", NODE1), ("keyspace", "ecommerce_logs"), ("table", "user_events"), ("scope", "local"), ("operation", "write"), ("percentile", "p99")],
         );
         assert!(p99.is_some_and(|p99| p99 > 0.0), "local write p99 is measured: {p99:?}");
         collector.close().await;

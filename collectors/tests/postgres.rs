@@ -268,34 +268,57 @@ async fn extra_idle_connections_move_utilization_by_n_over_max() {
 #[tokio::test]
 async fn a_slow_query_raises_the_average_latency() {
     let _serial = SERIAL.lock().await;
-    let mut primary = collector("DBWATCH_PG_PRIMARY_URL", "pg-primary");
-    let mut shop = admin("DBWATCH_PG_ADMIN_URL").await;
-    poll(&mut primary).await;
-    shop.execute("SELECT pg_sleep(0.4)")
+    let mut admin_connection = admin("DBWATCH_PG_ADMIN_URL").await;
+    // A database of its own, so that its per-database mean holds nothing but this test's statements.
+    admin_connection
+        .execute("DROP DATABASE IF EXISTS dbwatch_latency_test")
         .await
-        .expect("pg_sleep");
+        .expect("drop test database");
+    admin_connection
+        .execute("CREATE DATABASE dbwatch_latency_test")
+        .await
+        .expect("create test database");
+    let mut url = fleet_url("DBWATCH_PG_ADMIN_URL");
+    url.raw = url.raw.replace("/shop", "/dbwatch_latency_test");
+    let mut sleeper = PgConnection::connect(&url.raw)
+        .await
+        .expect("connect to the test database");
+    let labels = [("database", "dbwatch_latency_test")];
+    // One fast statement first, so that the database has totals at the first poll to take a delta from.
+    sleeper.execute("SELECT 1").await.expect("first statement");
+
+    let mut primary = collector("DBWATCH_PG_PRIMARY_URL", "pg-primary");
+    let before = poll(&mut primary).await;
+    sleeper.execute("SELECT pg_sleep(0.4)").await.expect("pg_sleep");
     let after = poll(&mut primary).await;
-    let latency = must(&after, "db_query_latency_avg_seconds", &[]);
-    // Between the two polls the only statements outside dbwatch's role are this connection's: the sleep, and
-    // at most a couple of fast ones, so the mean is well above 0.1 s.
-    assert!(latency > 0.1, "average latency {latency}");
-    let shop_latency = must(
-        &after,
-        "pg_statements_latency_avg_seconds",
-        &[("database", "shop")],
-    );
-    assert!(shop_latency > 0.1, "shop latency {shop_latency}");
-    // An interval in which nothing completed has no mean.
-    let idle = poll(&mut primary).await;
-    let idle_shop = value(
-        &idle,
-        "pg_statements_latency_avg_seconds",
-        &[("database", "shop")],
-    );
+
+    let latency = must(&after, "pg_statements_latency_avg_seconds", &labels);
+    assert!(latency > 0.3, "mean latency of the test database {latency}");
+    // The fleet mean covers every database; whatever else ran meanwhile, the sleep alone puts a floor under it:
+    // at least 0.4 s of execution time spread over the calls of the interval.
+    let calls = |collected: &Collected| -> f64 {
+        collected
+            .samples
+            .iter()
+            .filter(|sample| sample.name() == "pg_statements_calls_total")
+            .map(|sample| sample.value)
+            .sum()
+    };
+    let interval_calls = calls(&after) - calls(&before);
+    let fleet = must(&after, "db_query_latency_avg_seconds", &[]);
     assert!(
-        idle_shop.is_some_and(f64::is_nan),
-        "idle interval latency {idle_shop:?}"
+        fleet >= 0.4 / interval_calls * 0.99,
+        "fleet mean {fleet} below 0.4 s over {interval_calls} calls"
     );
+    // An interval in which nothing completed in the database has no mean.
+    let idle = poll(&mut primary).await;
+    let idle_latency = value(&idle, "pg_statements_latency_avg_seconds", &labels);
+    assert!(idle_latency.is_some_and(f64::is_nan), "idle interval latency {idle_latency:?}");
+    drop(sleeper);
+    admin_connection
+        .execute("DROP DATABASE dbwatch_latency_test WITH (FORCE)")
+        .await
+        .expect("drop test database");
 }
 
 #[tokio::test]

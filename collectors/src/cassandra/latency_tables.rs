@@ -12,7 +12,7 @@
 //!   the per-table medians weighted by how many operations each table completed since the previous poll. It
 //!   is the best interval statistic CQL offers: an interval with no operations yields NaN, a busy table
 //!   dominates an idle one, but it is a typical latency rather than the arithmetic mean (it ignores the tail,
-//!   which `cassandra_table_latency_seconds{quantile="0.99"}` shows). The fleet signal uses the coordinator
+//!   which `cassandra_table_latency_seconds{percentile="p99"}` shows). The fleet signal uses the coordinator
 //!   tables, which is what clients wait for.
 //!
 //! System keyspaces and the canary table never enter the per-node sums or the fleet average: dbwatch's own
@@ -51,9 +51,9 @@ pub static TABLE_REQUESTS: MetricDesc = MetricDesc {
 };
 pub static TABLE_LATENCY: MetricDesc = MetricDesc {
     name: "cassandra_table_latency_seconds",
-    help: "Latency percentile of the table's operations from the node's decaying reservoir; quantile 1 is the max",
+    help: "Latency percentile (p50, p99, max) of the table's operations from the node's decaying reservoir",
     kind: MetricKind::Gauge,
-    labels: &["node", "dc", "rack", "keyspace", "table", "scope", "operation", "quantile"],
+    labels: &["node", "dc", "rack", "keyspace", "table", "scope", "operation", "percentile"],
 };
 pub static NODE_REQUESTS: MetricDesc = MetricDesc {
     name: "cassandra_node_requests_total",
@@ -294,13 +294,14 @@ impl LatencyState {
                 [node, dc, rack, keyspace, name, scope, operation],
                 reading.count,
             ));
-            for (quantile, value) in [
-                ("0.5", reading.p50_seconds),
-                ("0.99", reading.p99_seconds),
-                ("1", reading.max_seconds),
+            // Prometheus reserves `quantile` for summaries; these are a server's own percentiles as gauges.
+            for (percentile, value) in [
+                ("p50", reading.p50_seconds),
+                ("p99", reading.p99_seconds),
+                ("max", reading.max_seconds),
             ] {
                 out.push(TABLE_LATENCY.sample_with(
-                    [node, dc, rack, keyspace, name, scope, operation, quantile],
+                    [node, dc, rack, keyspace, name, scope, operation, percentile],
                     value,
                 ));
             }
