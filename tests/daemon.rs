@@ -403,7 +403,10 @@ targets:
     ] {
         let label = format!("db=\"{db}\"");
         let has_own_series = metrics.keys().any(|series| {
-            series.contains(&format!("target=\"{target}\"")) && series.contains(&label) && !series.starts_with("db_") && !series.starts_with("dbwatch_")
+            series.contains(&format!("target=\"{target}\""))
+                && series.contains(&label)
+                && !series.starts_with("db_")
+                && !series.starts_with("dbwatch_")
         });
         assert!(has_own_series, "{target} exported no {db} series");
     }

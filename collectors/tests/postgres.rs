@@ -289,7 +289,10 @@ async fn a_slow_query_raises_the_average_latency() {
 
     let mut primary = collector("DBWATCH_PG_PRIMARY_URL", "pg-primary");
     let before = poll(&mut primary).await;
-    sleeper.execute("SELECT pg_sleep(0.4)").await.expect("pg_sleep");
+    sleeper
+        .execute("SELECT pg_sleep(0.4)")
+        .await
+        .expect("pg_sleep");
     let after = poll(&mut primary).await;
 
     let latency = must(&after, "pg_statements_latency_avg_seconds", &labels);
@@ -313,7 +316,10 @@ async fn a_slow_query_raises_the_average_latency() {
     // An interval in which nothing completed in the database has no mean.
     let idle = poll(&mut primary).await;
     let idle_latency = value(&idle, "pg_statements_latency_avg_seconds", &labels);
-    assert!(idle_latency.is_some_and(f64::is_nan), "idle interval latency {idle_latency:?}");
+    assert!(
+        idle_latency.is_some_and(f64::is_nan),
+        "idle interval latency {idle_latency:?}"
+    );
     drop(sleeper);
     admin_connection
         .execute("DROP DATABASE dbwatch_latency_test WITH (FORCE)")
