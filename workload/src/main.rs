@@ -140,16 +140,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 }
             });
         }
-        tracing::info!(
-            "dbwatch-workload {}: engine {}, {} orders/s, {}",
-            env!("CARGO_PKG_VERSION"),
-            cli.engine.name(),
-            cli.rate,
-            match cli.duration {
-                Some(duration) => format!("for {}", humantime::format_duration(duration)),
-                None => "until SIGINT/SIGTERM".to_owned(),
-            }
-        );
+        banner(&cli);
         match cli.engine {
             Engine::Postgres => {
                 let workload = Arc::new(postgres::Postgres::new(&cli.postgres, cli.timeout)?);
@@ -165,6 +156,19 @@ fn run(cli: Cli) -> anyhow::Result<()> {
     // Do not wait for blocking tasks (DNS lookups) of connections that never came up.
     runtime.shutdown_timeout(Duration::from_secs(1));
     Ok(())
+}
+
+fn banner(cli: &Cli) {
+    tracing::info!(
+        "dbwatch-workload {}: engine {}, {} orders/s, {}",
+        env!("CARGO_PKG_VERSION"),
+        cli.engine.name(),
+        cli.rate,
+        match cli.duration {
+            Some(duration) => format!("for {}", humantime::format_duration(duration)),
+            None => "until SIGINT/SIGTERM".to_owned(),
+        }
+    );
 }
 
 /// Waits for SIGINT or SIGTERM; returns its name.

@@ -17,6 +17,7 @@ use anyhow::Context;
 use clap::Args;
 use rand::RngExt;
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
+use sqlx::{ConnectOptions, Connection};
 
 use crate::driver::Workload;
 
@@ -168,23 +169,32 @@ impl Postgres {
         })
     }
 
-    /// One round trip to both servers, to say early (without stopping) that something is wrong.
+    /// Checks both servers and the schema once, on a connection of its own (a pool would only say "timed
+    /// out"), to say early what is wrong. Never fatal: the run starts anyway and counts the errors.
     pub async fn probe(&self) {
-        for (name, pool) in [("orders", &self.orders), ("analytics", &self.reads)] {
-            let check = sqlx::raw_sql(
-                "SELECT 1 FROM analytics.fact_sales, analytics.dim_customers LIMIT 0",
-            )
-            .execute(pool);
-            match tokio::time::timeout(Duration::from_secs(5), check).await {
-                Ok(Ok(_)) => {}
-                Ok(Err(error)) => tracing::warn!(
-                    "postgres: {name} connection not usable yet (carrying on, errors are counted): {error}"
-                ),
-                Err(_) => tracing::warn!(
-                    "postgres: {name} connection did not answer within 5s (carrying on, errors are counted)"
-                ),
-            }
-        }
+        tokio::join!(
+            probe_one("orders", &self.orders),
+            probe_one("analytics", &self.reads)
+        );
+    }
+}
+
+async fn probe_one(name: &str, pool: &PgPool) {
+    let check = async {
+        let mut connection = pool.connect_options().connect().await?;
+        sqlx::raw_sql("SELECT 1 FROM analytics.fact_sales, analytics.dim_customers LIMIT 0")
+            .execute(&mut connection)
+            .await?;
+        connection.close().await
+    };
+    match tokio::time::timeout(Duration::from_secs(5), check).await {
+        Ok(Ok(())) => {}
+        Ok(Err(error)) => tracing::warn!(
+            "postgres: {name} connection not usable (carrying on, errors are counted): {error}"
+        ),
+        Err(_) => tracing::warn!(
+            "postgres: {name} connection did not answer within 5s (carrying on, errors are counted)"
+        ),
     }
 }
 
