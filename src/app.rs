@@ -1,15 +1,18 @@
 //! Wiring: build every piece from the validated config, spawn the tasks, wait for shutdown.
 
 use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
 use prometheus::Registry;
+use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use crate::config::Config;
+use crate::config::{self, Config};
 use crate::http::{self, HttpState};
+use crate::rules::{self, EngineOptions, RuleMetrics, RuleSet, RulesEngine};
 use crate::scheduler::{self, TargetTask};
 use crate::self_metrics::SelfMetrics;
 use crate::store::SnapshotStore;
@@ -28,16 +31,75 @@ pub enum AppError {
     Metrics(#[from] prometheus::Error),
     #[error("the HTTP server failed: {0}")]
     Serve(std::io::Error),
+    #[error("cannot create the storage folder {path}: {source}")]
+    Storage {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+}
+
+/// Room for state changes between the rules engine and their consumer; a full channel only costs a log line
+/// and a counter, since consumers reconcile from the engine's full view.
+const TRANSITION_BUFFER: usize = 1024;
+
+#[derive(Debug, thiserror::Error)]
+pub enum LoadError {
+    #[error(transparent)]
+    Config(#[from] config::LoadError),
+    #[error("{file}: rule_files: {message}")]
+    RulePattern { file: PathBuf, message: String },
+    #[error(transparent)]
+    Rules(#[from] rules::RuleErrors),
+}
+
+/// Everything the daemon runs on, read and checked before anything starts.
+#[derive(Debug)]
+pub struct Loaded {
+    pub config: Config,
+    pub rule_files: Vec<PathBuf>,
+    pub rules: RuleSet,
+}
+
+/// Reads the configuration file and the rule files it names. `check-config` and the daemon share it, so a
+/// file that passes the check is a file the daemon starts with.
+pub fn load(path: &Path) -> Result<Loaded, LoadError> {
+    let config = config::load_file(path)?;
+    let rule_files = rules::resolve_rule_files(&config.rules.patterns, &config.rules.base_dir)
+        .map_err(|message| LoadError::RulePattern {
+            file: path.to_owned(),
+            message,
+        })?;
+    let rules = if rule_files.is_empty() {
+        RuleSet::default()
+    } else {
+        rules::load_rule_files(&rule_files)?
+    };
+    Ok(Loaded {
+        config,
+        rule_files,
+        rules,
+    })
+}
+
+/// Process-level settings that come from flags rather than the configuration file.
+#[derive(Debug, Clone)]
+pub struct RunOptions {
+    pub listen: SocketAddr,
+    /// Where alert state is kept across restarts; `None` keeps it in memory only.
+    pub storage_path: Option<PathBuf>,
 }
 
 /// Runs the daemon until `shutdown` is cancelled.
 pub async fn run(
-    config: Config,
-    listen: SocketAddr,
+    loaded: Loaded,
+    options: RunOptions,
     shutdown: CancellationToken,
 ) -> Result<(), AppError> {
+    let Loaded { config, rules, .. } = loaded;
+    let listen = options.listen;
     let registry = Registry::new();
     let metrics = SelfMetrics::register(&registry)?;
+    let rule_metrics = RuleMetrics::register(&registry)?;
     let store = Arc::new(SnapshotStore::new(config.targets.len()));
     let tracker = TaskTracker::new();
 
@@ -46,6 +108,40 @@ pub async fn run(
         let task = TargetTask::new(target, collector, Arc::clone(&store), metrics.clone());
         tracker.spawn(task.run(shutdown.clone()));
     }
+
+    if let Some(dir) = &options.storage_path {
+        if let Err(source) = std::fs::create_dir_all(dir) {
+            return Err(AppError::Storage {
+                path: dir.clone(),
+                source,
+            });
+        }
+    }
+    let (transitions, mut transition_rx) = mpsc::channel(TRANSITION_BUFFER);
+    let engine = RulesEngine::new(
+        Arc::clone(&store),
+        rules,
+        EngineOptions {
+            state_dir: options.storage_path.clone(),
+            evaluation_interval: config.rules.evaluation_interval,
+            external_labels: config.rules.external_labels.clone(),
+            external_url: format!("http://{listen}"),
+        },
+        transitions,
+        rule_metrics,
+    );
+    let alerts = engine.alerts();
+    tracker.spawn(engine.run(shutdown.clone()));
+    // Until a notifier is configured, transitions are only logged (by the engine); keep the channel drained.
+    let drain_shutdown = shutdown.clone();
+    tracker.spawn(async move {
+        loop {
+            tokio::select! {
+                received = transition_rx.recv() => if received.is_none() { break },
+                _ = drain_shutdown.cancelled() => break,
+            }
+        }
+    });
     tracker.close();
 
     let listener = tokio::net::TcpListener::bind(listen)
@@ -59,6 +155,7 @@ pub async fn run(
     let router = http::router(HttpState {
         store: Arc::clone(&store),
         registry,
+        alerts,
     });
     let server_shutdown = shutdown.clone();
     let served = axum::serve(listener, router)

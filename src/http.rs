@@ -10,6 +10,7 @@ use axum::Router;
 use prometheus::{Encoder, Registry, TextEncoder};
 
 use crate::exposition;
+use crate::rules::AlertsHandle;
 use crate::store::SnapshotStore;
 
 const TEXT_FORMAT: &str = "text/plain; version=0.0.4; charset=utf-8";
@@ -18,6 +19,8 @@ const TEXT_FORMAT: &str = "text/plain; version=0.0.4; charset=utf-8";
 pub struct HttpState {
     pub store: Arc<SnapshotStore>,
     pub registry: Registry,
+    /// `ALERTS` and `ALERTS_FOR_STATE`, rendered by the rules engine after each evaluation.
+    pub alerts: AlertsHandle,
 }
 
 pub fn router(state: HttpState) -> Router {
@@ -33,6 +36,7 @@ pub fn router(state: HttpState) -> Router {
 pub fn render_metrics(
     store: &SnapshotStore,
     registry: &Registry,
+    alerts: &AlertsHandle,
 ) -> Result<String, prometheus::Error> {
     let snapshots = store.snapshots();
     let mut out = String::with_capacity(64 * 1024);
@@ -42,6 +46,7 @@ pub fn render_metrics(
             .map(|snapshot| snapshot.families.as_slice()),
         &mut out,
     );
+    alerts.render(&mut out);
     let mut own = Vec::new();
     TextEncoder::new().encode(&registry.gather(), &mut own)?;
     out.push_str(&String::from_utf8_lossy(&own));
@@ -49,7 +54,7 @@ pub fn render_metrics(
 }
 
 async fn metrics(State(state): State<HttpState>) -> Response {
-    match render_metrics(&state.store, &state.registry) {
+    match render_metrics(&state.store, &state.registry, &state.alerts) {
         Ok(body) => ([(header::CONTENT_TYPE, TEXT_FORMAT)], body).into_response(),
         Err(error) => {
             tracing::error!(error = %error, "cannot encode the daemon's own metrics");

@@ -31,6 +31,10 @@ struct Cli {
     )]
     listen_address: SocketAddr,
 
+    /// Folder for state kept across restarts (alert state; the notification outbox).
+    #[arg(long = "storage.path", value_name = "DIR", default_value = "data")]
+    storage_path: PathBuf,
+
     /// Log filter, as RUST_LOG (e.g. info, dbwatch=debug).
     #[arg(long = "log.level", value_name = "FILTER", default_value = "info")]
     log_level: String,
@@ -41,10 +45,38 @@ struct Cli {
 
 #[derive(Subcommand, Debug)]
 enum Command {
-    /// Validates a configuration file and exits non-zero if it has problems.
+    /// Validates a configuration file and the rule files it names; exits non-zero if they have problems.
     CheckConfig {
         /// The file to check (defaults to --config.file).
         file: Option<PathBuf>,
+    },
+    /// Alerting rules: check, unit-test (promtool's format) and export.
+    #[command(subcommand)]
+    Rules(RulesCommand),
+}
+
+#[derive(Subcommand, Debug)]
+enum RulesCommand {
+    /// Checks rule files as `promtool check rules` does, plus dbwatch's supported PromQL subset.
+    Check {
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+    },
+    /// Runs rule unit-test files in `promtool test rules` format.
+    Test {
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+    },
+    /// Writes rules as one Prometheus rule file (default: the shipped rules built into the binary).
+    Export {
+        /// Rule files to export instead of the shipped ones.
+        files: Vec<PathBuf>,
+        /// Write a Prometheus Operator PrometheusRule object with this name.
+        #[arg(long, value_name = "NAME")]
+        prometheus_rule: Option<String>,
+        /// The PrometheusRule's namespace.
+        #[arg(long, value_name = "NAMESPACE", requires = "prometheus_rule")]
+        namespace: Option<String>,
     },
 }
 
@@ -53,7 +85,8 @@ fn main() -> ExitCode {
     init_logging(&cli.log_level);
     match cli.command {
         Some(Command::CheckConfig { file }) => check_config(&file.unwrap_or(cli.config_file)),
-        None => match run(&cli.config_file, cli.listen_address) {
+        Some(Command::Rules(command)) => rules_command(command),
+        None => match run(&cli.config_file, cli.listen_address, cli.storage_path) {
             Ok(()) => ExitCode::SUCCESS,
             Err(error) => {
                 eprintln!("dbwatch: {error:#}");
@@ -64,13 +97,17 @@ fn main() -> ExitCode {
 }
 
 fn check_config(file: &std::path::Path) -> ExitCode {
-    match dbwatch::config::load_file(file) {
-        Ok(config) => {
+    match dbwatch::app::load(file) {
+        Ok(loaded) => {
             println!(
-                "{}: ok, {} target{}",
+                "{}: ok, {} target{}, {} rule{} in {} rule file{}",
                 file.display(),
-                config.targets.len(),
-                if config.targets.len() == 1 { "" } else { "s" }
+                loaded.config.targets.len(),
+                plural(loaded.config.targets.len()),
+                loaded.rules.rule_count(),
+                plural(loaded.rules.rule_count()),
+                loaded.rule_files.len(),
+                plural(loaded.rule_files.len()),
             );
             ExitCode::SUCCESS
         }
@@ -81,8 +118,92 @@ fn check_config(file: &std::path::Path) -> ExitCode {
     }
 }
 
-fn run(config_file: &std::path::Path, listen: SocketAddr) -> anyhow::Result<()> {
-    let config = dbwatch::config::load_file(config_file)?;
+fn plural(count: usize) -> &'static str {
+    if count == 1 {
+        ""
+    } else {
+        "s"
+    }
+}
+
+fn rules_command(command: RulesCommand) -> ExitCode {
+    use dbwatch::rules;
+    match command {
+        RulesCommand::Check { files } => match rules::load_rule_files(&files) {
+            Ok(set) => {
+                println!(
+                    "SUCCESS: {} rule{} found in {} file{}",
+                    set.rule_count(),
+                    plural(set.rule_count()),
+                    files.len(),
+                    plural(files.len())
+                );
+                ExitCode::SUCCESS
+            }
+            Err(errors) => {
+                eprintln!("{errors}");
+                ExitCode::FAILURE
+            }
+        },
+        RulesCommand::Test { files } => match rules::run_tests(&files) {
+            Ok(report) => {
+                print!("{report}");
+                if report.passed() {
+                    ExitCode::SUCCESS
+                } else {
+                    ExitCode::FAILURE
+                }
+            }
+            Err(error) => {
+                eprintln!("dbwatch: {error}");
+                ExitCode::FAILURE
+            }
+        },
+        RulesCommand::Export {
+            files,
+            prometheus_rule,
+            namespace,
+        } => {
+            let set = if files.is_empty() {
+                rules::load_builtin()
+            } else {
+                rules::load_rule_files(&files)
+            };
+            let set = match set {
+                Ok(set) => set,
+                Err(errors) => {
+                    eprintln!("{errors}");
+                    return ExitCode::FAILURE;
+                }
+            };
+            let format = match prometheus_rule {
+                Some(name) => rules::ExportFormat::PrometheusOperator { name, namespace },
+                None => rules::ExportFormat::Prometheus,
+            };
+            match rules::export(&set, &format) {
+                Ok(text) => {
+                    print!("{text}");
+                    ExitCode::SUCCESS
+                }
+                Err(error) => {
+                    eprintln!("dbwatch: {error}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
+    }
+}
+
+fn run(
+    config_file: &std::path::Path,
+    listen: SocketAddr,
+    storage_path: PathBuf,
+) -> anyhow::Result<()> {
+    let loaded = dbwatch::app::load(config_file)?;
+    let options = dbwatch::app::RunOptions {
+        listen,
+        storage_path: Some(storage_path),
+    };
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -95,7 +216,7 @@ fn run(config_file: &std::path::Path, listen: SocketAddr) -> anyhow::Result<()> 
             tracing::info!("shutting down");
             signal_token.cancel();
         });
-        dbwatch::app::run(config, listen, shutdown).await
+        dbwatch::app::run(loaded, options, shutdown).await
     })?;
     Ok(())
 }

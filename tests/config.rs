@@ -112,7 +112,7 @@ targets:
     assert_eq!(
         summary(&errors),
         vec![
-            (3, "global.scrape_timeout".into(), "unknown key \"scrape_timeout\", expected one of: interval, timeout".into()),
+            (3, "global.scrape_timeout".into(), "unknown key \"scrape_timeout\", expected one of: evaluation_interval, external_labels, interval, timeout".into()),
             (7, "targets[0].timeout".into(), "invalid duration \"soon\": expected number at 0 (write it like 15s, 500ms or 1m30s)".into()),
             (10, "targets[0].connection.port".into(), "expected a port number (1-65535), found \"seventy\"".into()),
             (12, "targets[0].connection.password".into(), "environment variable MISSING_PASSWORD is not set".into()),
@@ -218,4 +218,50 @@ fn invalid_yaml_reports_the_position() {
         errors.errors
     );
     assert!(errors.errors[0].line >= 2);
+}
+
+#[test]
+fn rule_settings_are_read_and_checked() {
+    let text = "\
+global:
+  evaluation_interval: 30s
+  external_labels: {region: eu-west-1}
+rule_files: [alerts/*.yml, /etc/dbwatch/rules.yml]
+targets:
+  - name: a
+    type: postgres
+    connection: {host: h, user: u}
+";
+    let config = load_str(Path::new("/etc/dbwatch/dbwatch.yml"), text, &env).expect("valid config");
+    assert_eq!(
+        config.rules.patterns,
+        ["alerts/*.yml", "/etc/dbwatch/rules.yml"]
+    );
+    assert_eq!(config.rules.base_dir, Path::new("/etc/dbwatch"));
+    assert_eq!(config.rules.evaluation_interval, Duration::from_secs(30));
+    assert_eq!(config.rules.external_labels["region"], "eu-west-1");
+
+    let errors = errors_of(
+        "\
+global:
+  evaluation_interval: 100ms
+  external_labels: {0bad: x}
+rule_files: ['alerts/[*.yml', 7, {a: b}]
+targets: []
+",
+    );
+    let found = summary(&errors);
+    let has = |line: usize, path: &str, fragment: &str| {
+        found
+            .iter()
+            .any(|(l, p, m)| *l == line && p == path && m.contains(fragment))
+    };
+    assert!(
+        has(2, "global.evaluation_interval", "below the minimum of 1s"),
+        "{found:?}"
+    );
+    assert!(has(3, "global.external_labels.0bad", ""), "{found:?}");
+    assert!(has(4, "rule_files[0]", "invalid glob pattern"), "{found:?}");
+    assert!(has(4, "rule_files[2]", ""), "{found:?}");
+    assert_eq!(found.len(), 4, "{found:?}");
 }

@@ -4,6 +4,7 @@
 //! Needs `deploy/local/fleet up postgres` and promtool (Debian's prometheus package); fails without them.
 
 use std::collections::HashMap;
+use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
@@ -29,7 +30,7 @@ fn host_port(url: &str) -> (String, String) {
 struct Daemon {
     child: Child,
     base: String,
-    _dir: tempfile::TempDir,
+    _dir: Option<tempfile::TempDir>,
 }
 
 impl Drop for Daemon {
@@ -46,7 +47,14 @@ fn free_port() -> u16 {
 
 fn start_daemon(config: &str) -> Daemon {
     let dir = tempfile::tempdir().expect("temp dir");
-    let path = dir.path().join("dbwatch.yml");
+    let mut daemon = start_daemon_in(dir.path(), config);
+    daemon._dir = Some(dir);
+    daemon
+}
+
+/// Starts dbwatch with its configuration and storage folder in `dir`, which outlives the process.
+fn start_daemon_in(dir: &Path, config: &str) -> Daemon {
+    let path = dir.join("dbwatch.yml");
     std::fs::write(&path, config).expect("write config");
     let port = free_port();
     let child = Command::new(env!("CARGO_BIN_EXE_dbwatch"))
@@ -54,6 +62,8 @@ fn start_daemon(config: &str) -> Daemon {
         .arg(&path)
         .arg("--web.listen-address")
         .arg(format!("127.0.0.1:{port}"))
+        .arg("--storage.path")
+        .arg(dir.join("data"))
         .env("DBWATCH_TEST_PASSWORD", "dbwatch")
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
@@ -62,7 +72,7 @@ fn start_daemon(config: &str) -> Daemon {
     Daemon {
         child,
         base: format!("http://127.0.0.1:{port}"),
-        _dir: dir,
+        _dir: None,
     }
 }
 
@@ -230,24 +240,7 @@ targets:
     promtool_check(&body);
 
     // SIGTERM: a clean exit, well within the shutdown deadline.
-    let pid = daemon.child.id().to_string();
-    let killed = Command::new("kill")
-        .args(["-TERM", &pid])
-        .status()
-        .expect("run kill");
-    assert!(killed.success());
-    let stopped_by = Instant::now() + Duration::from_secs(10);
-    let status = loop {
-        if let Some(status) = daemon.child.try_wait().expect("wait for dbwatch") {
-            break status;
-        }
-        assert!(
-            Instant::now() < stopped_by,
-            "dbwatch did not stop within 10 s of SIGTERM"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    };
-    assert!(status.success(), "dbwatch exited with {status}");
+    stop(&mut daemon).await;
     hold.abort();
 }
 
@@ -411,4 +404,150 @@ targets:
         assert!(has_own_series, "{target} exported no {db} series");
     }
     promtool_check(&body);
+}
+
+/// The value of the one series of `name` whose labels include every `labels` pair, as written.
+fn find_series(metrics: &HashMap<String, f64>, name: &str, labels: &[&str]) -> Option<f64> {
+    let prefix = format!("{name}{{");
+    metrics
+        .iter()
+        .find(|(series, _)| {
+            series.starts_with(&prefix) && labels.iter().all(|label| series.contains(label))
+        })
+        .map(|(_, value)| *value)
+}
+
+/// SIGTERM, then a clean exit within the daemon's 10 s shutdown deadline.
+async fn stop(daemon: &mut Daemon) {
+    let pid = daemon.child.id().to_string();
+    let killed = Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .expect("run kill");
+    assert!(killed.success());
+    let stopped_by = Instant::now() + Duration::from_secs(10);
+    let status = loop {
+        if let Some(status) = daemon.child.try_wait().expect("wait for dbwatch") {
+            break status;
+        }
+        assert!(
+            Instant::now() < stopped_by,
+            "dbwatch did not stop within 10 s of SIGTERM"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert!(status.success(), "dbwatch exited with {status}");
+}
+
+/// A rule file named by the configuration is evaluated by the running daemon: the alert goes pending, fires
+/// after its `for`, shows as `ALERTS`/`ALERTS_FOR_STATE` on /metrics, and a restart restores it firing with its
+/// original start time instead of starting it over.
+#[tokio::test]
+async fn a_rule_fires_through_the_daemon_and_survives_a_restart() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    std::fs::write(
+        dir.path().join("rules.yml"),
+        "\
+groups:
+  - name: availability
+    interval: 1s
+    rules:
+      - alert: target_down
+        expr: db_up == 0
+        for: 3s
+        labels: {severity: critical}
+        annotations: {summary: '{{ $labels.target }} is down'}
+",
+    )
+    .expect("write rules");
+    let config = "\
+global:
+  interval: 1s
+  timeout: 900ms
+rule_files: [rules.yml]
+targets:
+  - name: dead
+    type: postgres
+    connection: {host: 127.0.0.1, port: 1, user: dbwatch, password: x}
+";
+    let client = reqwest::Client::builder()
+        .timeout(Duration::from_secs(5))
+        .build()
+        .expect("http client");
+    let firing = [
+        r#"alertname="target_down""#,
+        r#"alertstate="firing""#,
+        r#"target="dead""#,
+    ];
+    let pending = [
+        r#"alertname="target_down""#,
+        r#"alertstate="pending""#,
+        r#"target="dead""#,
+    ];
+    let for_state = [r#"alertname="target_down""#, r#"target="dead""#];
+
+    let mut daemon = start_daemon_in(dir.path(), config);
+    let mut saw_pending = false;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let active_at = loop {
+        if let Some((200, body)) = get(&client, &format!("{}/metrics", daemon.base)).await {
+            let metrics = parse(&body);
+            saw_pending |= find_series(&metrics, "ALERTS", &pending) == Some(1.0);
+            if find_series(&metrics, "ALERTS", &firing) == Some(1.0) {
+                let active_at = find_series(&metrics, "ALERTS_FOR_STATE", &for_state)
+                    .expect("ALERTS_FOR_STATE");
+                let now = std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .expect("clock after 1970")
+                    .as_secs_f64();
+                assert!(
+                    now - active_at >= 3.0,
+                    "fired {:.1}s after becoming active, before its for: 3s",
+                    now - active_at
+                );
+                promtool_check(&body);
+                break active_at;
+            }
+        }
+        assert!(Instant::now() < deadline, "target_down never fired");
+        if let Ok(Some(status)) = daemon.child.try_wait() {
+            panic!("dbwatch exited early: {status}");
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert!(
+        saw_pending,
+        "the alert fired without being seen pending first"
+    );
+    stop(&mut daemon).await;
+    assert!(
+        dir.path().join("data/alerts.json").is_file(),
+        "no alert state written"
+    );
+
+    let mut restarted = start_daemon_in(dir.path(), config);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        if let Some((200, body)) = get(&client, &format!("{}/metrics", restarted.base)).await {
+            let metrics = parse(&body);
+            assert_ne!(
+                find_series(&metrics, "ALERTS", &pending),
+                Some(1.0),
+                "the restored alert started over as pending"
+            );
+            if find_series(&metrics, "ALERTS", &firing) == Some(1.0) {
+                assert_eq!(
+                    find_series(&metrics, "ALERTS_FOR_STATE", &for_state),
+                    Some(active_at)
+                );
+                break;
+            }
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the restored alert never showed firing"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    stop(&mut restarted).await;
 }

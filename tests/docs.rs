@@ -31,6 +31,22 @@ fn metrics_in_code() -> BTreeMap<String, (String, String, String)> {
         .collector_errors
         .with_label_values(&["t", "postgres", "v", "query"])
         .inc();
+    let rule_metrics =
+        dbwatch::rules::RuleMetrics::register(&registry).expect("register rule metrics");
+    // Vectors only show their labels once a child exists.
+    rule_metrics.evaluations.with_label_values(&["g"]).inc();
+    rule_metrics
+        .evaluation_failures
+        .with_label_values(&["g"])
+        .inc();
+    rule_metrics
+        .iterations_missed
+        .with_label_values(&["g"])
+        .inc();
+    rule_metrics
+        .last_duration
+        .with_label_values(&["g"])
+        .set(0.0);
     for family in registry.gather() {
         let kind = format!("{:?}", family.get_field_type()).to_lowercase();
         let labels: Vec<String> = family

@@ -17,7 +17,7 @@ use std::time::Duration;
 use std::collections::BTreeMap;
 
 pub use dbwatch_collectors::secret::{PasswordSource, Secret};
-pub use validate::{Config, Engine, Target};
+pub use validate::{Config, Engine, RulesConfig, Target};
 
 /// One problem in a configuration file.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -104,7 +104,10 @@ pub fn load_str(file: &Path, text: &str, env: read::EnvLookup<'_>) -> Result<Con
     let mut reader = read::Reader::new(env);
     let raw = RawConfig::read(&mut reader, &root);
     let mut errors = reader.errors;
-    let config = validate::validate(raw, &mut errors);
+    let base_dir = file
+        .parent()
+        .map_or_else(|| PathBuf::from("."), Path::to_path_buf);
+    let config = validate::validate(raw, &base_dir, &mut errors);
     errors.sort_by_key(|error| (error.line, error.column));
     match config {
         Some(config) if errors.is_empty() => Ok(config),
@@ -125,6 +128,9 @@ pub struct Spanned<T> {
 pub struct RawConfig {
     pub interval: Option<Spanned<Duration>>,
     pub timeout: Option<Spanned<Duration>>,
+    pub evaluation_interval: Option<Spanned<Duration>>,
+    pub external_labels: Option<Spanned<BTreeMap<String, String>>>,
+    pub rule_files: Vec<Spanned<String>>,
     pub targets: Vec<RawTarget>,
 }
 
@@ -150,7 +156,31 @@ impl RawConfig {
             if let Some(mut global) = read::Fields::of(reader, node, &path) {
                 raw.interval = spanned_duration(reader, &mut global, "interval");
                 raw.timeout = spanned_duration(reader, &mut global, "timeout");
+                raw.evaluation_interval =
+                    spanned_duration(reader, &mut global, "evaluation_interval");
+                raw.external_labels = global.take("external_labels").and_then(|(node, path)| {
+                    let value = reader.labels(node, &path)?;
+                    Some(Spanned {
+                        value,
+                        mark: node.mark,
+                        path,
+                    })
+                });
                 global.finish(reader);
+            }
+        }
+        if let Some((node, path)) = top.take("rule_files") {
+            if let Some(items) = reader.sequence(node, &path) {
+                for (index, item) in items.iter().enumerate() {
+                    let item_path = format!("{path}[{index}]");
+                    if let Some(value) = reader.string(item, &item_path) {
+                        raw.rule_files.push(Spanned {
+                            value,
+                            mark: item.mark,
+                            path: item_path,
+                        });
+                    }
+                }
             }
         }
         match top.take("targets") {

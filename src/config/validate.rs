@@ -1,6 +1,7 @@
 //! Pure validation: raw values in, the daemon's types out, every problem recorded. No IO, no environment.
 
 use std::collections::{BTreeMap, HashMap};
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use dbwatch_collectors::postgres::{PgConnectionOptions, PostgresOptions};
@@ -22,6 +23,19 @@ const RESERVED_LABELS: &[&str] = &["target", "db"];
 #[derive(Debug, Clone)]
 pub struct Config {
     pub targets: Vec<Target>,
+    pub rules: RulesConfig,
+}
+
+/// Where the alerting rules come from and how they are evaluated. Reading the files is IO, so it happens after
+/// validation ([`crate::app::load`]).
+#[derive(Debug, Clone)]
+pub struct RulesConfig {
+    /// Glob patterns, as written.
+    pub patterns: Vec<String>,
+    /// Relative patterns are relative to the configuration file's folder, as in Prometheus.
+    pub base_dir: PathBuf,
+    pub evaluation_interval: Duration,
+    pub external_labels: BTreeMap<String, String>,
 }
 
 #[derive(Debug, Clone)]
@@ -81,8 +95,9 @@ impl Errors<'_> {
 
 /// Applies defaults and cross-field rules. Returns `None` when a target could not be built at all; every
 /// problem is pushed to `errors` either way.
-pub fn validate(raw: RawConfig, errors: &mut Vec<ConfigError>) -> Option<Config> {
+pub fn validate(raw: RawConfig, base_dir: &Path, errors: &mut Vec<ConfigError>) -> Option<Config> {
     let mut errors = Errors(errors);
+    let rules = validate_rules(&mut errors, &raw, base_dir);
     let default_interval = raw
         .interval
         .as_ref()
@@ -121,7 +136,40 @@ pub fn validate(raw: RawConfig, errors: &mut Vec<ConfigError>) -> Option<Config>
             None => complete = false,
         }
     }
-    complete.then_some(Config { targets })
+    complete.then_some(Config { targets, rules })
+}
+
+fn validate_rules(errors: &mut Errors<'_>, raw: &RawConfig, base_dir: &Path) -> RulesConfig {
+    for pattern in &raw.rule_files {
+        if let Err(error) = glob::Pattern::new(&pattern.value) {
+            errors.at(
+                pattern.mark,
+                &pattern.path,
+                format!("invalid glob pattern {:?}: {}", pattern.value, error.msg),
+            );
+        }
+    }
+    if let Some(interval) = &raw.evaluation_interval {
+        check_interval(errors, interval);
+    }
+    let external_labels = match &raw.external_labels {
+        Some(labels) => {
+            for label in labels.value.keys() {
+                check_label_name(errors, labels, label);
+            }
+            labels.value.clone()
+        }
+        None => BTreeMap::new(),
+    };
+    RulesConfig {
+        patterns: raw.rule_files.iter().map(|p| p.value.clone()).collect(),
+        base_dir: base_dir.to_path_buf(),
+        evaluation_interval: raw
+            .evaluation_interval
+            .as_ref()
+            .map_or(crate::rules::DEFAULT_EVALUATION_INTERVAL, |i| i.value),
+        external_labels,
+    }
 }
 
 fn validate_target(

@@ -1,0 +1,715 @@
+//! The rules engine task: evaluates each group on its interval over the snapshot store, publishes `ALERTS`
+//! for `/metrics`, persists alert state and sends state transitions to the notifier.
+//!
+//! One task owns the history and the alert states. Each evaluation cycle runs on the blocking pool (it is
+//! CPU work: a read of every snapshot and every due rule) and hands the state back, so nothing is shared and
+//! no lock is held across an `.await`. A cycle that overruns makes the group skip the missed evaluations, as
+//! Prometheus does, and counts them.
+//!
+//! Transitions go out on a bounded channel with `try_send`: a slow or absent notifier never stalls
+//! evaluation. A transition that does not fit is counted and logged; the notifier can always reconcile from
+//! [`AlertsHandle::view`], which lists every instance with its state and times.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::{Arc, PoisonError, RwLock};
+use std::time::{Duration, SystemTime};
+
+use prometheus::{IntCounter, IntCounterVec, IntGauge, Opts, Registry};
+use tokio::sync::mpsc;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+use super::alerting::{
+    evaluate_group, system_time, unix_millis, AlertState, AlertTransition, EvalEnv, GroupState,
+    ALERTS_FOR_STATE_METRIC, ALERTS_METRIC,
+};
+use super::history::{History, NameFilter, LOOKBACK_MS};
+use super::labels::Metric;
+use super::model::{millis, Rule, RuleSet};
+use super::state;
+use crate::exposition::write_value;
+use crate::store::{Snapshot, SnapshotStore};
+
+/// The evaluation interval of groups that do not set one (Prometheus' default is 1m; dbwatch polls every 15s
+/// by default, and evaluating as often makes the history see every poll).
+pub const DEFAULT_EVALUATION_INTERVAL: Duration = Duration::from_secs(15);
+/// How often the state file is rewritten while alerts are active, even without transitions, so that a restart
+/// knows how long dbwatch was down.
+const STATE_REFRESH_MS: i64 = 60_000;
+
+#[derive(Debug, Clone)]
+pub struct EngineOptions {
+    /// Where `alerts.json` lives; `None` keeps alert state in memory only.
+    pub state_dir: Option<PathBuf>,
+    /// For groups without their own `interval`.
+    pub evaluation_interval: Duration,
+    /// Shown to templates as `$externalLabels`.
+    pub external_labels: BTreeMap<String, String>,
+    /// Shown to templates as `$externalURL`.
+    pub external_url: String,
+}
+
+impl Default for EngineOptions {
+    fn default() -> Self {
+        EngineOptions {
+            state_dir: None,
+            evaluation_interval: DEFAULT_EVALUATION_INTERVAL,
+            external_labels: BTreeMap::new(),
+            external_url: String::new(),
+        }
+    }
+}
+
+/// The engine's own metrics, registered in the daemon's registry.
+#[derive(Clone)]
+pub struct RuleMetrics {
+    pub evaluations: IntCounterVec,
+    pub evaluation_failures: IntCounterVec,
+    pub iterations_missed: IntCounterVec,
+    pub template_errors: IntCounter,
+    pub transitions_dropped: IntCounter,
+    pub state_write_failures: IntCounter,
+    pub history_series: IntGauge,
+    pub last_duration: prometheus::GaugeVec,
+}
+
+impl RuleMetrics {
+    pub fn register(registry: &Registry) -> Result<Self, prometheus::Error> {
+        let evaluations = IntCounterVec::new(
+            Opts::new(
+                "dbwatch_rule_group_evaluations_total",
+                "Evaluations of the rule group",
+            ),
+            &["group"],
+        )?;
+        let evaluation_failures = IntCounterVec::new(
+            Opts::new(
+                "dbwatch_rule_evaluation_failures_total",
+                "Rule evaluations that failed (the rule's alerts kept their state)",
+            ),
+            &["group"],
+        )?;
+        let iterations_missed = IntCounterVec::new(
+            Opts::new(
+                "dbwatch_rule_group_iterations_missed_total",
+                "Evaluations of the rule group skipped because the previous one overran",
+            ),
+            &["group"],
+        )?;
+        let template_errors = IntCounter::new(
+            "dbwatch_rule_template_errors_total",
+            "Label or annotation templates that failed to expand; the raw text was used",
+        )?;
+        let transitions_dropped = IntCounter::new(
+            "dbwatch_rule_transitions_dropped_total",
+            "Alert state transitions the notifier's queue had no room for",
+        )?;
+        let state_write_failures = IntCounter::new(
+            "dbwatch_rule_state_write_failures_total",
+            "Failed writes of the alert state file",
+        )?;
+        let history_series = IntGauge::new(
+            "dbwatch_rule_history_series",
+            "Series held in the rules engine's in-memory history",
+        )?;
+        let last_duration = prometheus::GaugeVec::new(
+            Opts::new(
+                "dbwatch_rule_group_last_duration_seconds",
+                "Wall time of the rule group's last evaluation",
+            ),
+            &["group"],
+        )?;
+        registry.register(Box::new(evaluations.clone()))?;
+        registry.register(Box::new(evaluation_failures.clone()))?;
+        registry.register(Box::new(iterations_missed.clone()))?;
+        registry.register(Box::new(template_errors.clone()))?;
+        registry.register(Box::new(transitions_dropped.clone()))?;
+        registry.register(Box::new(state_write_failures.clone()))?;
+        registry.register(Box::new(history_series.clone()))?;
+        registry.register(Box::new(last_duration.clone()))?;
+        Ok(RuleMetrics {
+            evaluations,
+            evaluation_failures,
+            iterations_missed,
+            template_errors,
+            transitions_dropped,
+            state_write_failures,
+            history_series,
+            last_duration,
+        })
+    }
+}
+
+/// One alert instance as the rest of the daemon sees it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AlertSummary {
+    pub group: String,
+    pub alertname: String,
+    pub labels: BTreeMap<String, String>,
+    pub annotations: BTreeMap<String, String>,
+    pub state: AlertState,
+    pub value: f64,
+    pub active_at: SystemTime,
+    pub fired_at: Option<SystemTime>,
+    pub resolved_at: Option<SystemTime>,
+}
+
+/// Every alert instance after the last evaluation, and their `ALERTS` series already rendered.
+#[derive(Debug, Default)]
+pub struct AlertsView {
+    /// Pending, firing and recently resolved instances.
+    pub alerts: Vec<AlertSummary>,
+    pub evaluated_at: Option<SystemTime>,
+    exposition: String,
+}
+
+/// A cheap handle on the latest [`AlertsView`]; clones share it.
+#[derive(Debug, Clone, Default)]
+pub struct AlertsHandle {
+    view: Arc<RwLock<Arc<AlertsView>>>,
+}
+
+impl AlertsHandle {
+    pub fn view(&self) -> Arc<AlertsView> {
+        Arc::clone(&self.view.read().unwrap_or_else(PoisonError::into_inner))
+    }
+
+    /// Appends `ALERTS` and `ALERTS_FOR_STATE` in the text exposition format; nothing when no alert is active.
+    pub fn render(&self, out: &mut String) {
+        out.push_str(&self.view().exposition);
+    }
+
+    /// Publishes alerts that did not come from an engine: for tests and tools that drive the notifier alone.
+    pub fn publish_alerts(&self, alerts: Vec<AlertSummary>, evaluated_at: SystemTime) {
+        self.publish(AlertsView {
+            alerts,
+            evaluated_at: Some(evaluated_at),
+            exposition: String::new(),
+        });
+    }
+
+    fn publish(&self, view: AlertsView) {
+        *self.view.write().unwrap_or_else(PoisonError::into_inner) = Arc::new(view);
+    }
+}
+
+/// The engine: build it with [`RulesEngine::new`], keep its [`AlertsHandle`], spawn [`RulesEngine::run`].
+pub struct RulesEngine {
+    store: Arc<SnapshotStore>,
+    rules: Arc<RuleSet>,
+    core: Core,
+    options: EngineOptions,
+    transitions: mpsc::Sender<AlertTransition>,
+    metrics: RuleMetrics,
+    alerts: AlertsHandle,
+}
+
+/// What an evaluation cycle needs and changes; moved to the blocking pool and back.
+struct Core {
+    rules: Arc<RuleSet>,
+    history: History,
+    states: Vec<GroupState>,
+    env: EvalEnv,
+    state_dir: Option<PathBuf>,
+    last_saved: Option<i64>,
+}
+
+struct CycleOutcome {
+    transitions: Vec<AlertTransition>,
+    failures: Vec<(usize, usize)>,
+    template_errors: u64,
+    durations: Vec<(usize, Duration)>,
+    view: AlertsView,
+    history_series: usize,
+    state_error: Option<String>,
+}
+
+impl RulesEngine {
+    /// Builds the engine and restores the alert state saved in `options.state_dir`, if any.
+    pub fn new(
+        store: Arc<SnapshotStore>,
+        rules: RuleSet,
+        options: EngineOptions,
+        transitions: mpsc::Sender<AlertTransition>,
+        metrics: RuleMetrics,
+    ) -> RulesEngine {
+        let rules = Arc::new(rules);
+        let mut states: Vec<GroupState> = rules.groups.iter().map(GroupState::for_group).collect();
+        if let Some(dir) = &options.state_dir {
+            match state::load(dir) {
+                Ok(Some(saved)) => {
+                    let report =
+                        state::restore(&saved, &rules, &mut states, unix_millis(SystemTime::now()));
+                    if report.expired {
+                        tracing::warn!(
+                            dropped = report.dropped,
+                            "saved alert state is older than the outage tolerance; starting afresh"
+                        );
+                    } else {
+                        tracing::info!(
+                            restored = report.restored,
+                            dropped = report.dropped,
+                            "alert state restored"
+                        );
+                    }
+                }
+                Ok(None) => {}
+                Err(error) => {
+                    tracing::warn!(error = %error, "cannot restore alert state; starting afresh")
+                }
+            }
+        }
+        let core = Core {
+            history: History::new(name_filter(&rules), Some(retention_ms(&rules, &options))),
+            rules: Arc::clone(&rules),
+            states,
+            env: EvalEnv {
+                external_labels: options.external_labels.clone(),
+                external_url: options.external_url.clone(),
+            },
+            state_dir: options.state_dir.clone(),
+            last_saved: None,
+        };
+        RulesEngine {
+            store,
+            rules,
+            core,
+            options,
+            transitions,
+            metrics,
+            alerts: AlertsHandle::default(),
+        }
+    }
+
+    /// The handle `/metrics` renders `ALERTS` from and the notifier reconciles from.
+    pub fn alerts(&self) -> AlertsHandle {
+        self.alerts.clone()
+    }
+
+    /// Evaluates until `shutdown` is cancelled, then writes the alert state one last time.
+    pub async fn run(self, shutdown: CancellationToken) {
+        let RulesEngine {
+            store,
+            rules,
+            mut core,
+            options,
+            transitions,
+            metrics,
+            alerts,
+        } = self;
+        if rules.groups.is_empty() {
+            shutdown.cancelled().await;
+            return;
+        }
+        // Evaluating before the first polls would see no series at all; wait for them, boundedly.
+        let ready_deadline = Instant::now() + options.evaluation_interval;
+        while Instant::now() < ready_deadline {
+            let (polled, expected) = store.progress();
+            if polled >= expected {
+                break;
+            }
+            tokio::select! {
+                _ = tokio::time::sleep(Duration::from_millis(200)) => {}
+                _ = shutdown.cancelled() => return,
+            }
+        }
+        let intervals: Vec<Duration> = rules
+            .groups
+            .iter()
+            .map(|group| {
+                group
+                    .interval
+                    .unwrap_or(options.evaluation_interval)
+                    .max(Duration::from_millis(1))
+            })
+            .collect();
+        let start = Instant::now();
+        let mut next_due: Vec<Instant> = vec![start; rules.groups.len()];
+        let mut last_t = i64::MIN;
+        while let Some(due_at) = next_due.iter().min().copied() {
+            tokio::select! {
+                _ = tokio::time::sleep_until(due_at) => {}
+                _ = shutdown.cancelled() => break,
+            }
+            let now = Instant::now();
+            let due: Vec<usize> = (0..next_due.len())
+                .filter(|&index| next_due[index] <= now)
+                .collect();
+            for &index in &due {
+                let interval = intervals[index];
+                next_due[index] += interval;
+                if next_due[index] <= now {
+                    let behind = now.duration_since(next_due[index]);
+                    let missed = (behind.as_nanos() / interval.as_nanos().max(1)) as u64 + 1;
+                    metrics
+                        .iterations_missed
+                        .with_label_values(&[rules.groups[index].name.as_str()])
+                        .inc_by(missed);
+                    next_due[index] += interval * u32::try_from(missed).unwrap_or(u32::MAX);
+                }
+            }
+            let t = unix_millis(SystemTime::now()).max(last_t.saturating_add(1));
+            last_t = t;
+            let snapshots = store.snapshots();
+            let cycle = tokio::task::spawn_blocking(move || {
+                let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                    core.cycle(&snapshots, t, &due)
+                }));
+                (core, outcome)
+            })
+            .await;
+            let outcome = match cycle {
+                Ok((returned, outcome)) => {
+                    core = returned;
+                    outcome
+                }
+                Err(error) => {
+                    tracing::error!(error = %error, "the rules engine's evaluation task failed; stopping the engine");
+                    return;
+                }
+            };
+            let outcome = match outcome {
+                Ok(outcome) => outcome,
+                Err(_) => {
+                    tracing::error!("a rule evaluation panicked; the cycle's results are lost");
+                    continue;
+                }
+            };
+            report(&rules, &metrics, &transitions, &alerts, outcome);
+        }
+        if let Err(error) =
+            tokio::task::spawn_blocking(move || core.save(unix_millis(SystemTime::now()))).await
+        {
+            tracing::warn!(error = %error, "cannot write the alert state at shutdown");
+        }
+    }
+}
+
+fn report(
+    rules: &RuleSet,
+    metrics: &RuleMetrics,
+    transitions: &mpsc::Sender<AlertTransition>,
+    alerts: &AlertsHandle,
+    outcome: CycleOutcome,
+) {
+    for (group, duration) in &outcome.durations {
+        let name = rules.groups[*group].name.as_str();
+        metrics.evaluations.with_label_values(&[name]).inc();
+        metrics
+            .last_duration
+            .with_label_values(&[name])
+            .set(duration.as_secs_f64());
+    }
+    for (group, failures) in &outcome.failures {
+        metrics
+            .evaluation_failures
+            .with_label_values(&[rules.groups[*group].name.as_str()])
+            .inc_by(*failures as u64);
+    }
+    metrics.template_errors.inc_by(outcome.template_errors);
+    metrics
+        .history_series
+        .set(i64::try_from(outcome.history_series).unwrap_or(i64::MAX));
+    if let Some(error) = &outcome.state_error {
+        metrics.state_write_failures.inc();
+        tracing::warn!(error = %error, "cannot persist alert state");
+    }
+    alerts.publish(outcome.view);
+    for transition in outcome.transitions {
+        tracing::info!(
+            alertname = %transition.alertname,
+            from = transition.from.as_str(),
+            to = transition.to.as_str(),
+            labels = ?transition.labels,
+            "alert state changed"
+        );
+        match transitions.try_send(transition) {
+            Ok(()) => {}
+            Err(mpsc::error::TrySendError::Full(dropped)) => {
+                metrics.transitions_dropped.inc();
+                tracing::warn!(alertname = %dropped.alertname, "the notifier's queue is full; transition dropped");
+            }
+            // No notifier is listening (none configured): nothing to deliver.
+            Err(mpsc::error::TrySendError::Closed(_)) => {}
+        }
+    }
+}
+
+impl Core {
+    fn cycle(&mut self, snapshots: &[Arc<Snapshot>], t: i64, due: &[usize]) -> CycleOutcome {
+        self.history.scrape(snapshots, t);
+        let mut transitions = Vec::new();
+        let mut failures = Vec::new();
+        let mut template_errors = 0;
+        let mut durations = Vec::with_capacity(due.len());
+        for &index in due {
+            let started = std::time::Instant::now();
+            let outcome = evaluate_group(
+                &self.rules.groups[index],
+                &mut self.states[index],
+                &mut self.history,
+                t,
+                &self.env,
+            );
+            durations.push((index, started.elapsed()));
+            if !outcome.failures.is_empty() {
+                failures.push((index, outcome.failures.len()));
+            }
+            template_errors += outcome.template_errors;
+            transitions.extend(outcome.transitions);
+        }
+        self.history.trim(t);
+        let view = self.view(t);
+        let active = view
+            .alerts
+            .iter()
+            .any(|alert| alert.state != AlertState::Inactive);
+        let refresh_due = self
+            .last_saved
+            .is_none_or(|saved| t - saved >= STATE_REFRESH_MS);
+        let state_error = if !transitions.is_empty() || (active && refresh_due) {
+            self.save(t).err()
+        } else {
+            None
+        };
+        CycleOutcome {
+            transitions,
+            failures,
+            template_errors,
+            durations,
+            view,
+            history_series: self.history.stats().series,
+            state_error,
+        }
+    }
+
+    fn save(&mut self, t: i64) -> Result<(), String> {
+        let Some(dir) = &self.state_dir else {
+            return Ok(());
+        };
+        let file = state::snapshot(&self.rules, &self.states, t);
+        state::save(dir, &file).map_err(|error| error.to_string())?;
+        self.last_saved = Some(t);
+        Ok(())
+    }
+
+    fn view(&self, t: i64) -> AlertsView {
+        let mut alerts = Vec::new();
+        let mut exposition_alerts = Vec::new();
+        let mut exposition_for_state = Vec::new();
+        for (group, state) in self.rules.groups.iter().zip(&self.states) {
+            for (rule, rule_state) in group.rules.iter().zip(&state.rules) {
+                let Rule::Alerting(alerting) = rule else {
+                    continue;
+                };
+                for alert in rule_state.alerts.values() {
+                    alerts.push(AlertSummary {
+                        group: group.name.clone(),
+                        alertname: alerting.name.clone(),
+                        labels: alert.labels.to_map(),
+                        annotations: alert.annotations.clone(),
+                        state: alert.state,
+                        value: alert.value,
+                        active_at: system_time(alert.active_at),
+                        fired_at: alert.fired_at.map(system_time),
+                        resolved_at: alert.resolved_at.map(system_time),
+                    });
+                    if alert.state == AlertState::Inactive {
+                        continue;
+                    }
+                    let mut builder = alert.labels.builder();
+                    builder.set("alertstate", alert.state.as_str());
+                    exposition_alerts.push((builder.build(), 1.0));
+                    exposition_for_state.push((
+                        alert.labels.clone(),
+                        alert.active_at.div_euclid(1000) as f64,
+                    ));
+                }
+            }
+        }
+        alerts.sort_by(|a, b| (&a.alertname, &a.labels).cmp(&(&b.alertname, &b.labels)));
+        let mut exposition = String::new();
+        write_family(
+            &mut exposition,
+            ALERTS_METRIC,
+            "Pending and firing alert instances of dbwatch's alerting rules, 1 each",
+            exposition_alerts,
+        );
+        write_family(
+            &mut exposition,
+            ALERTS_FOR_STATE_METRIC,
+            "Unix time at which each pending or firing alert instance became active",
+            exposition_for_state,
+        );
+        AlertsView {
+            alerts,
+            evaluated_at: Some(system_time(t)),
+            exposition,
+        }
+    }
+}
+
+fn write_family(out: &mut String, name: &str, help: &str, mut series: Vec<(Metric, f64)>) {
+    if series.is_empty() {
+        return;
+    }
+    series.sort_by(|a, b| a.0.cmp_labels(&b.0));
+    out.push_str(&format!("# HELP {name} {help}\n# TYPE {name} gauge\n"));
+    for (metric, value) in series {
+        out.push_str(name);
+        out.push('{');
+        for (index, (label, label_value)) in metric.labels().iter().enumerate() {
+            if index > 0 {
+                out.push(',');
+            }
+            out.push_str(label);
+            out.push_str("=\"");
+            for c in label_value.chars() {
+                match c {
+                    '\\' => out.push_str("\\\\"),
+                    '"' => out.push_str("\\\""),
+                    '\n' => out.push_str("\\n"),
+                    c => out.push(c),
+                }
+            }
+            out.push('"');
+        }
+        out.push_str("} ");
+        write_value(out, value);
+        out.push('\n');
+    }
+}
+
+/// Only the metrics some rule can select are kept in the history.
+fn name_filter(rules: &RuleSet) -> NameFilter {
+    let mut selectors = Vec::new();
+    for group in &rules.groups {
+        for rule in &group.rules {
+            rule.expr()
+                .visit_selectors(&mut |selector, _| selectors.push(selector));
+        }
+    }
+    NameFilter::for_selectors(selectors)
+}
+
+/// How much history the rules need: the longest range or lookback, plus offsets, plus one interval of margin.
+fn retention_ms(rules: &RuleSet, options: &EngineOptions) -> i64 {
+    let mut longest = LOOKBACK_MS;
+    let mut largest_interval = millis(options.evaluation_interval);
+    for group in &rules.groups {
+        if let Some(interval) = group.interval {
+            largest_interval = largest_interval.max(millis(interval));
+        }
+        for rule in &group.rules {
+            rule.expr().visit_selectors(&mut |selector, range| {
+                let needed = selector.offset_ms + range.unwrap_or(LOOKBACK_MS);
+                longest = longest.max(needed);
+            });
+        }
+    }
+    longest + largest_interval
+}
+
+/// Evaluates every group once at `t` over `snapshots`; for benchmarks and tests of whole cycles.
+pub fn evaluate_once(
+    rules: &RuleSet,
+    history: &mut History,
+    states: &mut [GroupState],
+    snapshots: &[Arc<Snapshot>],
+    t: i64,
+) -> usize {
+    history.scrape(snapshots, t);
+    let env = EvalEnv::default();
+    let mut alerts = 0;
+    for (group, state) in rules.groups.iter().zip(states.iter_mut()) {
+        evaluate_group(group, state, history, t, &env);
+        alerts += state
+            .rules
+            .iter()
+            .map(|rule| rule.alerts.len())
+            .sum::<usize>();
+    }
+    alerts
+}
+
+/// A history sized for `rules`, as the engine builds it.
+pub fn history_for(rules: &RuleSet, options: &EngineOptions) -> History {
+    History::new(name_filter(rules), Some(retention_ms(rules, options)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::rules::load::parse_rule_file;
+    use dbwatch_collectors::fleet;
+    use std::path::Path;
+
+    fn snapshot(target: &str, up: f64) -> Snapshot {
+        Snapshot {
+            target: target.to_owned(),
+            db: "postgres",
+            labels: BTreeMap::new(),
+            taken_at: SystemTime::now(),
+            up: up == 1.0,
+            samples: vec![fleet::DB_UP.sample(up)],
+            families: Vec::new(),
+        }
+    }
+
+    #[tokio::test]
+    async fn the_engine_evaluates_publishes_persists_and_notifies() {
+        let rules = RuleSet {
+            groups: parse_rule_file(
+                Path::new("r.yml"),
+                "groups:\n  - name: fleet\n    interval: 1s\n    rules:\n      - alert: target_down\n        expr: db_up == 0\n        labels:\n          severity: critical\n",
+            )
+            .expect("valid"),
+        };
+        let store = Arc::new(SnapshotStore::new(1));
+        store.publish(snapshot("pg", 0.0));
+        let dir = tempfile::tempdir().expect("temp dir");
+        let (sender, mut receiver) = mpsc::channel(16);
+        let metrics = RuleMetrics::register(&Registry::new()).expect("registered");
+        let engine = RulesEngine::new(
+            Arc::clone(&store),
+            rules,
+            EngineOptions {
+                state_dir: Some(dir.path().to_owned()),
+                ..EngineOptions::default()
+            },
+            sender,
+            metrics,
+        );
+        let alerts = engine.alerts();
+        let shutdown = CancellationToken::new();
+        let task = tokio::spawn(engine.run(shutdown.clone()));
+
+        let transition = receiver.recv().await.expect("a transition");
+        assert_eq!(transition.alertname, "target_down");
+        assert_eq!(
+            (transition.from, transition.to),
+            (AlertState::Inactive, AlertState::Firing)
+        );
+        let mut text = String::new();
+        alerts.render(&mut text);
+        assert!(
+            text.contains("ALERTS{alertname=\"target_down\",alertstate=\"firing\",db=\"postgres\",severity=\"critical\",target=\"pg\"} 1\n"),
+            "{text}"
+        );
+        assert!(text.contains("# TYPE ALERTS_FOR_STATE gauge\n"), "{text}");
+        assert!(dir.path().join(state::STATE_FILE).exists());
+
+        store.publish(snapshot("pg", 1.0));
+        let resolved = receiver.recv().await.expect("a transition");
+        assert_eq!(
+            (resolved.from, resolved.to),
+            (AlertState::Firing, AlertState::Inactive)
+        );
+        shutdown.cancel();
+        task.await.expect("engine stopped");
+        let mut text = String::new();
+        alerts.render(&mut text);
+        assert!(text.is_empty(), "{text}");
+    }
+}

@@ -1,0 +1,673 @@
+//! The bounded in-memory sample history rules are evaluated over.
+//!
+//! # How snapshots become samples
+//!
+//! The engine reads the [`SnapshotStore`](crate::store::SnapshotStore) at every evaluation, the way a
+//! Prometheus server scrapes `/metrics`: every series of every target's latest snapshot gets one sample stamped
+//! with the evaluation time (not the poll time). A series that was in the previous read but is missing from
+//! this one (the target went down and its snapshot lost it, or the database stopped reporting it) gets a
+//! staleness marker at this evaluation's time, exactly as Prometheus writes one when a scrape no longer
+//! contains a series. So:
+//!
+//! - an instant selector sees the latest sample at or before the evaluation time, at most 5 minutes old,
+//!   unless the latest is a staleness marker: a vanished series disappears at the next evaluation, not 5
+//!   minutes later;
+//! - a frozen snapshot (a poll task that stopped publishing) keeps being read, like a scrape of a stuck
+//!   exporter: `time() - dbwatch_last_success_timestamp_seconds` keeps growing and alerts on it fire;
+//! - `rate()` and friends see one sample per evaluation, like a Prometheus server scraping dbwatch at the
+//!   evaluation interval, so shipped rules mean the same thing in dbwatch and in Prometheus.
+//!
+//! Labels are the exposition's: `target`, `db`, the target's configured labels, then the sample's own; empty
+//! values are dropped, as Prometheus does on ingestion. Only metrics some rule can select are kept, and only for
+//! as long as the longest range (plus offset and lookback) needs.
+
+use std::collections::VecDeque;
+use std::hash::Hasher;
+use std::sync::Arc;
+
+use promql_parser::label::Matcher;
+
+use super::labels::{FxHashMap, FxHashSet, FxHasher, Label, Metric, METRIC_NAME};
+use super::promql::Selector;
+use crate::store::Snapshot;
+
+/// How far back an instant selector looks for a sample (Prometheus' default `--query.lookback-delta`).
+pub const LOOKBACK_MS: i64 = 5 * 60 * 1000;
+
+/// Prometheus' staleness marker: a NaN with a payload no computation produces.
+const STALE_NAN_BITS: u64 = 0x7ff0_0000_0000_0002;
+
+pub fn stale_nan() -> f64 {
+    f64::from_bits(STALE_NAN_BITS)
+}
+
+pub fn is_stale(value: f64) -> bool {
+    value.to_bits() == STALE_NAN_BITS
+}
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Point {
+    /// Unix milliseconds.
+    pub t: i64,
+    pub v: f64,
+}
+
+#[derive(Debug)]
+struct Series {
+    metric: Metric,
+    hash: u64,
+    points: VecDeque<Point>,
+    /// The last read of the store that had this series.
+    scraped_at: i64,
+}
+
+#[derive(Debug, Default)]
+struct Slot {
+    generation: u32,
+    series: Option<Series>,
+}
+
+/// A series id that notices when its slot was reused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+struct SeriesId {
+    index: usize,
+    generation: u32,
+}
+
+/// Which metric names to keep from snapshots.
+#[derive(Debug, Clone, Default)]
+pub enum NameFilter {
+    #[default]
+    All,
+    Only {
+        names: FxHashSet<Arc<str>>,
+        /// The `__name__` matchers of selectors without an exact name; a name matching any set is kept.
+        patterns: Vec<Vec<Matcher>>,
+    },
+}
+
+impl NameFilter {
+    /// The names the given selectors can match; `All` as soon as one selector can match any name.
+    pub fn for_selectors<'a>(selectors: impl IntoIterator<Item = &'a Selector>) -> NameFilter {
+        let mut names = FxHashSet::default();
+        let mut patterns = Vec::new();
+        for selector in selectors {
+            if let Some(name) = &selector.name {
+                names.insert(Arc::clone(name));
+                continue;
+            }
+            let name_matchers: Vec<Matcher> = selector
+                .matchers
+                .iter()
+                .filter(|matcher| matcher.name == METRIC_NAME)
+                .cloned()
+                .collect();
+            if name_matchers.is_empty() {
+                return NameFilter::All;
+            }
+            patterns.push(name_matchers);
+        }
+        NameFilter::Only { names, patterns }
+    }
+
+    pub fn keeps(&self, name: &str) -> bool {
+        match self {
+            NameFilter::All => true,
+            NameFilter::Only { names, patterns } => {
+                names.contains(name)
+                    || patterns
+                        .iter()
+                        .any(|matchers| matchers.iter().all(|matcher| matcher.is_match(name)))
+            }
+        }
+    }
+}
+
+#[derive(Debug)]
+struct TargetCache {
+    snapshot: Arc<Snapshot>,
+    /// The series of each sample of the snapshot, `None` when filtered out or a duplicate.
+    ids: Vec<Option<SeriesId>>,
+}
+
+/// Counts for the engine's self-monitoring.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct HistoryStats {
+    pub series: usize,
+    pub points: usize,
+}
+
+#[derive(Debug, Default)]
+pub struct History {
+    slots: Vec<Slot>,
+    free: Vec<usize>,
+    by_hash: FxHashMap<u64, Vec<SeriesId>>,
+    by_name: FxHashMap<Arc<str>, Vec<SeriesId>>,
+    /// `None`: keep everything (tests).
+    retention_ms: Option<i64>,
+    filter: NameFilter,
+    interner: FxHashSet<Arc<str>>,
+    targets: FxHashMap<String, TargetCache>,
+    /// The series the previous read of the store had.
+    scraped_live: Vec<SeriesId>,
+    last_scrape: Option<i64>,
+}
+
+impl History {
+    /// A history keeping the metrics `filter` lets through, for `retention_ms` (`None`: forever).
+    pub fn new(filter: NameFilter, retention_ms: Option<i64>) -> History {
+        History {
+            retention_ms,
+            filter,
+            ..History::default()
+        }
+    }
+
+    /// Reads every snapshot as one scrape at `t` (see the module documentation).
+    pub fn scrape(&mut self, snapshots: &[Arc<Snapshot>], t: i64) {
+        if self.last_scrape.is_some_and(|last| t <= last) {
+            return;
+        }
+        self.last_scrape = Some(t);
+        let mut live = Vec::with_capacity(self.scraped_live.len());
+        let mut caches = std::mem::take(&mut self.targets);
+        let mut next_caches = FxHashMap::default();
+        for snapshot in snapshots {
+            let cached = caches.remove(&snapshot.target).filter(|cache| {
+                Arc::ptr_eq(&cache.snapshot, snapshot)
+                    && cache.ids.iter().flatten().all(|id| self.is_current(*id))
+            });
+            let ids = match cached {
+                Some(cache) => cache.ids,
+                None => self.map_snapshot(snapshot),
+            };
+            for (sample, id) in snapshot.samples.iter().zip(&ids) {
+                let Some(id) = id else { continue };
+                if let Some(series) = self.series_mut(*id) {
+                    push_point(&mut series.points, t, sample.value);
+                    series.scraped_at = t;
+                    live.push(*id);
+                }
+            }
+            next_caches.insert(
+                snapshot.target.clone(),
+                TargetCache {
+                    snapshot: Arc::clone(snapshot),
+                    ids,
+                },
+            );
+        }
+        self.targets = next_caches;
+        for id in std::mem::take(&mut self.scraped_live) {
+            if let Some(series) = self.series_mut(id) {
+                if series.scraped_at < t {
+                    push_point(&mut series.points, t, stale_nan());
+                }
+            }
+        }
+        self.scraped_live = live;
+    }
+
+    /// Appends a sample to a series, creating it; out-of-order and duplicate samples are dropped, as
+    /// Prometheus' storage refuses them. Returns whether the sample was kept.
+    pub fn append(&mut self, metric: &Metric, t: i64, value: f64) -> bool {
+        let id = self.find_or_insert_metric(metric);
+        match self.series_mut(id) {
+            Some(series) => push_point(&mut series.points, t, value),
+            None => false,
+        }
+    }
+
+    /// Calls `visit` with every series the selector matches.
+    pub fn for_each_selected(
+        &self,
+        selector: &Selector,
+        mut visit: impl FnMut(&Metric, &VecDeque<Point>),
+    ) {
+        let mut check = |series: &Series| {
+            let metric = &series.metric;
+            if selector.matches(metric.name(), |name| metric.get(name)) {
+                visit(metric, &series.points);
+            }
+        };
+        match &selector.name {
+            Some(name) => {
+                for id in self.by_name.get(name).into_iter().flatten() {
+                    if let Some(series) = self.series(*id) {
+                        check(series);
+                    }
+                }
+            }
+            None => {
+                for slot in &self.slots {
+                    if let Some(series) = &slot.series {
+                        check(series);
+                    }
+                }
+            }
+        }
+    }
+
+    /// Drops samples older than the retention and series left without any.
+    pub fn trim(&mut self, now: i64) {
+        let Some(retention) = self.retention_ms else {
+            return;
+        };
+        let cutoff = now.saturating_sub(retention);
+        let mut dead = Vec::new();
+        for (index, slot) in self.slots.iter_mut().enumerate() {
+            let Some(series) = &mut slot.series else {
+                continue;
+            };
+            while series.points.front().is_some_and(|point| point.t < cutoff) {
+                series.points.pop_front();
+            }
+            if series.points.is_empty() {
+                dead.push(SeriesId {
+                    index,
+                    generation: slot.generation,
+                });
+            } else if series.points.capacity() > 4 * series.points.len() + 16 {
+                series.points.shrink_to_fit();
+            }
+        }
+        for id in dead {
+            self.remove(id);
+        }
+    }
+
+    pub fn stats(&self) -> HistoryStats {
+        let mut stats = HistoryStats::default();
+        for slot in &self.slots {
+            if let Some(series) = &slot.series {
+                stats.series += 1;
+                stats.points += series.points.len();
+            }
+        }
+        stats
+    }
+
+    fn is_current(&self, id: SeriesId) -> bool {
+        self.slots
+            .get(id.index)
+            .is_some_and(|slot| slot.generation == id.generation && slot.series.is_some())
+    }
+
+    fn series(&self, id: SeriesId) -> Option<&Series> {
+        let slot = self.slots.get(id.index)?;
+        if slot.generation != id.generation {
+            return None;
+        }
+        slot.series.as_ref()
+    }
+
+    fn series_mut(&mut self, id: SeriesId) -> Option<&mut Series> {
+        let slot = self.slots.get_mut(id.index)?;
+        if slot.generation != id.generation {
+            return None;
+        }
+        slot.series.as_mut()
+    }
+
+    /// The series of each sample of a snapshot, created as needed.
+    fn map_snapshot(&mut self, snapshot: &Snapshot) -> Vec<Option<SeriesId>> {
+        let mut common: Vec<(&str, &str)> = Vec::with_capacity(2 + snapshot.labels.len());
+        common.push(("target", snapshot.target.as_str()));
+        common.push(("db", snapshot.db));
+        for (name, value) in &snapshot.labels {
+            if !common
+                .iter()
+                .any(|(existing, _)| *existing == name.as_str())
+            {
+                common.push((name.as_str(), value.as_str()));
+            }
+        }
+        let mut ids = Vec::with_capacity(snapshot.samples.len());
+        let mut seen: FxHashSet<SeriesId> = FxHashSet::default();
+        let mut pairs: Vec<(&str, &str)> = Vec::with_capacity(16);
+        for sample in &snapshot.samples {
+            let name = sample.desc.name;
+            if !self.filter.keeps(name) {
+                ids.push(None);
+                continue;
+            }
+            pairs.clear();
+            pairs.extend(common.iter().copied());
+            for (label, value) in sample.labels.iter() {
+                if !pairs.iter().any(|(existing, _)| *existing == label) {
+                    pairs.push((label, value));
+                }
+            }
+            pairs.retain(|(label, value)| !value.is_empty() && *label != METRIC_NAME);
+            pairs.sort_unstable_by(|a, b| a.0.cmp(b.0));
+            let id = self.find_or_insert_parts(name, &pairs);
+            ids.push(seen.insert(id).then_some(id));
+        }
+        ids
+    }
+
+    fn find_or_insert_parts(&mut self, name: &str, pairs: &[(&str, &str)]) -> SeriesId {
+        let hash = hash_parts(Some(name), pairs.iter().copied());
+        if let Some(candidates) = self.by_hash.get(&hash) {
+            for id in candidates {
+                let Some(series) = self.series(*id) else {
+                    continue;
+                };
+                let metric = &series.metric;
+                if metric.name() == Some(name)
+                    && metric.labels().len() == pairs.len()
+                    && metric.labels().iter().zip(pairs).all(
+                        |((label, value), (wanted_label, wanted_value))| {
+                            label.as_ref() == *wanted_label && value.as_ref() == *wanted_value
+                        },
+                    )
+                {
+                    return *id;
+                }
+            }
+        }
+        let name = self.intern(name);
+        let labels: Vec<Label> = pairs
+            .iter()
+            .map(|(label, value)| (self.intern(label), self.intern(value)))
+            .collect();
+        let metric = Metric::from_sorted(Some(name), labels);
+        self.insert(metric, hash)
+    }
+
+    fn find_or_insert_metric(&mut self, metric: &Metric) -> SeriesId {
+        let hash = hash_metric(metric);
+        if let Some(candidates) = self.by_hash.get(&hash) {
+            for id in candidates {
+                if self
+                    .series(*id)
+                    .is_some_and(|series| &series.metric == metric)
+                {
+                    return *id;
+                }
+            }
+        }
+        self.insert(metric.clone(), hash)
+    }
+
+    fn insert(&mut self, metric: Metric, hash: u64) -> SeriesId {
+        let name = metric.name_arc().cloned().unwrap_or_else(|| Arc::from(""));
+        let series = Series {
+            metric,
+            hash,
+            points: VecDeque::new(),
+            scraped_at: i64::MIN,
+        };
+        let index = match self.free.pop() {
+            Some(index) => index,
+            None => {
+                self.slots.push(Slot::default());
+                self.slots.len() - 1
+            }
+        };
+        let slot = &mut self.slots[index];
+        slot.series = Some(series);
+        let id = SeriesId {
+            index,
+            generation: slot.generation,
+        };
+        self.by_hash.entry(hash).or_default().push(id);
+        self.by_name.entry(name).or_default().push(id);
+        id
+    }
+
+    fn remove(&mut self, id: SeriesId) {
+        let Some(slot) = self.slots.get_mut(id.index) else {
+            return;
+        };
+        if slot.generation != id.generation {
+            return;
+        }
+        let Some(series) = slot.series.take() else {
+            return;
+        };
+        slot.generation = slot.generation.wrapping_add(1);
+        self.free.push(id.index);
+        if let Some(ids) = self.by_hash.get_mut(&series.hash) {
+            ids.retain(|other| *other != id);
+            if ids.is_empty() {
+                self.by_hash.remove(&series.hash);
+            }
+        }
+        let name = series.metric.name().unwrap_or("");
+        if let Some(ids) = self.by_name.get_mut(name) {
+            ids.retain(|other| *other != id);
+            if ids.is_empty() {
+                self.by_name.remove(name);
+            }
+        }
+        // Never in `scraped_live`: a series read at the last scrape has a sample younger than the retention.
+        // Were it there, the generation check would skip it.
+    }
+
+    fn intern(&mut self, text: &str) -> Arc<str> {
+        if let Some(existing) = self.interner.get(text) {
+            return Arc::clone(existing);
+        }
+        let interned: Arc<str> = Arc::from(text);
+        // Bound the interner: label values churn (replica names, table names); names do not.
+        if self.interner.len() > 1_000_000 {
+            self.interner.clear();
+        }
+        self.interner.insert(Arc::clone(&interned));
+        interned
+    }
+}
+
+fn push_point(points: &mut VecDeque<Point>, t: i64, v: f64) -> bool {
+    if points.back().is_some_and(|last| last.t >= t) {
+        return false;
+    }
+    points.push_back(Point { t, v });
+    true
+}
+
+fn hash_parts<'a>(name: Option<&str>, pairs: impl Iterator<Item = (&'a str, &'a str)>) -> u64 {
+    let mut hasher = FxHasher::default();
+    hasher.write(name.unwrap_or("").as_bytes());
+    hasher.write_u8(0xff);
+    for (label, value) in pairs {
+        hasher.write(label.as_bytes());
+        hasher.write_u8(0xfe);
+        hasher.write(value.as_bytes());
+        hasher.write_u8(0xff);
+    }
+    hasher.finish()
+}
+
+fn hash_metric(metric: &Metric) -> u64 {
+    hash_parts(
+        metric.name(),
+        metric
+            .labels()
+            .iter()
+            .map(|(label, value)| (label.as_ref(), value.as_ref())),
+    )
+}
+
+/// The latest sample at or before `at`, if it is at most the lookback old and not a staleness marker.
+pub fn value_at(points: &VecDeque<Point>, at: i64) -> Option<Point> {
+    let index = match points.back() {
+        Some(last) if last.t <= at => points.len() - 1,
+        Some(_) => points
+            .partition_point(|point| point.t <= at)
+            .checked_sub(1)?,
+        None => return None,
+    };
+    let point = points[index];
+    if point.t < at - LOOKBACK_MS || is_stale(point.v) {
+        return None;
+    }
+    Some(point)
+}
+
+/// The samples with `mint <= t <= maxt`, staleness markers left out (Prometheus 2.x: both ends closed).
+pub fn points_between(points: &VecDeque<Point>, mint: i64, maxt: i64, out: &mut Vec<Point>) {
+    out.clear();
+    let start = points.partition_point(|point| point.t < mint);
+    for point in points.range(start..) {
+        if point.t > maxt {
+            break;
+        }
+        if !is_stale(point.v) {
+            out.push(*point);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use dbwatch_collectors::{MetricDesc, MetricKind};
+    use std::collections::BTreeMap;
+    use std::time::SystemTime;
+
+    static UP: MetricDesc = MetricDesc {
+        name: "db_up",
+        help: "up",
+        kind: MetricKind::Gauge,
+        labels: &[],
+    };
+    static LAG: MetricDesc = MetricDesc {
+        name: "db_replication_lag_seconds",
+        help: "lag",
+        kind: MetricKind::Gauge,
+        labels: &["replica"],
+    };
+
+    fn snapshot(target: &str, samples: Vec<dbwatch_collectors::Sample>) -> Arc<Snapshot> {
+        let mut labels = BTreeMap::new();
+        labels.insert("env".to_owned(), "prod".to_owned());
+        labels.insert("empty".to_owned(), String::new());
+        Arc::new(Snapshot {
+            target: target.to_owned(),
+            db: "postgres",
+            labels,
+            taken_at: SystemTime::UNIX_EPOCH,
+            up: true,
+            samples,
+            families: Vec::new(),
+        })
+    }
+
+    fn selector(text: &str) -> Selector {
+        match super::super::promql::compile(text) {
+            Ok(super::super::promql::Expr::Vector(selector)) => selector,
+            other => panic!("{text}: {other:?}"),
+        }
+    }
+
+    fn values(history: &History, text: &str, at: i64) -> Vec<(String, f64)> {
+        let mut out = Vec::new();
+        history.for_each_selected(&selector(text), |metric, points| {
+            if let Some(point) = value_at(points, at) {
+                out.push((metric.to_string(), point.v));
+            }
+        });
+        out.sort_by(|a, b| a.0.cmp(&b.0));
+        out
+    }
+
+    #[test]
+    fn scrapes_label_series_like_the_exposition() {
+        let mut history = History::new(NameFilter::All, Some(600_000));
+        let first = snapshot("a", vec![UP.sample(1.0), LAG.sample_with(["r1"], 2.0)]);
+        history.scrape(&[first], 1_000);
+        assert_eq!(
+            values(&history, "db_replication_lag_seconds", 1_000),
+            vec![(
+                "{__name__=\"db_replication_lag_seconds\", db=\"postgres\", env=\"prod\", replica=\"r1\", target=\"a\"}"
+                    .to_owned(),
+                2.0
+            )]
+        );
+    }
+
+    #[test]
+    fn a_series_missing_from_the_next_read_goes_stale_at_once() {
+        let mut history = History::new(NameFilter::All, Some(600_000));
+        history.scrape(
+            &[snapshot(
+                "a",
+                vec![UP.sample(1.0), LAG.sample_with(["r1"], 2.0)],
+            )],
+            1_000,
+        );
+        history.scrape(&[snapshot("a", vec![UP.sample(0.0)])], 16_000);
+        assert!(values(&history, "db_replication_lag_seconds", 16_000).is_empty());
+        // Still visible at the earlier time.
+        assert_eq!(
+            values(&history, "db_replication_lag_seconds", 15_000).len(),
+            1
+        );
+        assert_eq!(values(&history, "db_up", 16_000)[0].1, 0.0);
+    }
+
+    #[test]
+    fn an_unchanged_snapshot_is_read_again_at_each_scrape() {
+        let mut history = History::new(NameFilter::All, Some(60_000));
+        let frozen = snapshot("a", vec![UP.sample(1.0)]);
+        for step in 0..10 {
+            history.scrape(&[Arc::clone(&frozen)], step * 15_000);
+            history.trim(step * 15_000);
+        }
+        assert_eq!(
+            values(&history, "db_up", 135_000),
+            vec![(
+                "{__name__=\"db_up\", db=\"postgres\", env=\"prod\", target=\"a\"}".to_owned(),
+                1.0
+            )]
+        );
+        assert!(history.stats().points <= 5);
+    }
+
+    #[test]
+    fn the_filter_keeps_only_selected_metrics() {
+        let filter = NameFilter::for_selectors([&selector("db_up")]);
+        let mut history = History::new(filter, Some(600_000));
+        history.scrape(
+            &[snapshot(
+                "a",
+                vec![UP.sample(1.0), LAG.sample_with(["r1"], 2.0)],
+            )],
+            1_000,
+        );
+        assert_eq!(history.stats().series, 1);
+    }
+
+    #[test]
+    fn lookback_and_ranges_follow_prometheus() {
+        let mut history = History::new(NameFilter::All, None);
+        let metric = Metric::from_pairs([("__name__", "x")]);
+        for (t, v) in [
+            (0, 1.0),
+            (60_000, 2.0),
+            (120_000, stale_nan()),
+            (180_000, 4.0),
+        ] {
+            history.append(&metric, t, v);
+        }
+        assert!(
+            !history.append(&metric, 180_000, 5.0),
+            "duplicate timestamps are dropped"
+        );
+        let points = |at| values(&history, "x", at);
+        assert_eq!(points(60_000)[0].1, 2.0);
+        assert!(points(120_000).is_empty(), "stale");
+        assert_eq!(points(480_000)[0].1, 4.0, "5m lookback is inclusive");
+        assert!(points(480_001).is_empty());
+        let mut out = Vec::new();
+        history.for_each_selected(&selector("x"), |_, series| {
+            points_between(series, 0, 180_000, &mut out)
+        });
+        assert_eq!(
+            out.iter().map(|p| p.v).collect::<Vec<_>>(),
+            vec![1.0, 2.0, 4.0]
+        );
+    }
+}

@@ -1,0 +1,43 @@
+//! Alerting and recording rules: Prometheus rule files evaluated over dbwatch's own snapshots.
+//!
+//! ```text
+//!  rule files ──► load (validate, compile PromQL, parse templates) ──► RuleSet
+//!                                                                        │
+//!  SnapshotStore ──read every evaluation──► History ──► eval (PromQL) ──► alerting (state machine)
+//!                                             ▲                            │ ALERTS, recorded series
+//!                                             └────────────────────────────┘
+//!                                   engine: AlertsHandle (/metrics), state file, transitions → notifier
+//! ```
+//!
+//! - [`load`] reads rule files in Prometheus 2.42's format and refuses, naming file, group, rule and
+//!   construct, anything dbwatch would not evaluate exactly like Prometheus ([`promql`], [`template`]).
+//! - [`history`] is a bounded in-memory series store fed from snapshots; its module documentation explains how
+//!   snapshots map onto Prometheus' scrapes and staleness markers.
+//! - [`eval`] is a pure PromQL evaluator (the time is an argument) matching Prometheus 2.42 bit for bit.
+//! - [`alerting`] evaluates a group: `for`, `keep_firing_for`, templating, `ALERTS`/`ALERTS_FOR_STATE`.
+//! - [`state`] persists alert state across restarts; [`engine`] is the task that ties it all together.
+//! - [`unittest`] runs `promtool test rules` files on a virtual clock; [`export`] writes rules back out for a
+//!   Prometheus server, and holds the shipped rules (`alerts/*.yml`) built into the binary.
+
+pub mod alerting;
+pub mod engine;
+pub mod eval;
+pub mod export;
+pub mod history;
+pub mod labels;
+pub mod load;
+pub mod model;
+pub mod promql;
+pub mod state;
+pub mod template;
+pub mod unittest;
+
+pub use alerting::{AlertState, AlertTransition};
+pub use engine::{
+    AlertSummary, AlertsHandle, AlertsView, EngineOptions, RuleMetrics, RulesEngine,
+    DEFAULT_EVALUATION_INTERVAL,
+};
+pub use export::{export, load_builtin, ExportError, ExportFormat, BUILTIN_RULE_FILES};
+pub use load::{load_rule_files, resolve_rule_files, RuleError, RuleErrors};
+pub use model::RuleSet;
+pub use unittest::{run_tests, TestError, TestReport};
