@@ -78,6 +78,7 @@ fn snapshots(descriptors: &[&'static MetricDesc], step: i64) -> Vec<Arc<Snapshot
                 labels,
                 taken_at: SystemTime::now(),
                 up: true,
+                error_kind: None,
                 samples: samples.into_iter().collect::<Vec<Sample>>(),
                 families: Vec::new(),
             })

@@ -16,6 +16,7 @@ use crate::rules::{self, EngineOptions, RuleMetrics, RuleSet, RulesEngine};
 use crate::scheduler::{self, TargetTask};
 use crate::self_metrics::SelfMetrics;
 use crate::store::SnapshotStore;
+use crate::web::WebConfig;
 
 /// How long tasks get to finish after a shutdown signal before the process exits anyway.
 pub const SHUTDOWN_DEADLINE: Duration = Duration::from_secs(10);
@@ -85,6 +86,8 @@ pub fn load(path: &Path) -> Result<Loaded, LoadError> {
 #[derive(Debug, Clone)]
 pub struct RunOptions {
     pub listen: SocketAddr,
+    /// TLS and basic auth for the HTTP endpoint; `None` serves plain HTTP.
+    pub web: Option<WebConfig>,
     /// Where alert state is kept across restarts; `None` keeps it in memory only.
     pub storage_path: Option<PathBuf>,
 }
@@ -151,16 +154,17 @@ pub async fn run(
             source,
         })?;
     let bound = listener.local_addr().unwrap_or(listen);
-    tracing::info!(address = %bound, "serving /metrics");
+    tracing::info!(
+        address = %bound,
+        tls = options.web.as_ref().is_some_and(WebConfig::tls_enabled),
+        "serving /metrics"
+    );
     let router = http::router(HttpState {
         store: Arc::clone(&store),
         registry,
         alerts,
     });
-    let server_shutdown = shutdown.clone();
-    let served = axum::serve(listener, router)
-        .with_graceful_shutdown(async move { server_shutdown.cancelled().await })
-        .await;
+    let served = crate::web::serve(listener, router, options.web, shutdown.clone()).await;
     // The server ends first only on an error; the pollers must stop too.
     shutdown.cancel();
     if tokio::time::timeout(SHUTDOWN_DEADLINE, tracker.wait())

@@ -1,10 +1,11 @@
-//! The HTTP surface, the only module that knows HTTP: `/metrics`, `/-/healthy`, `/-/ready`.
+//! The HTTP surface, the only module that knows HTTP: `/metrics`, `/-/healthy`, `/-/ready`, and the status
+//! page with its APIs (`web::status`).
 
 use std::sync::Arc;
 
 use axum::extract::State;
 use axum::http::{header, StatusCode};
-use axum::response::{Html, IntoResponse, Response};
+use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::Router;
 use prometheus::{Encoder, Registry, TextEncoder};
@@ -12,6 +13,7 @@ use prometheus::{Encoder, Registry, TextEncoder};
 use crate::exposition;
 use crate::rules::AlertsHandle;
 use crate::store::SnapshotStore;
+use crate::web::status::{self, StatusState};
 
 const TEXT_FORMAT: &str = "text/plain; version=0.0.4; charset=utf-8";
 
@@ -24,12 +26,17 @@ pub struct HttpState {
 }
 
 pub fn router(state: HttpState) -> Router {
+    // The status page (`/`) and its JSON APIs live in web::status.
+    let status = status::router(StatusState {
+        store: Arc::clone(&state.store),
+        alerts: state.alerts.clone(),
+    });
     Router::new()
-        .route("/", get(index))
         .route("/metrics", get(metrics))
         .route("/-/healthy", get(healthy))
         .route("/-/ready", get(ready))
         .with_state(state)
+        .merge(status)
 }
 
 /// Renders the latest snapshots and the daemon's own registry; touches no database.
@@ -79,12 +86,4 @@ async fn ready(State(state): State<HttpState>) -> Response {
         )
             .into_response()
     }
-}
-
-async fn index() -> Html<&'static str> {
-    Html(
-        "<!doctype html><title>dbwatch</title><h1>dbwatch</h1>\
-         <ul><li><a href=\"/metrics\">metrics</a></li><li><a href=\"/-/healthy\">healthy</a></li>\
-         <li><a href=\"/-/ready\">ready</a></li></ul>",
-    )
 }

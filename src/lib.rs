@@ -12,3 +12,4 @@ pub mod rules;
 pub mod scheduler;
 pub mod self_metrics;
 pub mod store;
+pub mod web;

@@ -31,6 +31,10 @@ struct Cli {
     )]
     listen_address: SocketAddr,
 
+    /// TLS and basic-auth settings for the HTTP endpoint, in the Prometheus exporter-toolkit format.
+    #[arg(long = "web.config.file", value_name = "FILE")]
+    web_config_file: Option<PathBuf>,
+
     /// Folder for state kept across restarts (alert state; the notification outbox).
     #[arg(long = "storage.path", value_name = "DIR", default_value = "data")]
     storage_path: PathBuf,
@@ -86,7 +90,12 @@ fn main() -> ExitCode {
     match cli.command {
         Some(Command::CheckConfig { file }) => check_config(&file.unwrap_or(cli.config_file)),
         Some(Command::Rules(command)) => rules_command(command),
-        None => match run(&cli.config_file, cli.listen_address, cli.storage_path) {
+        None => match run(
+            &cli.config_file,
+            cli.listen_address,
+            cli.web_config_file.as_deref(),
+            cli.storage_path,
+        ) {
             Ok(()) => ExitCode::SUCCESS,
             Err(error) => {
                 eprintln!("dbwatch: {error:#}");
@@ -197,11 +206,16 @@ fn rules_command(command: RulesCommand) -> ExitCode {
 fn run(
     config_file: &std::path::Path,
     listen: SocketAddr,
+    web_config_file: Option<&std::path::Path>,
     storage_path: PathBuf,
 ) -> anyhow::Result<()> {
     let loaded = dbwatch::app::load(config_file)?;
+    let web = web_config_file
+        .map(dbwatch::web::WebConfig::load)
+        .transpose()?;
     let options = dbwatch::app::RunOptions {
         listen,
+        web,
         storage_path: Some(storage_path),
     };
     let runtime = tokio::runtime::Builder::new_multi_thread()

@@ -158,6 +158,7 @@ impl TargetTask {
         };
         let taken_at = SystemTime::now();
         let up = result.is_ok();
+        let error_kind = result.as_ref().err().map(PollFailure::kind);
         self.log_transition(&result);
         let mut samples = match result {
             Ok(collected) => {
@@ -185,6 +186,7 @@ impl TargetTask {
             labels: self.target.labels.clone(),
             taken_at,
             up,
+            error_kind,
             samples,
             families,
         }

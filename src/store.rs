@@ -17,6 +17,8 @@ pub struct Snapshot {
     pub labels: BTreeMap<String, String>,
     pub taken_at: SystemTime,
     pub up: bool,
+    /// Why the poll failed, as a bounded error kind (`connect`, `auth`, `deadline`...); `None` when it succeeded.
+    pub error_kind: Option<&'static str>,
     /// Every sample of the poll, the daemon's own per-target gauges included.
     pub samples: Vec<Sample>,
     /// The same samples, encoded for exposition.

@@ -131,6 +131,7 @@ pub struct RawConfig {
     pub evaluation_interval: Option<Spanned<Duration>>,
     pub external_labels: Option<Spanned<BTreeMap<String, String>>>,
     pub rule_files: Vec<Spanned<String>>,
+    pub alertmanager_config_file: Option<Spanned<String>>,
     pub targets: Vec<RawTarget>,
 }
 
@@ -183,6 +184,16 @@ impl RawConfig {
                 }
             }
         }
+        raw.alertmanager_config_file =
+            top.take("alertmanager_config_file")
+                .and_then(|(node, path)| {
+                    let value = reader.string(node, &path)?;
+                    Some(Spanned {
+                        value,
+                        mark: node.mark,
+                        path,
+                    })
+                });
         match top.take("targets") {
             Some((node, path)) => {
                 if let Some(items) = reader.sequence(node, &path) {

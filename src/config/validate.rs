@@ -24,6 +24,9 @@ const RESERVED_LABELS: &[&str] = &["target", "db"];
 pub struct Config {
     pub targets: Vec<Target>,
     pub rules: RulesConfig,
+    /// The notification routing file (Alertmanager's format), resolved against the configuration's folder;
+    /// `None`: alerts show on /metrics and in the log only.
+    pub alertmanager_config_file: Option<PathBuf>,
 }
 
 /// Where the alerting rules come from and how they are evaluated. Reading the files is IO, so it happens after
@@ -98,6 +101,10 @@ impl Errors<'_> {
 pub fn validate(raw: RawConfig, base_dir: &Path, errors: &mut Vec<ConfigError>) -> Option<Config> {
     let mut errors = Errors(errors);
     let rules = validate_rules(&mut errors, &raw, base_dir);
+    let alertmanager_config_file = raw
+        .alertmanager_config_file
+        .as_ref()
+        .map(|file| base_dir.join(&file.value));
     let default_interval = raw
         .interval
         .as_ref()
@@ -136,7 +143,11 @@ pub fn validate(raw: RawConfig, base_dir: &Path, errors: &mut Vec<ConfigError>) 
             None => complete = false,
         }
     }
-    complete.then_some(Config { targets, rules })
+    complete.then_some(Config {
+        targets,
+        rules,
+        alertmanager_config_file,
+    })
 }
 
 fn validate_rules(errors: &mut Errors<'_>, raw: &RawConfig, base_dir: &Path) -> RulesConfig {

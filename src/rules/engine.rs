@@ -652,6 +652,7 @@ mod tests {
             labels: BTreeMap::new(),
             taken_at: SystemTime::now(),
             up: up == 1.0,
+            error_kind: None,
             samples: vec![fleet::DB_UP.sample(up)],
             families: Vec::new(),
         }

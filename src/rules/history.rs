@@ -550,6 +550,7 @@ mod tests {
             labels,
             taken_at: SystemTime::UNIX_EPOCH,
             up: true,
+            error_kind: None,
             samples,
             families: Vec::new(),
         })

@@ -1,8 +1,10 @@
 # Tools the tests run against dbwatch's output, from Debian's packages: promtool (Prometheus's linter and rule
-# tester) and amtool (Alertmanager's config checker and route tester). No servers.
+# tester) and prometheus itself (tests/dashboards.rs scrapes dbwatch with it), amtool (Alertmanager's config
+# checker and route tester), systemd-analyze (tests/deploy.rs verifies the unit), curl and headless chromium
+# (tests/web.rs: TLS and the status page). No servers.
 
 tools_install() {
-  apt_install prometheus prometheus-alertmanager
+  apt_install prometheus prometheus-alertmanager systemd curl chromium
 }
 
 tools_up() { :; }
@@ -12,6 +14,9 @@ tools_down() { :; }
 tools_status() {
   status_line promtool "$(command -v promtool || echo missing)" promtool --version
   status_line amtool "$(command -v amtool || echo missing)" amtool --version
+  status_line prometheus "$(command -v prometheus || echo missing)" prometheus --version
+  status_line systemd-analyze "$(command -v systemd-analyze || echo missing)" systemd-analyze --version
+  status_line chromium "$(command -v chromium || echo missing)" chromium --version
 }
 
 tools_env() {

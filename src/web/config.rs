@@ -1,0 +1,383 @@
+//! `--web.config.file`: the exporter-toolkit format every Prometheus exporter accepts, read and validated once at
+//! startup so a wrong path, key or hash stops the daemon with the file and key named instead of at the first
+//! scrape.
+//!
+//! ```yaml
+//! tls_server_config:
+//!   cert_file: /etc/dbwatch/tls.crt
+//!   key_file: /etc/dbwatch/tls.key
+//!   client_auth_type: RequireAndVerifyClientCert   # optional; needs client_ca_file
+//!   client_ca_file: /etc/dbwatch/clients-ca.crt
+//!   min_version: TLS12                             # TLS12 (default) or TLS13
+//! http_server_config:
+//!   headers: {Strict-Transport-Security: max-age=31536000}
+//! basic_auth_users:
+//!   prometheus: $2y$10$...                         # bcrypt hash: `htpasswd -nBC 10 "" | tr -d ':\n'`
+//! ```
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use axum::http::{HeaderName, HeaderValue};
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+use rustls::server::WebPkiClientVerifier;
+use rustls::{RootCertStore, ServerConfig};
+use serde::Deserialize;
+
+/// What went wrong with the web configuration file, naming the file and, when there is one, the key.
+#[derive(Debug, thiserror::Error)]
+pub enum WebConfigError {
+    #[error("cannot read {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{path}: {source}")]
+    Parse {
+        path: PathBuf,
+        source: serde_yaml::Error,
+    },
+    #[error("{path}: {key}: {message}")]
+    Invalid {
+        path: PathBuf,
+        key: String,
+        message: String,
+    },
+}
+
+/// The file as written; unknown keys are errors, as in the dbwatch configuration.
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawWebConfig {
+    #[serde(default)]
+    tls_server_config: Option<RawTls>,
+    #[serde(default)]
+    http_server_config: Option<RawHttp>,
+    #[serde(default)]
+    basic_auth_users: BTreeMap<String, String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawTls {
+    cert_file: Option<PathBuf>,
+    key_file: Option<PathBuf>,
+    #[serde(default)]
+    client_auth_type: Option<String>,
+    #[serde(default)]
+    client_ca_file: Option<PathBuf>,
+    #[serde(default)]
+    min_version: Option<String>,
+    #[serde(default)]
+    max_version: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawHttp {
+    /// Accepted for compatibility with files written for other exporters; dbwatch serves HTTP/1.1.
+    #[serde(default)]
+    #[allow(dead_code)]
+    http2: Option<bool>,
+    #[serde(default)]
+    headers: BTreeMap<String, String>,
+}
+
+/// The security headers the exporter-toolkit allows to be set, and only those.
+const ALLOWED_HEADERS: [&str; 5] = [
+    "Strict-Transport-Security",
+    "X-Content-Type-Options",
+    "X-Frame-Options",
+    "X-XSS-Protection",
+    "Content-Security-Policy",
+];
+
+/// The validated web configuration: a ready TLS server configuration, the bcrypt hashes, the extra headers.
+#[derive(Clone, Default)]
+pub struct WebConfig {
+    pub(crate) tls: Option<Arc<ServerConfig>>,
+    pub(crate) users: Arc<BTreeMap<String, String>>,
+    pub(crate) headers: Arc<Vec<(HeaderName, HeaderValue)>>,
+}
+
+/// Never prints the password hashes: they are offline-crackable.
+impl fmt::Debug for WebConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("WebConfig")
+            .field("tls", &self.tls.is_some())
+            .field("users", &self.users.keys().collect::<Vec<_>>())
+            .field("headers", &self.headers)
+            .finish()
+    }
+}
+
+impl WebConfig {
+    /// True when the endpoint speaks TLS.
+    pub fn tls_enabled(&self) -> bool {
+        self.tls.is_some()
+    }
+
+    /// True when requests need a user and password.
+    pub fn basic_auth_enabled(&self) -> bool {
+        !self.users.is_empty()
+    }
+
+    /// Reads and validates a web configuration file, loading the certificate, key and client CA it names.
+    pub fn load(path: &Path) -> Result<WebConfig, WebConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| WebConfigError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+        let base = path.parent().unwrap_or(Path::new("."));
+        Self::parse(&text, path, base)
+    }
+
+    /// Validates a file's text; relative paths inside it are resolved against `base`, the file's folder, as
+    /// the exporter-toolkit does.
+    pub fn parse(text: &str, path: &Path, base: &Path) -> Result<WebConfig, WebConfigError> {
+        let invalid = |key: &str, message: String| WebConfigError::Invalid {
+            path: path.to_owned(),
+            key: key.to_owned(),
+            message,
+        };
+        // An empty file is valid and means plain HTTP without authentication.
+        let raw: RawWebConfig = if text.trim().is_empty() {
+            RawWebConfig::default()
+        } else {
+            serde_yaml::from_str(text).map_err(|source| WebConfigError::Parse {
+                path: path.to_owned(),
+                source,
+            })?
+        };
+
+        for (user, hash) in &raw.basic_auth_users {
+            let key = format!("basic_auth_users.{user}");
+            if user.is_empty() || user.contains(':') {
+                return Err(invalid(
+                    &key,
+                    "a user name must be non-empty and contain no ':'".to_owned(),
+                ));
+            }
+            // Verifying a dummy password checks the hash's format and cost without knowing the password.
+            bcrypt::verify("", hash).map_err(|_| {
+                invalid(
+                    &key,
+                    "not a bcrypt hash ($2a$, $2b$ or $2y$, 60 characters)".to_owned(),
+                )
+            })?;
+        }
+
+        let mut headers = Vec::new();
+        if let Some(http) = &raw.http_server_config {
+            for (name, value) in &http.headers {
+                let key = format!("http_server_config.headers.{name}");
+                let Some(allowed) = ALLOWED_HEADERS
+                    .iter()
+                    .find(|allowed| allowed.eq_ignore_ascii_case(name))
+                else {
+                    return Err(invalid(
+                        &key,
+                        format!("header not allowed; one of {}", ALLOWED_HEADERS.join(", ")),
+                    ));
+                };
+                let value = HeaderValue::from_str(value)
+                    .map_err(|_| invalid(&key, "not a valid header value".to_owned()))?;
+                headers.push((HeaderName::from_static(lowercase(allowed)), value));
+            }
+        }
+
+        let tls = match raw.tls_server_config {
+            None => None,
+            Some(tls) => Some(Arc::new(server_config(&tls, base, &invalid)?)),
+        };
+        Ok(WebConfig {
+            tls,
+            users: Arc::new(raw.basic_auth_users),
+            headers: Arc::new(headers),
+        })
+    }
+}
+
+fn lowercase(header: &'static str) -> &'static str {
+    match header {
+        "Strict-Transport-Security" => "strict-transport-security",
+        "X-Content-Type-Options" => "x-content-type-options",
+        "X-Frame-Options" => "x-frame-options",
+        "X-XSS-Protection" => "x-xss-protection",
+        _ => "content-security-policy",
+    }
+}
+
+fn tls_version(
+    value: &str,
+    key: &str,
+    invalid: &dyn Fn(&str, String) -> WebConfigError,
+) -> Result<&'static rustls::SupportedProtocolVersion, WebConfigError> {
+    match value {
+        "TLS12" => Ok(&rustls::version::TLS12),
+        "TLS13" => Ok(&rustls::version::TLS13),
+        "TLS10" | "TLS11" => Err(invalid(
+            key,
+            format!("{value} is obsolete and not supported; use TLS12 or TLS13"),
+        )),
+        other => Err(invalid(
+            key,
+            format!("unknown TLS version {other:?}; use TLS12 or TLS13"),
+        )),
+    }
+}
+
+fn server_config(
+    tls: &RawTls,
+    base: &Path,
+    invalid: &dyn Fn(&str, String) -> WebConfigError,
+) -> Result<ServerConfig, WebConfigError> {
+    let resolve = |file: &Path| base.join(file);
+    let cert_file = tls.cert_file.as_deref().map(resolve).ok_or_else(|| {
+        invalid(
+            "tls_server_config.cert_file",
+            "required with tls_server_config".to_owned(),
+        )
+    })?;
+    let key_file = tls.key_file.as_deref().map(resolve).ok_or_else(|| {
+        invalid(
+            "tls_server_config.key_file",
+            "required with tls_server_config".to_owned(),
+        )
+    })?;
+    let certs = CertificateDer::pem_file_iter(&cert_file)
+        .and_then(|certs| certs.collect::<Result<Vec<_>, _>>())
+        .map_err(|error| {
+            invalid(
+                "tls_server_config.cert_file",
+                format!(
+                    "cannot load certificates from {}: {error}",
+                    cert_file.display()
+                ),
+            )
+        })?;
+    if certs.is_empty() {
+        return Err(invalid(
+            "tls_server_config.cert_file",
+            format!("no certificate in {}", cert_file.display()),
+        ));
+    }
+    let key = PrivateKeyDer::from_pem_file(&key_file).map_err(|error| {
+        invalid(
+            "tls_server_config.key_file",
+            format!(
+                "cannot load a private key from {}: {error}",
+                key_file.display()
+            ),
+        )
+    })?;
+
+    let min = tls_version(
+        tls.min_version.as_deref().unwrap_or("TLS12"),
+        "tls_server_config.min_version",
+        invalid,
+    )?;
+    let max = tls_version(
+        tls.max_version.as_deref().unwrap_or("TLS13"),
+        "tls_server_config.max_version",
+        invalid,
+    )?;
+    let versions: Vec<&'static rustls::SupportedProtocolVersion> =
+        [&rustls::version::TLS12, &rustls::version::TLS13]
+            .into_iter()
+            .filter(|version| {
+                let number = u16::from(version.version);
+                number >= u16::from(min.version) && number <= u16::from(max.version)
+            })
+            .collect();
+    if versions.is_empty() {
+        return Err(invalid(
+            "tls_server_config.max_version",
+            "lower than min_version".to_owned(),
+        ));
+    }
+
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let builder = ServerConfig::builder_with_provider(Arc::clone(&provider))
+        .with_protocol_versions(&versions)
+        .map_err(|error| invalid("tls_server_config.min_version", error.to_string()))?;
+
+    let client_auth = tls.client_auth_type.as_deref().unwrap_or("NoClientCert");
+    let builder = match client_auth {
+        "NoClientCert" => builder.with_no_client_auth(),
+        "VerifyClientCertIfGiven" | "RequireAndVerifyClientCert" => {
+            let ca_file = tls.client_ca_file.as_deref().map(resolve).ok_or_else(|| {
+                invalid(
+                    "tls_server_config.client_ca_file",
+                    format!("required with client_auth_type {client_auth}"),
+                )
+            })?;
+            let mut roots = RootCertStore::empty();
+            let cas = CertificateDer::pem_file_iter(&ca_file)
+                .and_then(|certs| certs.collect::<Result<Vec<_>, _>>())
+                .map_err(|error| {
+                    invalid(
+                        "tls_server_config.client_ca_file",
+                        format!(
+                            "cannot load certificates from {}: {error}",
+                            ca_file.display()
+                        ),
+                    )
+                })?;
+            let (added, _ignored) = roots.add_parsable_certificates(cas);
+            if added == 0 {
+                return Err(invalid(
+                    "tls_server_config.client_ca_file",
+                    format!("no usable CA certificate in {}", ca_file.display()),
+                ));
+            }
+            let verifier = WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider);
+            let verifier = if client_auth == "VerifyClientCertIfGiven" {
+                verifier.allow_unauthenticated()
+            } else {
+                verifier
+            };
+            let verifier = verifier
+                .build()
+                .map_err(|error| invalid("tls_server_config.client_ca_file", error.to_string()))?;
+            builder.with_client_cert_verifier(verifier)
+        }
+        "RequestClientCert" | "RequireAnyClientCert" => {
+            // Accepting a certificate without verifying it authenticates nobody; refuse rather than pretend.
+            return Err(invalid(
+                "tls_server_config.client_auth_type",
+                format!(
+                    "{client_auth} accepts unverified certificates and is not supported; use \
+                     VerifyClientCertIfGiven or RequireAndVerifyClientCert with client_ca_file"
+                ),
+            ));
+        }
+        other => {
+            return Err(invalid(
+                "tls_server_config.client_auth_type",
+                format!(
+                    "unknown value {other:?}; one of NoClientCert, VerifyClientCertIfGiven, \
+                     RequireAndVerifyClientCert"
+                ),
+            ))
+        }
+    };
+    if tls.client_ca_file.is_some() && client_auth == "NoClientCert" {
+        return Err(invalid(
+            "tls_server_config.client_ca_file",
+            "set, but client_auth_type is NoClientCert: no client certificate would be checked"
+                .to_owned(),
+        ));
+    }
+    let mut config = builder.with_single_cert(certs, key).map_err(|error| {
+        invalid(
+            "tls_server_config.key_file",
+            format!("does not match the certificate in cert_file: {error}"),
+        )
+    })?;
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    Ok(config)
+}
