@@ -12,6 +12,7 @@ use tokio_util::task::TaskTracker;
 
 use crate::config::{self, Config};
 use crate::http::{self, HttpState};
+use crate::notify::{self, Notifier, NotifyConfig};
 use crate::rules::{self, EngineOptions, RuleMetrics, RuleSet, RulesEngine};
 use crate::scheduler::{self, TargetTask};
 use crate::self_metrics::SelfMetrics;
@@ -32,6 +33,8 @@ pub enum AppError {
     Metrics(#[from] prometheus::Error),
     #[error("the HTTP server failed: {0}")]
     Serve(std::io::Error),
+    #[error(transparent)]
+    Notify(#[from] notify::NotifyError),
     #[error("cannot create the storage folder {path}: {source}")]
     Storage {
         path: PathBuf,
@@ -51,6 +54,8 @@ pub enum LoadError {
     RulePattern { file: PathBuf, message: String },
     #[error(transparent)]
     Rules(#[from] rules::RuleErrors),
+    #[error(transparent)]
+    Routing(#[from] notify::NotifyConfigErrors),
 }
 
 /// Everything the daemon runs on, read and checked before anything starts.
@@ -59,6 +64,8 @@ pub struct Loaded {
     pub config: Config,
     pub rule_files: Vec<PathBuf>,
     pub rules: RuleSet,
+    /// The routing file's receivers and routes; `None` when the configuration names none.
+    pub routing: Option<NotifyConfig>,
 }
 
 /// Reads the configuration file and the rule files it names. `check-config` and the daemon share it, so a
@@ -75,10 +82,15 @@ pub fn load(path: &Path) -> Result<Loaded, LoadError> {
     } else {
         rules::load_rule_files(&rule_files)?
     };
+    let routing = match &config.alerting.routing_file {
+        Some(file) => Some(notify::load_file(file)?),
+        None => None,
+    };
     Ok(Loaded {
         config,
         rule_files,
         rules,
+        routing,
     })
 }
 
@@ -88,8 +100,8 @@ pub struct RunOptions {
     pub listen: SocketAddr,
     /// TLS and basic auth for the HTTP endpoint; `None` serves plain HTTP.
     pub web: Option<WebConfig>,
-    /// Where alert state is kept across restarts; `None` keeps it in memory only.
-    pub storage_path: Option<PathBuf>,
+    /// Where alert state and the notification outbox are kept across restarts.
+    pub storage_path: PathBuf,
 }
 
 /// Runs the daemon until `shutdown` is cancelled.
@@ -98,7 +110,12 @@ pub async fn run(
     options: RunOptions,
     shutdown: CancellationToken,
 ) -> Result<(), AppError> {
-    let Loaded { config, rules, .. } = loaded;
+    let Loaded {
+        config,
+        rules,
+        routing,
+        ..
+    } = loaded;
     let listen = options.listen;
     let registry = Registry::new();
     let metrics = SelfMetrics::register(&registry)?;
@@ -112,20 +129,18 @@ pub async fn run(
         tracker.spawn(task.run(shutdown.clone()));
     }
 
-    if let Some(dir) = &options.storage_path {
-        if let Err(source) = std::fs::create_dir_all(dir) {
-            return Err(AppError::Storage {
-                path: dir.clone(),
-                source,
-            });
-        }
+    if let Err(source) = std::fs::create_dir_all(&options.storage_path) {
+        return Err(AppError::Storage {
+            path: options.storage_path.clone(),
+            source,
+        });
     }
     let (transitions, mut transition_rx) = mpsc::channel(TRANSITION_BUFFER);
     let engine = RulesEngine::new(
         Arc::clone(&store),
         rules,
         EngineOptions {
-            state_dir: options.storage_path.clone(),
+            state_dir: Some(options.storage_path.clone()),
             evaluation_interval: config.rules.evaluation_interval,
             external_labels: config.rules.external_labels.clone(),
             external_url: format!("http://{listen}"),
@@ -135,16 +150,35 @@ pub async fn run(
     );
     let alerts = engine.alerts();
     tracker.spawn(engine.run(shutdown.clone()));
-    // Until a notifier is configured, transitions are only logged (by the engine); keep the channel drained.
-    let drain_shutdown = shutdown.clone();
-    tracker.spawn(async move {
-        loop {
-            tokio::select! {
-                received = transition_rx.recv() => if received.is_none() { break },
-                _ = drain_shutdown.cancelled() => break,
-            }
+    let notify_api = match routing {
+        Some(mut routing) => {
+            routing.delivery.external_url = format!("http://{listen}");
+            routing.delivery.alertmanagers = config.alerting.alertmanagers.clone();
+            let notifier = Notifier::new(
+                routing,
+                &options.storage_path,
+                &registry,
+                alerts.clone(),
+                transition_rx,
+            )?;
+            let api = notifier.api_router();
+            tracker.spawn(notifier.run(shutdown.clone()));
+            Some(api)
         }
-    });
+        None => {
+            // Without a routing file alerts are only logged (by the engine) and shown; keep the channel drained.
+            let drain_shutdown = shutdown.clone();
+            tracker.spawn(async move {
+                loop {
+                    tokio::select! {
+                        received = transition_rx.recv() => if received.is_none() { break },
+                        _ = drain_shutdown.cancelled() => break,
+                    }
+                }
+            });
+            None
+        }
+    };
     tracker.close();
 
     let listener = tokio::net::TcpListener::bind(listen)
@@ -164,6 +198,11 @@ pub async fn run(
         registry,
         alerts,
     });
+    // The silences API (Alertmanager's v2 paths), so amtool can manage dbwatch's silences.
+    let router = match notify_api {
+        Some(api) => router.merge(api),
+        None => router,
+    };
     let served = crate::web::serve(listener, router, options.web, shutdown.clone()).await;
     // The server ends first only on an error; the pollers must stop too.
     shutdown.cancel();

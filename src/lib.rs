@@ -8,6 +8,7 @@ pub mod app;
 pub mod config;
 pub mod exposition;
 pub mod http;
+pub mod notify;
 pub mod rules;
 pub mod scheduler;
 pub mod self_metrics;

@@ -109,7 +109,7 @@ fn check_config(file: &std::path::Path) -> ExitCode {
     match dbwatch::app::load(file) {
         Ok(loaded) => {
             println!(
-                "{}: ok, {} target{}, {} rule{} in {} rule file{}",
+                "{}: ok, {} target{}, {} rule{} in {} rule file{}{}",
                 file.display(),
                 loaded.config.targets.len(),
                 plural(loaded.config.targets.len()),
@@ -117,6 +117,10 @@ fn check_config(file: &std::path::Path) -> ExitCode {
                 plural(loaded.rules.rule_count()),
                 loaded.rule_files.len(),
                 plural(loaded.rule_files.len()),
+                match &loaded.config.alerting.routing_file {
+                    Some(file) => format!(", routing from {}", file.display()),
+                    None => String::new(),
+                },
             );
             ExitCode::SUCCESS
         }
@@ -216,7 +220,7 @@ fn run(
     let options = dbwatch::app::RunOptions {
         listen,
         web,
-        storage_path: Some(storage_path),
+        storage_path,
     };
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)

@@ -551,3 +551,161 @@ targets:
     }
     stop(&mut restarted).await;
 }
+
+/// The requests the local receivers (deploy/local/receivers) recorded in `bucket`, in arrival order.
+async fn received(client: &reqwest::Client, bucket: &str) -> Vec<serde_json::Value> {
+    let url = format!("{}/_requests/{bucket}", env("DBWATCH_RECEIVERS_URL"));
+    let Some((200, body)) = get(client, &url).await else {
+        panic!("the local receivers do not answer at {url}: run `deploy/local/fleet up receivers`");
+    };
+    serde_json::from_str(&body).expect("the receivers answer a JSON list")
+}
+
+/// The whole path inside the real daemon: a rule file and a routing file named by the configuration, a target
+/// that goes down, the alert routed to PagerDuty (critical, `continue`) and Slack, both payloads valid for the
+/// published formats; after the target is fixed and the daemon restarted, both get the resolve, PagerDuty on the
+/// same `dedup_key`.
+#[tokio::test]
+async fn a_firing_alert_is_routed_to_slack_and_pagerduty_and_resolves_after_a_restart() {
+    let receivers = env("DBWATCH_RECEIVERS_URL");
+    let (pg_host, pg_port) = host_port(&env("DBWATCH_PG_PRIMARY_URL"));
+    let dir = tempfile::tempdir().expect("temp dir");
+    let bucket = format!("daemon-{}", std::process::id());
+    std::fs::write(
+        dir.path().join("rules.yml"),
+        "\
+groups:
+  - name: availability
+    interval: 1s
+    rules:
+      - alert: target_down
+        expr: db_up == 0
+        labels: {severity: critical}
+        annotations: {summary: '{{ $labels.target }} does not answer'}
+",
+    )
+    .expect("write rules");
+    std::fs::write(
+        dir.path().join("routing.yml"),
+        format!(
+            "\
+route:
+  receiver: slack
+  group_by: [alertname, target]
+  group_wait: 0s
+  group_interval: 1s
+  routes:
+    - receiver: pagerduty
+      matchers: ['severity=\"critical\"']
+      continue: true
+    # Alertmanager's semantics: the parent only takes alerts no child matched, so Slack needs its own route.
+    - receiver: slack
+receivers:
+  - name: slack
+    slack_configs:
+      - api_url: {receivers}/slack/{bucket}
+        send_resolved: true
+  - name: pagerduty
+    pagerduty_configs:
+      - routing_key: 0123456789abcdef0123456789abcdef
+        url: {receivers}/pagerduty/{bucket}/v2/enqueue
+"
+        ),
+    )
+    .expect("write routing");
+    let config = |port: &str| {
+        format!(
+            "\
+global:
+  interval: 1s
+  timeout: 900ms
+rule_files: [rules.yml]
+alerting:
+  config_file: routing.yml
+targets:
+  - name: billing
+    type: postgres
+    connection: {{host: {pg_host}, port: {port}, user: dbwatch, password: '${{DBWATCH_TEST_PASSWORD}}'}}
+"
+        )
+    };
+    let client = reqwest::Client::builder()
+        .timeout(Duration::from_secs(5))
+        .build()
+        .expect("http client");
+    let of_kind = |requests: &[serde_json::Value], kind: &str| -> Vec<serde_json::Value> {
+        requests
+            .iter()
+            .filter(|request| request["kind"] == kind)
+            .cloned()
+            .collect()
+    };
+
+    // Down: the target points at a closed port.
+    let mut daemon = start_daemon_in(dir.path(), &config("1"));
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let (slack, pagerduty) = loop {
+        let requests = received(&client, &bucket).await;
+        let (slack, pagerduty) = (of_kind(&requests, "slack"), of_kind(&requests, "pagerduty"));
+        if !slack.is_empty() && !pagerduty.is_empty() {
+            break (slack, pagerduty);
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no notification within 30 s: {requests:?}"
+        );
+        if let Ok(Some(status)) = daemon.child.try_wait() {
+            panic!("dbwatch exited early: {status}");
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    for request in slack.iter().chain(&pagerduty) {
+        assert_eq!(request["valid"], true, "an invalid payload: {request}");
+    }
+    let text = slack[0]["body"]["text"].as_str().unwrap_or_default();
+    assert!(text.starts_with("[FIRING:1] target_down"), "{text}");
+    let trigger = &pagerduty[0]["body"];
+    assert_eq!(trigger["event_action"], "trigger");
+    assert_eq!(trigger["payload"]["severity"], "critical");
+    let summary = trigger["payload"]["summary"].as_str().unwrap_or_default();
+    assert!(summary.contains("target_down"), "{summary}");
+    let dedup_key = trigger["dedup_key"]
+        .as_str()
+        .expect("a dedup_key")
+        .to_owned();
+    stop(&mut daemon).await;
+
+    // Fixed: the same target now points at the real primary; the restored alert resolves.
+    let mut fixed = start_daemon_in(dir.path(), &config(&pg_port));
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let requests = received(&client, &bucket).await;
+        let slack_resolved = of_kind(&requests, "slack").iter().any(|request| {
+            request["body"]["text"]
+                .as_str()
+                .is_some_and(|text| text.starts_with("[RESOLVED] target_down"))
+        });
+        let pagerduty = of_kind(&requests, "pagerduty");
+        let resolves: Vec<_> = pagerduty
+            .iter()
+            .filter(|request| request["body"]["event_action"] == "resolve")
+            .collect();
+        if slack_resolved && !resolves.is_empty() {
+            assert!(resolves
+                .iter()
+                .all(|request| request["body"]["dedup_key"] == dedup_key.as_str()));
+            let triggers = pagerduty
+                .iter()
+                .filter(|request| request["body"]["event_action"] == "trigger")
+                .count();
+            assert_eq!(triggers, 1, "the restart paged again: {pagerduty:?}");
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no resolve within 30 s: {requests:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    stop(&mut fixed).await;
+}

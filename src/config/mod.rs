@@ -17,7 +17,7 @@ use std::time::Duration;
 use std::collections::BTreeMap;
 
 pub use dbwatch_collectors::secret::{PasswordSource, Secret};
-pub use validate::{Config, Engine, RulesConfig, Target};
+pub use validate::{AlertingConfig, Config, Engine, RulesConfig, Target};
 
 /// One problem in a configuration file.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -131,7 +131,10 @@ pub struct RawConfig {
     pub evaluation_interval: Option<Spanned<Duration>>,
     pub external_labels: Option<Spanned<BTreeMap<String, String>>>,
     pub rule_files: Vec<Spanned<String>>,
-    pub alertmanager_config_file: Option<Spanned<String>>,
+    /// `alerting.config_file`: the routing file, in Alertmanager's format.
+    pub routing_file: Option<Spanned<String>>,
+    /// `alerting.alertmanagers`: base URLs every alert is also pushed to.
+    pub alertmanagers: Vec<Spanned<String>>,
     pub targets: Vec<RawTarget>,
 }
 
@@ -184,9 +187,9 @@ impl RawConfig {
                 }
             }
         }
-        raw.alertmanager_config_file =
-            top.take("alertmanager_config_file")
-                .and_then(|(node, path)| {
+        if let Some((node, path)) = top.take("alerting") {
+            if let Some(mut alerting) = read::Fields::of(reader, node, &path) {
+                raw.routing_file = alerting.take("config_file").and_then(|(node, path)| {
                     let value = reader.string(node, &path)?;
                     Some(Spanned {
                         value,
@@ -194,6 +197,22 @@ impl RawConfig {
                         path,
                     })
                 });
+                if let Some((node, path)) = alerting.take("alertmanagers") {
+                    let items = reader.sequence(node, &path).unwrap_or_default();
+                    for (index, item) in items.iter().enumerate() {
+                        let item_path = format!("{path}[{index}]");
+                        if let Some(value) = reader.string(item, &item_path) {
+                            raw.alertmanagers.push(Spanned {
+                                value,
+                                mark: item.mark,
+                                path: item_path,
+                            });
+                        }
+                    }
+                }
+                alerting.finish(reader);
+            }
+        }
         match top.take("targets") {
             Some((node, path)) => {
                 if let Some(items) = reader.sequence(node, &path) {

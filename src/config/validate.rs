@@ -24,9 +24,16 @@ const RESERVED_LABELS: &[&str] = &["target", "db"];
 pub struct Config {
     pub targets: Vec<Target>,
     pub rules: RulesConfig,
-    /// The notification routing file (Alertmanager's format), resolved against the configuration's folder;
-    /// `None`: alerts show on /metrics and in the log only.
-    pub alertmanager_config_file: Option<PathBuf>,
+    pub alerting: AlertingConfig,
+}
+
+/// Where alerts go besides /metrics and the log.
+#[derive(Debug, Clone, Default)]
+pub struct AlertingConfig {
+    /// The notification routing file (Alertmanager's format), resolved against the configuration's folder.
+    pub routing_file: Option<PathBuf>,
+    /// Alertmanager base URLs every alert is also pushed to, as Prometheus does (for HA setups).
+    pub alertmanagers: Vec<String>,
 }
 
 /// Where the alerting rules come from and how they are evaluated. Reading the files is IO, so it happens after
@@ -101,10 +108,7 @@ impl Errors<'_> {
 pub fn validate(raw: RawConfig, base_dir: &Path, errors: &mut Vec<ConfigError>) -> Option<Config> {
     let mut errors = Errors(errors);
     let rules = validate_rules(&mut errors, &raw, base_dir);
-    let alertmanager_config_file = raw
-        .alertmanager_config_file
-        .as_ref()
-        .map(|file| base_dir.join(&file.value));
+    let alerting = validate_alerting(&mut errors, &raw, base_dir);
     let default_interval = raw
         .interval
         .as_ref()
@@ -146,8 +150,35 @@ pub fn validate(raw: RawConfig, base_dir: &Path, errors: &mut Vec<ConfigError>) 
     complete.then_some(Config {
         targets,
         rules,
-        alertmanager_config_file,
+        alerting,
     })
+}
+
+fn validate_alerting(errors: &mut Errors<'_>, raw: &RawConfig, base_dir: &Path) -> AlertingConfig {
+    for url in &raw.alertmanagers {
+        let scheme_ok = url.value.starts_with("http://") || url.value.starts_with("https://");
+        if !scheme_ok || url.value.len() <= "https://".len() {
+            errors.at(
+                url.mark,
+                &url.path,
+                format!(
+                    "expected an http:// or https:// base URL, found {:?}",
+                    url.value
+                ),
+            );
+        }
+    }
+    AlertingConfig {
+        routing_file: raw
+            .routing_file
+            .as_ref()
+            .map(|file| base_dir.join(&file.value)),
+        alertmanagers: raw
+            .alertmanagers
+            .iter()
+            .map(|url| url.value.trim_end_matches('/').to_owned())
+            .collect(),
+    }
 }
 
 fn validate_rules(errors: &mut Errors<'_>, raw: &RawConfig, base_dir: &Path) -> RulesConfig {

@@ -1,7 +1,9 @@
 //! PostgreSQL: the seed's analytics flow on database `shop`, schema `analytics`.
 //!
-//! An order inserts one sale into `analytics.fact_sales` and adds its total to the customer's lifetime value in
-//! `analytics.dim_customers` (created on the customer's first order), in one transaction, through PgBouncer.
+//! A sale (an order placed in MySQL, or on its own when MySQL is not driven) inserts one row into
+//! `analytics.fact_sales` and adds its total to the customer's lifetime value in `analytics.dim_customers`
+//! (created on the customer's first order), in one transaction, through PgBouncer. The schema is the fleet's
+//! own file, `deploy/local/postgres/schema.sql`, applied again at start (it is idempotent).
 //! The analytics reads (revenue by segment over 30 days, a monthly cohort report) go to the replica when one is
 //! given, else through the same PgBouncer.
 //!
@@ -19,7 +21,10 @@ use rand::RngExt;
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
 use sqlx::{ConnectOptions, Connection};
 
-use crate::driver::Workload;
+use crate::driver::{FollowUp, Workload};
+
+/// The seed's analytics schema: the same file `fleet up` applies.
+const SCHEMA: &str = include_str!("../../deploy/local/postgres/schema.sql");
 
 #[derive(Args, Debug, Clone)]
 #[command(next_help_heading = "PostgreSQL")]
@@ -209,26 +214,26 @@ fn describe(options: &PgConnectOptions) -> String {
     )
 }
 
-/// One order's random values, drawn before the first await (the thread-local generator is not `Send`).
+/// One sale's values, drawn before the first await (the thread-local generator is not `Send`).
 #[derive(Debug, Clone, PartialEq, Eq)]
-struct Order {
-    customer_id: i32,
-    product_id: i32,
-    quantity: i32,
-    unit_price_cents: i64,
-    total_cents: i64,
-    segment: &'static str,
+pub struct Sale {
+    pub customer_id: i32,
+    pub product_id: i32,
+    pub quantity: i32,
+    pub unit_price_cents: i64,
+    pub total_cents: i64,
+    pub segment: &'static str,
     /// Days between the customer's registration and today.
-    registered_days_ago: i32,
+    pub registered_days_ago: i32,
 }
 
-impl Order {
-    fn random(customers: i32, products: i32) -> Self {
+impl Sale {
+    pub fn random(customers: i32, products: i32) -> Self {
         let mut rng = rand::rng();
         let customer_id = rng.random_range(1..=customers);
         let quantity = rng.random_range(1..=5);
         let unit_price_cents = rng.random_range(199..=49_999);
-        Order {
+        Sale {
             customer_id,
             product_id: rng.random_range(1..=products),
             quantity,
@@ -242,7 +247,7 @@ impl Order {
 }
 
 /// 10 % premium, 30 % standard, 60 % basic; fixed per customer.
-fn segment_of(customer_id: i32) -> &'static str {
+pub fn segment_of(customer_id: i32) -> &'static str {
     match customer_id.rem_euclid(10) {
         0 => "premium",
         1..=3 => "standard",
@@ -250,13 +255,8 @@ fn segment_of(customer_id: i32) -> &'static str {
     }
 }
 
-impl Workload for Postgres {
-    fn name(&self) -> &'static str {
-        "postgres"
-    }
-
-    async fn order(&self) -> anyhow::Result<()> {
-        let order = Order::random(self.customers, self.products);
+impl Postgres {
+    async fn insert_sale(&self, order: Sale) -> anyhow::Result<()> {
         let mut tx = self.orders.begin().await.context("begin")?;
         sqlx::query(INSERT_SALE)
             .persistent(false)
@@ -281,6 +281,40 @@ impl Workload for Postgres {
         Ok(())
     }
 
+    pub async fn close(&self) {
+        self.orders.close().await;
+        self.reads.close().await;
+    }
+}
+
+impl FollowUp for Postgres {
+    type Item = Sale;
+
+    async fn write(&self, sale: Sale) -> anyhow::Result<()> {
+        self.insert_sale(sale).await
+    }
+}
+
+impl Workload for Postgres {
+    fn name(&self) -> &'static str {
+        "postgres"
+    }
+
+    async fn prepare(&self) -> anyhow::Result<()> {
+        // One multi-statement simple query: a single round trip, and no prepared statement left on a pooled
+        // server connection.
+        sqlx::raw_sql(SCHEMA)
+            .execute(&self.orders)
+            .await
+            .context("applying deploy/local/postgres/schema.sql")?;
+        Ok(())
+    }
+
+    async fn tick(&self) -> anyhow::Result<()> {
+        self.insert_sale(Sale::random(self.customers, self.products))
+            .await
+    }
+
     fn analytics_queries(&self) -> &'static [&'static str] {
         ANALYTICS_NAMES
     }
@@ -293,11 +327,6 @@ impl Workload for Postgres {
         tracing::debug!("postgres: {name} returned {} rows", rows.len());
         Ok(())
     }
-
-    async fn close(&self) {
-        self.orders.close().await;
-        self.reads.close().await;
-    }
 }
 
 #[cfg(test)]
@@ -307,7 +336,7 @@ mod tests {
     #[test]
     fn orders_stay_in_range_and_add_up() {
         for _ in 0..1000 {
-            let order = Order::random(50, 7);
+            let order = Sale::random(50, 7);
             assert!((1..=50).contains(&order.customer_id));
             assert!((1..=7).contains(&order.product_id));
             assert!((1..=5).contains(&order.quantity));

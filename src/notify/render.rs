@@ -1,0 +1,589 @@
+//! The messages: built-in, template-free renderings of one group's notification for each integration, each
+//! kept within its destination's limits so a large group is summarised ("+N more") rather than rejected.
+//!
+//! Rendering cannot fail: there is no template language, so no template bug can drop a notification.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::time::{Duration, UNIX_EPOCH};
+
+use serde_json::{json, Map, Value};
+use sha2::{Digest, Sha256};
+
+use super::config::{EmailConfig, PagerDutyConfig, SlackConfig, WebhookConfig};
+use super::store::{AlertRecord, Payload};
+
+/// Slack allows 50 blocks: a header, the alerts, a "+N more" context and a footer context.
+pub const SLACK_MAX_BLOCKS: usize = 50;
+const SLACK_ALERT_BLOCKS: usize = SLACK_MAX_BLOCKS - 3;
+pub const SLACK_HEADER_MAX: usize = 150;
+pub const SLACK_SECTION_MAX: usize = 3000;
+pub const SLACK_TEXT_MAX: usize = 3000;
+pub const PAGERDUTY_SUMMARY_MAX: usize = 1024;
+/// Alerts listed in PagerDuty's custom details; the event must stay under 512 KB.
+const PAGERDUTY_DETAIL_ALERTS: usize = 50;
+
+/// One group's notification as every integration renders it.
+#[derive(Debug, Clone)]
+pub struct Notice<'a> {
+    pub receiver: &'a str,
+    pub group_key: &'a str,
+    pub group_labels: &'a BTreeMap<String, String>,
+    pub firing: Vec<AlertRecord>,
+    pub resolved: Vec<AlertRecord>,
+    pub external_url: &'a str,
+    /// Unix milliseconds.
+    pub now: i64,
+    /// When the group's episode started (its first notification): the email thread root.
+    pub episode: i64,
+}
+
+impl Notice<'_> {
+    pub fn is_firing(&self) -> bool {
+        !self.firing.is_empty()
+    }
+
+    fn status(&self) -> &'static str {
+        if self.is_firing() {
+            "firing"
+        } else {
+            "resolved"
+        }
+    }
+
+    fn alerts(&self) -> impl Iterator<Item = &AlertRecord> {
+        self.firing.iter().chain(&self.resolved)
+    }
+
+    /// `[FIRING:2] high_latency (cluster="analytics")`, Alertmanager's default title.
+    pub fn title(&self) -> String {
+        let mut title = if self.is_firing() {
+            format!("[FIRING:{}]", self.firing.len())
+        } else {
+            "[RESOLVED]".to_owned()
+        };
+        let alertname = self
+            .group_labels
+            .get("alertname")
+            .cloned()
+            .or_else(|| common(self.alerts().map(|alert| &alert.labels)).remove("alertname"));
+        if let Some(name) = alertname {
+            let _ = write!(title, " {name}");
+        }
+        let rest: Vec<String> = self
+            .group_labels
+            .iter()
+            .filter(|(name, _)| name.as_str() != "alertname")
+            .map(|(name, value)| format!("{name}={value:?}"))
+            .collect();
+        if !rest.is_empty() {
+            let _ = write!(title, " ({})", rest.join(", "));
+        }
+        title
+    }
+
+    fn common_labels(&self) -> BTreeMap<String, String> {
+        common(self.alerts().map(|alert| &alert.labels))
+    }
+
+    fn common_annotations(&self) -> BTreeMap<String, String> {
+        common(self.alerts().map(|alert| &alert.annotations))
+    }
+}
+
+/// The entries every map shares.
+fn common<'a>(
+    mut maps: impl Iterator<Item = &'a BTreeMap<String, String>>,
+) -> BTreeMap<String, String> {
+    let Some(first) = maps.next() else {
+        return BTreeMap::new();
+    };
+    let mut out = first.clone();
+    for map in maps {
+        out.retain(|key, value| map.get(key) == Some(value));
+    }
+    out
+}
+
+/// At most `max` characters, the last replaced by an ellipsis when cut.
+pub fn truncate(text: &str, max: usize) -> String {
+    if text.chars().count() <= max {
+        return text.to_owned();
+    }
+    let mut out: String = text.chars().take(max.saturating_sub(1)).collect();
+    out.push('…');
+    out
+}
+
+pub fn rfc3339(millis: i64) -> String {
+    let time = UNIX_EPOCH + Duration::from_millis(u64::try_from(millis).unwrap_or(0));
+    humantime::format_rfc3339_millis(time).to_string()
+}
+
+/// A short stable hash of the group key, for PagerDuty's `dedup_key` and email threading.
+pub fn group_hash(group_key: &str) -> String {
+    let digest = Sha256::digest(group_key.as_bytes());
+    digest
+        .iter()
+        .fold(String::with_capacity(64), |mut out, byte| {
+            let _ = write!(out, "{byte:02x}");
+            out
+        })
+}
+
+/// A stable identity of an alert: a hash of its sorted labels.
+pub fn fingerprint(labels: &BTreeMap<String, String>) -> String {
+    let mut hasher = Sha256::new();
+    for (name, value) in labels {
+        hasher.update(name.as_bytes());
+        hasher.update([0xff]);
+        hasher.update(value.as_bytes());
+        hasher.update([0xfe]);
+    }
+    hasher.finalize()[..8]
+        .iter()
+        .fold(String::with_capacity(16), |mut out, byte| {
+            let _ = write!(out, "{byte:02x}");
+            out
+        })
+}
+
+fn alert_line(alert: &AlertRecord) -> String {
+    let name = alert
+        .labels
+        .get("alertname")
+        .map(String::as_str)
+        .unwrap_or("alert");
+    let text = alert
+        .annotations
+        .get("summary")
+        .or_else(|| alert.annotations.get("description"))
+        .map(String::as_str)
+        .unwrap_or("");
+    let labels: Vec<String> = alert
+        .labels
+        .iter()
+        .filter(|(label, _)| label.as_str() != "alertname")
+        .map(|(label, value)| format!("{label}={value}"))
+        .collect();
+    format!("{name}: {text} [{}]", labels.join(", "))
+}
+
+pub fn slack(config: &SlackConfig, notice: &Notice<'_>) -> Payload {
+    let emoji = if notice.is_firing() { "🔥" } else { "✅" };
+    let title = notice.title();
+    let mut blocks = vec![json!({
+        "type": "header",
+        "text": {"type": "plain_text", "text": truncate(&format!("{emoji} {title}"), SLACK_HEADER_MAX), "emoji": true}
+    })];
+    let alerts: Vec<&AlertRecord> = notice.alerts().collect();
+    for alert in alerts.iter().take(SLACK_ALERT_BLOCKS) {
+        let state = if alert.ends_at.is_some() {
+            "resolved"
+        } else {
+            "firing"
+        };
+        let name = alert
+            .labels
+            .get("alertname")
+            .map(String::as_str)
+            .unwrap_or("alert");
+        let mut text = format!("*{name}* ({state})");
+        if let Some(summary) = alert.annotations.get("summary") {
+            let _ = write!(text, "\n{summary}");
+        }
+        if let Some(description) = alert.annotations.get("description") {
+            let _ = write!(text, "\n{description}");
+        }
+        let labels: Vec<String> = alert
+            .labels
+            .iter()
+            .filter(|(label, _)| label.as_str() != "alertname")
+            .map(|(label, value)| format!("`{label}={value}`"))
+            .collect();
+        if !labels.is_empty() {
+            let _ = write!(text, "\n{}", labels.join(" "));
+        }
+        if let Some(runbook) = alert.annotations.get("runbook_url") {
+            let _ = write!(text, "\n<{runbook}|Runbook>");
+        }
+        blocks.push(json!({"type": "section", "text": {"type": "mrkdwn", "text": truncate(&text, SLACK_SECTION_MAX)}}));
+    }
+    if alerts.len() > SLACK_ALERT_BLOCKS {
+        blocks.push(json!({
+            "type": "context",
+            "elements": [{"type": "mrkdwn", "text": format!("+{} more alerts", alerts.len() - SLACK_ALERT_BLOCKS)}]
+        }));
+    }
+    let mut footer = format!("dbwatch · {} · {}", notice.receiver, rfc3339(notice.now));
+    if !notice.external_url.is_empty() {
+        footer = format!("{footer} · <{}|open>", notice.external_url);
+    }
+    blocks.push(json!({"type": "context", "elements": [{"type": "mrkdwn", "text": truncate(&footer, 2000)}]}));
+    let mut text = title;
+    if let Some(first) = alerts.first() {
+        let _ = write!(text, ": {}", alert_line(first));
+    }
+    if alerts.len() > 1 {
+        let _ = write!(text, " (+{} more)", alerts.len() - 1);
+    }
+    let mut body = Map::new();
+    body.insert(
+        "text".into(),
+        Value::String(truncate(&text, SLACK_TEXT_MAX)),
+    );
+    body.insert("blocks".into(), Value::Array(blocks));
+    for (key, value) in [
+        ("channel", &config.channel),
+        ("username", &config.username),
+        ("icon_emoji", &config.icon_emoji),
+        ("icon_url", &config.icon_url),
+    ] {
+        if let Some(value) = value {
+            body.insert(key.into(), Value::String(value.clone()));
+        }
+    }
+    Payload::Slack {
+        body: Value::Object(body),
+    }
+}
+
+/// PagerDuty's severity for an alert's `severity` label.
+pub fn pagerduty_severity(label: Option<&str>) -> &'static str {
+    match label.map(str::to_ascii_lowercase).as_deref() {
+        Some("critical" | "page" | "fatal" | "emergency") => "critical",
+        Some("warning" | "warn" | "ticket") => "warning",
+        Some("info" | "informational" | "none" | "notice") => "info",
+        _ => "error",
+    }
+}
+
+pub fn pagerduty(config: &PagerDutyConfig, notice: &Notice<'_>) -> Payload {
+    let dedup_key = group_hash(notice.group_key);
+    if !notice.is_firing() {
+        return Payload::PagerDuty {
+            event: json!({"event_action": "resolve", "dedup_key": dedup_key}),
+        };
+    }
+    let common = notice.common_labels();
+    let severity = config.severity.clone().unwrap_or_else(|| {
+        pagerduty_severity(common.get("severity").map(String::as_str)).to_owned()
+    });
+    let mut summary = notice.title();
+    if let Some(text) = notice.common_annotations().get("summary") {
+        let _ = write!(summary, ": {text}");
+    }
+    let source = config
+        .source
+        .clone()
+        .or_else(|| {
+            common
+                .get("target")
+                .or_else(|| common.get("instance"))
+                .cloned()
+        })
+        .unwrap_or_else(|| config.client.clone());
+    let listed: Vec<Value> = notice
+        .firing
+        .iter()
+        .take(PAGERDUTY_DETAIL_ALERTS)
+        .map(|alert| json!({"labels": alert.labels, "annotations": alert.annotations, "starts_at": rfc3339(alert.starts_at)}))
+        .collect();
+    let mut details = Map::new();
+    details.insert(
+        "firing".into(),
+        Value::String(
+            notice
+                .firing
+                .iter()
+                .map(alert_line)
+                .collect::<Vec<_>>()
+                .join("\n"),
+        ),
+    );
+    details.insert("num_firing".into(), json!(notice.firing.len()));
+    details.insert("num_resolved".into(), json!(notice.resolved.len()));
+    details.insert("group_labels".into(), json!(notice.group_labels));
+    details.insert("alerts".into(), Value::Array(listed));
+    if notice.firing.len() > PAGERDUTY_DETAIL_ALERTS {
+        details.insert(
+            "truncated_alerts".into(),
+            json!(notice.firing.len() - PAGERDUTY_DETAIL_ALERTS),
+        );
+    }
+    for (key, value) in &config.details {
+        details.insert(key.clone(), Value::String(value.clone()));
+    }
+    let mut payload = Map::new();
+    payload.insert(
+        "summary".into(),
+        Value::String(truncate(&summary, PAGERDUTY_SUMMARY_MAX)),
+    );
+    payload.insert("source".into(), Value::String(source));
+    payload.insert("severity".into(), Value::String(severity));
+    payload.insert("timestamp".into(), Value::String(rfc3339(notice.now)));
+    for (key, value) in [
+        ("class", &config.class),
+        ("component", &config.component),
+        ("group", &config.group),
+    ] {
+        if let Some(value) = value {
+            payload.insert(key.into(), Value::String(value.clone()));
+        }
+    }
+    payload.insert("custom_details".into(), Value::Object(details));
+    let mut links: Vec<Value> = config
+        .links
+        .iter()
+        .map(|(href, text)| json!({"href": href, "text": text}))
+        .collect();
+    let mut runbooks: Vec<(&String, &String)> = notice
+        .firing
+        .iter()
+        .filter_map(|alert| {
+            Some((
+                alert.annotations.get("runbook_url")?,
+                alert.labels.get("alertname")?,
+            ))
+        })
+        .collect();
+    runbooks.sort();
+    runbooks.dedup_by(|a, b| a.0 == b.0);
+    for (href, name) in runbooks.into_iter().take(5) {
+        links.push(json!({"href": href, "text": format!("Runbook: {name}")}));
+    }
+    let mut event = Map::new();
+    event.insert("event_action".into(), Value::String("trigger".into()));
+    event.insert("dedup_key".into(), Value::String(dedup_key));
+    event.insert("payload".into(), Value::Object(payload));
+    event.insert("client".into(), Value::String(config.client.clone()));
+    if let Some(url) = config
+        .client_url
+        .clone()
+        .or_else(|| (!notice.external_url.is_empty()).then(|| notice.external_url.to_owned()))
+    {
+        event.insert("client_url".into(), Value::String(url));
+    }
+    if !links.is_empty() {
+        event.insert("links".into(), Value::Array(links));
+    }
+    Payload::PagerDuty {
+        event: Value::Object(event),
+    }
+}
+
+fn html_escape(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&#39;"),
+            other => out.push(other),
+        }
+    }
+    out
+}
+
+/// The thread root of a group's episode: the first message's Message-ID, which later ones reply to.
+pub fn thread_root(group_key: &str, episode: i64) -> String {
+    format!("<alert-{}.{episode}@dbwatch>", &group_hash(group_key)[..16])
+}
+
+pub fn email(config: &EmailConfig, notice: &Notice<'_>, first_of_episode: bool) -> Payload {
+    let root = thread_root(notice.group_key, notice.episode);
+    let (message_id, in_reply_to) = if first_of_episode {
+        (root, None)
+    } else {
+        (
+            format!(
+                "<alert-{}.{}.{}@dbwatch>",
+                &group_hash(notice.group_key)[..16],
+                notice.episode,
+                notice.now
+            ),
+            Some(root),
+        )
+    };
+    let subject = config
+        .headers
+        .get("Subject")
+        .cloned()
+        .unwrap_or_else(|| notice.title());
+    let mut text = format!("{}\n\n", notice.title());
+    let mut html = format!(
+        "<!DOCTYPE html><html><body><h2>{}</h2><table border=\"1\" cellpadding=\"4\" cellspacing=\"0\">\
+         <tr><th>Status</th><th>Alert</th><th>Summary</th><th>Labels</th><th>Since</th></tr>",
+        html_escape(&notice.title())
+    );
+    for alert in notice.alerts() {
+        let state = if alert.ends_at.is_some() {
+            "RESOLVED"
+        } else {
+            "FIRING"
+        };
+        let name = alert
+            .labels
+            .get("alertname")
+            .map(String::as_str)
+            .unwrap_or("alert");
+        let summary = alert
+            .annotations
+            .get("summary")
+            .map(String::as_str)
+            .unwrap_or("");
+        let labels: Vec<String> = alert
+            .labels
+            .iter()
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect();
+        let _ = writeln!(
+            text,
+            "[{state}] {name}: {summary}\n  labels: {}\n  since: {}",
+            labels.join(", "),
+            rfc3339(alert.starts_at)
+        );
+        if let Some(runbook) = alert.annotations.get("runbook_url") {
+            let _ = writeln!(text, "  runbook: {runbook}");
+        }
+        let _ = write!(
+            html,
+            "<tr><td>{state}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+            html_escape(name),
+            html_escape(summary),
+            html_escape(&labels.join(", ")),
+            rfc3339(alert.starts_at)
+        );
+    }
+    html.push_str("</table>");
+    if !notice.external_url.is_empty() {
+        let _ = write!(text, "\n{}\n", notice.external_url);
+        let _ = write!(
+            html,
+            "<p><a href=\"{0}\">{0}</a></p>",
+            html_escape(notice.external_url)
+        );
+    }
+    html.push_str("</body></html>");
+    Payload::Email {
+        subject,
+        text,
+        html,
+        message_id,
+        in_reply_to,
+    }
+}
+
+/// Alertmanager's webhook body (version 4).
+pub fn webhook(config: &WebhookConfig, notice: &Notice<'_>) -> Payload {
+    let alerts: Vec<&AlertRecord> = notice.alerts().collect();
+    let kept = if config.max_alerts > 0 {
+        config.max_alerts.min(alerts.len())
+    } else {
+        alerts.len()
+    };
+    let listed: Vec<Value> = alerts[..kept]
+        .iter()
+        .map(|alert| {
+            json!({
+                "status": if alert.ends_at.is_some() { "resolved" } else { "firing" },
+                "labels": alert.labels,
+                "annotations": alert.annotations,
+                "startsAt": rfc3339(alert.starts_at),
+                "endsAt": alert.ends_at.map(rfc3339).unwrap_or_else(|| "0001-01-01T00:00:00Z".to_owned()),
+                "generatorURL": notice.external_url,
+                "fingerprint": alert.fingerprint,
+            })
+        })
+        .collect();
+    Payload::Webhook {
+        body: json!({
+            "version": "4",
+            "groupKey": notice.group_key,
+            "truncatedAlerts": alerts.len() - kept,
+            "status": notice.status(),
+            "receiver": notice.receiver,
+            "groupLabels": notice.group_labels,
+            "commonLabels": notice.common_labels(),
+            "commonAnnotations": notice.common_annotations(),
+            "externalURL": notice.external_url,
+            "alerts": listed,
+        }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::{PasswordSource, Secret};
+
+    fn record(index: usize, resolved: bool) -> AlertRecord {
+        let labels: BTreeMap<String, String> = [
+            ("alertname", "high_latency".to_owned()),
+            ("target", format!("db{index}")),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_owned(), v))
+        .collect();
+        AlertRecord {
+            fingerprint: fingerprint(&labels),
+            labels,
+            annotations: [("summary".to_owned(), "x".repeat(2000))]
+                .into_iter()
+                .collect(),
+            starts_at: 1_700_000_000_000,
+            ends_at: resolved.then_some(1_700_000_100_000),
+        }
+    }
+
+    #[test]
+    fn a_large_slack_group_is_summarised_within_the_limits() {
+        let group_labels: BTreeMap<String, String> =
+            [("alertname".to_owned(), "high_latency".to_owned())].into();
+        let notice = Notice {
+            receiver: "slack",
+            group_key: "{}:{alertname=\"high_latency\"}",
+            group_labels: &group_labels,
+            firing: (0..120).map(|i| record(i, false)).collect(),
+            resolved: Vec::new(),
+            external_url: "",
+            now: 1_700_000_000_000,
+            episode: 1_700_000_000_000,
+        };
+        let config = SlackConfig {
+            api_url: PasswordSource::Inline(Secret::new("http://x".into())),
+            channel: None,
+            username: None,
+            icon_emoji: None,
+            icon_url: None,
+            send_resolved: true,
+        };
+        let Payload::Slack { body } = slack(&config, &notice) else {
+            panic!("not a slack payload");
+        };
+        let blocks = body["blocks"].as_array().expect("blocks");
+        assert_eq!(blocks.len(), SLACK_MAX_BLOCKS);
+        assert_eq!(blocks[48]["elements"][0]["text"], "+73 more alerts");
+        assert!(body["text"]
+            .as_str()
+            .expect("text")
+            .starts_with("[FIRING:120] high_latency: high_latency"));
+        assert!(body["text"].as_str().expect("text").chars().count() <= SLACK_TEXT_MAX);
+    }
+
+    #[test]
+    fn severities_map_onto_pagerduty_levels() {
+        assert_eq!(pagerduty_severity(Some("critical")), "critical");
+        assert_eq!(pagerduty_severity(Some("Warning")), "warning");
+        assert_eq!(pagerduty_severity(Some("info")), "info");
+        assert_eq!(pagerduty_severity(None), "error");
+    }
+
+    #[test]
+    fn truncation_counts_characters_not_bytes() {
+        assert_eq!(truncate("ééé", 2), "é…");
+        assert_eq!(truncate("abc", 3), "abc");
+    }
+}

@@ -1,0 +1,224 @@
+//! The notifier's durable state: the notification log (what each integration of each group was last told) and
+//! the outbox (rendered notifications not yet delivered), in one file written atomically.
+//!
+//! Both live in one document so that deciding to notify and queueing the notification are one atomic write:
+//! after a crash either both happened or neither did, so a restart neither loses a notification nor queues it
+//! twice. The write is temp file, fsync, rename, fsync of the folder. The state is small (one entry per active
+//! group and integration, plus undelivered notifications), so rewriting it whole costs less than a database
+//! would, and the file stays readable with `jq` while debugging. Secrets never enter it: URLs and routing keys
+//! are added at send time from the configuration.
+
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+pub const STATE_FILE: &str = "notifications.json";
+/// Dead letters kept for inspection; older ones are only in the log.
+const DEAD_LETTERS_KEPT: usize = 100;
+
+/// One alert as a notification shows it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AlertRecord {
+    pub fingerprint: String,
+    pub labels: BTreeMap<String, String>,
+    pub annotations: BTreeMap<String, String>,
+    /// Unix milliseconds.
+    pub starts_at: i64,
+    /// Unix milliseconds; set once resolved.
+    pub ends_at: Option<i64>,
+}
+
+/// What one integration of one group was last told.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LogEntry {
+    pub group_key: String,
+    pub receiver: String,
+    pub integration: usize,
+    pub group_labels: BTreeMap<String, String>,
+    /// The firing alerts of the last notification, kept whole so a resolve can be sent for an alert that has
+    /// vanished from the engine's view (a restart after its resolved retention, for example).
+    pub firing: Vec<AlertRecord>,
+    pub resolved: Vec<String>,
+    pub sent_at: i64,
+    /// When the episode's first notification went out: the email thread's root.
+    pub episode: i64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "lowercase")]
+pub enum Payload {
+    /// Slack's incoming-webhook body.
+    Slack { body: serde_json::Value },
+    /// A PagerDuty event without its `routing_key`, which is added at send time.
+    PagerDuty { event: serde_json::Value },
+    Email {
+        subject: String,
+        text: String,
+        html: String,
+        message_id: String,
+        in_reply_to: Option<String>,
+    },
+    /// Alertmanager's webhook body.
+    Webhook { body: serde_json::Value },
+}
+
+/// A rendered notification waiting for delivery.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct OutboxEntry {
+    pub id: u64,
+    pub receiver: String,
+    pub integration: usize,
+    pub integration_kind: String,
+    pub group_key: String,
+    pub payload: Payload,
+    pub created_at: i64,
+    pub attempts: u32,
+    /// Unix milliseconds before which the entry is not tried again.
+    pub not_before: i64,
+    pub last_error: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DeadLetter {
+    pub entry: OutboxEntry,
+    pub reason: String,
+    pub at: i64,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct State {
+    pub next_id: u64,
+    /// Keyed by [`log_key`].
+    pub log: BTreeMap<String, LogEntry>,
+    /// In enqueue order, which is the delivery order within a group.
+    pub outbox: Vec<OutboxEntry>,
+    pub dead_letters: Vec<DeadLetter>,
+}
+
+impl State {
+    pub fn enqueue(&mut self, mut entry: OutboxEntry) {
+        self.next_id += 1;
+        entry.id = self.next_id;
+        self.outbox.push(entry);
+    }
+
+    pub fn take(&mut self, id: u64) -> Option<OutboxEntry> {
+        let index = self.outbox.iter().position(|entry| entry.id == id)?;
+        Some(self.outbox.remove(index))
+    }
+
+    pub fn dead_letter(&mut self, entry: OutboxEntry, reason: String, at: i64) {
+        self.dead_letters.push(DeadLetter { entry, reason, at });
+        let excess = self.dead_letters.len().saturating_sub(DEAD_LETTERS_KEPT);
+        self.dead_letters.drain(..excess);
+    }
+}
+
+pub fn log_key(group_key: &str, receiver: &str, integration: usize) -> String {
+    format!("{receiver}\u{1f}{integration}\u{1f}{group_key}")
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("cannot read notifier state {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("notifier state {path} is corrupt: {source}")]
+    Corrupt {
+        path: PathBuf,
+        source: serde_json::Error,
+    },
+    #[error("cannot write notifier state {path}: {source}")]
+    Write {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+}
+
+/// The state saved in `dir`, or an empty one when there is none yet.
+pub fn load(dir: &Path) -> Result<State, StoreError> {
+    Ok(read_json(dir, STATE_FILE)?.unwrap_or_default())
+}
+
+/// Replaces the saved state atomically and durably.
+pub fn save(dir: &Path, state: &State) -> Result<(), StoreError> {
+    write_atomically(dir, STATE_FILE, state)
+}
+
+/// Writes `value` as JSON to `dir/name`: temp file, fsync, rename, fsync of the folder, so a crash leaves
+/// either the old file or the new one, never a torn one.
+pub fn write_atomically<T: Serialize>(dir: &Path, name: &str, value: &T) -> Result<(), StoreError> {
+    let path = dir.join(name);
+    let temp = dir.join(format!("{name}.tmp"));
+    let write_error = |source| StoreError::Write {
+        path: path.clone(),
+        source,
+    };
+    let bytes =
+        serde_json::to_vec(value).map_err(|error| write_error(std::io::Error::other(error)))?;
+    let mut file = std::fs::File::create(&temp).map_err(write_error)?;
+    file.write_all(&bytes).map_err(write_error)?;
+    file.sync_all().map_err(write_error)?;
+    drop(file);
+    std::fs::rename(&temp, &path).map_err(write_error)?;
+    // The rename is only durable once the folder's entry is.
+    std::fs::File::open(dir)
+        .and_then(|folder| folder.sync_all())
+        .map_err(write_error)?;
+    Ok(())
+}
+
+/// The JSON in `dir/name`, or `None` when the file does not exist.
+pub fn read_json<T: for<'de> Deserialize<'de>>(
+    dir: &Path,
+    name: &str,
+) -> Result<Option<T>, StoreError> {
+    let path = dir.join(name);
+    let text = match std::fs::read(&path) {
+        Ok(text) => text,
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(source) => return Err(StoreError::Read { path, source }),
+    };
+    serde_json::from_slice(&text)
+        .map(Some)
+        .map_err(|source| StoreError::Corrupt { path, source })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn saved_state_reads_back_and_ids_grow() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        assert_eq!(load(dir.path()).expect("empty"), State::default());
+        let mut state = State::default();
+        for _ in 0..2 {
+            state.enqueue(OutboxEntry {
+                id: 0,
+                receiver: "r".into(),
+                integration: 0,
+                integration_kind: "webhook".into(),
+                group_key: "g".into(),
+                payload: Payload::Webhook {
+                    body: serde_json::json!({"x": 1}),
+                },
+                created_at: 1,
+                attempts: 0,
+                not_before: 0,
+                last_error: None,
+            });
+        }
+        save(dir.path(), &state).expect("save");
+        let loaded = load(dir.path()).expect("load");
+        assert_eq!(loaded, state);
+        assert_eq!(
+            loaded.outbox.iter().map(|e| e.id).collect::<Vec<_>>(),
+            [1, 2]
+        );
+    }
+}
