@@ -39,8 +39,13 @@ struct Cli {
     #[arg(long = "storage.path", value_name = "DIR", default_value = "data")]
     storage_path: PathBuf,
 
-    /// Log filter, as RUST_LOG (e.g. info, dbwatch=debug).
-    #[arg(long = "log.level", value_name = "FILTER", default_value = "info")]
+    /// Log filter, as RUST_LOG (e.g. info, dbwatch=debug). The default quiets the Cassandra driver's echo of
+    /// server warnings, which repeats on every poll for the virtual tables' aggregations.
+    #[arg(
+        long = "log.level",
+        value_name = "FILTER",
+        default_value = "info,scylla::network::connection=error"
+    )]
     log_level: String,
 
     #[command(subcommand)]

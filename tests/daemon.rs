@@ -10,6 +10,10 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
+#[path = "support/exposition.rs"]
+mod exposition;
+use exposition::{find_series, parse};
+
 fn env(name: &str) -> String {
     std::env::var(name).unwrap_or_else(|_| {
         panic!("{name} is not set: run the tests through `make test`, which starts the fleet and exports its settings")
@@ -80,23 +84,6 @@ async fn get(client: &reqwest::Client, url: &str) -> Option<(u16, String)> {
     let response = client.get(url).send().await.ok()?;
     let status = response.status().as_u16();
     Some((status, response.text().await.ok()?))
-}
-
-/// Parses exposition text into `series → value`, series written as in the text (name{labels}).
-fn parse(text: &str) -> HashMap<String, f64> {
-    text.lines()
-        .filter(|line| !line.starts_with('#') && !line.is_empty())
-        .filter_map(|line| {
-            let (series, value) = line.rsplit_once(' ')?;
-            let value = match value {
-                "NaN" => f64::NAN,
-                "+Inf" => f64::INFINITY,
-                "-Inf" => f64::NEG_INFINITY,
-                other => other.parse().ok()?,
-            };
-            Some((series.to_owned(), value))
-        })
-        .collect()
 }
 
 fn series<'a>(metrics: &'a HashMap<String, f64>, name: &str, target: &str) -> Option<&'a f64> {
@@ -404,17 +391,6 @@ targets:
         assert!(has_own_series, "{target} exported no {db} series");
     }
     promtool_check(&body);
-}
-
-/// The value of the one series of `name` whose labels include every `labels` pair, as written.
-fn find_series(metrics: &HashMap<String, f64>, name: &str, labels: &[&str]) -> Option<f64> {
-    let prefix = format!("{name}{{");
-    metrics
-        .iter()
-        .find(|(series, _)| {
-            series.starts_with(&prefix) && labels.iter().all(|label| series.contains(label))
-        })
-        .map(|(_, value)| *value)
 }
 
 /// SIGTERM, then a clean exit within the daemon's 10 s shutdown deadline.

@@ -487,10 +487,28 @@ async fn every_panel_query_returns_series_from_prometheus_scraping_dbwatch() {
             .arg(&config)
             .arg("--web.listen-address")
             .arg(&dbwatch_address)
+            .arg("--storage.path")
+            .arg(dir.path().join("dbwatch-data"))
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
             .expect("start dbwatch"),
+    );
+    // The dashboards are checked on a fleet with traffic, as they would be read: the workload crate's binary,
+    // built beside dbwatch by `cargo test --workspace`, drives all five stores while Prometheus scrapes.
+    let workload_bin = Path::new(env!("CARGO_BIN_EXE_dbwatch")).with_file_name("dbwatch-workload");
+    assert!(
+        workload_bin.is_file(),
+        "{} is missing: run the tests with `cargo test --workspace` (make test), which builds it",
+        workload_bin.display()
+    );
+    let mut workload = Process(
+        Command::new(&workload_bin)
+            .args(["--rate", "5"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start the workload"),
     );
 
     let prometheus_yml = dir.path().join("prometheus.yml");
@@ -523,6 +541,9 @@ async fn every_panel_query_returns_series_from_prometheus_scraping_dbwatch() {
     let missing = loop {
         if let Some(status) = dbwatch.exited() {
             panic!("dbwatch exited early: {status}");
+        }
+        if let Some(status) = workload.exited() {
+            panic!("the workload exited early: {status}");
         }
         if let Some(status) = prometheus.exited() {
             panic!("prometheus exited early: {status}");

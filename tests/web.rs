@@ -514,6 +514,8 @@ async fn status_page_shows_the_fleet_and_a_firing_alert_in_chromium() {
             .arg(&config)
             .arg("--web.listen-address")
             .arg(format!("127.0.0.1:{port}"))
+            .arg("--storage.path")
+            .arg(config.with_file_name("data"))
             .stdout(std::process::Stdio::null())
             .stderr(std::process::Stdio::null())
             .spawn()
