@@ -10,6 +10,9 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+#[path = "support/mail.rs"]
+mod mail;
+
 use dbwatch::notify::{self, DeliveryOptions, Notifier};
 use dbwatch::rules::{AlertState, AlertSummary, AlertTransition, AlertsHandle};
 use serde_json::{json, Value};
@@ -547,30 +550,10 @@ async fn webhook_body_is_alertmanagers_version_4() {
     assert_eq!(body["alerts"][0]["endsAt"], "0001-01-01T00:00:00Z");
 }
 
-/// Messages the SMTP server stored for `recipient`, oldest first.
-fn mail_for(recipient: &str) -> Vec<Value> {
-    let dir = env("DBWATCH_SMTP_MAILDIR");
-    let mut names: Vec<PathBuf> = std::fs::read_dir(&dir)
-        .unwrap_or_else(|error| panic!("cannot read {dir}: {error}"))
-        .filter_map(|entry| entry.ok().map(|entry| entry.path()))
-        .filter(|path| path.extension().is_some_and(|ext| ext == "json"))
-        .collect();
-    names.sort();
-    names
-        .iter()
-        .filter_map(|path| serde_json::from_slice::<Value>(&std::fs::read(path).ok()?).ok())
-        .filter(|mail| {
-            mail["rcpt_tos"]
-                .as_array()
-                .is_some_and(|to| to.iter().any(|r| r == recipient))
-        })
-        .collect()
-}
-
 async fn wait_mail(recipient: &str, count: usize) -> Vec<Value> {
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
-        let mail = mail_for(recipient);
+        let mail = mail::messages_for(recipient);
         if mail.len() >= count {
             return mail;
         }
@@ -581,17 +564,6 @@ async fn wait_mail(recipient: &str, count: usize) -> Vec<Value> {
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-}
-
-/// A header's value (unfolded) from raw RFC 5322 text.
-fn header(data: &str, name: &str) -> Option<String> {
-    let head = data.split("\r\n\r\n").next()?;
-    let unfolded = head.replace("\r\n ", " ").replace("\r\n\t", " ");
-    unfolded.lines().find_map(|line| {
-        let (key, value) = line.split_once(':')?;
-        key.eq_ignore_ascii_case(name)
-            .then(|| value.trim().to_owned())
-    })
 }
 
 fn email_routing(smarthost: &str, recipient: &str, extra: &str) -> String {
@@ -628,30 +600,36 @@ async fn email_thread(smarthost: &str, recipient: &str, extra: &str) {
     let first = mail[0]["data"].as_str().expect("data");
     let second = mail[1]["data"].as_str().expect("data");
     assert_eq!(
-        header(first, "Subject").as_deref(),
+        mail::header(first, "Subject").as_deref(),
         Some("[FIRING:1] high_latency")
     );
     assert_eq!(
-        header(second, "Subject").as_deref(),
+        mail::header(second, "Subject").as_deref(),
         Some("[RESOLVED] high_latency")
     );
-    assert_eq!(header(first, "To").as_deref(), Some(recipient));
-    assert_eq!(header(first, "X-Dbwatch-Test").as_deref(), Some("yes"));
-    assert!(header(first, "Date").is_some());
-    let root = header(first, "Message-ID").expect("Message-ID");
+    assert_eq!(mail::header(first, "To").as_deref(), Some(recipient));
+    assert_eq!(
+        mail::header(first, "X-Dbwatch-Test").as_deref(),
+        Some("yes")
+    );
+    assert!(mail::header(first, "Date").is_some());
+    let root = mail::header(first, "Message-ID").expect("Message-ID");
     assert!(
         root.starts_with("<alert-") && root.ends_with("@dbwatch>"),
         "{root}"
     );
-    assert!(header(first, "In-Reply-To").is_none());
-    let second_id = header(second, "Message-ID").expect("Message-ID");
+    assert!(mail::header(first, "In-Reply-To").is_none());
+    let second_id = mail::header(second, "Message-ID").expect("Message-ID");
     assert_ne!(second_id, root);
     assert_eq!(
-        header(second, "In-Reply-To").as_deref(),
+        mail::header(second, "In-Reply-To").as_deref(),
         Some(root.as_str())
     );
-    assert_eq!(header(second, "References").as_deref(), Some(root.as_str()));
-    assert!(header(first, "Content-Type")
+    assert_eq!(
+        mail::header(second, "References").as_deref(),
+        Some(root.as_str())
+    );
+    assert!(mail::header(first, "Content-Type")
         .expect("Content-Type")
         .starts_with("multipart/alternative"));
     assert!(
@@ -1202,12 +1180,17 @@ async fn sigkill_and_restart_with_receivers_down_delivers_everything_once() {
     assert_eq!(actions[0].0, "trigger");
     assert_eq!(actions[1].0, "resolve");
     assert_eq!(actions[0].1, actions[1].1);
-    let mail = mail_for(&recipient);
+    let mail = mail::messages_for(&recipient);
     assert_eq!(mail.len(), 2);
     let first = mail[0]["data"].as_str().expect("data");
     let second = mail[1]["data"].as_str().expect("data");
-    assert!(header(first, "Subject").is_some_and(|s| s.starts_with("[FIRING:1] high_latency")));
-    assert_eq!(header(second, "In-Reply-To"), header(first, "Message-ID"));
+    assert!(
+        mail::header(first, "Subject").is_some_and(|s| s.starts_with("[FIRING:1] high_latency"))
+    );
+    assert_eq!(
+        mail::header(second, "In-Reply-To"),
+        mail::header(first, "Message-ID")
+    );
     // Nothing more arrives: the state file is empty and the driver settles.
     driver.kill();
     assert_eq!(receivers.requests().await.len(), requests.len());

@@ -2,23 +2,32 @@
 """A real SMTP server for the notifier's tests (aiosmtpd): STARTTLS on one port and implicit TLS on another, both
 with a self-signed certificate and AUTH (PLAIN, LOGIN) required over TLS.
 
-Every accepted message is stored as <maildir>/<time>-<n>.json: {"mail_from", "rcpt_tos", "data", "auth_user",
+Every accepted message is stored as <maildir>/<ns>.json, <ns> a zero-padded wall-clock nanosecond count made strictly
+increasing so names sort in arrival order (written to a dot-file first, then renamed): {"mail_from", "rcpt_tos", "data", "auth_user",
 "tls", "port"}, the raw RFC 5322 text in "data", so tests can check headers and parts.
 Recipients beginning with "reject" are refused with 550 (permanent) and with "tempfail" with 451 (transient).
 """
 
 import argparse
 import asyncio
-import itertools
 import json
 import os
 import ssl
+import threading
 import time
 
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import AuthResult, LoginPassword
 
-COUNTER = itertools.count()
+LAST_NAME_NS = 0
+NAME_LOCK = threading.Lock()
+
+
+def arrival_name():
+    global LAST_NAME_NS
+    with NAME_LOCK:
+        LAST_NAME_NS = max(time.time_ns(), LAST_NAME_NS + 1)
+        return f"{LAST_NAME_NS:020d}.json"
 
 
 class Store:
@@ -45,7 +54,7 @@ class Store:
             "tls": server.transport.get_extra_info("ssl_object") is not None,
             "port": self.port,
         }
-        name = f"{time.time():.6f}-{next(COUNTER)}.json"
+        name = arrival_name()
         temp = os.path.join(self.maildir, "." + name)
         with open(temp, "w") as out:
             json.dump(record, out)
