@@ -14,11 +14,12 @@ lint:
 	cargo fmt --all -- --check
 	cargo clippy --workspace --all-targets --all-features --locked -- -D warnings
 
-# Benchmarks, not tests: rendering /metrics and one PostgreSQL poll (criterion), then dbwatch side by side with
+# Benchmarks, not tests: rendering /metrics and one PostgreSQL poll, one rules-engine cycle (criterion), then dbwatch side by side with
 # postgres_exporter and mysqld_exporter on the local fleet. Method and figures: docs/benchmarks.md.
 .PHONY: bench
 bench:
 	deploy/local/fleet up postgres mariadb
 	eval "$$(deploy/local/fleet env postgres)" && cargo bench --workspace --all-features --locked --bench render
+	cargo bench --workspace --all-features --locked --bench rules
 	deploy/bench/pg_compare.sh
 	deploy/bench/mysql_compare.sh

@@ -2,7 +2,8 @@
 //!
 //! 1000 targets publish 100 series each (50 metric families of 2 series: 25 gauges, 25 counters). The 500
 //! rules are the kinds the shipped packs use: thresholds on gauges, `rate()` over counters, aggregations,
-//! one-to-one vector matching, and alerts with `for` and templated annotations. Before measuring, 5 minutes
+//! one-to-one vector matching, and alerts with `for` and templated annotations; each rule has its own
+//! threshold, so no two are the same expression. Before measuring, 5 minutes
 //! of 15-second cycles fill the history so that ranges hold their usual 20 samples.
 //!
 //! - `cycle_fresh_snapshots`: what the engine does every interval: read 1000 newly published snapshots (each
@@ -95,12 +96,24 @@ fn rules() -> RuleSet {
             let n = group * (RULES / groups) + index;
             let gauge = n % 25;
             let other = (n + 7) % 25;
+            // Every rule has its own threshold, so no two rules are the same expression; they share the
+            // selections they read, as rules over the same metrics do.
+            let nudge = n as f64 / 1000.0;
             let expr = match n % 5 {
-                0 => format!("bench_gauge_{gauge} > 99"),
-                1 => format!("rate(bench_counter_{gauge}_total[5m]) > 60"),
-                2 => format!("sum by (target, db) (bench_gauge_{gauge}) > 195"),
-                3 => format!("bench_gauge_{gauge} / on(target, slot) bench_gauge_{other} > 50"),
-                _ => format!("avg_over_time(bench_gauge_{gauge}[5m]) > 99.5"),
+                0 => format!("bench_gauge_{gauge} > {}", 99.0 + nudge),
+                1 => format!("rate(bench_counter_{gauge}_total[5m]) > {}", 60.0 + nudge),
+                2 => format!(
+                    "sum by (target, db) (bench_gauge_{gauge}) > {}",
+                    195.0 + nudge
+                ),
+                3 => format!(
+                    "bench_gauge_{gauge} / on(target, slot) bench_gauge_{other} > {}",
+                    50.0 + nudge
+                ),
+                _ => format!(
+                    "avg_over_time(bench_gauge_{gauge}[5m]) > {}",
+                    99.5 + nudge / 10.0
+                ),
             };
             text.push_str(&format!(
                 "      - alert: bench_{n}\n        expr: '{expr}'\n        for: 1m\n        labels:\n          severity: warning\n        annotations:\n          summary: '{{{{ $labels.target }}}} at {{{{ $value | humanize }}}}'\n"
@@ -120,8 +133,9 @@ fn cycle(c: &mut Criterion) {
     let mut history = history_for(&rules, &options);
     let mut states: Vec<GroupState> = rules.groups.iter().map(GroupState::for_group).collect();
     let mut step = 0i64;
+    let mut alerts = 0;
     for _ in 0..=20 {
-        evaluate_once(
+        alerts = evaluate_once(
             &rules,
             &mut history,
             &mut states,
@@ -132,6 +146,7 @@ fn cycle(c: &mut Criterion) {
     }
     let series = history.stats().series;
     assert!(series >= 90_000, "the history holds {series} series");
+    eprintln!("history: {series} series; {alerts} alerts pending or firing after the warm-up");
 
     let mut group = c.benchmark_group("rules");
     group.sample_size(10);

@@ -7,6 +7,7 @@
 pub mod app;
 pub mod config;
 pub mod exposition;
+pub mod html;
 pub mod http;
 pub mod notify;
 pub mod rules;

@@ -13,23 +13,9 @@ use tokio::time::Instant;
 #[path = "support/exposition.rs"]
 mod exposition;
 use exposition::{find_series, parse};
-
-fn env(name: &str) -> String {
-    std::env::var(name).unwrap_or_else(|_| {
-        panic!("{name} is not set: run the tests through `make test`, which starts the fleet and exports its settings")
-    })
-}
-
-/// host, port of a fleet URL such as postgres://dbwatch:dbwatch@127.0.0.1:15432/postgres
-fn host_port(url: &str) -> (String, String) {
-    let after_at = url
-        .split_once('@')
-        .map(|(_, rest)| rest)
-        .expect("user@ in URL");
-    let address = after_at.split('/').next().expect("host:port");
-    let (host, port) = address.split_once(':').expect("host:port");
-    (host.to_owned(), port.to_owned())
-}
+#[path = "support/fleet.rs"]
+mod fleet;
+use fleet::{connection, env, free_port, host_port};
 
 struct Daemon {
     child: Child,
@@ -42,11 +28,6 @@ impl Drop for Daemon {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
-}
-
-fn free_port() -> u16 {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind an ephemeral port");
-    listener.local_addr().expect("local address").port()
 }
 
 fn start_daemon(config: &str) -> Daemon {
@@ -298,15 +279,6 @@ fn check_config_exits_non_zero_on_a_bad_file() {
 #[tokio::test]
 async fn every_engine_is_up_and_its_exposition_passes_promtool() {
     let (pg_host, pg_port) = host_port(&env("DBWATCH_PG_PRIMARY_URL"));
-    let (mysql_host, mysql_port) = host_port(&env("DBWATCH_MYSQL_PRIMARY_URL"));
-    let (mysql_replica_host, mysql_replica_port) = host_port(&env("DBWATCH_MYSQL_REPLICA_URL"));
-    let mongodb_url = env("DBWATCH_MONGODB_URL");
-    let contact_points: Vec<String> = env("DBWATCH_CASSANDRA_CONTACT_POINTS")
-        .split(',')
-        .map(|point| format!("\"{point}\""))
-        .collect();
-    let aws_endpoint = env("DBWATCH_AWS_ENDPOINT_URL");
-    let region = env("AWS_REGION");
     let config = format!(
         "\
 global:
@@ -320,22 +292,26 @@ targets:
     collectors: {{top_statements: 5}}
   - name: orders-primary
     type: mysql
-    connection: {{host: {mysql_host}, port: {mysql_port}, user: dbwatch, password: dbwatch}}
+    connection: {mysql_primary}
     collectors: {{top_digests: 5}}
   - name: orders-replica
     type: mysql
-    connection: {{host: {mysql_replica_host}, port: {mysql_replica_port}, user: dbwatch, password: dbwatch}}
+    connection: {mysql_replica}
   - name: catalog
     type: mongodb
-    connection: {{url: \"{mongodb_url}\"}}
+    connection: {mongodb}
   - name: events
     type: cassandra
-    connection: {{contact_points: [{points}]}}
+    connection: {cassandra}
   - name: sessions
     type: dynamodb
-    connection: {{endpoint_url: \"{aws_endpoint}\", region: {region}}}
+    connection: {dynamodb}
 ",
-        points = contact_points.join(", ")
+        mysql_primary = connection("mysql-primary"),
+        mysql_replica = connection("mysql-replica"),
+        mongodb = connection("mongodb"),
+        cassandra = connection("cassandra"),
+        dynamodb = connection("dynamodb"),
     );
     let mut daemon = start_daemon(&config);
     let client = reqwest::Client::builder()

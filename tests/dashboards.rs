@@ -19,7 +19,7 @@ use tokio::time::Instant;
 #[path = "support/fleet.rs"]
 mod fleet;
 
-use fleet::{env, free_port, host_port, Process};
+use fleet::{connection, env, free_port, Process};
 
 const ROOT: &str = env!("CARGO_MANIFEST_DIR");
 
@@ -312,18 +312,6 @@ fn dashboard_json_is_well_formed() {
 /// dbwatch watching every engine of the fleet, the Cassandra canary on, and one target that cannot be
 /// reached, so `target_down` fires in dbwatch's own rules engine, evaluating the repository's rule files.
 fn fleet_config(rules: &Path) -> String {
-    let (pg_host, pg_port) = host_port(&env("DBWATCH_PG_PRIMARY_URL"));
-    let (replica_host, replica_port) = host_port(&env("DBWATCH_PG_REPLICA_URL"));
-    let (bouncer_host, bouncer_port) = host_port(&env("DBWATCH_PGBOUNCER_URL"));
-    let (mysql_host, mysql_port) = host_port(&env("DBWATCH_MYSQL_PRIMARY_URL"));
-    let (mysql_replica_host, mysql_replica_port) = host_port(&env("DBWATCH_MYSQL_REPLICA_URL"));
-    let mongodb_url = env("DBWATCH_MONGODB_URL");
-    let contact_points: Vec<String> = env("DBWATCH_CASSANDRA_CONTACT_POINTS")
-        .split(',')
-        .map(|point| format!("\"{point}\""))
-        .collect();
-    let aws_endpoint = env("DBWATCH_AWS_ENDPOINT_URL");
-    let region = env("AWS_REGION");
     format!(
         "\
 global:
@@ -336,32 +324,32 @@ targets:
   - name: analytics-primary
     type: postgres
     labels: {{cluster: analytics}}
-    connection: {{host: {pg_host}, port: {pg_port}, user: dbwatch, password: dbwatch}}
+    connection: {pg_primary}
     collectors: {{top_statements: 5}}
   - name: analytics-replica
     type: postgres
-    connection: {{host: {replica_host}, port: {replica_port}, user: dbwatch, password: dbwatch}}
+    connection: {pg_replica}
   - name: analytics-down
     type: postgres
     connection: {{host: 127.0.0.1, port: 1, user: dbwatch, password: dbwatch}}
   - name: analytics-pgbouncer
     type: pgbouncer
-    connection: {{host: {bouncer_host}, port: {bouncer_port}, user: dbwatch, password: dbwatch}}
+    connection: {pgbouncer}
   - name: orders-primary
     type: mysql
-    connection: {{host: {mysql_host}, port: {mysql_port}, user: dbwatch, password: dbwatch}}
+    connection: {mysql_primary}
     collectors: {{top_digests: 5}}
   - name: orders-replica
     type: mysql
-    connection: {{host: {mysql_replica_host}, port: {mysql_replica_port}, user: dbwatch, password: dbwatch}}
+    connection: {mysql_replica}
   - name: catalog
     type: mongodb
-    connection: {{url: \"{mongodb_url}\"}}
+    connection: {mongodb}
   - name: events
     type: cassandra
     interval: 5s
     timeout: 4s
-    connection: {{contact_points: [{points}]}}
+    connection: {cassandra}
     collectors:
       canary: {{keyspace: dbwatch_canary, table: probe}}
   - name: sessions
@@ -372,8 +360,16 @@ targets:
     # backoff past the poll's timeout, so the capability would never be learnt; AWS names such errors.
     connection: {{endpoint_url: \"{aws_endpoint}\", region: {region}, max_attempts: 1}}
 ",
-        points = contact_points.join(", "),
-        rules = rules.display()
+        rules = rules.display(),
+        pg_primary = connection("pg-primary"),
+        pg_replica = connection("pg-replica"),
+        pgbouncer = connection("pgbouncer"),
+        mysql_primary = connection("mysql-primary"),
+        mysql_replica = connection("mysql-replica"),
+        mongodb = connection("mongodb"),
+        cassandra = connection("cassandra"),
+        aws_endpoint = env("DBWATCH_AWS_ENDPOINT_URL"),
+        region = env("AWS_REGION"),
     )
 }
 

@@ -14,7 +14,7 @@ use std::time::Duration;
 use axum::routing::get;
 use axum::Router;
 use dbwatch::web::{self, WebConfig, WebConfigError};
-use fleet::{env, free_port, host_port, Process};
+use fleet::{connection, free_port, Process};
 use rcgen::{
     BasicConstraints, CertificateParams, CertifiedIssuer, DnType, ExtendedKeyUsagePurpose, IsCa,
     KeyPair,
@@ -473,15 +473,6 @@ async fn chromium(args: &[&str]) -> std::process::Output {
 
 #[tokio::test]
 async fn status_page_shows_the_fleet_and_a_firing_alert_in_chromium() {
-    let (pg_host, pg_port) = host_port(&env("DBWATCH_PG_PRIMARY_URL"));
-    let (mysql_host, mysql_port) = host_port(&env("DBWATCH_MYSQL_PRIMARY_URL"));
-    let mongodb_url = env("DBWATCH_MONGODB_URL");
-    let contact_points: Vec<String> = env("DBWATCH_CASSANDRA_CONTACT_POINTS")
-        .split(',')
-        .map(|point| format!("\"{point}\""))
-        .collect();
-    let aws_endpoint = env("DBWATCH_AWS_ENDPOINT_URL");
-    let region = env("AWS_REGION");
     let dir = tempfile::tempdir().expect("temp dir");
     // No `for`: the alert fires at the first evaluation that sees the target down.
     std::fs::write(
@@ -497,13 +488,17 @@ async fn status_page_shows_the_fleet_and_a_firing_alert_in_chromium() {
             "global: {{interval: 2s, timeout: 1900ms, evaluation_interval: 1s}}\n\
              rule_files: [rules.yml]\n\
              targets:\n\
-             - {{name: analytics-primary, type: postgres, labels: {{cluster: analytics}}, connection: {{host: {pg_host}, port: {pg_port}, user: dbwatch, password: dbwatch}}}}\n\
-             - {{name: orders-primary, type: mysql, connection: {{host: {mysql_host}, port: {mysql_port}, user: dbwatch, password: dbwatch}}}}\n\
-             - {{name: catalog, type: mongodb, connection: {{url: \"{mongodb_url}\"}}}}\n\
-             - {{name: events, type: cassandra, interval: 5s, timeout: 4s, connection: {{contact_points: [{points}]}}}}\n\
-             - {{name: sessions, type: dynamodb, interval: 5s, timeout: 4s, connection: {{endpoint_url: \"{aws_endpoint}\", region: {region}}}}}\n\
+             - {{name: analytics-primary, type: postgres, labels: {{cluster: analytics}}, connection: {pg}}}\n\
+             - {{name: orders-primary, type: mysql, connection: {mysql}}}\n\
+             - {{name: catalog, type: mongodb, connection: {mongodb}}}\n\
+             - {{name: events, type: cassandra, interval: 5s, timeout: 4s, connection: {cassandra}}}\n\
+             - {{name: sessions, type: dynamodb, interval: 5s, timeout: 4s, connection: {dynamodb}}}\n\
              - {{name: billing-down, type: postgres, connection: {{host: 127.0.0.1, port: 1, user: dbwatch, password: x}}}}\n",
-            points = contact_points.join(", ")
+            pg = connection("pg-primary"),
+            mysql = connection("mysql-primary"),
+            mongodb = connection("mongodb"),
+            cassandra = connection("cassandra"),
+            dynamodb = connection("dynamodb"),
         ),
     )
     .expect("write config");

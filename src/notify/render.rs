@@ -372,21 +372,6 @@ pub fn pagerduty(config: &PagerDutyConfig, notice: &Notice<'_>) -> Payload {
     }
 }
 
-fn html_escape(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    for c in text.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&#39;"),
-            other => out.push(other),
-        }
-    }
-    out
-}
-
 /// The thread root of a group's episode: the first message's Message-ID, which later ones reply to.
 pub fn thread_root(group_key: &str, episode: i64) -> String {
     format!("<alert-{}.{episode}@dbwatch>", &group_hash(group_key)[..16])
@@ -416,7 +401,7 @@ pub fn email(config: &EmailConfig, notice: &Notice<'_>, first_of_episode: bool) 
     let mut html = format!(
         "<!DOCTYPE html><html><body><h2>{}</h2><table border=\"1\" cellpadding=\"4\" cellspacing=\"0\">\
          <tr><th>Status</th><th>Alert</th><th>Summary</th><th>Labels</th><th>Since</th></tr>",
-        html_escape(&notice.title())
+        crate::html::escape(&notice.title())
     );
     for alert in notice.alerts() {
         let state = if alert.ends_at.is_some() {
@@ -451,9 +436,9 @@ pub fn email(config: &EmailConfig, notice: &Notice<'_>, first_of_episode: bool) 
         let _ = write!(
             html,
             "<tr><td>{state}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
-            html_escape(name),
-            html_escape(summary),
-            html_escape(&labels.join(", ")),
+            crate::html::escape(name),
+            crate::html::escape(summary),
+            crate::html::escape(&labels.join(", ")),
             rfc3339(alert.starts_at)
         );
     }
@@ -463,7 +448,7 @@ pub fn email(config: &EmailConfig, notice: &Notice<'_>, first_of_episode: bool) 
         let _ = write!(
             html,
             "<p><a href=\"{0}\">{0}</a></p>",
-            html_escape(notice.external_url)
+            crate::html::escape(notice.external_url)
         );
     }
     html.push_str("</body></html>");

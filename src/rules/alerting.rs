@@ -636,6 +636,44 @@ mod tests {
     }
 
     #[test]
+    fn a_selection_shared_by_rules_sees_what_a_recording_rule_wrote_at_the_same_instant() {
+        // The first alert reads target:x:sum before the recording rule writes it, the third after: the
+        // selection shared within the instant must not hand the third rule the first one's empty result.
+        let group = group(
+            "groups:\n  - name: g\n    rules:\n      - alert: early\n        expr: target:x:sum > 5\n      - record: target:x:sum\n        expr: sum by (target) (x)\n      - alert: late\n        expr: target:x:sum > 5\n      - alert: rate_early\n        expr: rate(x[1m]) > 0\n",
+        );
+        let mut state = GroupState::for_group(&group);
+        let mut history = History::new(NameFilter::All, None);
+        let x = Metric::from_pairs([("__name__", "x"), ("target", "a")]);
+        history.append(&x, 0, 4.0);
+        history.append(&x, 30_000, 9.0);
+        evaluate_group(
+            &group,
+            &mut state,
+            &mut history,
+            30_000,
+            &EvalEnv::default(),
+        );
+        assert_eq!(state.rules[0].alerts.len(), 0);
+        assert_eq!(state.rules[2].alerts.len(), 1);
+        assert_eq!(state.rules[3].alerts.len(), 1);
+        // A new sample at the same instant (a late poll merged in) changes what later rules select.
+        history.append(
+            &Metric::from_pairs([("__name__", "x"), ("target", "b")]),
+            30_000,
+            7.0,
+        );
+        evaluate_group(
+            &group,
+            &mut state,
+            &mut history,
+            30_000,
+            &EvalEnv::default(),
+        );
+        assert_eq!(state.rules[2].alerts.len(), 2);
+    }
+
+    #[test]
     fn evaluation_errors_keep_the_state() {
         let group =
             group("groups:\n  - name: g\n    rules:\n      - alert: a\n        expr: x + on() y\n");

@@ -5,15 +5,20 @@
 //! false (and `!=` true), `rate()` and `increase()` handle counter resets and extrapolate to the range
 //! boundaries, `avg` and the `*_over_time` functions use the same incremental and compensated sums.
 
+use std::borrow::Borrow;
 use std::collections::VecDeque;
 
 use promql_parser::label::MatchOp;
 
-use super::history::{points_between, value_at, History, Point};
 use std::hash::Hasher as _;
+use std::sync::Arc;
+
+use super::history::{points_between, value_at, History, Point, SharedKey};
 
 use super::labels::{FxHashMap, FxHashSet, FxHasher, Metric, MetricBuilder};
-use super::promql::{AggOp, Aggregate, BinOp, Binary, Call, Card, Expr, Func, Matching, Selector};
+use super::promql::{
+    AggOp, Aggregate, BinOp, Binary, Call, Card, Expr, Func, Matching, Selector, Shared, ValueType,
+};
 
 /// One element of an instant vector.
 #[derive(Debug, Clone, PartialEq)]
@@ -88,6 +93,9 @@ struct Evaluator<'h> {
 
 impl Evaluator<'_> {
     fn eval(&mut self, expr: &Expr) -> Result<Value, EvalError> {
+        if let Some(shared) = self.shared_vector(expr) {
+            return shared.map(|samples| Value::Vector(Arc::unwrap_or_clone(samples)));
+        }
         match expr {
             Expr::Number(value) => Ok(Value::Scalar(*value)),
             Expr::String(text) => Ok(Value::String(text.clone())),
@@ -117,6 +125,22 @@ impl Evaluator<'_> {
         }
     }
 
+    /// The instant vector of `selector`, read from the history once per instant for every rule.
+    fn shared_select(&self, selector: &Selector) -> Arc<Vec<Sample>> {
+        let key = SharedKey {
+            expr: format!("{}\u{0}{}", selector.text, selector.offset_ms),
+            t: self.t,
+        };
+        let reads = selector.name.as_ref().map(std::slice::from_ref);
+        let shared = self.history.shared(key, reads, || {
+            Ok::<_, std::convert::Infallible>(self.select(selector))
+        });
+        match shared {
+            Ok(samples) => samples,
+            Err(never) => match never {},
+        }
+    }
+
     fn select(&self, selector: &Selector) -> Vec<Sample> {
         let at = self.t - selector.offset_ms;
         let mut out = Vec::new();
@@ -132,35 +156,41 @@ impl Evaluator<'_> {
         out
     }
 
-    /// `selector <op> threshold` (or `threshold <op> selector` when `swap`) without `bool`: the samples whose
-    /// comparison holds, with their own value, exactly as [`vector_scalar_binop`] would give them.
-    fn select_compared(
-        &self,
-        selector: &Selector,
-        op: BinOp,
-        threshold: f64,
-        swap: bool,
-    ) -> Vec<Sample> {
-        let at = self.t - selector.offset_ms;
-        let mut out = Vec::new();
-        self.history.for_each_selected(selector, |metric, points| {
-            let Some(point) = value_at(points, at) else {
-                return;
-            };
-            let (_, keep) = if swap {
-                elem_binop(op, threshold, point.v)
-            } else {
-                elem_binop(op, point.v, threshold)
-            };
-            if keep {
-                out.push(Sample {
-                    metric: metric.clone(),
-                    value: point.v,
-                    t: point.t,
-                });
+    /// The result of an instant-vector expression, shared with the other rules evaluated at this instant;
+    /// `None` for scalars, strings and the few vector expressions too cheap to be worth a lookup.
+    fn shared_vector(&mut self, expr: &Expr) -> Option<Result<Arc<Vec<Sample>>, EvalError>> {
+        let history = self.history;
+        let key = |shared: &Shared, t| SharedKey {
+            expr: shared.key.clone(),
+            t,
+        };
+        match expr {
+            Expr::Vector(selector) => Some(Ok(self.shared_select(selector))),
+            Expr::Binary(binary) if expr.value_type() == ValueType::Vector => {
+                let t = self.t;
+                Some(history.shared(
+                    key(&binary.shared, t),
+                    binary.shared.reads.as_deref(),
+                    || self.binary(binary).and_then(into_vector),
+                ))
             }
-        });
-        out
+            Expr::Aggregate(aggregate) => {
+                let t = self.t;
+                Some(history.shared(
+                    key(&aggregate.shared, t),
+                    aggregate.shared.reads.as_deref(),
+                    || self.aggregate(aggregate).and_then(into_vector),
+                ))
+            }
+            Expr::Call(call) => {
+                let index = call
+                    .args
+                    .iter()
+                    .position(|arg| matches!(arg, Expr::Matrix(..)))?;
+                Some(self.shared_range_call(call, index))
+            }
+            _ => None,
+        }
     }
 
     fn scalar(&mut self, expr: &Expr) -> Result<f64, EvalError> {
@@ -180,20 +210,33 @@ impl Evaluator<'_> {
     // === Binary operators ===
 
     fn binary(&mut self, binary: &Binary) -> Result<Value, EvalError> {
-        // The most common rule, `selector > threshold`: compare before copying labels.
+        // The most common rule, `selector > threshold` (or `rate(...) > threshold`): compare the shared
+        // selection in place and copy only the samples that pass, as vector_scalar_binop would keep them.
         if binary.op.is_comparison() && !binary.return_bool {
-            match (&binary.lhs, &binary.rhs) {
-                (Expr::Vector(selector), Expr::Number(threshold)) => {
-                    return Ok(Value::Vector(
-                        self.select_compared(selector, binary.op, *threshold, false),
-                    ));
-                }
-                (Expr::Number(threshold), Expr::Vector(selector)) => {
-                    return Ok(Value::Vector(
-                        self.select_compared(selector, binary.op, *threshold, true),
-                    ));
-                }
-                _ => {}
+            let compared = match (&binary.lhs, &binary.rhs) {
+                (vector, Expr::Number(threshold)) => self
+                    .shared_vector(vector)
+                    .map(|shared| (shared, *threshold, false)),
+                (Expr::Number(threshold), vector) => self
+                    .shared_vector(vector)
+                    .map(|shared| (shared, *threshold, true)),
+                _ => None,
+            };
+            if let Some((shared, threshold, swap)) = compared {
+                let op = binary.op;
+                let kept = shared?
+                    .iter()
+                    .filter(|sample| {
+                        let (lhs, rhs) = if swap {
+                            (threshold, sample.value)
+                        } else {
+                            (sample.value, threshold)
+                        };
+                        elem_binop(op, lhs, rhs).1
+                    })
+                    .cloned()
+                    .collect();
+                return Ok(Value::Vector(kept));
             }
         }
         let lhs = self.eval(&binary.lhs)?;
@@ -233,6 +276,9 @@ impl Evaluator<'_> {
             Some(param) => Some(self.scalar(param)?),
             None => None,
         };
+        if let Some(shared) = self.shared_vector(&aggregate.expr) {
+            return aggregation(aggregate, param.unwrap_or(0.0), shared?.iter()).map(Value::Vector);
+        }
         let samples = self.vector(&aggregate.expr)?;
         aggregation(aggregate, param.unwrap_or(0.0), samples).map(Value::Vector)
     }
@@ -245,7 +291,9 @@ impl Evaluator<'_> {
             .iter()
             .position(|arg| matches!(arg, Expr::Matrix(..)))
         {
-            return self.range_call(call, index).map(Value::Vector);
+            return self
+                .shared_range_call(call, index)
+                .map(|shared| Value::Vector(Arc::unwrap_or_clone(shared)));
         }
         let func = call.func;
         match func {
@@ -433,10 +481,14 @@ impl Evaluator<'_> {
         Ok(Value::Vector(out))
     }
 
-    /// A function over a range vector: one output per series that has samples in the range.
-    fn range_call(&mut self, call: &Call, matrix_index: usize) -> Result<Vec<Sample>, EvalError> {
+    /// [`Evaluator::range_call`], computed once per instant for every rule with the same call and arguments.
+    fn shared_range_call(
+        &mut self,
+        call: &Call,
+        matrix_index: usize,
+    ) -> Result<Arc<Vec<Sample>>, EvalError> {
         let Expr::Matrix(selector, range_ms) = &call.args[matrix_index] else {
-            return Ok(Vec::new());
+            return Ok(Arc::default());
         };
         let mut scalars = Vec::new();
         for (index, arg) in call.args.iter().enumerate() {
@@ -444,10 +496,36 @@ impl Evaluator<'_> {
                 scalars.push(self.scalar(arg)?);
             }
         }
+        let mut expr = format!(
+            "{}\u{0}{}\u{0}{}\u{0}{range_ms}\u{0}{matrix_index}",
+            call.func.name(),
+            selector.text,
+            selector.offset_ms
+        );
+        for scalar in &scalars {
+            expr.push_str(&format!("\u{0}{:x}", scalar.to_bits()));
+        }
+        let key = SharedKey { expr, t: self.t };
+        let history = self.history;
+        let reads = selector.name.as_ref().map(std::slice::from_ref);
+        history.shared(key, reads, || {
+            self.range_call(call, matrix_index, selector, *range_ms, &scalars)
+        })
+    }
+
+    /// A function over a range vector: one output per series that has samples in the range.
+    fn range_call(
+        &mut self,
+        call: &Call,
+        matrix_index: usize,
+        selector: &Selector,
+        range_ms: i64,
+        scalars: &[f64],
+    ) -> Result<Vec<Sample>, EvalError> {
         let func = call.func;
         let maxt = self.t - selector.offset_ms;
         let mint = maxt - range_ms;
-        let range_seconds = duration_seconds(*range_ms);
+        let range_seconds = duration_seconds(range_ms);
         let t = self.t;
         let mut out = Vec::new();
         let mut any = false;
@@ -517,6 +595,13 @@ impl Evaluator<'_> {
             check_unique(&out)?;
         }
         Ok(out)
+    }
+}
+
+fn into_vector(value: Value) -> Result<Vec<Sample>, EvalError> {
+    match value {
+        Value::Vector(samples) => Ok(samples),
+        _ => Err(EvalError::Type("expected an instant vector".to_owned())),
     }
 }
 
@@ -890,10 +975,10 @@ struct Group {
     members: Vec<Sample>,
 }
 
-fn aggregation(
+fn aggregation<S: Borrow<Sample>>(
     aggregate: &Aggregate,
     param: f64,
-    samples: Vec<Sample>,
+    samples: impl IntoIterator<Item = S>,
 ) -> Result<Vec<Sample>, EvalError> {
     let op = aggregate.op;
     let mut k = 0usize;
@@ -910,6 +995,7 @@ fn aggregation(
     let mut groups: Vec<Group> = Vec::new();
     let mut index_of: FxHashMap<u64, Vec<usize>> = FxHashMap::default();
     for sample in samples {
+        let sample = sample.borrow();
         let hash = grouping_hash(&sample.metric, aggregate);
         let found = index_of.get(&hash).and_then(|candidates| {
             candidates
@@ -937,7 +1023,7 @@ fn aggregation(
             };
             let mean = sample.value;
             let members = if matches!(op, AggOp::Topk | AggOp::Bottomk | AggOp::Quantile) {
-                vec![sample]
+                vec![sample.clone()]
             } else {
                 Vec::new()
             };
@@ -986,7 +1072,7 @@ fn aggregation(
                 group.mean += delta / group.count as f64;
                 group.value += delta * (value - group.mean);
             }
-            AggOp::Topk | AggOp::Bottomk | AggOp::Quantile => group.members.push(sample),
+            AggOp::Topk | AggOp::Bottomk | AggOp::Quantile => group.members.push(sample.clone()),
         }
     }
     let mut out = Vec::with_capacity(groups.len());

@@ -21,12 +21,14 @@
 //! values are dropped, as Prometheus does on ingestion. Only metrics some rule can select are kept, and only for
 //! as long as the longest range (plus offset and lookback) needs.
 
+use std::cell::RefCell;
 use std::collections::VecDeque;
 use std::hash::Hasher;
 use std::sync::Arc;
 
 use promql_parser::label::Matcher;
 
+use super::eval::Sample;
 use super::labels::{FxHashMap, FxHashSet, FxHasher, Label, Metric, METRIC_NAME};
 use super::promql::Selector;
 use crate::store::Snapshot;
@@ -130,6 +132,83 @@ struct TargetCache {
     ids: Vec<Option<SeriesId>>,
 }
 
+/// What a shared result is the result of: an expression that reads the history directly (a selector, or a
+/// function of a range selector with its arguments), as text precise enough that equal keys mean equal
+/// results, and the evaluation time.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct SharedKey {
+    pub expr: String,
+    pub t: i64,
+}
+
+/// Selections made at one instant, shared by every rule evaluated at that instant: a rule pack reads the same
+/// few families again and again (`db_up`, the latency, the utilization...), and walking the history is the
+/// costly part of a selection. Any change to the history drops the results it may change.
+#[derive(Debug, Default)]
+struct SharedResults {
+    entries: FxHashMap<SharedKey, SharedEntry>,
+    /// How many entries read each exact metric name.
+    names: FxHashMap<Arc<str>, usize>,
+    /// How many entries read selectors without an exact name (any append may change them).
+    nameless: usize,
+}
+
+#[derive(Debug)]
+struct SharedEntry {
+    /// The metric names the result was read from; `None`: any.
+    reads: Option<Vec<Arc<str>>>,
+    samples: Arc<Vec<Sample>>,
+}
+
+impl SharedResults {
+    fn clear(&mut self) {
+        if !self.entries.is_empty() {
+            *self = SharedResults::default();
+        }
+    }
+
+    /// Drops what a new sample of `name` may change.
+    fn invalidate(&mut self, name: Option<&str>) {
+        let affected = self.nameless > 0 || name.is_some_and(|name| self.names.contains_key(name));
+        if !affected {
+            return;
+        }
+        self.entries.retain(|_, entry| {
+            entry
+                .reads
+                .as_ref()
+                .is_some_and(|reads| !reads.iter().any(|read| Some(read.as_ref()) == name))
+        });
+        self.names.clear();
+        self.nameless = 0;
+        for entry in self.entries.values() {
+            count(&mut self.names, &mut self.nameless, entry.reads.as_deref());
+        }
+    }
+
+    fn insert(&mut self, key: SharedKey, reads: Option<&[Arc<str>]>, samples: Arc<Vec<Sample>>) {
+        count(&mut self.names, &mut self.nameless, reads);
+        self.entries.insert(
+            key,
+            SharedEntry {
+                reads: reads.map(<[Arc<str>]>::to_vec),
+                samples,
+            },
+        );
+    }
+}
+
+fn count(names: &mut FxHashMap<Arc<str>, usize>, nameless: &mut usize, reads: Option<&[Arc<str>]>) {
+    match reads {
+        Some(reads) => {
+            for name in reads {
+                *names.entry(Arc::clone(name)).or_default() += 1;
+            }
+        }
+        None => *nameless += 1,
+    }
+}
+
 /// Counts for the engine's self-monitoring.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct HistoryStats {
@@ -151,6 +230,7 @@ pub struct History {
     /// The series the previous read of the store had.
     scraped_live: Vec<SeriesId>,
     last_scrape: Option<i64>,
+    shared: RefCell<SharedResults>,
 }
 
 impl History {
@@ -169,16 +249,19 @@ impl History {
             return;
         }
         self.last_scrape = Some(t);
+        self.shared.get_mut().clear();
         let mut live = Vec::with_capacity(self.scraped_live.len());
         let mut caches = std::mem::take(&mut self.targets);
         let mut next_caches = FxHashMap::default();
         for snapshot in snapshots {
-            let cached = caches.remove(&snapshot.target).filter(|cache| {
-                Arc::ptr_eq(&cache.snapshot, snapshot)
-                    && cache.ids.iter().flatten().all(|id| self.is_current(*id))
-            });
+            let cached = caches
+                .remove(&snapshot.target)
+                .filter(|cache| cache.ids.iter().flatten().all(|id| self.is_current(*id)));
             let ids = match cached {
-                Some(cache) => cache.ids,
+                Some(cache) if Arc::ptr_eq(&cache.snapshot, snapshot) => cache.ids,
+                // A new poll of the same target almost always has the previous one's series in the same
+                // order: reuse the ids of every sample that names the same series, look up only the others.
+                Some(cache) => self.remap_snapshot(&cache, snapshot),
                 None => self.map_snapshot(snapshot),
             };
             for (sample, id) in snapshot.samples.iter().zip(&ids) {
@@ -211,11 +294,31 @@ impl History {
     /// Appends a sample to a series, creating it; out-of-order and duplicate samples are dropped, as
     /// Prometheus' storage refuses them. Returns whether the sample was kept.
     pub fn append(&mut self, metric: &Metric, t: i64, value: f64) -> bool {
+        self.shared.get_mut().invalidate(metric.name());
         let id = self.find_or_insert_metric(metric);
         match self.series_mut(id) {
             Some(series) => push_point(&mut series.points, t, value),
             None => false,
         }
+    }
+
+    /// The result of `key`'s expression, computed by `compute` only when no rule at this instant has asked for
+    /// it since the history last changed. `reads` are the metric names the expression reads (`None`: any).
+    pub fn shared<E>(
+        &self,
+        key: SharedKey,
+        reads: Option<&[Arc<str>]>,
+        compute: impl FnOnce() -> Result<Vec<Sample>, E>,
+    ) -> Result<Arc<Vec<Sample>>, E> {
+        if let Some(entry) = self.shared.borrow().entries.get(&key) {
+            return Ok(Arc::clone(&entry.samples));
+        }
+        // Not borrowed while computing: the computation reads the history.
+        let samples = Arc::new(compute()?);
+        self.shared
+            .borrow_mut()
+            .insert(key, reads, Arc::clone(&samples));
+        Ok(samples)
     }
 
     /// Calls `visit` with every series the selector matches.
@@ -250,6 +353,7 @@ impl History {
 
     /// Drops samples older than the retention and series left without any.
     pub fn trim(&mut self, now: i64) {
+        self.shared.get_mut().clear();
         let Some(retention) = self.retention_ms else {
             return;
         };
@@ -307,6 +411,32 @@ impl History {
             return None;
         }
         slot.series.as_mut()
+    }
+
+    /// [`History::map_snapshot`] for a target's new snapshot, given the ids of its previous one.
+    fn remap_snapshot(
+        &mut self,
+        previous: &TargetCache,
+        snapshot: &Snapshot,
+    ) -> Vec<Option<SeriesId>> {
+        let before = &previous.snapshot;
+        let same_series = before.db == snapshot.db
+            && before.labels == snapshot.labels
+            && before.samples.len() == snapshot.samples.len()
+            && before
+                .samples
+                .iter()
+                .zip(&snapshot.samples)
+                .all(|(old, new)| {
+                    std::ptr::eq(old.desc, new.desc)
+                        && old.suffix == new.suffix
+                        && old.labels == new.labels
+                });
+        if same_series {
+            previous.ids.clone()
+        } else {
+            self.map_snapshot(snapshot)
+        }
     }
 
     /// The series of each sample of a snapshot, created as needed.

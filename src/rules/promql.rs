@@ -87,6 +87,36 @@ pub enum Expr {
 }
 
 impl Expr {
+    /// Adds the metric names this expression reads to `reads`, or sets it to `None` when it can read any.
+    fn names_read(&self, reads: &mut Option<Vec<Arc<str>>>) {
+        match self {
+            Expr::Number(_) | Expr::String(_) => {}
+            Expr::Vector(selector) | Expr::Matrix(selector, _) => {
+                match (&selector.name, reads.as_mut()) {
+                    (Some(name), Some(names)) => names.push(Arc::clone(name)),
+                    (None, _) => *reads = None,
+                    (Some(_), None) => {}
+                }
+            }
+            Expr::Negate(inner) => inner.names_read(reads),
+            Expr::Binary(binary) => {
+                binary.lhs.names_read(reads);
+                binary.rhs.names_read(reads);
+            }
+            Expr::Aggregate(aggregate) => {
+                aggregate.expr.names_read(reads);
+                if let Some(param) = &aggregate.param {
+                    param.names_read(reads);
+                }
+            }
+            Expr::Call(call) => {
+                for arg in &call.args {
+                    arg.names_read(reads);
+                }
+            }
+        }
+    }
+
     pub fn value_type(&self) -> ValueType {
         match self {
             Expr::Number(_) => ValueType::Scalar,
@@ -171,6 +201,34 @@ pub struct Binary {
     pub rhs: Expr,
     pub matching: Matching,
     pub return_bool: bool,
+    pub shared: Shared,
+}
+
+/// What lets the rules evaluated at one instant share a subexpression's result: every expression is a pure
+/// function of the history and the time, so equal text means an equal result until the history changes.
+#[derive(Debug, Clone)]
+pub struct Shared {
+    /// The subexpression as text (promql-parser's rendering).
+    pub key: String,
+    /// The metric names it reads; `None` when a selector has no exact name, so any new sample may change it.
+    pub reads: Option<Vec<Arc<str>>>,
+}
+
+impl Shared {
+    fn of(node: &ast::Expr, children: &[&Expr]) -> Shared {
+        let mut reads = Some(Vec::new());
+        for child in children {
+            child.names_read(&mut reads);
+        }
+        if let Some(names) = &mut reads {
+            names.sort();
+            names.dedup();
+        }
+        Shared {
+            key: node.to_string(),
+            reads,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -241,6 +299,7 @@ pub struct Aggregate {
     /// The labels of `by` or `without`, sorted.
     pub grouping: Vec<String>,
     pub without: bool,
+    pub shared: Shared,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -549,12 +608,14 @@ fn compile_binary(binary: &ast::BinaryExpr, node: &ast::Expr) -> Result<Expr, Co
             binary.op
         )));
     }
+    let shared = Shared::of(node, &[&lhs, &rhs]);
     Ok(Expr::Binary(Box::new(Binary {
         op,
         lhs,
         rhs,
         matching,
         return_bool,
+        shared,
     })))
 }
 
@@ -608,12 +669,17 @@ fn compile_aggregate(
     };
     grouping.sort();
     grouping.dedup();
+    let shared = match &param {
+        Some(param) => Shared::of(node, &[&expr, param]),
+        None => Shared::of(node, &[&expr]),
+    };
     Ok(Expr::Aggregate(Box::new(Aggregate {
         op,
         expr,
         param,
         grouping,
         without,
+        shared,
     })))
 }
 

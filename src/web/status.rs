@@ -13,6 +13,7 @@ use axum::routing::get;
 use axum::Router;
 use serde_json::{json, Value};
 
+use crate::html;
 use crate::rules::{AlertState, AlertSummary, AlertsHandle};
 use crate::store::{Snapshot, SnapshotStore};
 
@@ -146,22 +147,6 @@ async fn alerts_api(State(state): State<StatusState>) -> Json<Value> {
     Json(json!({"status": "success", "data": {"alerts": alerts}}))
 }
 
-/// Escapes text for HTML element content and double-quoted attributes.
-fn escape(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    for c in text.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&#39;"),
-            other => out.push(other),
-        }
-    }
-    out
-}
-
 fn ago(time: SystemTime, now: SystemTime) -> String {
     match now.duration_since(time) {
         Ok(elapsed) if elapsed.as_secs() > 0 => format!(
@@ -212,13 +197,13 @@ async fn page(State(state): State<StatusState>) -> Response {
         let labels: Vec<String> = target
             .labels
             .iter()
-            .map(|(name, value)| format!("{}={}", escape(name), escape(value)))
+            .map(|(name, value)| format!("{}={}", html::escape(name), html::escape(value)))
             .collect();
         let _ = write!(
             html,
             "<tr data-target=\"{name}\"><td><b>{name}</b>{labels}</td><td>{db}</td><td class=\"{class}\">{word}</td>\
              <td title=\"{poll}\">{poll_ago}</td><td>{duration}</td><td>{success}</td><td>{failing}</td></tr>",
-            name = escape(&target.target),
+            name = html::escape(&target.target),
             labels = if labels.is_empty() {
                 String::new()
             } else {
@@ -234,7 +219,7 @@ async fn page(State(state): State<StatusState>) -> Response {
                 .last_success
                 .and_then(|seconds| std::time::Duration::try_from_secs_f64(seconds).ok())
                 .map_or_else(|| "never".to_owned(), |since| ago(UNIX_EPOCH + since, now)),
-            failing = escape(&target.failing.join(", ")),
+            failing = html::escape(&target.failing.join(", ")),
         );
     }
     let firing = alerts
@@ -259,35 +244,22 @@ async fn page(State(state): State<StatusState>) -> Response {
                 .labels
                 .iter()
                 .filter(|(name, _)| name.as_str() != "alertname")
-                .map(|(name, value)| format!("{}={}", escape(name), escape(value)))
+                .map(|(name, value)| format!("{}={}", html::escape(name), html::escape(value)))
                 .collect();
             let state = alert.state.as_str();
             let _ = write!(
                 html,
                 "<tr data-alert=\"{name}\"><td><b>{name}</b></td><td class=\"{state}\">{state}</td>\
                  <td><code>{labels}</code></td><td title=\"{since}\">{ago}</td><td>{summary}</td></tr>",
-                name = escape(&alert.alertname),
+                name = html::escape(&alert.alertname),
                 labels = labels.join(", "),
                 since = rfc3339(alert.active_at),
                 ago = ago(alert.active_at, now),
-                summary = escape(alert.annotations.get("summary").map_or("", String::as_str)),
+                summary = html::escape(alert.annotations.get("summary").map_or("", String::as_str)),
             );
         }
         html.push_str("</tbody></table>");
     }
     html.push_str("</body></html>");
     Html(html).into_response()
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn escapes_markup() {
-        assert_eq!(
-            escape("<a href=\"x\">&'"),
-            "&lt;a href=&quot;x&quot;&gt;&amp;&#39;"
-        );
-    }
 }

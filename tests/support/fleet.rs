@@ -44,3 +44,34 @@ impl Process {
         self.0.try_wait().ok().flatten()
     }
 }
+
+/// The `connection:` block (YAML flow style) for one of the fleet's servers, as the dbwatch account sees it:
+/// `pg-primary`, `pg-replica`, `pgbouncer`, `mysql-primary`, `mysql-replica`, `mongodb`, `cassandra`,
+/// `dynamodb`.
+pub fn connection(server: &str) -> String {
+    let sql = |variable: &str| {
+        let (host, port) = host_port(&env(variable));
+        format!("{{host: {host}, port: {port}, user: dbwatch, password: dbwatch}}")
+    };
+    match server {
+        "pg-primary" => sql("DBWATCH_PG_PRIMARY_URL"),
+        "pg-replica" => sql("DBWATCH_PG_REPLICA_URL"),
+        "pgbouncer" => sql("DBWATCH_PGBOUNCER_URL"),
+        "mysql-primary" => sql("DBWATCH_MYSQL_PRIMARY_URL"),
+        "mysql-replica" => sql("DBWATCH_MYSQL_REPLICA_URL"),
+        "mongodb" => format!("{{url: \"{}\"}}", env("DBWATCH_MONGODB_URL")),
+        "cassandra" => {
+            let points: Vec<String> = env("DBWATCH_CASSANDRA_CONTACT_POINTS")
+                .split(',')
+                .map(|point| format!("\"{point}\""))
+                .collect();
+            format!("{{contact_points: [{}]}}", points.join(", "))
+        }
+        "dynamodb" => format!(
+            "{{endpoint_url: \"{}\", region: {}}}",
+            env("DBWATCH_AWS_ENDPOINT_URL"),
+            env("AWS_REGION")
+        ),
+        other => panic!("no fleet server named {other}"),
+    }
+}

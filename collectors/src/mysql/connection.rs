@@ -12,6 +12,7 @@ use crate::backoff::Backoff;
 use crate::error::{CollectError, ErrorKind};
 use crate::secret::PasswordSource;
 
+use super::global_variables;
 use super::row::{ShapeError, TextRow};
 use super::server_version::{self, ServerVersion};
 
@@ -103,6 +104,8 @@ pub struct ServerInfo {
     pub version: ServerVersion,
     /// Whether the session runs under a server-side statement timeout.
     pub statement_timeout: bool,
+    /// Whether performance_schema is on; `None` when the server would not say.
+    pub performance_schema: Option<bool>,
 }
 
 /// Why one statement failed.
@@ -298,11 +301,37 @@ impl MysqlSession {
                 false
             }
         };
+        let performance_schema = match fetch_rows(
+            &mut connection,
+            global_variables::PERFORMANCE_SCHEMA_QUERY,
+            client_timeout,
+        )
+        .await
+        {
+            Ok(rows) => match global_variables::performance_schema_from_rows(&rows) {
+                Ok(on) => Some(on),
+                Err(error) => {
+                    tracing::warn!(target = %target, error = %error, "performance_schema unknown");
+                    None
+                }
+            },
+            Err(error) if error.ends_connection() => {
+                return Err(CollectError::Connect {
+                    target,
+                    reason: format!("cannot read performance_schema: {error}"),
+                })
+            }
+            Err(error) => {
+                tracing::warn!(target = %target, error = %error, "performance_schema unknown");
+                None
+            }
+        };
         Ok((
             connection,
             ServerInfo {
                 version,
                 statement_timeout,
+                performance_schema,
             },
         ))
     }

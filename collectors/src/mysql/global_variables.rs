@@ -1,7 +1,6 @@
-//! `SHOW GLOBAL VARIABLES`: the connection limit, the binary log settings, read_only and performance_schema.
+//! The global system variables a poll needs: the connection limit, the binary log settings and read_only.
 //!
-//! These decide what else the poll reads (SHOW BINARY LOGS only with log_bin on, the latency query only with
-//! performance_schema on), so the poll never sends a statement that is bound to fail.
+//! log_bin decides whether the poll reads SHOW BINARY LOGS, so it never sends a statement bound to fail.
 
 use std::time::Duration;
 
@@ -10,11 +9,27 @@ use sqlx::mysql::MySqlConnection;
 use crate::metric::{bool_value, MetricDesc, MetricKind, Sample};
 
 use super::connection::{fetch_rows, QueryError};
-use super::global_status::name_value_map;
-use super::row::{parse_flag, parse_number, ShapeError, TextRow};
+use super::row::{parse_flag, ShapeError, TextRow};
 
 pub const VIEW: &str = "global_variables";
 const QUERY: &str = include_str!("global_variables.sql");
+
+/// Once per connection: whether performance_schema is on. It cannot change without a restart, which ends the
+/// connection; a server built without it has no such variable, hence SHOW (no row) rather than `@@`.
+pub const PERFORMANCE_SCHEMA_QUERY: &str = "SHOW GLOBAL VARIABLES LIKE 'performance_schema'";
+
+/// The answer to [`PERFORMANCE_SCHEMA_QUERY`]: no row means the server was built without it, which is off.
+pub fn performance_schema_from_rows(rows: &[TextRow]) -> Result<bool, ShapeError> {
+    let Some(row) = rows.first() else {
+        return Ok(false);
+    };
+    let value = row.column(&["Value"])?.unwrap_or("");
+    parse_flag(value).ok_or_else(|| {
+        ShapeError::Other(format!(
+            "performance_schema is neither ON nor OFF: {value:?}"
+        ))
+    })
+}
 
 pub static READ_ONLY: MetricDesc = MetricDesc {
     name: "mysql_read_only",
@@ -46,7 +61,6 @@ pub struct GlobalVariables {
     pub log_bin: bool,
     /// Upper-cased; kept only when it is one of [`BINLOG_FORMATS`].
     pub binlog_format: Option<&'static str>,
-    pub performance_schema: bool,
     pub read_only: bool,
     pub server_id: Option<f64>,
 }
@@ -61,29 +75,24 @@ pub async fn fetch(
 
 impl GlobalVariables {
     pub fn from_rows(rows: &[TextRow]) -> Result<Self, ShapeError> {
-        let values = name_value_map(rows)?;
-        let flag = |name: &str| values.get(name).and_then(|text| parse_flag(text));
-        let max_connections = values
-            .get("max_connections")
-            .ok_or_else(|| ShapeError::MissingColumn("max_connections".into()))
-            .and_then(|text| parse_number("max_connections", text))?;
-        let binlog_format = values.get("binlog_format").and_then(|text| {
+        let row = rows
+            .first()
+            .ok_or_else(|| ShapeError::Other("the system variables returned no row".into()))?;
+        let max_connections = row
+            .number(&["max_connections"])?
+            .ok_or_else(|| ShapeError::Other("max_connections is NULL".into()))?;
+        let flag = |name: &str| row.optional(&[name]).and_then(parse_flag);
+        let binlog_format = row.optional(&["binlog_format"]).and_then(|text| {
             BINLOG_FORMATS
                 .into_iter()
                 .find(|format| format.eq_ignore_ascii_case(text.trim()))
         });
-        let server_id = match values.get("server_id") {
-            Some(text) => Some(parse_number("server_id", text)?),
-            None => None,
-        };
         Ok(GlobalVariables {
             max_connections,
             log_bin: flag("log_bin").unwrap_or(false),
             binlog_format,
-            // Absent when the server was built without performance_schema: the same as off.
-            performance_schema: flag("performance_schema").unwrap_or(false),
             read_only: flag("read_only").unwrap_or(false),
-            server_id,
+            server_id: row.optional_number(&["server_id"])?,
         })
     }
 
@@ -101,32 +110,30 @@ impl GlobalVariables {
 mod tests {
     use super::*;
 
+    /// The one row of the SELECT, as the text protocol returns it (flags as 0/1).
     fn rows(pairs: &[(&str, &str)]) -> Vec<TextRow> {
-        pairs
-            .iter()
-            .map(|(name, value)| {
-                TextRow::new(vec![
-                    ("Variable_name".into(), Some((*name).into())),
-                    ("Value".into(), Some((*value).into())),
-                ])
-            })
-            .collect()
+        vec![TextRow::new(
+            pairs
+                .iter()
+                .map(|(name, value)| ((*name).into(), Some((*value).into())))
+                .collect(),
+        )]
     }
 
     #[test]
     fn settings_parse_and_the_format_is_one_hot() {
         let variables = GlobalVariables::from_rows(&rows(&[
-            ("binlog_format", "row"),
-            ("log_bin", "ON"),
             ("max_connections", "151"),
-            ("performance_schema", "OFF"),
-            ("read_only", "ON"),
+            ("read_only", "1"),
+            ("log_bin", "1"),
+            ("binlog_format", "row"),
             ("server_id", "2"),
         ]))
         .expect("variables");
         assert_eq!(variables.max_connections, 151.0);
         assert_eq!(variables.binlog_format, Some("ROW"));
-        assert!(variables.log_bin && variables.read_only && !variables.performance_schema);
+        assert!(variables.log_bin && variables.read_only);
+        assert_eq!(variables.server_id, Some(2.0));
         let mut out = Vec::new();
         variables.samples(&mut out);
         let formats: Vec<(Option<&str>, f64)> = out
@@ -152,7 +159,25 @@ mod tests {
         ]))
         .expect("variables");
         assert_eq!(variables.binlog_format, None);
-        assert!(!variables.performance_schema);
-        assert!(GlobalVariables::from_rows(&rows(&[("log_bin", "ON")])).is_err());
+        assert!(!variables.log_bin && !variables.read_only);
+        assert!(GlobalVariables::from_rows(&rows(&[("log_bin", "1")])).is_err());
+        assert!(GlobalVariables::from_rows(&[]).is_err());
+    }
+
+    #[test]
+    fn performance_schema_is_off_when_the_server_lacks_it() {
+        let answer = |value: &str| {
+            vec![TextRow::new(vec![
+                ("Variable_name".into(), Some("performance_schema".into())),
+                ("Value".into(), Some(value.into())),
+            ])]
+        };
+        assert_eq!(performance_schema_from_rows(&answer("ON")).ok(), Some(true));
+        assert_eq!(
+            performance_schema_from_rows(&answer("OFF")).ok(),
+            Some(false)
+        );
+        assert_eq!(performance_schema_from_rows(&[]).ok(), Some(false));
+        assert!(performance_schema_from_rows(&answer("maybe")).is_err());
     }
 }

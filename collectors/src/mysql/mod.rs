@@ -1,12 +1,12 @@
 //! MySQL and MariaDB collector: one persistent connection per target, one file per statement or system view.
 //!
-//! Once per connection: `SELECT @@version, @@version_comment` (flavour and version), then one `SET SESSION`
+//! Once per connection: `SELECT @@version, @@version_comment` (flavour and version), one `SET SESSION`
 //! with the server-side statement timeout of that flavour (MariaDB `max_statement_time`, MySQL
 //! `max_execution_time`), bounded lock waits, UTC, and a `long_query_time` that keeps dbwatch out of the slow
-//! query count. Per poll, in order, each statement chosen from what the server is, never tried and retried:
+//! query count, then `SHOW GLOBAL VARIABLES LIKE 'performance_schema'` (fixed until a restart). Per poll, in order, each statement chosen from what the server is, never tried and retried:
 //!
 //! 1. `SHOW GLOBAL STATUS WHERE ...` (throughput, slow queries, threads, buffer pool; the liveness probe)
-//! 2. `SHOW GLOBAL VARIABLES WHERE ...` (max_connections, log_bin, binlog_format, performance_schema, read_only)
+//! 2. `SELECT @@GLOBAL.max_connections, ...` (max_connections, read_only, log_bin, binlog_format, server_id)
 //! 3. `SHOW ALL SLAVES STATUS` (MariaDB) / `SHOW REPLICA STATUS` (MySQL 8.0.22+) / `SHOW SLAVE STATUS`
 //! 4. `SHOW BINARY LOGS`, when log_bin is on
 //! 5. the performance_schema statement totals, when performance_schema is on
@@ -75,6 +75,9 @@ pub struct MysqlViews {
     pub binary_logs: bool,
     /// The performance_schema statement totals behind `db_query_latency_avg_seconds`.
     pub statement_latency: bool,
+    /// Subtract the statements of dbwatch's own user from those totals; off by default, see
+    /// [`events_statements_summary_global_by_event_name`].
+    pub exclude_own_statements: bool,
     /// How many statement digests to export individually; 0 turns the digest view off.
     pub top_digests: usize,
 }
@@ -85,6 +88,7 @@ impl Default for MysqlViews {
             replication: true,
             binary_logs: true,
             statement_latency: true,
+            exclude_own_statements: false,
             top_digests: 0,
         }
     }
@@ -236,19 +240,17 @@ impl MysqlCollector {
             }
         }
 
-        let performance_schema = variables
-            .as_ref()
-            .map(|variables| variables.performance_schema);
-        if let Some(available) = performance_schema {
+        if let Some(available) = server.performance_schema {
             samples.push(CAPABILITY.sample_with(["performance_schema"], bool_value(available)));
         }
-        let performance_schema = performance_schema.unwrap_or(false);
+        let performance_schema = server.performance_schema.unwrap_or(false);
         if self.views.statement_latency {
             let totals = if performance_schema {
                 run.view(
                     events_statements_summary_global_by_event_name::VIEW,
                     events_statements_summary_global_by_event_name::fetch(
                         &mut *connection,
+                        self.views.exclude_own_statements,
                         timeout,
                     ),
                 )

@@ -82,6 +82,9 @@ pub fn read(
         if let Some(value) = collectors.boolean(reader, "statement_latency") {
             views.statement_latency = value;
         }
+        if let Some(value) = collectors.boolean(reader, "exclude_own_statements") {
+            views.exclude_own_statements = value;
+        }
         if let Some(value) = collectors.integer(
             reader,
             "top_digests",
