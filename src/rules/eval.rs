@@ -143,7 +143,7 @@ impl Evaluator<'_> {
 
     fn select(&self, selector: &Selector) -> Vec<Sample> {
         let at = self.t - selector.offset_ms;
-        let mut out = Vec::new();
+        let mut out = Vec::with_capacity(self.history.candidates(selector));
         self.history.for_each_selected(selector, |metric, points| {
             if let Some(point) = value_at(points, at) {
                 out.push(Sample {
@@ -527,7 +527,7 @@ impl Evaluator<'_> {
         let mint = maxt - range_ms;
         let range_seconds = duration_seconds(range_ms);
         let t = self.t;
-        let mut out = Vec::new();
+        let mut out = Vec::with_capacity(self.history.candidates(selector));
         let mut any = false;
         let mut points = std::mem::take(&mut self.points);
         self.history

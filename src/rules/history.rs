@@ -321,6 +321,14 @@ impl History {
         Ok(samples)
     }
 
+    /// How many series a selector may match, to size its result.
+    pub fn candidates(&self, selector: &Selector) -> usize {
+        match &selector.name {
+            Some(name) => self.by_name.get(name).map_or(0, Vec::len),
+            None => 0,
+        }
+    }
+
     /// Calls `visit` with every series the selector matches.
     pub fn for_each_selected(
         &self,

@@ -64,10 +64,12 @@ impl Metric {
         if name == METRIC_NAME {
             return self.name();
         }
+        // A label set has a handful of labels: a scan that compares lengths first beats a binary search of
+        // string comparisons (this is the hot path of grouping and vector matching).
         self.labels
-            .binary_search_by(|(label, _)| label.as_ref().cmp(name))
-            .ok()
-            .map(|index| self.labels[index].1.as_ref())
+            .iter()
+            .find(|(label, _)| label.len() == name.len() && label.as_ref() == name)
+            .map(|(_, value)| value.as_ref())
     }
 
     /// The same labels without the metric name; shares the label storage.

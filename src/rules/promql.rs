@@ -747,6 +747,73 @@ fn compile_call(call: &ast::Call, node: &ast::Expr) -> Result<Expr, CompileError
 
 #[cfg(test)]
 mod tests {
+    fn shared_key(text: &str) -> String {
+        match compile(text) {
+            Ok(Expr::Binary(binary)) => binary.shared.key,
+            Ok(Expr::Aggregate(aggregate)) => aggregate.shared.key,
+            other => panic!("{text}: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn shared_keys_tell_apart_everything_that_changes_a_result() {
+        // Rules share a subexpression's result by this key: any difference that changes the result must
+        // show in it, or one rule would get another's answer.
+        let groups = [
+            vec!["a > 1", "a > bool 1", "a > 1.5", "1 > a", "a >= 1"],
+            vec![
+                "a / b",
+                "a / on(x) b",
+                "a / ignoring(x) b",
+                "a / on(x) group_left(y) b",
+                "a / on(x) group_right b",
+                "a / on(y) b",
+            ],
+            vec!["a and b", "a or b", "a unless b", "a and on(x) b"],
+            vec![
+                "sum by (x) (a)",
+                "sum without (x) (a)",
+                "sum by (y) (a)",
+                "sum(a)",
+                "avg by (x) (a)",
+                "sum by (x) (a offset 1m)",
+                "sum by (x) (a{j=\"k\"})",
+                "sum by (x) (a{j=~\"k\"})",
+            ],
+            vec![
+                "topk(3, a)",
+                "topk(5, a)",
+                "bottomk(3, a)",
+                "quantile(0.5, a)",
+                "quantile(0.9, a)",
+            ],
+            vec![
+                "rate(a[5m]) > 1",
+                "rate(a[1m]) > 1",
+                "irate(a[5m]) > 1",
+                "rate(a[5m] offset 1m) > 1",
+            ],
+        ];
+        for group in groups {
+            let keys: Vec<String> = group.iter().map(|text| shared_key(text)).collect();
+            for (i, key) in keys.iter().enumerate() {
+                for (j, other) in keys.iter().enumerate().skip(i + 1) {
+                    assert_ne!(key, other, "{} and {} share a key", group[i], group[j]);
+                }
+            }
+        }
+        let reads = match compile("sum by (x) (a) / on(x) sum by (x) (b{j=\"k\"}) > 1") {
+            Ok(Expr::Binary(binary)) => binary.shared.reads,
+            other => panic!("{other:?}"),
+        };
+        assert_eq!(reads, Some(vec![Arc::from("a"), Arc::from("b")]));
+        let any = match compile("sum({__name__=~\"a.*\"})") {
+            Ok(Expr::Aggregate(aggregate)) => aggregate.shared.reads,
+            other => panic!("{other:?}"),
+        };
+        assert_eq!(any, None);
+    }
+
     use super::*;
 
     fn refused(text: &str) -> String {

@@ -3,10 +3,11 @@
 //!
 //! Per poll, in order:
 //! 1. ListTables (paginated), also the liveness probe: when it fails the target is down;
-//! 2. for tables not yet described, and for all of them every `describe_refresh`: DescribeTable,
-//!    DescribeTimeToLive and, when `contributor_insights` is on, DescribeContributorInsights; plus DescribeLimits
-//!    once per refresh. DynamoDB updates item counts and sizes about every six hours, so describing every poll
-//!    would only spend API rate;
+//! 2. for tables not yet described (or whose last description had a call fail), and for all of them every
+//!    `describe_refresh`: DescribeTable, DescribeTimeToLive and, when `contributor_insights` is on,
+//!    DescribeContributorInsights; plus DescribeLimits once per refresh, and every poll until it first answers.
+//!    DynamoDB updates item counts and sizes about every six hours, so describing every poll would only spend
+//!    API rate, while a late answer must not leave a capability unknown for a whole refresh period;
 //! 3. one batched GetMetricData (500 queries per call) for the newest complete CloudWatch period;
 //! 4. GetInsightRuleReport for the partition-key rules of tables with Contributor Insights enabled;
 //! 5. a bounded Scan sample of at most a few tables whose `sample_every` has elapsed.
@@ -214,6 +215,16 @@ impl Capabilities {
 struct TableState {
     info: TableInfo,
     insights: Option<ContributorInsights>,
+    /// A describe call of its last refresh failed (a timeout, a throttle): describe it again at the next poll
+    /// rather than at the next refresh, so an answer that is merely late never leaves a capability or a
+    /// setting unknown for a whole refresh period.
+    incomplete: bool,
+}
+
+/// Whether a table is described at this poll: when it is new, when its last description was incomplete, and
+/// for every table when the refresh is due.
+fn describe_due(refresh_due: bool, known: Option<&TableState>) -> bool {
+    refresh_due || known.is_none_or(|state| state.incomplete)
 }
 
 pub struct DynamoDbCollector {
@@ -376,7 +387,7 @@ impl DynamoDbCollector {
             .described_at
             .is_none_or(|at| at.elapsed() >= self.options.describe_refresh);
         for table in tables {
-            if !refresh_due && self.tables.contains_key(table) {
+            if !describe_due(refresh_due, self.tables.get(table)) {
                 continue;
             }
             let described = run
@@ -388,6 +399,7 @@ impl DynamoDbCollector {
             // A table that could not be described keeps its previous description, if it had one.
             let Ok(mut info) = described else { continue };
             let previous = self.tables.remove(table);
+            let mut incomplete = false;
             info.ttl = match run
                 .view(
                     describe_time_to_live::VIEW,
@@ -396,7 +408,10 @@ impl DynamoDbCollector {
                 .await?
             {
                 Ok(ttl) => Some(ttl),
-                Err(_) => previous.as_ref().and_then(|state| state.info.ttl.clone()),
+                Err(_) => {
+                    incomplete = true;
+                    previous.as_ref().and_then(|state| state.info.ttl.clone())
+                }
             };
             let mut insights = previous.and_then(|state| state.insights);
             if self.options.contributor_insights
@@ -417,29 +432,37 @@ impl DynamoDbCollector {
                         self.capabilities.contributor_insights = Some(false);
                         insights = None;
                     }
-                    Err(_) => {}
+                    Err(_) => incomplete = true,
                 }
             }
-            self.tables
-                .insert(table.clone(), TableState { info, insights });
+            self.tables.insert(
+                table.clone(),
+                TableState {
+                    info,
+                    insights,
+                    incomplete,
+                },
+            );
         }
         if refresh_due {
             self.described_at = Some(Instant::now());
-            if self.capabilities.describe_limits != Some(false) {
-                match run
-                    .view(
-                        describe_limits::VIEW,
-                        describe_limits::fetch(&clients.dynamodb, usage),
-                    )
-                    .await?
-                {
-                    Ok(quota) => {
-                        self.capabilities.describe_limits = Some(true);
-                        self.quota = quota;
-                    }
-                    Err(ErrorKind::Unsupported) => self.capabilities.describe_limits = Some(false),
-                    Err(_) => {}
+        }
+        // The account's limits are read at each refresh, and again at the next poll while no answer came.
+        let limits = self.capabilities.describe_limits;
+        if (refresh_due && limits != Some(false)) || limits.is_none() {
+            match run
+                .view(
+                    describe_limits::VIEW,
+                    describe_limits::fetch(&clients.dynamodb, usage),
+                )
+                .await?
+            {
+                Ok(quota) => {
+                    self.capabilities.describe_limits = Some(true);
+                    self.quota = quota;
                 }
+                Err(ErrorKind::Unsupported) => self.capabilities.describe_limits = Some(false),
+                Err(_) => {}
             }
         }
         Ok(())
@@ -650,6 +673,34 @@ impl ViewRunner<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_table_is_described_again_at_the_next_poll_after_a_failed_call() {
+        let state = |incomplete| TableState {
+            info: TableInfo {
+                name: "UserSessions".into(),
+                on_demand: true,
+                throughputs: Vec::new(),
+                replicas: Vec::new(),
+                ttl: None,
+            },
+            insights: None,
+            incomplete,
+        };
+        assert!(describe_due(false, None), "a new table");
+        assert!(
+            describe_due(false, Some(&state(true))),
+            "a failed call last time"
+        );
+        assert!(
+            !describe_due(false, Some(&state(false))),
+            "complete and not due"
+        );
+        assert!(
+            describe_due(true, Some(&state(false))),
+            "the refresh is due"
+        );
+    }
 
     #[test]
     fn descriptors_are_unique_and_well_named() {
