@@ -142,18 +142,14 @@ fn workload() -> Command {
     command
 }
 
-/// How a fault is made: one of the workload's faults (`fault NAME start|clear ARGS`), or, for MariaDB's
-/// replication lag, a delayed replica. The workload's `replica-lag` stops MariaDB's SQL thread, which makes the
-/// lag unknown (NaN, so replication_broken's, not replication_lag's); a delayed replica keeps both threads
-/// running while it falls behind, so its lag is known and grows.
+/// How a fault is made: one of the workload's faults (`fault NAME start|clear ARGS`). For MariaDB's replication
+/// lag it is `replica-lag --delay`: stopping the SQL thread (the default) makes the lag unknown (NaN, so
+/// replication_broken's, not replication_lag's), while a delayed replica keeps both threads running as it falls
+/// behind, so its lag is known and grows.
 #[derive(Debug, Clone, Copy)]
 enum Injection {
     Workload(&'static [&'static str]),
-    MariadbDelayedReplica,
 }
-
-/// Seconds MariaDB's replica holds each event back during the delayed-replica fault.
-const MARIADB_DELAY: u32 = 30;
 
 /// A started fault, cleared when dropped, whatever happened in the test.
 struct Fault {
@@ -185,25 +181,15 @@ impl Fault {
     }
 
     fn command(&self, start: bool) -> Command {
-        match self.injection {
-            Injection::Workload(args) => {
-                let (name, rest) = args.split_first().expect("a fault name");
-                let mut command = workload();
-                command
-                    .args(["fault", name, if start { "start" } else { "clear" }])
-                    .args(rest)
-                    .arg("--state-dir")
-                    .arg(&self.state);
-                command
-            }
-            Injection::MariadbDelayedReplica => {
-                let delay = if start { MARIADB_DELAY } else { 0 };
-                // MariaDB refuses CHANGE MASTER while either replica thread runs.
-                mariadb_replica_admin(&format!(
-                    "STOP SLAVE; CHANGE MASTER TO MASTER_DELAY = {delay}; START SLAVE"
-                ))
-            }
-        }
+        let Injection::Workload(args) = self.injection;
+        let (name, rest) = args.split_first().expect("a fault name");
+        let mut command = workload();
+        command
+            .args(["fault", name, if start { "start" } else { "clear" }])
+            .args(rest)
+            .arg("--state-dir")
+            .arg(&self.state);
+        command
     }
 
     fn clear(&mut self) {
@@ -233,30 +219,6 @@ impl Drop for Fault {
             }
         }
     }
-}
-
-/// The mariadb client running `sql` as the fleet's administrator on the MariaDB replica.
-fn mariadb_replica_admin(sql: &str) -> Command {
-    let url = env("DBWATCH_MYSQL_REPLICA_ADMIN_URL");
-    let (host, port) = host_port(&url);
-    let credentials = url
-        .split_once("://")
-        .and_then(|(_, rest)| rest.rsplit_once('@'))
-        .map(|(credentials, _)| credentials)
-        .expect("user:password@ in DBWATCH_MYSQL_REPLICA_ADMIN_URL");
-    let (user, password) = credentials.split_once(':').unwrap_or((credentials, ""));
-    let mut command = Command::new("mariadb");
-    command
-        // --force: START SLAVE runs even when a statement before it failed, so the replica is never left
-        // stopped; the exit status still reports the failure.
-        .args(["--no-defaults", "--protocol=tcp", "--batch", "--force"])
-        .arg(format!("--host={host}"))
-        .arg(format!("--port={port}"))
-        .arg(format!("--user={user}"))
-        .arg(format!("--execute={sql}"))
-        // Not on the command line, where any process could read it.
-        .env("MYSQL_PWD", password);
-    command
 }
 
 /// The subjects of the messages the SMTP server stored for `recipient`, oldest first.
@@ -738,7 +700,7 @@ async fn replication_lag_reaches_slack_and_resolves() {
         "mariadb",
         "orders-replica",
         &mysql_target("orders-replica", "DBWATCH_MYSQL_REPLICA_URL"),
-        Injection::MariadbDelayedReplica,
+        Injection::Workload(&["replica-lag", "--engine", "mysql", "--delay", "30s"]),
         SLACK,
     )
     .await;

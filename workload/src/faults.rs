@@ -8,7 +8,10 @@
 //! replica's original `primary_conninfo` there, to put it back.
 //!
 //! - `replica-lag`: PostgreSQL `pg_wal_replay_pause()` on the replica; MariaDB `STOP SLAVE SQL_THREAD` on the
-//!   replica (the IO thread keeps fetching, so the relay log grows and Seconds_Behind_Master with it).
+//!   replica (the IO thread keeps fetching and the relay log grows, but with the SQL thread stopped
+//!   Seconds_Behind_Master is NULL: replication reads broken, not lagging). With `--delay`, MariaDB instead
+//!   replays every event that much later (`CHANGE MASTER TO MASTER_DELAY`): both threads run and
+//!   Seconds_Behind_Master climbs to the delay while writes flow, the shape of a replica that falls behind.
 //! - `replication-broken`: MariaDB `STOP SLAVE`; PostgreSQL: the replica's `primary_conninfo` pointed at port 1
 //!   (nothing listens), with a reload: the WAL receiver stops and keeps failing to connect, the replica stays up
 //!   and answers read-only queries, as with a network partition.
@@ -67,6 +70,11 @@ pub struct FaultArgs {
     /// dynamodb-throttling: throttled requests per second per operation.
     #[arg(long, value_name = "N", default_value_t = 5.0)]
     pub throttle_rate: f64,
+
+    /// replica-lag on MariaDB: hold every event back this long (MASTER_DELAY, whole seconds) instead of
+    /// stopping the SQL thread.
+    #[arg(long, value_name = "DURATION", value_parser = humantime::parse_duration)]
+    pub delay: Option<Duration>,
 
     /// cassandra-node-down: the node to stop.
     #[arg(long, value_name = "N", default_value_t = 2)]
@@ -752,18 +760,37 @@ async fn replica_lag(args: &FaultArgs, start: bool) -> anyhow::Result<()> {
             "DBWATCH_MYSQL_REPLICA_ADMIN_URL",
         )?;
         let mut replica = mysql_connect(url).await?;
-        let statement = if start {
-            "STOP SLAVE SQL_THREAD"
-        } else {
-            "START SLAVE SQL_THREAD"
-        };
-        sqlx::raw_sql(statement)
-            .execute(&mut replica)
-            .await
-            .with_context(|| format!("mysql replica: {statement}"))?;
-        say(&format!("replica-lag: mysql replica {statement}"));
+        let statements = mariadb_replica_lag(start, args.delay);
+        for statement in &statements {
+            sqlx::raw_sql(sqlx::AssertSqlSafe(statement.clone()))
+                .execute(&mut replica)
+                .await
+                .with_context(|| format!("mysql replica: {statement}"))?;
+        }
+        say(&format!(
+            "replica-lag: mysql replica {}",
+            statements.join("; ")
+        ));
     }
     Ok(())
+}
+
+/// The statements that start or clear replica lag on a MariaDB replica. A clear undoes either way of
+/// starting it: MariaDB refuses CHANGE MASTER while a replica thread runs, hence the full stop first.
+pub fn mariadb_replica_lag(start: bool, delay: Option<Duration>) -> Vec<String> {
+    match (start, delay) {
+        (true, None) => vec!["STOP SLAVE SQL_THREAD".to_owned()],
+        (true, Some(delay)) => vec![
+            "STOP SLAVE".to_owned(),
+            format!("CHANGE MASTER TO MASTER_DELAY = {}", delay.as_secs().max(1)),
+            "START SLAVE".to_owned(),
+        ],
+        (false, _) => vec![
+            "STOP SLAVE".to_owned(),
+            "CHANGE MASTER TO MASTER_DELAY = 0".to_owned(),
+            "START SLAVE".to_owned(),
+        ],
+    }
 }
 
 /// `primary_conninfo` with its port replaced by 1, where nothing listens.
@@ -952,6 +979,29 @@ mod tests {
     }
 
     #[test]
+    fn mariadb_replica_lag_stops_the_sql_thread_or_delays_and_a_clear_undoes_both() {
+        assert_eq!(mariadb_replica_lag(true, None), ["STOP SLAVE SQL_THREAD"]);
+        assert_eq!(
+            mariadb_replica_lag(true, Some(Duration::from_millis(30_500))),
+            [
+                "STOP SLAVE",
+                "CHANGE MASTER TO MASTER_DELAY = 30",
+                "START SLAVE"
+            ]
+        );
+        let clear = [
+            "STOP SLAVE",
+            "CHANGE MASTER TO MASTER_DELAY = 0",
+            "START SLAVE",
+        ];
+        assert_eq!(mariadb_replica_lag(false, None), clear);
+        assert_eq!(
+            mariadb_replica_lag(false, Some(Duration::from_secs(30))),
+            clear
+        );
+    }
+
+    #[test]
     fn the_state_dir_can_be_named() {
         let args = FaultArgs {
             fault: Fault::Connections,
@@ -962,6 +1012,7 @@ mod tests {
             sleep: Duration::from_secs(1),
             table: "T".into(),
             throttle_rate: 1.0,
+            delay: None,
             cassandra_node: 2,
             state_dir: Some(PathBuf::from("/tmp/x")),
             pg_primary_url: None,

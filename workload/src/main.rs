@@ -3,7 +3,7 @@
 //!
 //!   eval "$(deploy/local/fleet env)"
 //!   dbwatch-workload --rate 20 --duration 10m
-//!   dbwatch-workload fault replica-lag start      # ... clear
+//!   dbwatch-workload fault replica-lag start      # ... clear; --engine mysql --delay 30s for a delayed replica
 //!
 //! One module per store (`postgres.rs`, `mysql.rs`, `mongodb.rs`, `cassandra.rs`, `dynamodb.rs`); `driver.rs`
 //! holds the clocks, counters, follow-up writes and shutdown they share; `faults.rs` the faults. The flows:

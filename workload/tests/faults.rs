@@ -132,6 +132,53 @@ async fn replica_lag_pauses_replay_and_the_sql_thread() {
     assert_eq!(slave_status(&mut my_replica).await.1, "Yes");
 }
 
+async fn sql_delay(replica: &mut MySqlConnection) -> String {
+    let row = sqlx::query("SHOW SLAVE STATUS")
+        .fetch_one(replica)
+        .await
+        .expect("SHOW SLAVE STATUS");
+    // MariaDB returns SHOW columns as text, or as integers for some: read either.
+    row.try_get::<Vec<u8>, _>("SQL_Delay")
+        .map(|bytes| String::from_utf8_lossy(&bytes).into_owned())
+        .or_else(|_| {
+            row.try_get::<u32, _>("SQL_Delay")
+                .map(|delay| delay.to_string())
+        })
+        .expect("SQL_Delay")
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn replica_lag_with_a_delay_keeps_mariadb_replicating_behind_by_it() {
+    let _serial = SERIAL.lock().await;
+    let state = tempfile::tempdir().expect("tempdir");
+    let mut my_replica = mysql("DBWATCH_MYSQL_REPLICA_ADMIN_URL").await;
+
+    let (mut applied, said) = Applied::start(
+        "replica-lag",
+        &["--engine", "mysql", "--delay", "30s"],
+        state.path(),
+    );
+    assert!(said.contains("MASTER_DELAY = 30"), "{said}");
+    assert_eq!(sql_delay(&mut my_replica).await, "30");
+    assert_eq!(
+        until!(
+            ("Yes".to_owned(), "Yes".to_owned()),
+            slave_status(&mut my_replica).await
+        ),
+        ("Yes".into(), "Yes".into())
+    );
+
+    applied.clear();
+    assert_eq!(sql_delay(&mut my_replica).await, "0");
+    assert_eq!(
+        until!(
+            ("Yes".to_owned(), "Yes".to_owned()),
+            slave_status(&mut my_replica).await
+        ),
+        ("Yes".into(), "Yes".into())
+    );
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn replication_broken_stops_the_replicas_and_clear_restores_streaming() {
     let _serial = SERIAL.lock().await;

@@ -3,11 +3,12 @@
 //!
 //! Per poll, in order:
 //! 1. ListTables (paginated), also the liveness probe: when it fails the target is down;
-//! 2. for tables not yet described (or whose last description had a call fail), and for all of them every
-//!    `describe_refresh`: DescribeTable, DescribeTimeToLive and, when `contributor_insights` is on,
-//!    DescribeContributorInsights; plus DescribeLimits once per refresh, and every poll until it first answers.
-//!    DynamoDB updates item counts and sizes about every six hours, so describing every poll would only spend
-//!    API rate, while a late answer must not leave a capability unknown for a whole refresh period;
+//! 2. for tables not yet described, and for all of them every `describe_refresh`: DescribeTable,
+//!    DescribeTimeToLive and, when `contributor_insights` is on, DescribeContributorInsights; plus DescribeLimits
+//!    once per refresh. A call that failed is tried once more at the next poll, so a late answer does not leave
+//!    a capability unknown for a whole refresh period, but an endpoint that keeps failing it does not make every
+//!    poll heavy. DynamoDB updates item counts and sizes about every six hours, so describing every poll would
+//!    only spend API rate;
 //! 3. one batched GetMetricData (500 queries per call) for the newest complete CloudWatch period;
 //! 4. GetInsightRuleReport for the partition-key rules of tables with Contributor Insights enabled;
 //! 5. a bounded Scan sample of at most a few tables whose `sample_every` has elapsed.
@@ -215,16 +216,22 @@ impl Capabilities {
 struct TableState {
     info: TableInfo,
     insights: Option<ContributorInsights>,
-    /// A describe call of its last refresh failed (a timeout, a throttle): describe it again at the next poll
-    /// rather than at the next refresh, so an answer that is merely late never leaves a capability or a
-    /// setting unknown for a whole refresh period.
-    incomplete: bool,
+    /// A describe call failed (a timeout, a throttle) and this is the first failure since the table was last
+    /// described completely: describe it again at the next poll rather than at the next refresh, so an answer
+    /// that is merely late does not leave a capability or a setting unknown for a whole refresh period. Only
+    /// once: an endpoint that keeps failing a call must not make every poll describe every table.
+    retry_next_poll: bool,
 }
 
-/// Whether a table is described at this poll: when it is new, when its last description was incomplete, and
-/// for every table when the refresh is due.
+/// Whether a describe with a failed call is tried again at the next poll: yes, unless it was that retry.
+fn retry_once(failed: bool, was_retry: bool) -> bool {
+    failed && !was_retry
+}
+
+/// Whether a table is described at this poll: when it is new, once after a failed call, and for every table
+/// when the refresh is due.
 fn describe_due(refresh_due: bool, known: Option<&TableState>) -> bool {
-    refresh_due || known.is_none_or(|state| state.incomplete)
+    refresh_due || known.is_none_or(|state| state.retry_next_poll)
 }
 
 pub struct DynamoDbCollector {
@@ -235,6 +242,8 @@ pub struct DynamoDbCollector {
     tables: BTreeMap<String, TableState>,
     quota: TableQuota,
     capabilities: Capabilities,
+    /// DescribeLimits failed at the last refresh: ask once more at the next poll.
+    limits_retry_next_poll: bool,
     described_at: Option<Instant>,
     samplers: BTreeMap<String, TableSampler>,
     sampled_at: BTreeMap<String, Instant>,
@@ -269,6 +278,7 @@ impl DynamoDbCollector {
             tables: BTreeMap::new(),
             quota: TableQuota::default(),
             capabilities: Capabilities::default(),
+            limits_retry_next_poll: false,
             described_at: None,
             samplers: BTreeMap::new(),
             sampled_at: BTreeMap::new(),
@@ -399,7 +409,7 @@ impl DynamoDbCollector {
             // A table that could not be described keeps its previous description, if it had one.
             let Ok(mut info) = described else { continue };
             let previous = self.tables.remove(table);
-            let mut incomplete = false;
+            let mut failed = false;
             info.ttl = match run
                 .view(
                     describe_time_to_live::VIEW,
@@ -409,10 +419,11 @@ impl DynamoDbCollector {
             {
                 Ok(ttl) => Some(ttl),
                 Err(_) => {
-                    incomplete = true;
+                    failed = true;
                     previous.as_ref().and_then(|state| state.info.ttl.clone())
                 }
             };
+            let was_retry = previous.as_ref().is_some_and(|state| state.retry_next_poll);
             let mut insights = previous.and_then(|state| state.insights);
             if self.options.contributor_insights
                 && self.capabilities.contributor_insights != Some(false)
@@ -432,15 +443,16 @@ impl DynamoDbCollector {
                         self.capabilities.contributor_insights = Some(false);
                         insights = None;
                     }
-                    Err(_) => incomplete = true,
+                    Err(_) => failed = true,
                 }
             }
+            let retry_next_poll = retry_once(failed, was_retry);
             self.tables.insert(
                 table.clone(),
                 TableState {
                     info,
                     insights,
-                    incomplete,
+                    retry_next_poll,
                 },
             );
         }
@@ -448,8 +460,8 @@ impl DynamoDbCollector {
             self.described_at = Some(Instant::now());
         }
         // The account's limits are read at each refresh, and again at the next poll while no answer came.
-        let limits = self.capabilities.describe_limits;
-        if (refresh_due && limits != Some(false)) || limits.is_none() {
+        let limits_due = refresh_due || std::mem::take(&mut self.limits_retry_next_poll);
+        if limits_due && self.capabilities.describe_limits != Some(false) {
             match run
                 .view(
                     describe_limits::VIEW,
@@ -462,7 +474,8 @@ impl DynamoDbCollector {
                     self.quota = quota;
                 }
                 Err(ErrorKind::Unsupported) => self.capabilities.describe_limits = Some(false),
-                Err(_) => {}
+                // Once more at the next poll, as for a table (see TableState::retry_next_poll).
+                Err(_) => self.limits_retry_next_poll = refresh_due,
             }
         }
         Ok(())
@@ -675,8 +688,8 @@ mod tests {
     use super::*;
 
     #[test]
-    fn a_table_is_described_again_at_the_next_poll_after_a_failed_call() {
-        let state = |incomplete| TableState {
+    fn a_table_is_described_again_once_at_the_next_poll_after_a_failed_call() {
+        let state = |retry_next_poll| TableState {
             info: TableInfo {
                 name: "UserSessions".into(),
                 on_demand: true,
@@ -685,7 +698,7 @@ mod tests {
                 ttl: None,
             },
             insights: None,
-            incomplete,
+            retry_next_poll,
         };
         assert!(describe_due(false, None), "a new table");
         assert!(
