@@ -285,16 +285,9 @@ impl Evaluator<'_> {
 
     // === Functions ===
 
+    /// A function without a range vector argument; [`Evaluator::eval`] hands the others to
+    /// [`Evaluator::shared_vector`] before it gets here.
     fn call(&mut self, call: &Call) -> Result<Value, EvalError> {
-        if let Some(index) = call
-            .args
-            .iter()
-            .position(|arg| matches!(arg, Expr::Matrix(..)))
-        {
-            return self
-                .shared_range_call(call, index)
-                .map(|shared| Value::Vector(Arc::unwrap_or_clone(shared)));
-        }
         let func = call.func;
         match func {
             Func::Time => return Ok(Value::Scalar(self.t as f64 / 1000.0)),

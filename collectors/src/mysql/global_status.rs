@@ -220,7 +220,7 @@ pub async fn fetch(
 }
 
 /// `Variable_name`/`Value` rows as a map keyed by the lower-cased name.
-pub fn name_value_map(rows: &[TextRow]) -> Result<HashMap<String, String>, ShapeError> {
+fn name_value_map(rows: &[TextRow]) -> Result<HashMap<String, String>, ShapeError> {
     let mut map = HashMap::with_capacity(rows.len());
     for row in rows {
         let name = row.column(&["Variable_name"])?.unwrap_or_default();
