@@ -697,7 +697,11 @@ async fn clear_holder(args: &FaultArgs) -> anyhow::Result<()> {
                 .await
                 .context("finding the fault's MariaDB sleeps")?;
             for row in rows {
-                let id: u64 = row.try_get(0)?;
+                // MariaDB types PROCESSLIST.ID as a signed BIGINT, MySQL 8 as BIGINT UNSIGNED.
+                let id: u64 = match row.try_get::<i64, _>(0) {
+                    Ok(id) => u64::try_from(id).context("a negative process id")?,
+                    Err(_) => row.try_get(0)?,
+                };
                 // Gone in between is fine.
                 // An integer from the server: nothing to escape.
                 let kill = sqlx::AssertSqlSafe(format!("KILL QUERY {id}"));

@@ -180,6 +180,48 @@ async fn replica_lag_with_a_delay_keeps_mariadb_replicating_behind_by_it() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn clearing_slow_queries_kills_a_tagged_mariadb_sleep_left_behind() {
+    let _serial = SERIAL.lock().await;
+    let state = tempfile::tempdir().expect("tempdir");
+    let mut my_primary = mysql("DBWATCH_MYSQL_ADMIN_URL").await;
+    // A sleep carrying the fault's tag on a connection no holder owns, as a holder killed mid-sleep leaves it:
+    // only the clear's KILL QUERY (which reads PROCESSLIST.ID) can end it early.
+    let mut stray = mysql("DBWATCH_MYSQL_ADMIN_URL").await;
+    let sleeping = tokio::spawn(async move {
+        sqlx::query_scalar::<_, i64>("SELECT SLEEP(60) /* dbwatch-fault-slow-queries */")
+            .fetch_one(&mut stray)
+            .await
+    });
+    let stray_sleeps = "SELECT count(*) FROM information_schema.PROCESSLIST
+                        WHERE INFO LIKE '%dbwatch-fault-slow-queries%' AND ID <> CONNECTION_ID()";
+    let count = until!(
+        1i64,
+        sqlx::query_scalar::<_, i64>(stray_sleeps)
+            .fetch_one(&mut my_primary)
+            .await
+            .expect("count")
+    );
+    assert_eq!(count, 1);
+
+    fault(
+        "slow-queries",
+        "clear",
+        &["--engine".into(), "mysql".into()],
+        state.path(),
+    );
+    // KILL QUERY ends the 60 s sleep at once: MariaDB answers "Query execution was interrupted" (1317), MySQL
+    // returns 1 from SLEEP().
+    let answer = tokio::time::timeout(Duration::from_secs(20), sleeping)
+        .await
+        .expect("the stray sleep ends within 20 s")
+        .expect("the sleeping task");
+    match answer {
+        Ok(value) => assert_eq!(value, 1),
+        Err(error) => assert!(error.to_string().contains("interrupted"), "{error}"),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn replication_broken_stops_the_replicas_and_clear_restores_streaming() {
     let _serial = SERIAL.lock().await;
     let state = tempfile::tempdir().expect("tempdir");
