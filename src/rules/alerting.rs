@@ -9,11 +9,12 @@
 //! minutes, like Prometheus, so that a notifier can still see them.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use super::eval::{evaluate, Sample};
 use super::history::{stale_nan, History};
-use super::labels::{FxHashMap, FxHashSet, Metric, ALERT_NAME};
+use super::labels::{FxHashMap, FxHashSet, Label, Metric, ALERT_NAME};
 use super::model::{millis, AlertingRule, Group, RecordingRule, Rule};
 use super::template::{Template, TemplateData};
 
@@ -151,9 +152,19 @@ pub fn evaluate_group(
                     t,
                     group.limit,
                     env,
+                    SeriesNames::new(alerting, history),
                     &mut outcome,
                 ),
-                Rule::Recording(recording) => record(recording, vector, group.limit),
+                // Checked and counted against the limit even when no rule reads what it records.
+                Rule::Recording(recording) => {
+                    record(recording, vector, group.limit).map(|written| {
+                        if history.keeps(&recording.name) {
+                            written
+                        } else {
+                            Vec::new()
+                        }
+                    })
+                }
             }
         });
         let written = match written {
@@ -233,30 +244,19 @@ fn evaluate_alerting(
     t: i64,
     limit: usize,
     env: &EvalEnv,
+    names: SeriesNames,
     outcome: &mut GroupOutcome,
 ) -> Result<Vec<(Metric, f64)>, String> {
     let hold = millis(rule.hold);
     let keep_firing_for = millis(rule.keep_firing_for);
-    let before: FxHashMap<Metric, AlertState> = state
-        .alerts
-        .iter()
-        .map(|(key, alert)| (key.clone(), alert.state))
-        .collect();
-    let needs_labels = rule
-        .labels
-        .values()
-        .chain(rule.annotations.values())
-        .any(|template| !template.is_static());
 
-    let mut fresh: FxHashMap<Metric, Alert> = FxHashMap::default();
+    // The result's alerts, checked in full before the state changes, so that an error leaves it as it was.
+    let mut results = Vec::with_capacity(vector.len());
+    let mut in_result: FxHashSet<Metric> = FxHashSet::default();
+    in_result.reserve(vector.len());
     for sample in vector {
-        let label_map = if needs_labels {
-            sample.metric.to_map()
-        } else {
-            BTreeMap::new()
-        };
         let data = TemplateData {
-            labels: &label_map,
+            labels: &sample.metric,
             external_labels: &env.external_labels,
             external_url: &env.external_url,
             value: sample.value,
@@ -264,12 +264,16 @@ fn evaluate_alerting(
         let mut builder = sample.metric.builder();
         builder.del_name();
         for (name, template) in &rule.labels {
+            if template.is_static() {
+                builder.set(name, template.source());
+                continue;
+            }
             let value = expand(template, &data, &mut outcome.template_errors, &rule.name);
             builder.set(name, &value);
         }
-        builder.set(ALERT_NAME, &rule.name);
+        builder.set_arc(&names.alertname_label, &names.alertname);
         let labels = builder.build();
-        let annotations = rule
+        let annotations: BTreeMap<String, String> = rule
             .annotations
             .iter()
             .map(|(name, template)| {
@@ -279,13 +283,30 @@ fn evaluate_alerting(
                 )
             })
             .collect();
-        if fresh.contains_key(&labels) {
+        if !in_result.insert(labels.clone()) {
             return Err(
                 "vector contains metrics with the same labelset after applying alert labels"
                     .to_owned(),
             );
         }
-        fresh.insert(
+        results.push((labels, annotations, sample.value));
+    }
+
+    // The state before this evaluation of each instance the result (re)starts; the others' is read below
+    // before they change. Only new instances are listed, not every instance at every evaluation.
+    let mut started: FxHashMap<Metric, AlertState> = FxHashMap::default();
+    for (labels, annotations, value) in results {
+        let previous = match state.alerts.get_mut(&labels) {
+            Some(existing) if existing.state != AlertState::Inactive => {
+                existing.value = value;
+                existing.annotations = annotations;
+                continue;
+            }
+            Some(existing) => existing.state,
+            None => AlertState::Inactive,
+        };
+        started.insert(labels.clone(), previous);
+        state.alerts.insert(
             labels.clone(),
             Alert {
                 labels,
@@ -295,28 +316,19 @@ fn evaluate_alerting(
                 fired_at: None,
                 resolved_at: None,
                 keep_firing_since: None,
-                value: sample.value,
+                value,
             },
         );
     }
 
-    let result_keys: FxHashSet<Metric> = fresh.keys().cloned().collect();
-    for (key, alert) in fresh {
-        if let Some(existing) = state.alerts.get_mut(&key) {
-            if existing.state != AlertState::Inactive {
-                existing.value = alert.value;
-                existing.annotations = alert.annotations;
-                continue;
-            }
-        }
-        state.alerts.insert(key, alert);
-    }
-
     let mut active_or_pending = 0usize;
     let mut removed = Vec::new();
-    let mut written = Vec::new();
+    let mut written = Vec::with_capacity(names.per_alert() * state.alerts.len());
     for (key, alert) in state.alerts.iter_mut() {
-        if !result_keys.contains(key) {
+        let from = started.get(key).copied().unwrap_or(alert.state);
+        let mut remove = false;
+        let mut active = true;
+        if !in_result.contains(key) {
             let mut keep_firing = false;
             if alert.state == AlertState::Firing && keep_firing_for > 0 {
                 let since = *alert.keep_firing_since.get_or_insert(t);
@@ -324,39 +336,35 @@ fn evaluate_alerting(
                     keep_firing = true;
                 }
             }
-            if alert.state == AlertState::Pending
+            remove = alert.state == AlertState::Pending
                 || alert
                     .resolved_at
-                    .is_some_and(|resolved| t - resolved > RESOLVED_RETENTION_MS)
-            {
-                removed.push(key.clone());
-            }
+                    .is_some_and(|resolved| t - resolved > RESOLVED_RETENTION_MS);
             if alert.state != AlertState::Inactive && !keep_firing {
                 alert.state = AlertState::Inactive;
                 alert.resolved_at = Some(t);
             }
-            if !keep_firing {
-                continue;
-            }
+            active = keep_firing;
         } else {
             alert.keep_firing_since = None;
         }
-        active_or_pending += 1;
-        if alert.state == AlertState::Pending && t - alert.active_at >= hold {
-            alert.state = AlertState::Firing;
-            alert.fired_at = Some(t);
+        if active {
+            active_or_pending += 1;
+            if alert.state == AlertState::Pending && t - alert.active_at >= hold {
+                alert.state = AlertState::Firing;
+                alert.fired_at = Some(t);
+            }
+            if names.keep_alerts {
+                written.push((names.alerts_series(alert), 1.0));
+            }
+            if names.keep_for_state {
+                written.push((
+                    names.for_state_series(alert),
+                    alert.active_at.div_euclid(1000) as f64,
+                ));
+            }
         }
-        written.push((alerts_series(rule, alert), 1.0));
-        written.push((
-            for_state_series(rule, alert),
-            alert.active_at.div_euclid(1000) as f64,
-        ));
-    }
-
-    // Transitions: compare each instance with its state before this evaluation.
-    for (key, alert) in &state.alerts {
-        let from = before.get(key).copied().unwrap_or(AlertState::Inactive);
-        let to = if removed.contains(key) {
+        let to = if remove {
             AlertState::Inactive
         } else {
             alert.state
@@ -365,6 +373,9 @@ fn evaluate_alerting(
             outcome
                 .transitions
                 .push(transition(group, rule, alert, from, to, t));
+        }
+        if remove {
+            removed.push(key.clone());
         }
     }
     for key in removed {
@@ -380,6 +391,82 @@ fn evaluate_alerting(
     Ok(written)
 }
 
+/// The label names and values of one rule's `ALERTS` and `ALERTS_FOR_STATE` series, made once per
+/// evaluation rather than once per alert. A series no rule selects is not written to the history: only rules
+/// read it there (`/metrics` shows `ALERTS` from the alerts themselves), and a storm would otherwise write two
+/// series per alert at every evaluation.
+struct SeriesNames {
+    keep_alerts: bool,
+    keep_for_state: bool,
+    alerts: Arc<str>,
+    for_state: Arc<str>,
+    alertname_label: Arc<str>,
+    alertname: Arc<str>,
+    alertstate_label: Arc<str>,
+    /// The rule's labels as written (templates unexpanded), under the alert's own.
+    rule_labels: Vec<Label>,
+}
+
+impl SeriesNames {
+    fn new(rule: &AlertingRule, history: &History) -> SeriesNames {
+        SeriesNames {
+            keep_alerts: history.keeps(ALERTS_METRIC),
+            keep_for_state: history.keeps(ALERTS_FOR_STATE_METRIC),
+            alerts: Arc::from(ALERTS_METRIC),
+            for_state: Arc::from(ALERTS_FOR_STATE_METRIC),
+            alertname_label: Arc::from(ALERT_NAME),
+            alertname: Arc::from(rule.name.as_str()),
+            alertstate_label: Arc::from("alertstate"),
+            rule_labels: rule
+                .labels
+                .iter()
+                .filter(|(_, template)| !template.source().is_empty())
+                .map(|(name, template)| (Arc::from(name.as_str()), Arc::from(template.source())))
+                .collect(),
+        }
+    }
+
+    fn per_alert(&self) -> usize {
+        usize::from(self.keep_alerts) + usize::from(self.keep_for_state)
+    }
+
+    /// `ALERTS{<rule labels as written, then the alert's>, alertname, alertstate}`.
+    fn alerts_series(&self, alert: &Alert) -> Metric {
+        let state: Arc<str> = Arc::from(alert.state.as_str());
+        self.series(
+            &self.alerts,
+            alert,
+            Some((Arc::clone(&self.alertstate_label), state)),
+        )
+    }
+
+    /// `ALERTS_FOR_STATE{<labels>, alertname}`, whose value is when the alert became active.
+    fn for_state_series(&self, alert: &Alert) -> Metric {
+        self.series(&self.for_state, alert, None)
+    }
+
+    fn series(&self, name: &Arc<str>, alert: &Alert, extra: Option<Label>) -> Metric {
+        let own = alert.labels.labels();
+        let mut labels: Vec<Label> = Vec::with_capacity(own.len() + self.rule_labels.len() + 2);
+        labels.extend(own.iter().cloned());
+        for (label, value) in &self.rule_labels {
+            if !own.iter().any(|(existing, _)| existing == label) {
+                labels.push((Arc::clone(label), Arc::clone(value)));
+            }
+        }
+        labels.retain(|(label, _)| {
+            *label != self.alertname_label && extra.as_ref().is_none_or(|(extra, _)| label != extra)
+        });
+        labels.push((
+            Arc::clone(&self.alertname_label),
+            Arc::clone(&self.alertname),
+        ));
+        labels.extend(extra);
+        labels.sort_by(|a, b| a.0.cmp(&b.0));
+        Metric::from_sorted(Some(Arc::clone(name)), labels)
+    }
+}
+
 fn expand(template: &Template, data: &TemplateData<'_>, errors: &mut u64, rule: &str) -> String {
     match template.expand(data) {
         Ok(text) => text,
@@ -389,35 +476,6 @@ fn expand(template: &Template, data: &TemplateData<'_>, errors: &mut u64, rule: 
             template.source().to_owned()
         }
     }
-}
-
-/// `ALERTS{<rule labels as written, then the alert's>, alertname, alertstate}`.
-fn alerts_series(rule: &AlertingRule, alert: &Alert) -> Metric {
-    let mut builder = Metric::default().builder();
-    for (name, template) in &rule.labels {
-        builder.set(name, template.source());
-    }
-    for (name, value) in alert.labels.labels() {
-        builder.set_arc(name, value);
-    }
-    builder.set("__name__", ALERTS_METRIC);
-    builder.set(ALERT_NAME, &rule.name);
-    builder.set("alertstate", alert.state.as_str());
-    builder.build()
-}
-
-/// `ALERTS_FOR_STATE{<labels>, alertname}`, whose value is when the alert became active.
-fn for_state_series(rule: &AlertingRule, alert: &Alert) -> Metric {
-    let mut builder = Metric::default().builder();
-    for (name, template) in &rule.labels {
-        builder.set(name, template.source());
-    }
-    for (name, value) in alert.labels.labels() {
-        builder.set_arc(name, value);
-    }
-    builder.set("__name__", ALERTS_FOR_STATE_METRIC);
-    builder.set(ALERT_NAME, &rule.name);
-    builder.build()
 }
 
 fn transition(
@@ -584,6 +642,33 @@ mod tests {
             &EvalEnv::default(),
         );
         assert!(query(&history, MINUTE).is_empty());
+    }
+
+    #[test]
+    fn alert_series_no_rule_selects_are_not_stored_but_the_alerts_are_kept() {
+        let group = group(
+            "groups:\n  - name: g\n    rules:\n      - alert: down\n        expr: db_up == 0\n        labels:\n          team: '{{ $labels.target }}-db'\n",
+        );
+        let selectors = [crate::rules::promql::compile("db_up").expect("valid")];
+        let filter = NameFilter::for_selectors(selectors.iter().filter_map(|expr| match expr {
+            crate::rules::promql::Expr::Vector(selector) => Some(selector),
+            _ => None,
+        }));
+        let mut state = GroupState::for_group(&group);
+        let mut history = History::new(filter, None);
+        history.append(
+            &Metric::from_pairs([("__name__", "db_up"), ("target", "a")]),
+            0,
+            0.0,
+        );
+        let outcome = evaluate_group(&group, &mut state, &mut history, 0, &EvalEnv::default());
+        assert_eq!(history.stats().series, 1, "only db_up is stored");
+        assert_eq!(outcome.samples, 0);
+        assert_eq!(outcome.transitions.len(), 1);
+        let alert = state.rules[0].alerts.values().next().expect("one alert");
+        assert_eq!(alert.state, AlertState::Firing);
+        assert_eq!(alert.labels.get("team"), Some("a-db"));
+        assert_eq!(alert.labels.get(ALERT_NAME), Some("down"));
     }
 
     #[test]

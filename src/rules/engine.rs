@@ -261,7 +261,7 @@ impl RulesEngine {
             }
         }
         let core = Core {
-            history: History::new(name_filter(&rules), Some(retention_ms(&rules, &options))),
+            history: history_for(&rules, &options),
             rules: Arc::clone(&rules),
             states,
             env: EvalEnv {
@@ -611,7 +611,8 @@ fn retention_ms(rules: &RuleSet, options: &EngineOptions) -> i64 {
     longest + largest_interval
 }
 
-/// Evaluates every group once at `t` over `snapshots`; for benchmarks and tests of whole cycles.
+/// Evaluates every group once at `t` over `snapshots` and trims the history, as the engine's cycle does; for
+/// benchmarks and tests of whole cycles.
 pub fn evaluate_once(
     rules: &RuleSet,
     history: &mut History,
@@ -630,12 +631,24 @@ pub fn evaluate_once(
             .map(|rule| rule.alerts.len())
             .sum::<usize>();
     }
+    history.trim(t);
     alerts
 }
 
 /// A history sized for `rules`, as the engine builds it.
 pub fn history_for(rules: &RuleSet, options: &EngineOptions) -> History {
     History::new(name_filter(rules), Some(retention_ms(rules, options)))
+        .with_sample_interval(shortest_interval_ms(rules, options))
+}
+
+/// The shortest evaluation interval: the history gains a sample per series that often.
+fn shortest_interval_ms(rules: &RuleSet, options: &EngineOptions) -> i64 {
+    rules
+        .groups
+        .iter()
+        .map(|group| millis(group.interval.unwrap_or(options.evaluation_interval)))
+        .min()
+        .unwrap_or_else(|| millis(options.evaluation_interval))
 }
 
 #[cfg(test)]

@@ -6,7 +6,6 @@
 //! boundaries, `avg` and the `*_over_time` functions use the same incremental and compensated sums.
 
 use std::borrow::Borrow;
-use std::collections::VecDeque;
 
 use promql_parser::label::MatchOp;
 
@@ -82,6 +81,11 @@ pub fn evaluate(expr: &Expr, history: &History, t: i64) -> Result<Value, EvalErr
         points: Vec::with_capacity(64),
     };
     evaluator.eval(expr)
+}
+
+enum Operand {
+    Scalar(f64),
+    Vector(Arc<Vec<Sample>>),
 }
 
 struct Evaluator<'h> {
@@ -239,33 +243,47 @@ impl Evaluator<'_> {
                 return Ok(Value::Vector(kept));
             }
         }
-        let lhs = self.eval(&binary.lhs)?;
-        let rhs = self.eval(&binary.rhs)?;
+        let lhs = self.operand(&binary.lhs)?;
+        let rhs = self.operand(&binary.rhs)?;
         let op = binary.op;
         match (lhs, rhs) {
-            (Value::Scalar(lhs), Value::Scalar(rhs)) => {
+            (Operand::Scalar(lhs), Operand::Scalar(rhs)) => {
                 Ok(Value::Scalar(scalar_binop(op, lhs, rhs)))
             }
-            (Value::Vector(lhs), Value::Scalar(rhs)) => {
+            (Operand::Vector(lhs), Operand::Scalar(rhs)) => {
+                let lhs = Arc::unwrap_or_clone(lhs);
                 vector_scalar_binop(op, lhs, rhs, false, binary.return_bool).map(Value::Vector)
             }
-            (Value::Scalar(lhs), Value::Vector(rhs)) => {
+            (Operand::Scalar(lhs), Operand::Vector(rhs)) => {
+                let rhs = Arc::unwrap_or_clone(rhs);
                 vector_scalar_binop(op, rhs, lhs, true, binary.return_bool).map(Value::Vector)
             }
-            (Value::Vector(lhs), Value::Vector(rhs)) => {
+            (Operand::Vector(lhs), Operand::Vector(rhs)) => {
+                let matching = &binary.matching;
                 let out = match op {
-                    BinOp::And => vector_and(lhs, &rhs, &binary.matching),
-                    BinOp::Or => vector_or(lhs, rhs, &binary.matching),
-                    BinOp::Unless => vector_unless(lhs, &rhs, &binary.matching),
-                    _ => {
-                        let out = vector_binop(op, lhs, rhs, &binary.matching, binary.return_bool)?;
-                        check_unique(&out)?;
-                        out
-                    }
+                    BinOp::And => vector_and(Arc::unwrap_or_clone(lhs), &rhs, matching),
+                    BinOp::Or => vector_or(
+                        Arc::unwrap_or_clone(lhs),
+                        Arc::unwrap_or_clone(rhs),
+                        matching,
+                    ),
+                    BinOp::Unless => vector_unless(Arc::unwrap_or_clone(lhs), &rhs, matching),
+                    _ => vector_binop(op, &lhs, &rhs, matching, binary.return_bool)?,
                 };
                 Ok(Value::Vector(out))
             }
-            _ => Err(EvalError::Type("binary operator on a string".to_owned())),
+        }
+    }
+
+    /// An operand of a binary operator: a shared result is read in place, not copied.
+    fn operand(&mut self, expr: &Expr) -> Result<Operand, EvalError> {
+        if let Some(shared) = self.shared_vector(expr) {
+            return shared.map(Operand::Vector);
+        }
+        match self.eval(expr)? {
+            Value::Scalar(value) => Ok(Operand::Scalar(value)),
+            Value::Vector(samples) => Ok(Operand::Vector(Arc::new(samples))),
+            Value::String(_) => Err(EvalError::Type("binary operator on a string".to_owned())),
         }
     }
 
@@ -522,42 +540,42 @@ impl Evaluator<'_> {
         let t = self.t;
         let mut out = Vec::with_capacity(self.history.candidates(selector));
         let mut any = false;
-        let mut points = std::mem::take(&mut self.points);
+        let mut scratch = std::mem::take(&mut self.points);
         self.history
-            .for_each_selected(selector, |metric, series: &VecDeque<Point>| {
-                points_between(series, mint, maxt, &mut points);
+            .for_each_selected(selector, |metric, series: &[Point]| {
+                let points = points_between(series, mint, maxt, &mut scratch);
                 if points.is_empty() {
                     return;
                 }
                 any = true;
                 let value = match func {
-                    Func::Rate => extrapolated_rate(&points, mint, maxt, range_seconds, true, true),
+                    Func::Rate => extrapolated_rate(points, mint, maxt, range_seconds, true, true),
                     Func::Increase => {
-                        extrapolated_rate(&points, mint, maxt, range_seconds, true, false)
+                        extrapolated_rate(points, mint, maxt, range_seconds, true, false)
                     }
                     Func::Delta => {
-                        extrapolated_rate(&points, mint, maxt, range_seconds, false, false)
+                        extrapolated_rate(points, mint, maxt, range_seconds, false, false)
                     }
-                    Func::Irate => instant_value(&points, true),
-                    Func::Idelta => instant_value(&points, false),
-                    Func::Changes => Some(changes(&points)),
-                    Func::Resets => Some(resets(&points)),
+                    Func::Irate => instant_value(points, true),
+                    Func::Idelta => instant_value(points, false),
+                    Func::Changes => Some(changes(points)),
+                    Func::Resets => Some(resets(points)),
                     Func::Deriv => {
-                        (points.len() >= 2).then(|| linear_regression(&points, points[0].t).0)
+                        (points.len() >= 2).then(|| linear_regression(points, points[0].t).0)
                     }
                     Func::PredictLinear => (points.len() >= 2).then(|| {
-                        let (slope, intercept) = linear_regression(&points, t);
+                        let (slope, intercept) = linear_regression(points, t);
                         slope * scalars[0] + intercept
                     }),
-                    Func::AvgOverTime => Some(avg_over_time(&points)),
-                    Func::SumOverTime => Some(sum_over_time(&points)),
+                    Func::AvgOverTime => Some(avg_over_time(points)),
+                    Func::SumOverTime => Some(sum_over_time(points)),
                     Func::CountOverTime => Some(points.len() as f64),
-                    Func::MinOverTime => Some(min_over_time(&points)),
-                    Func::MaxOverTime => Some(max_over_time(&points)),
+                    Func::MinOverTime => Some(min_over_time(points)),
+                    Func::MaxOverTime => Some(max_over_time(points)),
                     Func::LastOverTime => points.last().map(|point| point.v),
                     Func::PresentOverTime | Func::AbsentOverTime => Some(1.0),
-                    Func::StddevOverTime => Some(stdvar_over_time(&points).sqrt()),
-                    Func::StdvarOverTime => Some(stdvar_over_time(&points)),
+                    Func::StddevOverTime => Some(stdvar_over_time(points).sqrt()),
+                    Func::StdvarOverTime => Some(stdvar_over_time(points)),
                     Func::QuantileOverTime => {
                         let mut values: Vec<f64> = points.iter().map(|point| point.v).collect();
                         Some(quantile(scalars[0], &mut values))
@@ -573,7 +591,7 @@ impl Evaluator<'_> {
                     out.push(Sample { metric, value, t });
                 }
             });
-        self.points = points;
+        self.points = scratch;
         if func == Func::AbsentOverTime {
             if any {
                 return Ok(Vec::new());
@@ -618,18 +636,53 @@ fn check_unique(samples: &[Sample]) -> Result<(), EvalError> {
     if samples.len() < 2 {
         return Ok(());
     }
-    let mut seen: FxHashMap<u64, Vec<usize>> = FxHashMap::default();
-    for (index, sample) in samples.iter().enumerate() {
-        let same = seen.entry(sample.metric.fingerprint()).or_default();
-        if same
-            .iter()
-            .any(|other| samples[*other].metric == sample.metric)
+    let mut seen = HashChains::with_capacity(samples.len());
+    for sample in samples {
+        let hash = sample.metric.fingerprint();
+        if seen
+            .positions(hash)
+            .any(|other| samples[other].metric == sample.metric)
         {
             return Err(EvalError::DuplicateLabelset);
         }
-        same.push(index);
+        seen.push(hash);
     }
     Ok(())
+}
+
+/// Positions 0, 1, 2... by hash, without a vector per hash (an allocation per series was a tenth of a
+/// cycle): the latest position of each hash, then a chain through the earlier ones.
+struct HashChains {
+    latest: FxHashMap<u64, usize>,
+    earlier: Vec<usize>,
+}
+
+impl HashChains {
+    const END: usize = usize::MAX;
+
+    fn with_capacity(capacity: usize) -> HashChains {
+        HashChains {
+            latest: FxHashMap::with_capacity_and_hasher(capacity, Default::default()),
+            earlier: Vec::with_capacity(capacity),
+        }
+    }
+
+    /// Records the next position under `hash`.
+    fn push(&mut self, hash: u64) {
+        let position = self.earlier.len();
+        let previous = self.latest.insert(hash, position);
+        self.earlier.push(previous.unwrap_or(Self::END));
+    }
+
+    /// The positions recorded under `hash`, latest first.
+    fn positions(&self, hash: u64) -> impl Iterator<Item = usize> + '_ {
+        let mut at = self.latest.get(&hash).copied().unwrap_or(Self::END);
+        std::iter::from_fn(move || {
+            let position = (at != Self::END).then_some(at)?;
+            at = self.earlier[position];
+            Some(position)
+        })
+    }
 }
 
 // === Arithmetic ===
@@ -764,22 +817,19 @@ fn same_signature(a: &Metric, b: &Metric, matching: &Matching) -> bool {
 
 /// Samples by matching signature.
 struct SignatureIndex {
-    by_hash: FxHashMap<u64, Vec<usize>>,
+    chains: HashChains,
 }
 
 impl SignatureIndex {
     fn new(samples: &[Sample], matching: &Matching) -> SignatureIndex {
-        let mut by_hash: FxHashMap<u64, Vec<usize>> = FxHashMap::default();
-        for (index, sample) in samples.iter().enumerate() {
-            by_hash
-                .entry(signature_hash(&sample.metric, matching))
-                .or_default()
-                .push(index);
+        let mut chains = HashChains::with_capacity(samples.len());
+        for sample in samples {
+            chains.push(signature_hash(&sample.metric, matching));
         }
-        SignatureIndex { by_hash }
+        SignatureIndex { chains }
     }
 
-    /// The first indexed sample with the same signature as `metric`.
+    /// An indexed sample with the same signature as `metric`.
     fn find(
         &self,
         samples: &[Sample],
@@ -787,10 +837,8 @@ impl SignatureIndex {
         hash: u64,
         matching: &Matching,
     ) -> Option<usize> {
-        self.by_hash
-            .get(&hash)?
-            .iter()
-            .copied()
+        self.chains
+            .positions(hash)
             .find(|&index| same_signature(&samples[index].metric, metric, matching))
     }
 }
@@ -840,10 +888,13 @@ fn vector_unless(lhs: Vec<Sample>, rhs: &[Sample], matching: &Matching) -> Vec<S
         .collect()
 }
 
+/// Matches two vectors element by element. The result needs no duplicate check: a one-to-one match joins
+/// each signature at most once and keeps its labels, and a many-to-one match checks the label sets each
+/// "one" element produces.
 fn vector_binop(
     op: BinOp,
-    lhs: Vec<Sample>,
-    rhs: Vec<Sample>,
+    lhs: &[Sample],
+    rhs: &[Sample],
     matching: &Matching,
     return_bool: bool,
 ) -> Result<Vec<Sample>, EvalError> {
@@ -853,11 +904,11 @@ fn vector_binop(
     let one_to_many = matching.card == Card::OneToMany;
     let (many, one) = if one_to_many { (rhs, lhs) } else { (lhs, rhs) };
     let mut index = SignatureIndex {
-        by_hash: FxHashMap::default(),
+        chains: HashChains::with_capacity(one.len()),
     };
-    for (position, sample) in one.iter().enumerate() {
+    for sample in one {
         let hash = signature_hash(&sample.metric, matching);
-        if let Some(previous) = index.find(&one, &sample.metric, hash, matching) {
+        if let Some(previous) = index.find(one, &sample.metric, hash, matching) {
             let group = matched_labels(&sample.metric, matching);
             return Err(EvalError::ManyToMany {
                 group,
@@ -866,14 +917,16 @@ fn vector_binop(
                 second: one[previous].metric.to_string(),
             });
         }
-        index.by_hash.entry(hash).or_default().push(position);
+        index.chains.push(hash);
     }
-    // For each "one" sample matched so far: the result label sets produced (many-to-one), to detect duplicates.
+    // One-to-one: whether each "one" sample was matched already. Many-to-one: the result label sets each
+    // produced, to detect duplicates.
+    let mut matched_once = vec![false; one.len()];
     let mut matched: FxHashMap<usize, FxHashSet<Metric>> = FxHashMap::default();
     let mut out = Vec::new();
     for sample in many {
         let hash = signature_hash(&sample.metric, matching);
-        let Some(position) = index.find(&one, &sample.metric, hash, matching) else {
+        let Some(position) = index.find(one, &sample.metric, hash, matching) else {
             continue;
         };
         let other = &one[position];
@@ -892,20 +945,12 @@ fn vector_binop(
         if return_bool {
             metric = metric.without_name();
         }
-        match matched.get_mut(&position) {
-            Some(_) if matching.card == Card::OneToOne => return Err(EvalError::ImplicitManyToOne),
-            Some(inserted) => {
-                if !inserted.insert(metric.clone()) {
-                    return Err(EvalError::GroupingNotUnique);
-                }
+        if matching.card == Card::OneToOne {
+            if std::mem::replace(&mut matched_once[position], true) {
+                return Err(EvalError::ImplicitManyToOne);
             }
-            None => {
-                let mut inserted = FxHashSet::default();
-                if matching.card != Card::OneToOne {
-                    inserted.insert(metric.clone());
-                }
-                matched.insert(position, inserted);
-            }
+        } else if !matched.entry(position).or_default().insert(metric.clone()) {
+            return Err(EvalError::GroupingNotUnique);
         }
         out.push(Sample {
             metric,
@@ -986,16 +1031,13 @@ fn aggregation<S: Borrow<Sample>>(
         k = truncated as usize;
     }
     let mut groups: Vec<Group> = Vec::new();
-    let mut index_of: FxHashMap<u64, Vec<usize>> = FxHashMap::default();
+    let mut index_of = HashChains::with_capacity(0);
     for sample in samples {
         let sample = sample.borrow();
         let hash = grouping_hash(&sample.metric, aggregate);
-        let found = index_of.get(&hash).and_then(|candidates| {
-            candidates
-                .iter()
-                .copied()
-                .find(|&index| same_group(&sample.metric, &groups[index].metric, aggregate))
-        });
+        let found = index_of
+            .positions(hash)
+            .find(|&index| same_group(&sample.metric, &groups[index].metric, aggregate));
         let Some(index) = found else {
             let metric = if aggregate.without {
                 sample
@@ -1020,7 +1062,7 @@ fn aggregation<S: Borrow<Sample>>(
             } else {
                 Vec::new()
             };
-            index_of.entry(hash).or_default().push(groups.len());
+            index_of.push(hash);
             groups.push(Group {
                 metric,
                 value,

@@ -22,7 +22,6 @@
 //! as long as the longest range (plus offset and lookback) needs.
 
 use std::cell::RefCell;
-use std::collections::VecDeque;
 use std::hash::Hasher;
 use std::sync::Arc;
 
@@ -54,11 +53,77 @@ pub struct Point {
     pub v: f64,
 }
 
+/// A series' samples in time order. Trimming moves the start forward; the dropped prefix is reclaimed only
+/// when an append finds the buffer full, so appending and trimming stay amortised O(1) per sample, a buffer
+/// sized for the retention never moves, and readers get one contiguous slice.
+#[derive(Debug)]
+pub struct Points {
+    buffer: Vec<Point>,
+    start: usize,
+    /// The first sample's time (`i64::MAX` when empty), kept beside the series so that trimming can pass over
+    /// a series without reading its samples.
+    oldest: i64,
+}
+
+impl Default for Points {
+    fn default() -> Points {
+        Points {
+            buffer: Vec::new(),
+            start: 0,
+            oldest: i64::MAX,
+        }
+    }
+}
+
+impl Points {
+    pub fn as_slice(&self) -> &[Point] {
+        &self.buffer[self.start..]
+    }
+
+    pub fn len(&self) -> usize {
+        self.buffer.len() - self.start
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Appends a sample; out-of-order and duplicate timestamps are refused.
+    fn push(&mut self, t: i64, v: f64) -> bool {
+        if self.buffer.last().is_some_and(|last| last.t >= t) {
+            return false;
+        }
+        if self.is_empty() {
+            self.oldest = t;
+        }
+        if self.buffer.len() == self.buffer.capacity() && self.start > 0 {
+            self.buffer.drain(..self.start);
+            self.start = 0;
+        }
+        self.buffer.push(Point { t, v });
+        true
+    }
+
+    /// Drops the samples older than `cutoff`.
+    fn trim_before(&mut self, cutoff: i64) {
+        self.start += self
+            .as_slice()
+            .iter()
+            .take_while(|point| point.t < cutoff)
+            .count();
+        self.oldest = self.as_slice().first().map_or(i64::MAX, |point| point.t);
+        if self.start == self.buffer.len() {
+            self.buffer.clear();
+            self.start = 0;
+        }
+    }
+}
+
 #[derive(Debug)]
 struct Series {
     metric: Metric,
     hash: u64,
-    points: VecDeque<Point>,
+    points: Points,
     /// The last read of the store that had this series.
     scraped_at: i64,
 }
@@ -130,6 +195,8 @@ struct TargetCache {
     snapshot: Arc<Snapshot>,
     /// The series of each sample of the snapshot, `None` when filtered out or a duplicate.
     ids: Vec<Option<SeriesId>>,
+    /// [`History::removals`] when the ids were last known to be current.
+    checked_at: u64,
 }
 
 /// What a shared result is the result of: an expression that reads the history directly (a selector, or a
@@ -231,6 +298,12 @@ pub struct History {
     scraped_live: Vec<SeriesId>,
     last_scrape: Option<i64>,
     shared: RefCell<SharedResults>,
+    /// How many samples a series holds at most, to size its buffer once (0: unknown, let it grow).
+    points_per_series: usize,
+    /// Series created since the series were last laid out by name.
+    created_since_layout: usize,
+    /// How many series were ever removed: while it stays the same, ids known to be current still are.
+    removals: u64,
 }
 
 impl History {
@@ -243,20 +316,40 @@ impl History {
         }
     }
 
+    /// Whether series named `name` are kept: some rule may select them.
+    pub fn keeps(&self, name: &str) -> bool {
+        self.filter.keeps(name)
+    }
+
+    /// Sizes each series' sample buffer for evaluations every `interval_ms`, so that a buffer is allocated
+    /// once and stays where [`History::trim`] laid it out.
+    pub fn with_sample_interval(mut self, interval_ms: i64) -> History {
+        if let (Some(retention), true) = (self.retention_ms, interval_ms > 0) {
+            // The retention, the trimming slack, and a few samples of margin.
+            let most = (retention + retention / 4) / interval_ms + 4;
+            self.points_per_series = usize::try_from(most).unwrap_or(0).min(4096);
+        }
+        self
+    }
+
     /// Reads every snapshot as one scrape at `t` (see the module documentation).
     pub fn scrape(&mut self, snapshots: &[Arc<Snapshot>], t: i64) {
         if self.last_scrape.is_some_and(|last| t <= last) {
             return;
         }
-        self.last_scrape = Some(t);
+        let previous_scrape = self.last_scrape.replace(t);
         self.shared.get_mut().clear();
         let mut live = Vec::with_capacity(self.scraped_live.len());
+        // How many of the series the previous read had are in this one.
+        let mut read_again = 0;
         let mut caches = std::mem::take(&mut self.targets);
         let mut next_caches = FxHashMap::default();
         for snapshot in snapshots {
-            let cached = caches
-                .remove(&snapshot.target)
-                .filter(|cache| cache.ids.iter().flatten().all(|id| self.is_current(*id)));
+            let removals = self.removals;
+            let cached = caches.remove(&snapshot.target).filter(|cache| {
+                cache.checked_at == removals
+                    || cache.ids.iter().flatten().all(|id| self.is_current(*id))
+            });
             let ids = match cached {
                 Some(cache) if Arc::ptr_eq(&cache.snapshot, snapshot) => cache.ids,
                 // A new poll of the same target almost always has the previous one's series in the same
@@ -267,7 +360,10 @@ impl History {
             for (sample, id) in snapshot.samples.iter().zip(&ids) {
                 let Some(id) = id else { continue };
                 if let Some(series) = self.series_mut(*id) {
-                    push_point(&mut series.points, t, sample.value);
+                    series.points.push(t, sample.value);
+                    if Some(series.scraped_at) == previous_scrape {
+                        read_again += 1;
+                    }
                     series.scraped_at = t;
                     live.push(*id);
                 }
@@ -277,18 +373,25 @@ impl History {
                 TargetCache {
                     snapshot: Arc::clone(snapshot),
                     ids,
+                    checked_at: self.removals,
                 },
             );
         }
         self.targets = next_caches;
-        for id in std::mem::take(&mut self.scraped_live) {
+        let previous_live = std::mem::take(&mut self.scraped_live);
+        self.scraped_live = live;
+        // Usually every series is read again: then none needs a staleness marker, and the pass over them all,
+        // a cache miss each, is skipped.
+        if read_again == previous_live.len() {
+            return;
+        }
+        for id in previous_live {
             if let Some(series) = self.series_mut(id) {
                 if series.scraped_at < t {
-                    push_point(&mut series.points, t, stale_nan());
+                    series.points.push(t, stale_nan());
                 }
             }
         }
-        self.scraped_live = live;
     }
 
     /// Appends a sample to a series, creating it; out-of-order and duplicate samples are dropped, as
@@ -297,7 +400,7 @@ impl History {
         self.shared.get_mut().invalidate(metric.name());
         let id = self.find_or_insert_metric(metric);
         match self.series_mut(id) {
-            Some(series) => push_point(&mut series.points, t, value),
+            Some(series) => series.points.push(t, value),
             None => false,
         }
     }
@@ -330,15 +433,11 @@ impl History {
     }
 
     /// Calls `visit` with every series the selector matches.
-    pub fn for_each_selected(
-        &self,
-        selector: &Selector,
-        mut visit: impl FnMut(&Metric, &VecDeque<Point>),
-    ) {
+    pub fn for_each_selected(&self, selector: &Selector, mut visit: impl FnMut(&Metric, &[Point])) {
         let mut check = |series: &Series| {
             let metric = &series.metric;
             if selector.matches(metric.name(), |name| metric.get(name)) {
-                visit(metric, &series.points);
+                visit(metric, series.points.as_slice());
             }
         };
         match &selector.name {
@@ -359,33 +458,106 @@ impl History {
         }
     }
 
-    /// Drops samples older than the retention and series left without any.
+    /// Drops samples older than the retention and series left without any. A series is trimmed once its
+    /// oldest sample is a quarter of the retention past it, so that each series' samples are read every few
+    /// evaluations rather than at every one (a series gains one sample per evaluation, so it would otherwise
+    /// lose one at each); the history holds at most 1.25 times the retention.
     pub fn trim(&mut self, now: i64) {
         self.shared.get_mut().clear();
         let Some(retention) = self.retention_ms else {
             return;
         };
         let cutoff = now.saturating_sub(retention);
+        let due = cutoff.saturating_sub(retention / 4);
         let mut dead = Vec::new();
         for (index, slot) in self.slots.iter_mut().enumerate() {
             let Some(series) = &mut slot.series else {
                 continue;
             };
-            while series.points.front().is_some_and(|point| point.t < cutoff) {
-                series.points.pop_front();
+            if series.points.oldest >= due {
+                continue;
             }
+            series.points.trim_before(cutoff);
             if series.points.is_empty() {
                 dead.push(SeriesId {
                     index,
                     generation: slot.generation,
                 });
-            } else if series.points.capacity() > 4 * series.points.len() + 16 {
-                series.points.shrink_to_fit();
             }
         }
         for id in dead {
             self.remove(id);
         }
+        let live = self.slots.len() - self.free.len();
+        if self.created_since_layout > live / 8 {
+            self.lay_out_by_name();
+        }
+    }
+
+    /// Moves the series so that those of one metric name sit side by side, their sample buffers and label sets
+    /// too, in the order selections read them. A family's series arrive one per target, so without this a selection
+    /// visits series a whole target apart and every series, and every buffer, costs a cache miss.
+    fn lay_out_by_name(&mut self) {
+        self.created_since_layout = 0;
+        let mut moved_to: Vec<Option<usize>> = vec![None; self.slots.len()];
+        let mut slots: Vec<Slot> = Vec::with_capacity(self.slots.len() - self.free.len());
+        let mut released_metrics = Vec::with_capacity(slots.capacity());
+        let mut released_buffers = Vec::with_capacity(slots.capacity());
+        for ids in self.by_name.values_mut() {
+            let mut moved = Vec::with_capacity(ids.len());
+            for id in ids.iter() {
+                let Some(slot) = self.slots.get_mut(id.index) else {
+                    continue;
+                };
+                if slot.generation != id.generation {
+                    continue;
+                }
+                let Some(mut series) = slot.series.take() else {
+                    continue;
+                };
+                // Fresh allocations made in layout order; the old ones are freed only once all are made, or
+                // the allocator would hand them straight back. Label sets first, sample buffers in a second
+                // pass: matching and grouping read only the labels, so those of a family are packed together.
+                let metric = series.metric.relocated();
+                released_metrics.push(std::mem::replace(&mut series.metric, metric));
+                moved_to[id.index] = Some(slots.len());
+                moved.push(SeriesId {
+                    index: slots.len(),
+                    generation: 0,
+                });
+                slots.push(Slot {
+                    generation: 0,
+                    series: Some(series),
+                });
+            }
+            *ids = moved;
+        }
+        for series in slots.iter_mut().filter_map(|slot| slot.series.as_mut()) {
+            let mut buffer = Vec::with_capacity(series.points.len().max(self.points_per_series));
+            buffer.extend_from_slice(series.points.as_slice());
+            released_buffers.push(std::mem::replace(&mut series.points.buffer, buffer));
+            series.points.start = 0;
+        }
+        drop((released_metrics, released_buffers));
+        self.by_name.retain(|_, ids| !ids.is_empty());
+        let remap = |id: &SeriesId| -> Option<SeriesId> {
+            Some(SeriesId {
+                index: (*moved_to.get(id.index)?)?,
+                generation: 0,
+            })
+        };
+        for ids in self.by_hash.values_mut() {
+            *ids = ids.iter().filter_map(remap).collect();
+        }
+        self.by_hash.retain(|_, ids| !ids.is_empty());
+        for cache in self.targets.values_mut() {
+            for id in cache.ids.iter_mut() {
+                *id = id.as_ref().and_then(remap);
+            }
+        }
+        self.scraped_live = self.scraped_live.iter().filter_map(remap).collect();
+        self.slots = slots;
+        self.free.clear();
     }
 
     pub fn stats(&self) -> HistoryStats {
@@ -533,7 +705,10 @@ impl History {
         let series = Series {
             metric,
             hash,
-            points: VecDeque::new(),
+            points: Points {
+                buffer: Vec::with_capacity(self.points_per_series),
+                ..Points::default()
+            },
             scraped_at: i64::MIN,
         };
         let index = match self.free.pop() {
@@ -551,6 +726,7 @@ impl History {
         };
         self.by_hash.entry(hash).or_default().push(id);
         self.by_name.entry(name).or_default().push(id);
+        self.created_since_layout += 1;
         id
     }
 
@@ -565,6 +741,7 @@ impl History {
             return;
         };
         slot.generation = slot.generation.wrapping_add(1);
+        self.removals += 1;
         self.free.push(id.index);
         if let Some(ids) = self.by_hash.get_mut(&series.hash) {
             ids.retain(|other| *other != id);
@@ -597,14 +774,6 @@ impl History {
     }
 }
 
-fn push_point(points: &mut VecDeque<Point>, t: i64, v: f64) -> bool {
-    if points.back().is_some_and(|last| last.t >= t) {
-        return false;
-    }
-    points.push_back(Point { t, v });
-    true
-}
-
 fn hash_parts<'a>(name: Option<&str>, pairs: impl Iterator<Item = (&'a str, &'a str)>) -> u64 {
     let mut hasher = FxHasher::default();
     hasher.write(name.unwrap_or("").as_bytes());
@@ -629,8 +798,8 @@ fn hash_metric(metric: &Metric) -> u64 {
 }
 
 /// The latest sample at or before `at`, if it is at most the lookback old and not a staleness marker.
-pub fn value_at(points: &VecDeque<Point>, at: i64) -> Option<Point> {
-    let index = match points.back() {
+pub fn value_at(points: &[Point], at: i64) -> Option<Point> {
+    let index = match points.last() {
         Some(last) if last.t <= at => points.len() - 1,
         Some(_) => points
             .partition_point(|point| point.t <= at)
@@ -644,18 +813,33 @@ pub fn value_at(points: &VecDeque<Point>, at: i64) -> Option<Point> {
     Some(point)
 }
 
-/// The samples with `mint <= t <= maxt`, staleness markers left out (Prometheus 2.x: both ends closed).
-pub fn points_between(points: &VecDeque<Point>, mint: i64, maxt: i64, out: &mut Vec<Point>) {
-    out.clear();
-    let start = points.partition_point(|point| point.t < mint);
-    for point in points.range(start..) {
-        if point.t > maxt {
-            break;
-        }
-        if !is_stale(point.v) {
-            out.push(*point);
-        }
+/// The samples with `mint <= t <= maxt`, staleness markers left out (Prometheus 2.x: both ends closed): a
+/// slice of `points`, or of `scratch` when markers had to be removed.
+pub fn points_between<'a>(
+    points: &'a [Point],
+    mint: i64,
+    maxt: i64,
+    scratch: &'a mut Vec<Point>,
+) -> &'a [Point] {
+    // Linear scans, not binary searches: a range starts a few samples in (the history keeps about one range)
+    // and usually ends at the last sample, and a forward scan is what the cache prefetches.
+    let start = points
+        .iter()
+        .position(|point| point.t >= mint)
+        .unwrap_or(points.len());
+    let end = points.len()
+        - points[start..]
+            .iter()
+            .rev()
+            .take_while(|point| point.t > maxt)
+            .count();
+    let range = &points[start..end];
+    if !range.iter().any(|point| is_stale(point.v)) {
+        return range;
     }
+    scratch.clear();
+    scratch.extend(range.iter().filter(|point| !is_stale(point.v)));
+    scratch
 }
 
 #[cfg(test)]
@@ -762,7 +946,59 @@ mod tests {
                 1.0
             )]
         );
-        assert!(history.stats().points <= 5);
+        // 60 s of retention and 15 s of slack at one sample per 15 s.
+        assert!(history.stats().points <= 6, "{:?}", history.stats());
+    }
+
+    #[test]
+    fn laying_series_out_by_name_keeps_every_series_and_its_samples() {
+        let mut history = History::new(NameFilter::All, Some(600_000)).with_sample_interval(15_000);
+        let poll = |target: &str, value: f64| {
+            snapshot(
+                target,
+                vec![UP.sample(value), LAG.sample_with(["r1"], value * 10.0)],
+            )
+        };
+        let first: Vec<_> = ["a", "b", "c"].iter().map(|t| poll(t, 1.0)).collect();
+        history.scrape(&first, 15_000);
+        history.trim(15_000);
+        // The six series were created target by target; now each name's series are side by side.
+        for ids in history.by_name.values() {
+            let indices: Vec<usize> = ids.iter().map(|id| id.index).collect();
+            assert_eq!(indices.len(), 3);
+            assert_eq!(indices[2] - indices[0], 2, "{indices:?}");
+        }
+        assert!(history
+            .slots
+            .iter()
+            .all(|slot| slot.series.as_ref().is_some_and(|series| series
+                .points
+                .buffer
+                .capacity()
+                >= 52)));
+        // The same snapshots (cached ids), new polls of the same series (remapped ids), and a target that
+        // stopped publishing (its series go stale): no series is created twice, none is lost.
+        history.scrape(&first, 30_000);
+        history.scrape(&[poll("a", 2.0), poll("b", 2.0)], 45_000);
+        assert_eq!(history.stats().series, 6);
+        assert_eq!(
+            values(&history, "db_up", 45_000),
+            vec![
+                (
+                    "{__name__=\"db_up\", db=\"postgres\", env=\"prod\", target=\"a\"}".to_owned(),
+                    2.0
+                ),
+                (
+                    "{__name__=\"db_up\", db=\"postgres\", env=\"prod\", target=\"b\"}".to_owned(),
+                    2.0
+                ),
+            ]
+        );
+        assert_eq!(values(&history, "db_up", 30_000).len(), 3);
+        assert_eq!(
+            values(&history, "db_replication_lag_seconds", 45_000)[1].1,
+            20.0
+        );
     }
 
     #[test]
@@ -802,7 +1038,8 @@ mod tests {
         assert!(points(480_001).is_empty());
         let mut out = Vec::new();
         history.for_each_selected(&selector("x"), |_, series| {
-            points_between(series, 0, 180_000, &mut out)
+            let mut scratch = Vec::new();
+            out = points_between(series, 0, 180_000, &mut scratch).to_vec();
         });
         assert_eq!(
             out.iter().map(|p| p.v).collect::<Vec<_>>(),

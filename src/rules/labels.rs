@@ -72,6 +72,15 @@ impl Metric {
             .map(|(_, value)| value.as_ref())
     }
 
+    /// The same metric in a fresh allocation, so that a caller laying series out in reading order gets their
+    /// labels in that order too.
+    pub(crate) fn relocated(&self) -> Metric {
+        Metric {
+            name: self.name.clone(),
+            labels: self.labels.iter().cloned().collect(),
+        }
+    }
+
     /// The same labels without the metric name; shares the label storage.
     pub fn without_name(&self) -> Metric {
         Metric {

@@ -15,6 +15,8 @@
 use std::collections::BTreeMap;
 use std::fmt;
 
+use super::labels::Metric;
+
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{0}")]
 pub struct TemplateError(pub String);
@@ -29,7 +31,8 @@ pub struct Template {
 /// What a template can see.
 #[derive(Debug, Clone, Copy)]
 pub struct TemplateData<'a> {
-    pub labels: &'a BTreeMap<String, String>,
+    /// The result sample's labels (`$labels`), read in place: most templates read one or two of them.
+    pub labels: &'a Metric,
     pub external_labels: &'a BTreeMap<String, String>,
     pub external_url: &'a str,
     pub value: f64,
@@ -682,6 +685,12 @@ impl Scope<'_, '_> {
         Ok(piped.unwrap_or(TValue::Nil))
     }
 
+    /// The label `fields[0]` of the result sample ("" when absent: missingkey=zero), then the other fields.
+    fn label_field(&self, fields: &[String]) -> Result<TValue, TemplateError> {
+        let value = self.data.labels.get(&fields[0]).unwrap_or_default();
+        fields_of(TValue::String(value.to_owned()), &fields[1..], self.data)
+    }
+
     fn operand(&mut self, operand: &Operand) -> Result<TValue, TemplateError> {
         match operand {
             Operand::Function(_) => Err(TemplateError(
@@ -692,11 +701,18 @@ impl Scope<'_, '_> {
             Operand::Float(value) => Ok(TValue::Float(*value)),
             Operand::Bool(value) => Ok(TValue::Bool(*value)),
             Operand::Nil => Ok(TValue::Nil),
+            // `.Labels.x` and `$labels.x`, the most common uses, read one label instead of copying them all.
+            Operand::Dot(fields) if fields.len() >= 2 && fields[0] == "Labels" => {
+                self.label_field(&fields[1..])
+            }
             Operand::Dot(fields) => fields_of(TValue::Root, fields, self.data),
+            Operand::Variable(name, fields) if name == "labels" && !fields.is_empty() => {
+                self.label_field(fields)
+            }
             Operand::Variable(name, fields) => {
                 let base = match name.as_str() {
                     "" => TValue::Root,
-                    "labels" => TValue::Map(self.data.labels.clone()),
+                    "labels" => TValue::Map(self.data.labels.to_map()),
                     "externalLabels" => TValue::Map(self.data.external_labels.clone()),
                     "externalURL" => TValue::String(self.data.external_url.to_owned()),
                     "value" => TValue::Float(self.data.value),
@@ -725,7 +741,7 @@ fn fields_of(
     for field in fields {
         value = match value {
             TValue::Root => match field.as_str() {
-                "Labels" => TValue::Map(data.labels.clone()),
+                "Labels" => TValue::Map(data.labels.to_map()),
                 "ExternalLabels" => TValue::Map(data.external_labels.clone()),
                 "ExternalURL" => TValue::String(data.external_url.to_owned()),
                 "Value" => TValue::Float(data.value),
@@ -1300,9 +1316,8 @@ mod tests {
     use super::*;
 
     fn expand(source: &str, value: f64) -> Result<String, TemplateError> {
-        let mut labels = BTreeMap::new();
-        labels.insert("target".to_owned(), "pg-main".to_owned());
-        labels.insert("instance".to_owned(), "db1.example.com:5432".to_owned());
+        let labels =
+            Metric::from_pairs([("target", "pg-main"), ("instance", "db1.example.com:5432")]);
         let external = BTreeMap::new();
         let data = TemplateData {
             labels: &labels,
