@@ -57,7 +57,7 @@ pub struct Point {
 /// when an append finds the buffer full, so appending and trimming stay amortised O(1) per sample, a buffer
 /// sized for the retention never moves, and readers get one contiguous slice.
 #[derive(Debug)]
-pub struct Points {
+struct Points {
     buffer: Vec<Point>,
     start: usize,
     /// The first sample's time (`i64::MAX` when empty), kept beside the series so that trimming can pass over
@@ -76,15 +76,15 @@ impl Default for Points {
 }
 
 impl Points {
-    pub fn as_slice(&self) -> &[Point] {
+    fn as_slice(&self) -> &[Point] {
         &self.buffer[self.start..]
     }
 
-    pub fn len(&self) -> usize {
+    fn len(&self) -> usize {
         self.buffer.len() - self.start
     }
 
-    pub fn is_empty(&self) -> bool {
+    fn is_empty(&self) -> bool {
         self.len() == 0
     }
 
