@@ -5,18 +5,16 @@
 //! false (and `!=` true), `rate()` and `increase()` handle counter resets and extrapolate to the range
 //! boundaries, `avg` and the `*_over_time` functions use the same incremental and compensated sums.
 
-use std::borrow::Borrow;
-
 use promql_parser::label::MatchOp;
 
-use std::hash::Hasher as _;
 use std::sync::Arc;
 
 use super::history::{points_between, value_at, History, Point, SharedKey};
 
-use super::labels::{FxHashMap, FxHashSet, FxHasher, Metric, MetricBuilder};
+use super::labels::{Metric, MetricBuilder};
+use super::matching::{group, pair, signature_hash, Grouping, HashChains, SignatureIndex};
 use super::promql::{
-    AggOp, Aggregate, BinOp, Binary, Call, Card, Expr, Func, Matching, Selector, Shared, ValueType,
+    AggOp, Aggregate, BinOp, Binary, Call, Expr, Func, Matching, Selector, Shared, ValueType,
 };
 
 /// One element of an instant vector.
@@ -50,6 +48,72 @@ impl Value {
     }
 }
 
+/// Writes a result over the previous evaluation's result of the same expression. Rules are evaluated over the
+/// same series again and again: an element that names the series its predecessor named keeps that label set,
+/// so an unchanged fleet costs neither reference counting nor allocation.
+pub(crate) struct Overwrite {
+    samples: Vec<Sample>,
+    len: usize,
+}
+
+impl Overwrite {
+    pub(crate) fn over(previous: Vec<Sample>) -> Overwrite {
+        Overwrite {
+            samples: previous,
+            len: 0,
+        }
+    }
+
+    /// Appends an element labelled `metric`.
+    pub(crate) fn push(&mut self, metric: &Metric, value: f64, t: i64) {
+        self.push_as(
+            value,
+            t,
+            |kept| kept.is_same_allocation(metric),
+            || metric.clone(),
+        );
+    }
+
+    /// Appends an element labelled `metric` without its metric name.
+    pub(crate) fn push_unnamed(&mut self, metric: &Metric, value: f64, t: i64) {
+        self.push_as(
+            value,
+            t,
+            |kept| kept.is_unnamed_of(metric),
+            || metric.without_name(),
+        );
+    }
+
+    fn push_as(
+        &mut self,
+        value: f64,
+        t: i64,
+        is_same: impl FnOnce(&Metric) -> bool,
+        make: impl FnOnce() -> Metric,
+    ) {
+        match self.samples.get_mut(self.len) {
+            Some(sample) => {
+                if !is_same(&sample.metric) {
+                    sample.metric = make();
+                }
+                sample.value = value;
+                sample.t = t;
+            }
+            None => self.samples.push(Sample {
+                metric: make(),
+                value,
+                t,
+            }),
+        }
+        self.len += 1;
+    }
+
+    pub(crate) fn finish(mut self) -> Vec<Sample> {
+        self.samples.truncate(self.len);
+        self.samples
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 pub enum EvalError {
     #[error("vector cannot contain metrics with the same labelset")]
@@ -80,7 +144,7 @@ pub fn evaluate(expr: &Expr, history: &History, t: i64) -> Result<Value, EvalErr
         t,
         points: Vec::with_capacity(64),
     };
-    evaluator.eval(expr)
+    evaluator.eval_root(expr)
 }
 
 enum Operand {
@@ -96,6 +160,16 @@ struct Evaluator<'h> {
 }
 
 impl Evaluator<'_> {
+    /// A rule's expression: its result goes to the rule, so it is not kept for other rules (which would cost a
+    /// copy of it); two rules rarely have the same whole expression, while they share its parts all the time.
+    fn eval_root(&mut self, expr: &Expr) -> Result<Value, EvalError> {
+        match expr {
+            Expr::Binary(binary) => self.binary(binary, Vec::new()),
+            Expr::Aggregate(aggregate) => self.aggregate(aggregate, Vec::new()),
+            _ => self.eval(expr),
+        }
+    }
+
     fn eval(&mut self, expr: &Expr) -> Result<Value, EvalError> {
         if let Some(shared) = self.shared_vector(expr) {
             return shared.map(|samples| Value::Vector(Arc::unwrap_or_clone(samples)));
@@ -103,7 +177,7 @@ impl Evaluator<'_> {
         match expr {
             Expr::Number(value) => Ok(Value::Scalar(*value)),
             Expr::String(text) => Ok(Value::String(text.clone())),
-            Expr::Vector(selector) => Ok(Value::Vector(self.select(selector))),
+            Expr::Vector(selector) => Ok(Value::Vector(self.select(selector, Vec::new()))),
             Expr::Matrix(selector, _) => Err(EvalError::Type(format!(
                 "range vector {} is only allowed as a function argument",
                 selector.text
@@ -123,8 +197,8 @@ impl Evaluator<'_> {
                 }
                 Value::String(_) => Err(EvalError::Type("unary minus on a string".to_owned())),
             },
-            Expr::Binary(binary) => self.binary(binary),
-            Expr::Aggregate(aggregate) => self.aggregate(aggregate),
+            Expr::Binary(binary) => self.binary(binary, Vec::new()),
+            Expr::Aggregate(aggregate) => self.aggregate(aggregate, Vec::new()),
             Expr::Call(call) => self.call(call),
         }
     }
@@ -136,8 +210,8 @@ impl Evaluator<'_> {
             t: self.t,
         };
         let reads = selector.name.as_ref().map(std::slice::from_ref);
-        let shared = self.history.shared(key, reads, || {
-            Ok::<_, std::convert::Infallible>(self.select(selector))
+        let shared = self.history.shared(key, reads, |previous| {
+            Ok::<_, std::convert::Infallible>(self.select(selector, previous))
         });
         match shared {
             Ok(samples) => samples,
@@ -145,19 +219,21 @@ impl Evaluator<'_> {
         }
     }
 
-    fn select(&self, selector: &Selector) -> Vec<Sample> {
+    /// The instant vector of `selector`, written over `previous` (see [`Overwrite`]).
+    fn select(&self, selector: &Selector, mut previous: Vec<Sample>) -> Vec<Sample> {
         let at = self.t - selector.offset_ms;
-        let mut out = Vec::with_capacity(self.history.candidates(selector));
+        previous.reserve(
+            self.history
+                .candidates(selector)
+                .saturating_sub(previous.len()),
+        );
+        let mut out = Overwrite::over(previous);
         self.history.for_each_selected(selector, |metric, points| {
             if let Some(point) = value_at(points, at) {
-                out.push(Sample {
-                    metric: metric.clone(),
-                    value: point.v,
-                    t: point.t,
-                });
+                out.push(metric, point.v, point.t);
             }
         });
-        out
+        out.finish()
     }
 
     /// The result of an instant-vector expression, shared with the other rules evaluated at this instant;
@@ -175,7 +251,7 @@ impl Evaluator<'_> {
                 Some(history.shared(
                     key(&binary.shared, t),
                     binary.shared.reads.as_deref(),
-                    || self.binary(binary).and_then(into_vector),
+                    |previous| self.binary(binary, previous).and_then(into_vector),
                 ))
             }
             Expr::Aggregate(aggregate) => {
@@ -183,7 +259,7 @@ impl Evaluator<'_> {
                 Some(history.shared(
                     key(&aggregate.shared, t),
                     aggregate.shared.reads.as_deref(),
-                    || self.aggregate(aggregate).and_then(into_vector),
+                    |previous| self.aggregate(aggregate, previous).and_then(into_vector),
                 ))
             }
             Expr::Call(call) => {
@@ -213,7 +289,8 @@ impl Evaluator<'_> {
 
     // === Binary operators ===
 
-    fn binary(&mut self, binary: &Binary) -> Result<Value, EvalError> {
+    /// A binary operation; a vector result is written over `previous` where that pays (see [`Overwrite`]).
+    fn binary(&mut self, binary: &Binary, previous: Vec<Sample>) -> Result<Value, EvalError> {
         // The most common rule, `selector > threshold` (or `rate(...) > threshold`): compare the shared
         // selection in place and copy only the samples that pass, as vector_scalar_binop would keep them.
         if binary.op.is_comparison() && !binary.return_bool {
@@ -228,19 +305,18 @@ impl Evaluator<'_> {
             };
             if let Some((shared, threshold, swap)) = compared {
                 let op = binary.op;
-                let kept = shared?
-                    .iter()
-                    .filter(|sample| {
-                        let (lhs, rhs) = if swap {
-                            (threshold, sample.value)
-                        } else {
-                            (sample.value, threshold)
-                        };
-                        elem_binop(op, lhs, rhs).1
-                    })
-                    .cloned()
-                    .collect();
-                return Ok(Value::Vector(kept));
+                let mut kept = Overwrite::over(previous);
+                for sample in shared?.iter() {
+                    let (lhs, rhs) = if swap {
+                        (threshold, sample.value)
+                    } else {
+                        (sample.value, threshold)
+                    };
+                    if elem_binop(op, lhs, rhs).1 {
+                        kept.push(&sample.metric, sample.value, sample.t);
+                    }
+                }
+                return Ok(Value::Vector(kept.finish()));
             }
         }
         let lhs = self.operand(&binary.lhs)?;
@@ -268,7 +344,14 @@ impl Evaluator<'_> {
                         matching,
                     ),
                     BinOp::Unless => vector_unless(Arc::unwrap_or_clone(lhs), &rhs, matching),
-                    _ => vector_binop(op, &lhs, &rhs, matching, binary.return_bool)?,
+                    _ => {
+                        let pairing =
+                            self.history
+                                .pairing(&binary.shared.key, &lhs, &rhs, self.t, || {
+                                    pair(&lhs, &rhs, op, matching, binary.return_bool)
+                                })?;
+                        pairing.apply(op, &lhs, &rhs, matching, binary.return_bool, previous)?
+                    }
                 };
                 Ok(Value::Vector(out))
             }
@@ -289,16 +372,33 @@ impl Evaluator<'_> {
 
     // === Aggregations ===
 
-    fn aggregate(&mut self, aggregate: &Aggregate) -> Result<Value, EvalError> {
+    /// An aggregation, written over `previous` (see [`Overwrite`]).
+    fn aggregate(
+        &mut self,
+        aggregate: &Aggregate,
+        previous: Vec<Sample>,
+    ) -> Result<Value, EvalError> {
         let param = match &aggregate.param {
             Some(param) => Some(self.scalar(param)?),
             None => None,
         };
-        if let Some(shared) = self.shared_vector(&aggregate.expr) {
-            return aggregation(aggregate, param.unwrap_or(0.0), shared?.iter()).map(Value::Vector);
-        }
-        let samples = self.vector(&aggregate.expr)?;
-        aggregation(aggregate, param.unwrap_or(0.0), samples).map(Value::Vector)
+        let samples = match self.shared_vector(&aggregate.expr) {
+            Some(shared) => shared?,
+            None => Arc::new(self.vector(&aggregate.expr)?),
+        };
+        let grouping = self
+            .history
+            .grouping(&aggregate.shared.key, &samples, self.t, || {
+                group(&samples, aggregate)
+            });
+        aggregation(
+            aggregate,
+            param.unwrap_or(0.0),
+            &samples,
+            &grouping,
+            previous,
+        )
+        .map(Value::Vector)
     }
 
     // === Functions ===
@@ -519,8 +619,8 @@ impl Evaluator<'_> {
         let key = SharedKey { expr, t: self.t };
         let history = self.history;
         let reads = selector.name.as_ref().map(std::slice::from_ref);
-        history.shared(key, reads, || {
-            self.range_call(call, matrix_index, selector, *range_ms, &scalars)
+        history.shared(key, reads, |previous| {
+            self.range_call(call, matrix_index, selector, *range_ms, &scalars, previous)
         })
     }
 
@@ -532,13 +632,19 @@ impl Evaluator<'_> {
         selector: &Selector,
         range_ms: i64,
         scalars: &[f64],
+        mut previous: Vec<Sample>,
     ) -> Result<Vec<Sample>, EvalError> {
         let func = call.func;
         let maxt = self.t - selector.offset_ms;
         let mint = maxt - range_ms;
         let range_seconds = duration_seconds(range_ms);
         let t = self.t;
-        let mut out = Vec::with_capacity(self.history.candidates(selector));
+        previous.reserve(
+            self.history
+                .candidates(selector)
+                .saturating_sub(previous.len()),
+        );
+        let mut out = Overwrite::over(previous);
         let mut any = false;
         let mut scratch = std::mem::take(&mut self.points);
         self.history
@@ -582,16 +688,14 @@ impl Evaluator<'_> {
                     }
                     _ => None,
                 };
-                if let Some(value) = value {
-                    let metric = if func == Func::LastOverTime {
-                        metric.clone()
-                    } else {
-                        metric.without_name()
-                    };
-                    out.push(Sample { metric, value, t });
+                match value {
+                    Some(value) if func == Func::LastOverTime => out.push(metric, value, t),
+                    Some(value) => out.push_unnamed(metric, value, t),
+                    None => {}
                 }
             });
         self.points = scratch;
+        let out = out.finish();
         if func == Func::AbsentOverTime {
             if any {
                 return Ok(Vec::new());
@@ -650,41 +754,6 @@ fn check_unique(samples: &[Sample]) -> Result<(), EvalError> {
     Ok(())
 }
 
-/// Positions 0, 1, 2... by hash, without a vector per hash (an allocation per series was a tenth of a
-/// cycle): the latest position of each hash, then a chain through the earlier ones.
-struct HashChains {
-    latest: FxHashMap<u64, usize>,
-    earlier: Vec<usize>,
-}
-
-impl HashChains {
-    const END: usize = usize::MAX;
-
-    fn with_capacity(capacity: usize) -> HashChains {
-        HashChains {
-            latest: FxHashMap::with_capacity_and_hasher(capacity, Default::default()),
-            earlier: Vec::with_capacity(capacity),
-        }
-    }
-
-    /// Records the next position under `hash`.
-    fn push(&mut self, hash: u64) {
-        let position = self.earlier.len();
-        let previous = self.latest.insert(hash, position);
-        self.earlier.push(previous.unwrap_or(Self::END));
-    }
-
-    /// The positions recorded under `hash`, latest first.
-    fn positions(&self, hash: u64) -> impl Iterator<Item = usize> + '_ {
-        let mut at = self.latest.get(&hash).copied().unwrap_or(Self::END);
-        std::iter::from_fn(move || {
-            let position = (at != Self::END).then_some(at)?;
-            at = self.earlier[position];
-            Some(position)
-        })
-    }
-}
-
 // === Arithmetic ===
 
 fn scalar_binop(op: BinOp, lhs: f64, rhs: f64) -> f64 {
@@ -696,7 +765,7 @@ fn scalar_binop(op: BinOp, lhs: f64, rhs: f64) -> f64 {
 }
 
 /// The value and, for comparisons, whether the element is kept.
-fn elem_binop(op: BinOp, lhs: f64, rhs: f64) -> (f64, bool) {
+pub(crate) fn elem_binop(op: BinOp, lhs: f64, rhs: f64) -> (f64, bool) {
     match op {
         BinOp::Add => (lhs + rhs, true),
         BinOp::Sub => (lhs - rhs, true),
@@ -758,91 +827,6 @@ fn vector_scalar_binop(
     Ok(out)
 }
 
-/// The hash of the matching signature: the `on` labels, or every label but the `ignoring` ones and the name.
-/// Equal hashes are confirmed with [`same_signature`], so a collision never joins two series.
-fn signature_hash(metric: &Metric, matching: &Matching) -> u64 {
-    let mut hasher = FxHasher::default();
-    if matching.on {
-        for name in &matching.labels {
-            if let Some(value) = metric.get(name) {
-                hasher.write(name.as_bytes());
-                hasher.write_u8(0xff);
-                hasher.write(value.as_bytes());
-                hasher.write_u8(0xff);
-            }
-        }
-    } else {
-        for (name, value) in metric.labels() {
-            if is_listed(&matching.labels, name) {
-                continue;
-            }
-            hasher.write(name.as_bytes());
-            hasher.write_u8(0xff);
-            hasher.write(value.as_bytes());
-            hasher.write_u8(0xff);
-        }
-    }
-    hasher.finish()
-}
-
-fn is_listed(sorted: &[String], name: &str) -> bool {
-    sorted
-        .binary_search_by(|listed| listed.as_str().cmp(name))
-        .is_ok()
-}
-
-fn same_signature(a: &Metric, b: &Metric, matching: &Matching) -> bool {
-    if matching.on {
-        return matching
-            .labels
-            .iter()
-            .all(|name| a.get(name) == b.get(name));
-    }
-    let mut left = a
-        .labels()
-        .iter()
-        .filter(|(name, _)| !is_listed(&matching.labels, name));
-    let mut right = b
-        .labels()
-        .iter()
-        .filter(|(name, _)| !is_listed(&matching.labels, name));
-    loop {
-        match (left.next(), right.next()) {
-            (None, None) => return true,
-            (Some(x), Some(y)) if x == y => {}
-            _ => return false,
-        }
-    }
-}
-
-/// Samples by matching signature.
-struct SignatureIndex {
-    chains: HashChains,
-}
-
-impl SignatureIndex {
-    fn new(samples: &[Sample], matching: &Matching) -> SignatureIndex {
-        let mut chains = HashChains::with_capacity(samples.len());
-        for sample in samples {
-            chains.push(signature_hash(&sample.metric, matching));
-        }
-        SignatureIndex { chains }
-    }
-
-    /// An indexed sample with the same signature as `metric`.
-    fn find(
-        &self,
-        samples: &[Sample],
-        metric: &Metric,
-        hash: u64,
-        matching: &Matching,
-    ) -> Option<usize> {
-        self.chains
-            .positions(hash)
-            .find(|&index| same_signature(&samples[index].metric, metric, matching))
-    }
-}
-
 fn vector_and(lhs: Vec<Sample>, rhs: &[Sample], matching: &Matching) -> Vec<Sample> {
     if lhs.is_empty() || rhs.is_empty() {
         return Vec::new();
@@ -888,135 +872,24 @@ fn vector_unless(lhs: Vec<Sample>, rhs: &[Sample], matching: &Matching) -> Vec<S
         .collect()
 }
 
-/// Matches two vectors element by element. The result needs no duplicate check: a one-to-one match joins
-/// each signature at most once and keeps its labels, and a many-to-one match checks the label sets each
-/// "one" element produces.
-fn vector_binop(
-    op: BinOp,
-    lhs: &[Sample],
-    rhs: &[Sample],
-    matching: &Matching,
-    return_bool: bool,
-) -> Result<Vec<Sample>, EvalError> {
-    if lhs.is_empty() || rhs.is_empty() {
-        return Ok(Vec::new());
-    }
-    let one_to_many = matching.card == Card::OneToMany;
-    let (many, one) = if one_to_many { (rhs, lhs) } else { (lhs, rhs) };
-    let mut index = SignatureIndex {
-        chains: HashChains::with_capacity(one.len()),
-    };
-    for sample in one {
-        let hash = signature_hash(&sample.metric, matching);
-        if let Some(previous) = index.find(one, &sample.metric, hash, matching) {
-            let group = matched_labels(&sample.metric, matching);
-            return Err(EvalError::ManyToMany {
-                group,
-                side: if one_to_many { "left" } else { "right" },
-                first: sample.metric.to_string(),
-                second: one[previous].metric.to_string(),
-            });
-        }
-        index.chains.push(hash);
-    }
-    // One-to-one: whether each "one" sample was matched already. Many-to-one: the result label sets each
-    // produced, to detect duplicates.
-    let mut matched_once = vec![false; one.len()];
-    let mut matched: FxHashMap<usize, FxHashSet<Metric>> = FxHashMap::default();
-    let mut out = Vec::new();
-    for sample in many {
-        let hash = signature_hash(&sample.metric, matching);
-        let Some(position) = index.find(one, &sample.metric, hash, matching) else {
-            continue;
-        };
-        let other = &one[position];
-        let (left_value, right_value) = if one_to_many {
-            (other.value, sample.value)
-        } else {
-            (sample.value, other.value)
-        };
-        let (mut value, keep) = elem_binop(op, left_value, right_value);
-        if return_bool {
-            value = if keep { 1.0 } else { 0.0 };
-        } else if !keep {
-            continue;
-        }
-        let mut metric = result_metric(&sample.metric, &other.metric, op, matching);
-        if return_bool {
-            metric = metric.without_name();
-        }
-        if matching.card == Card::OneToOne {
-            if std::mem::replace(&mut matched_once[position], true) {
-                return Err(EvalError::ImplicitManyToOne);
-            }
-        } else if !matched.entry(position).or_default().insert(metric.clone()) {
-            return Err(EvalError::GroupingNotUnique);
-        }
-        out.push(Sample {
-            metric,
-            value,
-            t: sample.t,
-        });
-    }
-    Ok(out)
-}
-
-fn matched_labels(metric: &Metric, matching: &Matching) -> String {
-    let mut builder = metric.builder();
-    if matching.on {
-        builder.keep(&matching.labels);
-    } else {
-        builder.del(&matching.labels).del_name();
-    }
-    builder.build().to_string()
-}
-
-fn result_metric(many: &Metric, one: &Metric, op: BinOp, matching: &Matching) -> Metric {
-    if matching.card == Card::OneToOne
-        && !matching.on
-        && matching.labels.is_empty()
-        && matching.include.is_empty()
-    {
-        return if op.drops_metric_name() {
-            many.without_name()
-        } else {
-            many.clone()
-        };
-    }
-    let mut builder: MetricBuilder = many.builder();
-    if op.drops_metric_name() {
-        builder.del_name();
-    }
-    if matching.card == Card::OneToOne {
-        if matching.on {
-            builder.keep(&matching.labels);
-        } else {
-            builder.del(&matching.labels);
-        }
-    }
-    for name in &matching.include {
-        match one.get(name) {
-            Some(value) => builder.set(name, value),
-            None => builder.del(&[name]),
-        };
-    }
-    builder.build()
-}
-
 // === Aggregation ===
 
+/// One group's running aggregate.
+#[derive(Default)]
 struct Group {
-    metric: Metric,
     value: f64,
     mean: f64,
+    /// 0 until the group's first element is seen.
     count: usize,
     members: Vec<Sample>,
 }
 
-fn aggregation<S: Borrow<Sample>>(
+fn aggregation(
     aggregate: &Aggregate,
     param: f64,
-    samples: impl IntoIterator<Item = S>,
+    samples: &[Sample],
+    grouping: &Grouping,
+    previous: Vec<Sample>,
 ) -> Result<Vec<Sample>, EvalError> {
     let op = aggregate.op;
     let mut k = 0usize;
@@ -1030,50 +903,25 @@ fn aggregation<S: Borrow<Sample>>(
         }
         k = truncated as usize;
     }
-    let mut groups: Vec<Group> = Vec::new();
-    let mut index_of = HashChains::with_capacity(0);
-    for sample in samples {
-        let sample = sample.borrow();
-        let hash = grouping_hash(&sample.metric, aggregate);
-        let found = index_of
-            .positions(hash)
-            .find(|&index| same_group(&sample.metric, &groups[index].metric, aggregate));
-        let Some(index) = found else {
-            let metric = if aggregate.without {
-                sample
-                    .metric
-                    .builder()
-                    .del(&aggregate.grouping)
-                    .del_name()
-                    .build()
-            } else if aggregate.grouping.is_empty() {
-                Metric::default()
-            } else {
-                sample.metric.builder().keep(&aggregate.grouping).build()
-            };
-            let value = match op {
-                AggOp::Stddev | AggOp::Stdvar => 0.0,
-                AggOp::Group => 1.0,
-                _ => sample.value,
-            };
-            let mean = sample.value;
-            let members = if matches!(op, AggOp::Topk | AggOp::Bottomk | AggOp::Quantile) {
-                vec![sample.clone()]
-            } else {
-                Vec::new()
-            };
-            index_of.push(hash);
-            groups.push(Group {
-                metric,
-                value,
-                mean,
-                count: 1,
-                members,
-            });
-            continue;
-        };
+    let mut groups: Vec<Group> = std::iter::repeat_with(Group::default)
+        .take(grouping.metrics.len())
+        .collect();
+    for (sample, &index) in samples.iter().zip(&grouping.group_of) {
         let group = &mut groups[index];
         let value = sample.value;
+        if group.count == 0 {
+            group.value = match op {
+                AggOp::Stddev | AggOp::Stdvar => 0.0,
+                AggOp::Group => 1.0,
+                _ => value,
+            };
+            group.mean = value;
+            group.count = 1;
+            if matches!(op, AggOp::Topk | AggOp::Bottomk | AggOp::Quantile) {
+                group.members.push(sample.clone());
+            }
+            continue;
+        }
         match op {
             AggOp::Sum => group.value += value,
             AggOp::Avg => {
@@ -1110,8 +958,8 @@ fn aggregation<S: Borrow<Sample>>(
             AggOp::Topk | AggOp::Bottomk | AggOp::Quantile => group.members.push(sample.clone()),
         }
     }
-    let mut out = Vec::with_capacity(groups.len());
-    for mut group in groups {
+    let mut out = Overwrite::over(previous);
+    for (mut group, metric) in groups.into_iter().zip(&grouping.metrics) {
         let value = match op {
             AggOp::Avg => group.mean,
             AggOp::Count => group.count as f64,
@@ -1124,8 +972,9 @@ fn aggregation<S: Borrow<Sample>>(
                 } else {
                     members.sort_by(|a, b| ascending_nan_last(a.value, b.value));
                 }
-                members.truncate(k);
-                out.extend(members);
+                for member in members.iter().take(k) {
+                    out.push(&member.metric, member.value, member.t);
+                }
                 continue;
             }
             AggOp::Quantile => {
@@ -1135,61 +984,9 @@ fn aggregation<S: Borrow<Sample>>(
             }
             AggOp::Sum | AggOp::Group | AggOp::Min | AggOp::Max => group.value,
         };
-        out.push(Sample {
-            metric: group.metric,
-            value,
-            t: 0,
-        });
+        out.push(metric, value, 0);
     }
-    Ok(out)
-}
-
-/// The hash of the labels a sample is grouped by; confirmed with [`same_group`].
-fn grouping_hash(metric: &Metric, aggregate: &Aggregate) -> u64 {
-    let mut hasher = FxHasher::default();
-    if aggregate.without {
-        for (name, value) in metric.labels() {
-            if is_listed(&aggregate.grouping, name) {
-                continue;
-            }
-            hasher.write(name.as_bytes());
-            hasher.write_u8(0xff);
-            hasher.write(value.as_bytes());
-            hasher.write_u8(0xff);
-        }
-    } else {
-        for name in &aggregate.grouping {
-            if let Some(value) = metric.get(name) {
-                hasher.write(name.as_bytes());
-                hasher.write_u8(0xff);
-                hasher.write(value.as_bytes());
-                hasher.write_u8(0xff);
-            }
-        }
-    }
-    hasher.finish()
-}
-
-/// Whether a sample belongs to the group whose (already reduced) label set is `group`.
-fn same_group(metric: &Metric, group: &Metric, aggregate: &Aggregate) -> bool {
-    if aggregate.without {
-        let mut kept = metric
-            .labels()
-            .iter()
-            .filter(|(name, _)| !is_listed(&aggregate.grouping, name));
-        let mut theirs = group.labels().iter();
-        loop {
-            match (kept.next(), theirs.next()) {
-                (None, None) => return true,
-                (Some(a), Some(b)) if a == b => {}
-                _ => return false,
-            }
-        }
-    }
-    aggregate
-        .grouping
-        .iter()
-        .all(|name| metric.get(name) == group.get(name))
+    Ok(out.finish())
 }
 
 /// Orders ascending with NaN after every number.
@@ -1624,7 +1421,7 @@ fn date_part(func: Func, unix_seconds: i64) -> f64 {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::rules::history::stale_nan;
+    use crate::rules::history::{is_stale, stale_nan};
     use crate::rules::promql::compile_query;
 
     fn history(series: &[(&str, &[(i64, f64)])]) -> History {
@@ -1796,6 +1593,169 @@ mod tests {
                 .expect("valid test input")
                 .len(),
             1
+        );
+    }
+
+    /// Whether two elements matching the same one is an error depends on the values: only the elements a
+    /// comparison keeps count. A pairing kept from the previous evaluation must still tell.
+    #[test]
+    fn matching_errors_that_depend_on_values_follow_each_evaluation() {
+        let h = history(&[
+            (
+                "m{target=\"x\",slot=\"a\",v=\"1\"}",
+                &[(0, 5.0), (1000, 5.0), (2000, 5.0)],
+            ),
+            (
+                "m{target=\"x\",slot=\"a\",v=\"2\"}",
+                &[(0, 1.0), (1000, 4.0), (2000, 1.0)],
+            ),
+            (
+                "n{target=\"x\",v=\"9\"}",
+                &[(0, 3.0), (1000, 3.0), (2000, 3.0)],
+            ),
+        ]);
+        for (text, error) in [
+            ("m > on(target) n", EvalError::ImplicitManyToOne),
+            (
+                "m > on(target) group_left(v) n",
+                EvalError::GroupingNotUnique,
+            ),
+        ] {
+            assert_eq!(run(&h, text, 0).map(|out| out.len()), Ok(1), "{text}");
+            assert_eq!(run(&h, text, 1000), Err(error), "{text}");
+            assert_eq!(run(&h, text, 2000).map(|out| out.len()), Ok(1), "{text}");
+        }
+    }
+
+    /// What is kept from one evaluation to the next (pairings, groupings, results written over their
+    /// predecessors) must never change an answer: over cycles where series appear, go stale, come back, reset
+    /// and get relocated by the history's layout, a history evaluated cycle after cycle answers exactly what a
+    /// history built from scratch with the same samples answers.
+    #[test]
+    fn kept_pairings_groupings_and_results_answer_like_a_fresh_history() {
+        const STEP: i64 = 15_000;
+        let expressions = [
+            "m / on(target) group_left n",
+            "m > on(target) n",
+            "m >= on(target) group_left n",
+            "n < on(target) group_right m",
+            "sum by (target) (m)",
+            "avg without (slot) (m)",
+            "topk(1, m)",
+            "bottomk by (slot) (2, m)",
+            "count(m > 3)",
+            "rate(c_total[1m])",
+            "m == bool 4",
+            "sum by (slot) (m) / ignoring(slot) group_left sum(n)",
+            "m and on(target) n > 2",
+            "m unless on(target) n > 5",
+            "max_over_time(m[1m]) > 2",
+            "-m",
+            "abs(m - 3) + on(target, slot) m",
+        ];
+        let compiled: Vec<Expr> = expressions
+            .iter()
+            .map(|text| compile_query(text).unwrap_or_else(|error| panic!("{text}: {error}")))
+            .collect();
+        // The samples of cycle `i`: target y goes away at cycle 9 (a staleness marker) and comes back at 12,
+        // z gains a second slot at 5, x's counter resets at 7.
+        let samples = |i: i64| {
+            let mut out = Vec::new();
+            for (t_index, target) in ["x", "y", "z"].into_iter().enumerate() {
+                let gone = target == "y" && (9..12).contains(&i);
+                let slots: &[&str] = if target == "z" && i < 5 {
+                    &["a"]
+                } else {
+                    &["a", "b"]
+                };
+                let t_index = t_index as i64;
+                let n_value = if gone && i > 9 {
+                    None
+                } else if gone {
+                    Some(stale_nan())
+                } else {
+                    Some(((i * 5 + t_index) % 7) as f64)
+                };
+                if let Some(value) = n_value {
+                    out.push((format!("n{{target=\"{target}\"}}"), value));
+                }
+                for (s_index, slot) in slots.iter().enumerate() {
+                    let s_index = s_index as i64;
+                    let m = ((i * 7 + t_index * 3 + s_index * 5) % 9) as f64;
+                    let count = if target == "x" && i >= 7 { i - 7 } else { i } * (3 + t_index);
+                    for (name, value) in [("m", m), ("c_total", count as f64)] {
+                        let value = match n_value {
+                            Some(marker) if is_stale(marker) => marker,
+                            Some(_) => value,
+                            None => continue,
+                        };
+                        out.push((
+                            format!("{name}{{target=\"{target}\",slot=\"{slot}\"}}"),
+                            value,
+                        ));
+                    }
+                }
+            }
+            out
+        };
+        let filter = super::super::history::NameFilter::All;
+        let mut kept = History::new(filter.clone(), Some(2 * MINUTE));
+        let mut kept_groups: Option<Vec<Sample>> = None;
+        let (mut groups_reused, mut groups_rebuilt) = (0, 0);
+        for cycle in 0..16 {
+            let t = cycle * STEP;
+            for (text, value) in samples(cycle) {
+                kept.append(&parse_metric(&text), t, value);
+            }
+            let mut fresh = History::new(filter.clone(), Some(2 * MINUTE));
+            for earlier in 0..=cycle {
+                for (text, value) in samples(earlier) {
+                    fresh.append(&parse_metric(&text), earlier * STEP, value);
+                }
+            }
+            for (text, expr) in expressions.iter().zip(&compiled) {
+                let answer = |history: &History| {
+                    evaluate(expr, history, t).map(|value| match value {
+                        Value::Vector(samples) => {
+                            let mut out: Vec<(String, u64)> = samples
+                                .iter()
+                                .map(|sample| (sample.metric.to_string(), sample.value.to_bits()))
+                                .collect();
+                            out.sort();
+                            out
+                        }
+                        other => panic!("{text}: {other:?}"),
+                    })
+                };
+                assert_eq!(answer(&kept), answer(&fresh), "{text} at cycle {cycle}");
+            }
+            // Whether `sum by (target) (m)` kept its grouping: its label sets are then the very same.
+            let Ok(Value::Vector(groups)) = evaluate(&compiled[4], &kept, t) else {
+                panic!("sum by (target) (m) at cycle {cycle}");
+            };
+            if let Some(previous) = &kept_groups {
+                let same = previous.len() == groups.len()
+                    && previous
+                        .iter()
+                        .zip(&groups)
+                        .all(|(a, b)| a.metric.is_same_allocation(&b.metric));
+                if same {
+                    groups_reused += 1;
+                } else {
+                    groups_rebuilt += 1;
+                }
+            }
+            kept_groups = Some(groups);
+            kept.trim(t);
+        }
+        // Both ways were taken: kept while the series stayed, made again when they changed.
+        assert!(
+            groups_reused >= 8,
+            "the grouping was kept {groups_reused} times"
+        );
+        assert!(
+            groups_rebuilt >= 2,
+            "the grouping was made again {groups_rebuilt} times"
         );
     }
 

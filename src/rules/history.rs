@@ -29,6 +29,8 @@ use promql_parser::label::Matcher;
 
 use super::eval::Sample;
 use super::labels::{FxHashMap, FxHashSet, FxHasher, Label, Metric, METRIC_NAME};
+use super::matching::{Grouping, Pairing};
+use super::plans::{Plan, Plans};
 use super::promql::Selector;
 use crate::store::Snapshot;
 
@@ -218,6 +220,9 @@ struct SharedResults {
     names: FxHashMap<Arc<str>, usize>,
     /// How many entries read selectors without an exact name (any append may change them).
     nameless: usize,
+    /// The results of the previous evaluation cycle by expression, no longer shared with anyone: the next
+    /// result of the same expression is written over its predecessor (see [`super::eval::Overwrite`]).
+    recycled: FxHashMap<String, Vec<Sample>>,
 }
 
 #[derive(Debug)]
@@ -230,8 +235,25 @@ struct SharedEntry {
 impl SharedResults {
     fn clear(&mut self) {
         if !self.entries.is_empty() {
-            *self = SharedResults::default();
+            self.entries.clear();
+            self.names.clear();
+            self.nameless = 0;
         }
+    }
+
+    /// Clears the results, keeping for reuse those nobody holds any more. What the previous recycling kept
+    /// and nobody reused since is dropped: recycled memory lasts one cycle.
+    fn recycle(&mut self) {
+        let mut recycled = std::mem::take(&mut self.recycled);
+        recycled.clear();
+        for (key, entry) in self.entries.drain() {
+            if let Ok(samples) = Arc::try_unwrap(entry.samples) {
+                recycled.insert(key.expr, samples);
+            }
+        }
+        self.recycled = recycled;
+        self.names.clear();
+        self.nameless = 0;
     }
 
     /// Drops what a new sample of `name` may change.
@@ -276,6 +298,47 @@ fn count(names: &mut FxHashMap<Arc<str>, usize>, nameless: &mut usize, reads: Op
     }
 }
 
+/// The values one scrape read, by slot index; the first value read for a slot wins, as a series' later
+/// sample at the same time would be refused.
+#[derive(Debug, Default)]
+struct ReadValues {
+    values: Vec<f64>,
+    /// A bit per slot: whether `values` holds one for it.
+    present: Vec<u64>,
+}
+
+impl ReadValues {
+    fn clear(&mut self) {
+        self.present.fill(0);
+    }
+
+    fn reserve_slots(&mut self, slots: usize) {
+        if self.values.len() < slots {
+            self.values.resize(slots, 0.0);
+            self.present.resize(slots.div_ceil(64), 0);
+        }
+    }
+
+    fn set(&mut self, index: usize, value: f64) {
+        let (word, bit) = (index / 64, 1u64 << (index % 64));
+        debug_assert!(index < self.values.len(), "slot {index} was not reserved");
+        let (Some(present), Some(slot)) = (self.present.get_mut(word), self.values.get_mut(index))
+        else {
+            return;
+        };
+        if *present & bit == 0 {
+            *present |= bit;
+            *slot = value;
+        }
+    }
+
+    fn get(&self, index: usize) -> Option<f64> {
+        let (word, bit) = (index / 64, 1u64 << (index % 64));
+        let present = self.present.get(word).is_some_and(|word| word & bit != 0);
+        present.then(|| self.values[index])
+    }
+}
+
 /// Counts for the engine's self-monitoring.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct HistoryStats {
@@ -294,10 +357,12 @@ pub struct History {
     filter: NameFilter,
     interner: FxHashSet<Arc<str>>,
     targets: FxHashMap<String, TargetCache>,
-    /// The series the previous read of the store had.
-    scraped_live: Vec<SeriesId>,
+    /// The values of the scrape under way, by slot; kept to reuse its memory.
+    read: ReadValues,
     last_scrape: Option<i64>,
     shared: RefCell<SharedResults>,
+    /// Vector matchings and groupings kept between evaluations while their operands keep the same series.
+    plans: RefCell<Plans>,
     /// How many samples a series holds at most, to size its buffer once (0: unknown, let it grow).
     points_per_series: usize,
     /// Series created since the series were last laid out by name.
@@ -333,15 +398,19 @@ impl History {
     }
 
     /// Reads every snapshot as one scrape at `t` (see the module documentation).
+    ///
+    /// In two passes: the snapshots' values are first set aside by series, then appended in one walk over
+    /// the series. Snapshots list a target's series family after family, while the series (and their sample
+    /// buffers) are laid out family by family, a target's series thousands apart: appending straight from the
+    /// snapshots cost two cache misses per sample, and the walk, in memory order, costs none.
     pub fn scrape(&mut self, snapshots: &[Arc<Snapshot>], t: i64) {
         if self.last_scrape.is_some_and(|last| t <= last) {
             return;
         }
         let previous_scrape = self.last_scrape.replace(t);
         self.shared.get_mut().clear();
-        let mut live = Vec::with_capacity(self.scraped_live.len());
-        // How many of the series the previous read had are in this one.
-        let mut read_again = 0;
+        let mut read = std::mem::take(&mut self.read);
+        read.clear();
         let mut caches = std::mem::take(&mut self.targets);
         let mut next_caches = FxHashMap::default();
         for snapshot in snapshots {
@@ -357,15 +426,10 @@ impl History {
                 Some(cache) => self.remap_snapshot(&cache, snapshot),
                 None => self.map_snapshot(snapshot),
             };
+            read.reserve_slots(self.slots.len());
             for (sample, id) in snapshot.samples.iter().zip(&ids) {
-                let Some(id) = id else { continue };
-                if let Some(series) = self.series_mut(*id) {
-                    series.points.push(t, sample.value);
-                    if Some(series.scraped_at) == previous_scrape {
-                        read_again += 1;
-                    }
-                    series.scraped_at = t;
-                    live.push(*id);
+                if let Some(id) = id {
+                    read.set(id.index, sample.value);
                 }
             }
             next_caches.insert(
@@ -378,20 +442,23 @@ impl History {
             );
         }
         self.targets = next_caches;
-        let previous_live = std::mem::take(&mut self.scraped_live);
-        self.scraped_live = live;
-        // Usually every series is read again: then none needs a staleness marker, and the pass over them all,
-        // a cache miss each, is skipped.
-        if read_again == previous_live.len() {
-            return;
-        }
-        for id in previous_live {
-            if let Some(series) = self.series_mut(id) {
-                if series.scraped_at < t {
+        for (index, slot) in self.slots.iter_mut().enumerate() {
+            let Some(series) = &mut slot.series else {
+                continue;
+            };
+            match read.get(index) {
+                Some(value) => {
+                    series.points.push(t, value);
+                    series.scraped_at = t;
+                }
+                // In the previous read and not in this one: the series went stale.
+                None if Some(series.scraped_at) == previous_scrape => {
                     series.points.push(t, stale_nan());
                 }
+                None => {}
             }
         }
+        self.read = read;
     }
 
     /// Appends a sample to a series, creating it; out-of-order and duplicate samples are dropped, as
@@ -407,21 +474,67 @@ impl History {
 
     /// The result of `key`'s expression, computed by `compute` only when no rule at this instant has asked for
     /// it since the history last changed. `reads` are the metric names the expression reads (`None`: any).
+    /// `compute` is handed the previous cycle's result of the same expression, if any, to write over.
     pub fn shared<E>(
         &self,
         key: SharedKey,
         reads: Option<&[Arc<str>]>,
-        compute: impl FnOnce() -> Result<Vec<Sample>, E>,
+        compute: impl FnOnce(Vec<Sample>) -> Result<Vec<Sample>, E>,
     ) -> Result<Arc<Vec<Sample>>, E> {
-        if let Some(entry) = self.shared.borrow().entries.get(&key) {
-            return Ok(Arc::clone(&entry.samples));
-        }
+        let previous = {
+            let mut shared = self.shared.borrow_mut();
+            if let Some(entry) = shared.entries.get(&key) {
+                return Ok(Arc::clone(&entry.samples));
+            }
+            shared.recycled.remove(&key.expr).unwrap_or_default()
+        };
         // Not borrowed while computing: the computation reads the history.
-        let samples = Arc::new(compute()?);
+        let samples = Arc::new(compute(previous)?);
         self.shared
             .borrow_mut()
             .insert(key, reads, Arc::clone(&samples));
         Ok(samples)
+    }
+
+    /// How `lhs` and `rhs` pair up in the operation written `key`: the pairing kept from an earlier evaluation
+    /// if the operands still hold the same series, otherwise the one `build` makes.
+    pub(crate) fn pairing<E>(
+        &self,
+        key: &str,
+        lhs: &[Sample],
+        rhs: &[Sample],
+        t: i64,
+        build: impl FnOnce() -> Result<Pairing, E>,
+    ) -> Result<Arc<Pairing>, E> {
+        let operands = [lhs, rhs];
+        let kept = self.plans.borrow_mut().find(key, &operands, t);
+        if let Some(Plan::Pairing(pairing)) = kept {
+            return Ok(pairing);
+        }
+        // Not borrowed while building: nothing stops a builder from reading the history.
+        let pairing = Arc::new(build()?);
+        let plan = Plan::Pairing(Arc::clone(&pairing));
+        self.plans.borrow_mut().keep(key, &operands, plan, t);
+        Ok(pairing)
+    }
+
+    /// How `samples` group in the aggregation written `key`, kept like [`History::pairing`].
+    pub(crate) fn grouping(
+        &self,
+        key: &str,
+        samples: &[Sample],
+        t: i64,
+        build: impl FnOnce() -> Grouping,
+    ) -> Arc<Grouping> {
+        let operands = [samples];
+        let kept = self.plans.borrow_mut().find(key, &operands, t);
+        if let Some(Plan::Grouping(grouping)) = kept {
+            return grouping;
+        }
+        let grouping = Arc::new(build());
+        let plan = Plan::Grouping(Arc::clone(&grouping));
+        self.plans.borrow_mut().keep(key, &operands, plan, t);
+        grouping
     }
 
     /// How many series a selector may match, to size its result.
@@ -463,11 +576,12 @@ impl History {
     /// evaluations rather than at every one (a series gains one sample per evaluation, so it would otherwise
     /// lose one at each); the history holds at most 1.25 times the retention.
     pub fn trim(&mut self, now: i64) {
-        self.shared.get_mut().clear();
+        self.shared.get_mut().recycle();
         let Some(retention) = self.retention_ms else {
             return;
         };
         let cutoff = now.saturating_sub(retention);
+        self.plans.get_mut().forget_unused_since(cutoff);
         let due = cutoff.saturating_sub(retention / 4);
         let mut dead = Vec::new();
         for (index, slot) in self.slots.iter_mut().enumerate() {
@@ -555,7 +669,6 @@ impl History {
                 *id = id.as_ref().and_then(remap);
             }
         }
-        self.scraped_live = self.scraped_live.iter().filter_map(remap).collect();
         self.slots = slots;
         self.free.clear();
     }
@@ -756,8 +869,6 @@ impl History {
                 self.by_name.remove(name);
             }
         }
-        // Never in `scraped_live`: a series read at the last scrape has a sample younger than the retention.
-        // Were it there, the generation check would skip it.
     }
 
     fn intern(&mut self, text: &str) -> Arc<str> {

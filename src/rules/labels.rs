@@ -81,6 +81,22 @@ impl Metric {
         }
     }
 
+    /// Whether both are the very same label set in memory, not only equal ones: a pointer comparison.
+    pub(crate) fn is_same_allocation(&self, other: &Metric) -> bool {
+        let same_name = match (&self.name, &other.name) {
+            (None, None) => true,
+            (Some(a), Some(b)) => Arc::ptr_eq(a, b),
+            _ => false,
+        };
+        same_name && Arc::ptr_eq(&self.labels, &other.labels)
+    }
+
+    /// Whether this is `other` without its metric name, sharing its label storage (what
+    /// [`Metric::without_name`] makes): a pointer comparison.
+    pub(crate) fn is_unnamed_of(&self, other: &Metric) -> bool {
+        self.name.is_none() && Arc::ptr_eq(&self.labels, &other.labels)
+    }
+
     /// The same labels without the metric name; shares the label storage.
     pub fn without_name(&self) -> Metric {
         Metric {

@@ -1,0 +1,80 @@
+//! Pairings and groupings kept from one evaluation to the next, for as long as their operands are the same
+//! series.
+//!
+//! An operand holds the same series when every element's label set is the very allocation it was the last
+//! time, in the same order: selections hand out the history's label sets, and pairings and groupings hand out
+//! the label sets they made, so over an unchanged fleet the check is a pointer comparison per element, with no
+//! hashing and no allocation. An entry holds on to the label sets it was made for, so none of their addresses
+//! can be reused by another label set while the entry refers to it.
+
+use std::sync::Arc;
+
+use super::eval::Sample;
+use super::labels::{FxHashMap, Metric};
+use super::matching::{Grouping, Pairing};
+
+#[derive(Debug, Clone)]
+pub(crate) enum Plan {
+    Pairing(Arc<Pairing>),
+    Grouping(Arc<Grouping>),
+}
+
+/// Plans by the text of the expression they serve ([`super::promql::Shared::key`]).
+#[derive(Debug, Default)]
+pub(crate) struct Plans {
+    entries: FxHashMap<String, Entry>,
+}
+
+#[derive(Debug)]
+struct Entry {
+    /// The label sets of the operands the plan was made for, one operand after the other.
+    operands: Vec<Metric>,
+    plan: Plan,
+    /// The latest evaluation time that used the plan.
+    used_at: i64,
+}
+
+impl Plans {
+    /// The plan kept for `key`, if it was made for these very operands.
+    pub(crate) fn find(&mut self, key: &str, operands: &[&[Sample]], t: i64) -> Option<Plan> {
+        let entry = self.entries.get_mut(key)?;
+        if !same_series(&entry.operands, operands) {
+            return None;
+        }
+        entry.used_at = entry.used_at.max(t);
+        Some(entry.plan.clone())
+    }
+
+    pub(crate) fn keep(&mut self, key: &str, operands: &[&[Sample]], plan: Plan, t: i64) {
+        let operands = operands
+            .iter()
+            .flat_map(|samples| samples.iter().map(|sample| sample.metric.clone()))
+            .collect();
+        let entry = Entry {
+            operands,
+            plan,
+            used_at: t,
+        };
+        match self.entries.get_mut(key) {
+            Some(existing) => *existing = entry,
+            None => {
+                self.entries.insert(key.to_owned(), entry);
+            }
+        }
+    }
+
+    /// Drops the plans no evaluation at or after `t` used (those of rules that were removed).
+    pub(crate) fn forget_unused_since(&mut self, t: i64) {
+        self.entries.retain(|_, entry| entry.used_at >= t);
+    }
+}
+
+fn same_series(kept: &[Metric], operands: &[&[Sample]]) -> bool {
+    let len: usize = operands.iter().map(|samples| samples.len()).sum();
+    len == kept.len()
+        && operands
+            .iter()
+            .flat_map(|samples| samples.iter())
+            .zip(kept)
+            .all(|(sample, kept)| sample.metric.is_same_allocation(kept))
+}
