@@ -251,7 +251,10 @@ fn evaluate_alerting(
     let keep_firing_for = millis(rule.keep_firing_for);
 
     // The result's alerts, checked in full before the state changes, so that an error leaves it as it was.
+    // The expanded annotations of result `i` are `texts[i * per_result..]`, in the rule's order.
+    let per_result = rule.annotations.len();
     let mut results = Vec::with_capacity(vector.len());
+    let mut texts: Vec<String> = Vec::with_capacity(vector.len() * per_result);
     let mut in_result: FxHashSet<Metric> = FxHashSet::default();
     in_result.reserve(vector.len());
     for sample in vector {
@@ -263,48 +266,54 @@ fn evaluate_alerting(
         };
         let mut builder = sample.metric.builder();
         builder.del_name();
-        for (name, template) in &rule.labels {
-            if template.is_static() {
-                builder.set(name, template.source());
-                continue;
-            }
-            let value = expand(template, &data, &mut outcome.template_errors, &rule.name);
-            builder.set(name, &value);
+        for ((name, template), fixed) in rule.labels.iter().zip(&names.static_labels) {
+            match fixed {
+                Some((name, value)) => builder.set_arc(name, value),
+                None => {
+                    let value = expand(template, &data, &mut outcome.template_errors, &rule.name);
+                    builder.set(name, &value)
+                }
+            };
         }
         builder.set_arc(&names.alertname_label, &names.alertname);
         let labels = builder.build();
-        let annotations: BTreeMap<String, String> = rule
-            .annotations
-            .iter()
-            .map(|(name, template)| {
-                (
-                    name.clone(),
-                    expand(template, &data, &mut outcome.template_errors, &rule.name),
-                )
-            })
-            .collect();
+        for template in rule.annotations.values() {
+            texts.push(expand(
+                template,
+                &data,
+                &mut outcome.template_errors,
+                &rule.name,
+            ));
+        }
         if !in_result.insert(labels.clone()) {
             return Err(
                 "vector contains metrics with the same labelset after applying alert labels"
                     .to_owned(),
             );
         }
-        results.push((labels, annotations, sample.value));
+        results.push((labels, sample.value));
     }
 
     // The state before this evaluation of each instance the result (re)starts; the others' is read below
     // before they change. Only new instances are listed, not every instance at every evaluation.
     let mut started: FxHashMap<Metric, AlertState> = FxHashMap::default();
-    for (labels, annotations, value) in results {
+    for (index, (labels, value)) in results.into_iter().enumerate() {
+        let texts = &mut texts[index * per_result..(index + 1) * per_result];
         let previous = match state.alerts.get_mut(&labels) {
             Some(existing) if existing.state != AlertState::Inactive => {
                 existing.value = value;
-                existing.annotations = annotations;
+                set_annotations(&mut existing.annotations, &rule.annotations, texts);
                 continue;
             }
             Some(existing) => existing.state,
             None => AlertState::Inactive,
         };
+        let annotations = rule
+            .annotations
+            .keys()
+            .cloned()
+            .zip(texts.iter_mut().map(std::mem::take))
+            .collect();
         started.insert(labels.clone(), previous);
         state.alerts.insert(
             labels.clone(),
@@ -391,6 +400,28 @@ fn evaluate_alerting(
     Ok(written)
 }
 
+/// Writes an alert's newly expanded annotations over its current ones. An alert has the same annotation names
+/// at every evaluation, so the map is kept and only the texts that changed are replaced.
+fn set_annotations(
+    current: &mut BTreeMap<String, String>,
+    templates: &BTreeMap<String, Template>,
+    texts: &mut [String],
+) {
+    if !current.keys().eq(templates.keys()) {
+        *current = templates
+            .keys()
+            .cloned()
+            .zip(texts.iter_mut().map(std::mem::take))
+            .collect();
+        return;
+    }
+    for (value, text) in current.values_mut().zip(texts) {
+        if value != text {
+            std::mem::swap(value, text);
+        }
+    }
+}
+
 /// The label names and values of one rule's `ALERTS` and `ALERTS_FOR_STATE` series, made once per
 /// evaluation rather than once per alert. A series no rule selects is not written to the history: only rules
 /// read it there (`/metrics` shows `ALERTS` from the alerts themselves), and a storm would otherwise write two
@@ -405,6 +436,9 @@ struct SeriesNames {
     alertstate_label: Arc<str>,
     /// The rule's labels as written (templates unexpanded), under the alert's own.
     rule_labels: Vec<Label>,
+    /// For each of the rule's labels in order, the label itself when its template has no actions: set as is
+    /// on every alert, without expanding or copying it.
+    static_labels: Vec<Option<Label>>,
 }
 
 impl SeriesNames {
@@ -422,6 +456,15 @@ impl SeriesNames {
                 .iter()
                 .filter(|(_, template)| !template.source().is_empty())
                 .map(|(name, template)| (Arc::from(name.as_str()), Arc::from(template.source())))
+                .collect(),
+            static_labels: rule
+                .labels
+                .iter()
+                .map(|(name, template)| {
+                    template
+                        .is_static()
+                        .then(|| (Arc::from(name.as_str()), Arc::from(template.source())))
+                })
                 .collect(),
         }
     }
