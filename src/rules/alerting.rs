@@ -599,15 +599,31 @@ mod tests {
         let metric = Metric::from_pairs([("__name__", "lag"), ("target", "a")]);
         let env = EvalEnv::default();
         let mut transitions = Vec::new();
-        // Values per minute: above the threshold for 0..=4, then back to normal.
+        // Values per minute: above the threshold (and growing) for 0..=4, then back to normal.
         for minute in 0..=10 {
-            let value = if minute <= 4 { 400.0 } else { 10.0 };
+            let value = if minute <= 4 {
+                400.0 + minute as f64
+            } else {
+                10.0
+            };
             history.append(&metric, minute * MINUTE, value);
             let outcome = evaluate_group(&group, &mut state, &mut history, minute * MINUTE, &env);
             assert!(outcome.failures.is_empty(), "{:?}", outcome.failures);
             for transition in outcome.transitions {
                 transitions.push((minute, transition.from, transition.to));
             }
+            // The annotations follow the value at every evaluation while the alert is active.
+            let summary = state.rules[0]
+                .alerts
+                .values()
+                .map(|alert| alert.annotations["summary"].clone())
+                .next();
+            let latest = 400 + minute.min(4);
+            assert_eq!(
+                summary,
+                Some(format!("a lags {latest}s")),
+                "minute {minute}"
+            );
             match minute {
                 0 | 1 => assert_eq!(firing(&state)[0].1, AlertState::Pending),
                 2..=6 => assert_eq!(firing(&state)[0].1, AlertState::Firing, "minute {minute}"),
@@ -628,7 +644,7 @@ mod tests {
             .values()
             .next()
             .expect("kept after resolving");
-        assert_eq!(alert.annotations["summary"], "a lags 400s");
+        assert_eq!(alert.annotations["summary"], "a lags 404s");
         assert_eq!(
             alert.labels.to_string(),
             "{alertname=\"lag\", severity=\"warning\", target=\"a\"}"

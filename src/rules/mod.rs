@@ -13,7 +13,9 @@
 //!   construct, anything dbwatch would not evaluate exactly like Prometheus ([`promql`], [`template`]).
 //! - [`history`] is a bounded in-memory series store fed from snapshots; its module documentation explains how
 //!   snapshots map onto Prometheus' scrapes and staleness markers.
-//! - [`eval`] is a pure PromQL evaluator (the time is an argument) matching Prometheus 2.42 bit for bit.
+//! - [`eval`] is a pure PromQL evaluator (the time is an argument) matching Prometheus 2.42 bit for bit;
+//!   `matching` pairs and groups vectors by their labels, and `plans` keeps those pairings and groupings
+//!   between evaluations while the operands hold the same series.
 //! - [`alerting`] evaluates a group: `for`, `keep_firing_for`, templating, `ALERTS`/`ALERTS_FOR_STATE`.
 //! - [`state`] persists alert state across restarts; [`engine`] is the task that ties it all together.
 //! - [`unittest`] runs `promtool test rules` files on a virtual clock; [`export`] writes rules back out for a
