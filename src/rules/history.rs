@@ -402,7 +402,7 @@ impl History {
     /// In two passes: the snapshots' values are first set aside by series, then appended in one walk over
     /// the series. Snapshots list a target's series family after family, while the series (and their sample
     /// buffers) are laid out family by family, a target's series thousands apart: appending straight from the
-    /// snapshots cost two cache misses per sample, and the walk, in memory order, costs none.
+    /// snapshots cost two cache misses per sample, while a walk in memory order lets the processor read ahead.
     pub fn scrape(&mut self, snapshots: &[Arc<Snapshot>], t: i64) {
         if self.last_scrape.is_some_and(|last| t <= last) {
             return;
