@@ -150,6 +150,12 @@ async fn n_orders_become_n_orders_in_mysql_and_n_sales_in_the_warehouse() {
             "{index} missing: {indexes:?}"
         );
     }
+    // The whole catalog (`--mongodb-products`, 200 by default), inserted in one batch where missing.
+    let last = products
+        .find_one(doc! { "sku": "SKU-000200" })
+        .await
+        .expect("find");
+    assert!(last.is_some(), "SKU-000200 missing");
     let product = products
         .find_one(doc! { "sku": "SKU-000001" })
         .await
