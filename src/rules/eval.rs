@@ -57,7 +57,9 @@ pub(crate) struct Overwrite {
 }
 
 impl Overwrite {
-    pub(crate) fn over(previous: Vec<Sample>) -> Overwrite {
+    /// Writes over `previous`, with room for `expected` elements.
+    pub(crate) fn over(mut previous: Vec<Sample>, expected: usize) -> Overwrite {
+        previous.reserve(expected.saturating_sub(previous.len()));
         Overwrite {
             samples: previous,
             len: 0,
@@ -220,14 +222,9 @@ impl Evaluator<'_> {
     }
 
     /// The instant vector of `selector`, written over `previous` (see [`Overwrite`]).
-    fn select(&self, selector: &Selector, mut previous: Vec<Sample>) -> Vec<Sample> {
+    fn select(&self, selector: &Selector, previous: Vec<Sample>) -> Vec<Sample> {
         let at = self.t - selector.offset_ms;
-        previous.reserve(
-            self.history
-                .candidates(selector)
-                .saturating_sub(previous.len()),
-        );
-        let mut out = Overwrite::over(previous);
+        let mut out = Overwrite::over(previous, self.history.candidates(selector));
         self.history.for_each_selected(selector, |metric, points| {
             if let Some(point) = value_at(points, at) {
                 out.push(metric, point.v, point.t);
@@ -305,7 +302,7 @@ impl Evaluator<'_> {
             };
             if let Some((shared, threshold, swap)) = compared {
                 let op = binary.op;
-                let mut kept = Overwrite::over(previous);
+                let mut kept = Overwrite::over(previous, 0);
                 for sample in shared?.iter() {
                     let (lhs, rhs) = if swap {
                         (threshold, sample.value)
@@ -347,7 +344,7 @@ impl Evaluator<'_> {
                     _ => {
                         let pairing =
                             self.history
-                                .pairing(&binary.shared.key, &lhs, &rhs, self.t, || {
+                                .plan(&binary.shared.key, &[&lhs, &rhs], self.t, || {
                                     pair(&lhs, &rhs, op, matching, binary.return_bool)
                                 })?;
                         pairing.apply(op, &lhs, &rhs, matching, binary.return_bool, previous)?
@@ -388,9 +385,9 @@ impl Evaluator<'_> {
         };
         let grouping = self
             .history
-            .grouping(&aggregate.shared.key, &samples, self.t, || {
-                group(&samples, aggregate)
-            });
+            .plan(&aggregate.shared.key, &[&samples], self.t, || {
+                Ok::<_, EvalError>(group(&samples, aggregate))
+            })?;
         aggregation(
             aggregate,
             param.unwrap_or(0.0),
@@ -632,19 +629,14 @@ impl Evaluator<'_> {
         selector: &Selector,
         range_ms: i64,
         scalars: &[f64],
-        mut previous: Vec<Sample>,
+        previous: Vec<Sample>,
     ) -> Result<Vec<Sample>, EvalError> {
         let func = call.func;
         let maxt = self.t - selector.offset_ms;
         let mint = maxt - range_ms;
         let range_seconds = duration_seconds(range_ms);
         let t = self.t;
-        previous.reserve(
-            self.history
-                .candidates(selector)
-                .saturating_sub(previous.len()),
-        );
-        let mut out = Overwrite::over(previous);
+        let mut out = Overwrite::over(previous, self.history.candidates(selector));
         let mut any = false;
         let mut scratch = std::mem::take(&mut self.points);
         self.history
@@ -958,7 +950,7 @@ fn aggregation(
             AggOp::Topk | AggOp::Bottomk | AggOp::Quantile => group.members.push(sample.clone()),
         }
     }
-    let mut out = Overwrite::over(previous);
+    let mut out = Overwrite::over(previous, groups.len());
     for (mut group, metric) in groups.into_iter().zip(&grouping.metrics) {
         let value = match op {
             AggOp::Avg => group.mean,

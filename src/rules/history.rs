@@ -21,6 +21,7 @@
 //! values are dropped, as Prometheus does on ingestion. Only metrics some rule can select are kept, and only for
 //! as long as the longest range (plus offset and lookback) needs.
 
+use std::any::Any;
 use std::cell::RefCell;
 use std::hash::Hasher;
 use std::sync::Arc;
@@ -29,8 +30,7 @@ use promql_parser::label::Matcher;
 
 use super::eval::Sample;
 use super::labels::{FxHashMap, FxHashSet, FxHasher, Label, Metric, METRIC_NAME};
-use super::matching::{Grouping, Pairing};
-use super::plans::{Plan, Plans};
+use super::plans::Plans;
 use super::promql::Selector;
 use crate::store::Snapshot;
 
@@ -496,45 +496,26 @@ impl History {
         Ok(samples)
     }
 
-    /// How `lhs` and `rhs` pair up in the operation written `key`: the pairing kept from an earlier evaluation
-    /// if the operands still hold the same series, otherwise the one `build` makes.
-    pub(crate) fn pairing<E>(
+    /// The plan (a [`Pairing`](super::matching::Pairing) or a [`Grouping`](super::matching::Grouping)) of
+    /// the operation written `key` over `operands`: the one kept from an earlier evaluation if the operands
+    /// still hold the same series, otherwise the one `build` makes, kept for the next evaluations.
+    pub(crate) fn plan<P: Any + Send + Sync, E>(
         &self,
         key: &str,
-        lhs: &[Sample],
-        rhs: &[Sample],
+        operands: &[&[Sample]],
         t: i64,
-        build: impl FnOnce() -> Result<Pairing, E>,
-    ) -> Result<Arc<Pairing>, E> {
-        let operands = [lhs, rhs];
-        let kept = self.plans.borrow_mut().find(key, &operands, t);
-        if let Some(Plan::Pairing(pairing)) = kept {
-            return Ok(pairing);
+        build: impl FnOnce() -> Result<P, E>,
+    ) -> Result<Arc<P>, E> {
+        let kept = self.plans.borrow_mut().find(key, operands, t);
+        if let Some(plan) = kept {
+            return Ok(plan);
         }
         // Not borrowed while building: nothing stops a builder from reading the history.
-        let pairing = Arc::new(build()?);
-        let plan = Plan::Pairing(Arc::clone(&pairing));
-        self.plans.borrow_mut().keep(key, &operands, plan, t);
-        Ok(pairing)
-    }
-
-    /// How `samples` group in the aggregation written `key`, kept like [`History::pairing`].
-    pub(crate) fn grouping(
-        &self,
-        key: &str,
-        samples: &[Sample],
-        t: i64,
-        build: impl FnOnce() -> Grouping,
-    ) -> Arc<Grouping> {
-        let operands = [samples];
-        let kept = self.plans.borrow_mut().find(key, &operands, t);
-        if let Some(Plan::Grouping(grouping)) = kept {
-            return grouping;
-        }
-        let grouping = Arc::new(build());
-        let plan = Plan::Grouping(Arc::clone(&grouping));
-        self.plans.borrow_mut().keep(key, &operands, plan, t);
-        grouping
+        let plan = Arc::new(build()?);
+        self.plans
+            .borrow_mut()
+            .keep(key, operands, Arc::clone(&plan), t);
+        Ok(plan)
     }
 
     /// How many series a selector may match, to size its result.

@@ -105,7 +105,12 @@ impl Pairing {
     ) -> Result<Vec<Sample>, EvalError> {
         let one_to_many = matching.card == Card::OneToMany;
         let (many, one) = if one_to_many { (rhs, lhs) } else { (lhs, rhs) };
-        let mut out = Overwrite::over(previous);
+        let expected = if op.is_comparison() && !return_bool {
+            0
+        } else {
+            self.pairs.len()
+        };
+        let mut out = Overwrite::over(previous, expected);
         // Only for a checked pairing: one-to-one, whether each "one" element was matched already;
         // many-to-one, the result label sets each produced.
         let mut matched_once = vec![false; if self.checked { one.len() } else { 0 }];
@@ -151,12 +156,14 @@ pub(crate) fn group(samples: &[Sample], aggregate: &Aggregate) -> Grouping {
         group_of: Vec::with_capacity(samples.len()),
         metrics: Vec::new(),
     };
+    // A group's label set is reduced to the subset already, so comparing a sample's subset with it is exact.
+    let subset = LabelSubset::of_aggregate(aggregate);
     let mut index_of = HashChains::with_capacity(0);
     for sample in samples {
-        let hash = grouping_hash(&sample.metric, aggregate);
+        let hash = subset.hash(&sample.metric);
         let found = index_of
             .positions(hash)
-            .find(|&index| same_group(&sample.metric, &grouping.metrics[index], aggregate));
+            .find(|&index| subset.same(&sample.metric, &grouping.metrics[index]));
         let index = match found {
             Some(index) => index,
             None => {
@@ -217,61 +224,82 @@ impl HashChains {
     }
 }
 
-/// The hash of the matching signature: the `on` labels, or every label but the `ignoring` ones and the name.
-/// Equal hashes are confirmed with [`same_signature`], so a collision never joins two series.
-pub(crate) fn signature_hash(metric: &Metric, matching: &Matching) -> u64 {
-    let mut hasher = FxHasher::default();
-    if matching.on {
-        for name in &matching.labels {
-            if let Some(value) = metric.get(name) {
-                hasher.write(name.as_bytes());
-                hasher.write_u8(0xff);
-                hasher.write(value.as_bytes());
-                hasher.write_u8(0xff);
-            }
+/// The labels a matching signature or a group is made of: only the listed ones (`on`, `by`), or every label
+/// but the listed ones (`ignoring`, `without`). The metric name is never among them.
+#[derive(Clone, Copy)]
+struct LabelSubset<'a> {
+    /// Sorted.
+    listed: &'a [String],
+    only_listed: bool,
+}
+
+impl LabelSubset<'_> {
+    fn of_matching(matching: &Matching) -> LabelSubset<'_> {
+        LabelSubset {
+            listed: &matching.labels,
+            only_listed: matching.on,
         }
-    } else {
-        for (name, value) in metric.labels() {
-            if is_listed(&matching.labels, name) {
-                continue;
-            }
+    }
+
+    fn of_aggregate(aggregate: &Aggregate) -> LabelSubset<'_> {
+        LabelSubset {
+            listed: &aggregate.grouping,
+            only_listed: !aggregate.without,
+        }
+    }
+
+    fn is_listed(&self, name: &str) -> bool {
+        self.listed
+            .binary_search_by(|listed| listed.as_str().cmp(name))
+            .is_ok()
+    }
+
+    /// A hash of the subset's labels; equal hashes are confirmed with [`LabelSubset::same`], so a collision
+    /// never joins two series.
+    fn hash(&self, metric: &Metric) -> u64 {
+        let mut hasher = FxHasher::default();
+        let mut write = |name: &str, value: &str| {
             hasher.write(name.as_bytes());
             hasher.write_u8(0xff);
             hasher.write(value.as_bytes());
             hasher.write_u8(0xff);
+        };
+        if self.only_listed {
+            for name in self.listed {
+                if let Some(value) = metric.get(name) {
+                    write(name, value);
+                }
+            }
+        } else {
+            for (name, value) in metric.labels() {
+                if !self.is_listed(name) {
+                    write(name, value);
+                }
+            }
+        }
+        hasher.finish()
+    }
+
+    /// Whether `a` and `b` have the same labels in the subset.
+    fn same(&self, a: &Metric, b: &Metric) -> bool {
+        if self.only_listed {
+            return self.listed.iter().all(|name| a.get(name) == b.get(name));
+        }
+        let mut left = a.labels().iter().filter(|(name, _)| !self.is_listed(name));
+        let mut right = b.labels().iter().filter(|(name, _)| !self.is_listed(name));
+        loop {
+            match (left.next(), right.next()) {
+                (None, None) => return true,
+                (Some(x), Some(y)) if x == y => {}
+                _ => return false,
+            }
         }
     }
-    hasher.finish()
 }
 
-fn is_listed(sorted: &[String], name: &str) -> bool {
-    sorted
-        .binary_search_by(|listed| listed.as_str().cmp(name))
-        .is_ok()
-}
-
-fn same_signature(a: &Metric, b: &Metric, matching: &Matching) -> bool {
-    if matching.on {
-        return matching
-            .labels
-            .iter()
-            .all(|name| a.get(name) == b.get(name));
-    }
-    let mut left = a
-        .labels()
-        .iter()
-        .filter(|(name, _)| !is_listed(&matching.labels, name));
-    let mut right = b
-        .labels()
-        .iter()
-        .filter(|(name, _)| !is_listed(&matching.labels, name));
-    loop {
-        match (left.next(), right.next()) {
-            (None, None) => return true,
-            (Some(x), Some(y)) if x == y => {}
-            _ => return false,
-        }
-    }
+/// The hash of the matching signature: the `on` labels, or every label but the `ignoring` ones and the name.
+pub(crate) fn signature_hash(metric: &Metric, matching: &Matching) -> u64 {
+    LabelSubset::of_matching(matching).hash(metric)
 }
 
 /// Samples by matching signature.
@@ -298,7 +326,7 @@ impl SignatureIndex {
     ) -> Option<usize> {
         self.chains
             .positions(hash)
-            .find(|&index| same_signature(&samples[index].metric, metric, matching))
+            .find(|&index| LabelSubset::of_matching(matching).same(&samples[index].metric, metric))
     }
 }
 
@@ -342,52 +370,4 @@ fn result_metric(many: &Metric, one: &Metric, op: BinOp, matching: &Matching) ->
         };
     }
     builder.build()
-}
-
-/// The hash of the labels a sample is grouped by; confirmed with [`same_group`].
-fn grouping_hash(metric: &Metric, aggregate: &Aggregate) -> u64 {
-    let mut hasher = FxHasher::default();
-    if aggregate.without {
-        for (name, value) in metric.labels() {
-            if is_listed(&aggregate.grouping, name) {
-                continue;
-            }
-            hasher.write(name.as_bytes());
-            hasher.write_u8(0xff);
-            hasher.write(value.as_bytes());
-            hasher.write_u8(0xff);
-        }
-    } else {
-        for name in &aggregate.grouping {
-            if let Some(value) = metric.get(name) {
-                hasher.write(name.as_bytes());
-                hasher.write_u8(0xff);
-                hasher.write(value.as_bytes());
-                hasher.write_u8(0xff);
-            }
-        }
-    }
-    hasher.finish()
-}
-
-/// Whether a sample belongs to the group whose (already reduced) label set is `group`.
-fn same_group(metric: &Metric, group: &Metric, aggregate: &Aggregate) -> bool {
-    if aggregate.without {
-        let mut kept = metric
-            .labels()
-            .iter()
-            .filter(|(name, _)| !is_listed(&aggregate.grouping, name));
-        let mut theirs = group.labels().iter();
-        loop {
-            match (kept.next(), theirs.next()) {
-                (None, None) => return true,
-                (Some(a), Some(b)) if a == b => {}
-                _ => return false,
-            }
-        }
-    }
-    aggregate
-        .grouping
-        .iter()
-        .all(|name| metric.get(name) == group.get(name))
 }

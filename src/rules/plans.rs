@@ -7,45 +7,52 @@
 //! hashing and no allocation. An entry holds on to the label sets it was made for, so none of their addresses
 //! can be reused by another label set while the entry refers to it.
 
+use std::any::Any;
+use std::fmt;
 use std::sync::Arc;
 
 use super::eval::Sample;
 use super::labels::{FxHashMap, Metric};
-use super::matching::{Grouping, Pairing};
 
-#[derive(Debug, Clone)]
-pub(crate) enum Plan {
-    Pairing(Arc<Pairing>),
-    Grouping(Arc<Grouping>),
-}
-
-/// Plans by the text of the expression they serve ([`super::promql::Shared::key`]).
-#[derive(Debug, Default)]
+/// Plans by the text of the expression they serve ([`super::promql::Shared::key`]): a
+/// [`Pairing`](super::matching::Pairing) or a [`Grouping`](super::matching::Grouping).
+#[derive(Default)]
 pub(crate) struct Plans {
     entries: FxHashMap<String, Entry>,
 }
 
-#[derive(Debug)]
 struct Entry {
     /// The label sets of the operands the plan was made for, one operand after the other.
     operands: Vec<Metric>,
-    plan: Plan,
+    plan: Arc<dyn Any + Send + Sync>,
     /// The latest evaluation time that used the plan.
     used_at: i64,
 }
 
 impl Plans {
-    /// The plan kept for `key`, if it was made for these very operands.
-    pub(crate) fn find(&mut self, key: &str, operands: &[&[Sample]], t: i64) -> Option<Plan> {
+    /// The plan of type `P` kept for `key`, if it was made for these very operands.
+    pub(crate) fn find<P: Any + Send + Sync>(
+        &mut self,
+        key: &str,
+        operands: &[&[Sample]],
+        t: i64,
+    ) -> Option<Arc<P>> {
         let entry = self.entries.get_mut(key)?;
         if !same_series(&entry.operands, operands) {
             return None;
         }
+        let plan = Arc::clone(&entry.plan).downcast::<P>().ok()?;
         entry.used_at = entry.used_at.max(t);
-        Some(entry.plan.clone())
+        Some(plan)
     }
 
-    pub(crate) fn keep(&mut self, key: &str, operands: &[&[Sample]], plan: Plan, t: i64) {
+    pub(crate) fn keep<P: Any + Send + Sync>(
+        &mut self,
+        key: &str,
+        operands: &[&[Sample]],
+        plan: Arc<P>,
+        t: i64,
+    ) {
         let operands = operands
             .iter()
             .flat_map(|samples| samples.iter().map(|sample| sample.metric.clone()))
@@ -66,6 +73,12 @@ impl Plans {
     /// Drops the plans no evaluation at or after `t` used (those of rules that were removed).
     pub(crate) fn forget_unused_since(&mut self, t: i64) {
         self.entries.retain(|_, entry| entry.used_at >= t);
+    }
+}
+
+impl fmt::Debug for Plans {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_set().entries(self.entries.keys()).finish()
     }
 }
 
