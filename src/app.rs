@@ -16,6 +16,7 @@ use crate::notify::{self, Notifier, NotifyConfig};
 use crate::rules::{self, EngineOptions, RuleMetrics, RuleSet, RulesEngine};
 use crate::scheduler::{self, TargetTask};
 use crate::self_metrics::SelfMetrics;
+use crate::storage::{self, Storage};
 use crate::store::SnapshotStore;
 use crate::web::WebConfig;
 
@@ -35,11 +36,6 @@ pub enum AppError {
     Serve(std::io::Error),
     #[error(transparent)]
     Notify(#[from] notify::NotifyError),
-    #[error("cannot create the storage folder {path}: {source}")]
-    Storage {
-        path: PathBuf,
-        source: std::io::Error,
-    },
 }
 
 /// Room for state changes between the rules engine and their consumer; a full channel only costs a log line
@@ -100,8 +96,9 @@ pub struct RunOptions {
     pub listen: SocketAddr,
     /// TLS and basic auth for the HTTP endpoint; `None` serves plain HTTP.
     pub web: Option<WebConfig>,
-    /// Where alert state and the notification outbox are kept across restarts.
-    pub storage_path: PathBuf,
+    /// Where alert state, the notification log and outbox and the silences are kept across restarts; opened
+    /// (created, probed and locked) before anything else, and held for as long as the daemon runs.
+    pub storage: Arc<Storage>,
 }
 
 /// Runs the daemon until `shutdown` is cancelled.
@@ -117,7 +114,16 @@ pub async fn run(
         ..
     } = loaded;
     let listen = options.listen;
+    let storage_path = options.storage.path().to_owned();
     let registry = Registry::new();
+    storage::register_metrics(
+        &registry,
+        &[
+            rules::state::STATE_FILE,
+            notify::store::STATE_FILE,
+            notify::silence::SILENCES_FILE,
+        ],
+    )?;
     let metrics = SelfMetrics::register(&registry)?;
     let rule_metrics = RuleMetrics::register(&registry)?;
     let store = Arc::new(SnapshotStore::new(config.targets.len()));
@@ -129,18 +135,12 @@ pub async fn run(
         tracker.spawn(task.run(shutdown.clone()));
     }
 
-    if let Err(source) = std::fs::create_dir_all(&options.storage_path) {
-        return Err(AppError::Storage {
-            path: options.storage_path.clone(),
-            source,
-        });
-    }
     let (transitions, mut transition_rx) = mpsc::channel(TRANSITION_BUFFER);
     let engine = RulesEngine::new(
         Arc::clone(&store),
         rules,
         EngineOptions {
-            state_dir: Some(options.storage_path.clone()),
+            state_dir: Some(storage_path.clone()),
             evaluation_interval: config.rules.evaluation_interval,
             external_labels: config.rules.external_labels.clone(),
             external_url: format!("http://{listen}"),
@@ -156,7 +156,7 @@ pub async fn run(
             routing.delivery.alertmanagers = config.alerting.alertmanagers.clone();
             let notifier = Notifier::new(
                 routing,
-                &options.storage_path,
+                &storage_path,
                 &registry,
                 alerts.clone(),
                 transition_rx,

@@ -13,5 +13,6 @@ pub mod notify;
 pub mod rules;
 pub mod scheduler;
 pub mod self_metrics;
+pub mod storage;
 pub mod store;
 pub mod web;

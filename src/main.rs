@@ -218,6 +218,11 @@ fn run(
     web_config_file: Option<&std::path::Path>,
     storage_path: PathBuf,
 ) -> anyhow::Result<()> {
+    // First of all: a storage folder that cannot be created or written, or that another dbwatch holds, ends
+    // the start here with one line, before any poll, evaluation or notification could come to depend on it.
+    // This function keeps a reference until it returns: locals drop in reverse order, so the runtime (and any
+    // state write still running on its blocking pool) is gone before the lock is released.
+    let storage = std::sync::Arc::new(dbwatch::storage::Storage::open(&storage_path)?);
     let loaded = dbwatch::app::load(config_file)?;
     let web = web_config_file
         .map(dbwatch::web::WebConfig::load)
@@ -225,7 +230,7 @@ fn run(
     let options = dbwatch::app::RunOptions {
         listen,
         web,
-        storage_path,
+        storage: std::sync::Arc::clone(&storage),
     };
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)

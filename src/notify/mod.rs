@@ -341,12 +341,39 @@ impl Notifier {
             .map(|alert| &alert.labels)
             .collect();
         let mut muted: BTreeSet<String> = BTreeSet::new();
+        // No false resolve: an alert told as firing that the engine now holds as *pending* has not resolved; the
+        // engine lost its state (a corrupt or lost alerts.json, or one older than the outage tolerance), and its
+        // `for` is running again. Such an alert is carried as still firing, like a muted one, until the engine
+        // fires it again (already told: no new page) or resolves it itself (then the resolve goes out).
+        let told_firing: BTreeSet<&str> = if view
+            .alerts
+            .iter()
+            .any(|alert| alert.state == AlertState::Pending)
+        {
+            self.state
+                .log
+                .values()
+                .flat_map(|entry| entry.firing.iter().map(|alert| alert.fingerprint.as_str()))
+                .collect()
+        } else {
+            BTreeSet::new()
+        };
+        let mut held: BTreeSet<String> = BTreeSet::new();
         let mut groups: BTreeMap<String, Group<'_>> = BTreeMap::new();
         for alert in &view.alerts {
             let firing = match (alert.state, alert.fired_at, alert.resolved_at) {
                 (AlertState::Firing, _, _) => true,
                 // Resolved after having fired: a pending alert that went away never notified anyone.
                 (AlertState::Inactive, Some(_), Some(_)) => false,
+                (AlertState::Pending, _, _) => {
+                    if !told_firing.is_empty() {
+                        let fingerprint = render::fingerprint(&alert.labels);
+                        if told_firing.contains(fingerprint.as_str()) {
+                            held.insert(fingerprint);
+                        }
+                    }
+                    continue;
+                }
                 _ => continue,
             };
             let fingerprint = render::fingerprint(&alert.labels);
@@ -394,6 +421,12 @@ impl Notifier {
                 slot.insert(fingerprint.clone(), record.clone());
             }
         }
+        // A held alert that another rule with the very same labels has firing is told as firing already.
+        muted.extend(held.into_iter().filter(|fingerprint| {
+            !groups
+                .values()
+                .any(|group| group.firing.contains_key(fingerprint))
+        }));
         // Groups told about firing alerts that have since vanished from the view still owe a resolve.
         for entry in self.state.log.values() {
             groups
@@ -764,4 +797,124 @@ fn label_string(labels: &BTreeMap<String, String>) -> String {
         .map(|(name, value)| format!("{name}={value:?}"))
         .collect();
     format!("{{{}}}", pairs.join(", "))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::rules::AlertSummary;
+
+    const ROUTING: &str = "\
+route:
+  receiver: hook
+  group_by: [alertname]
+  group_wait: 0s
+  group_interval: 1s
+  repeat_interval: 1h
+receivers:
+  - name: hook
+    webhook_configs:
+      - url: http://127.0.0.1:1/hook
+";
+
+    /// A notifier on `dir` as a fresh process would build it, with its own handle on the engine's view.
+    fn notifier(dir: &Path) -> (Notifier, AlertsHandle) {
+        let config =
+            load_str(Path::new("routing.yml"), ROUTING, &|_: &str| None).expect("valid routing");
+        let alerts = AlertsHandle::default();
+        let (_sender, receiver) = mpsc::channel(1);
+        let notifier = Notifier::new(config, dir, &Registry::new(), alerts.clone(), receiver)
+            .expect("notifier");
+        (notifier, alerts)
+    }
+
+    fn alert(state: AlertState) -> AlertSummary {
+        let at = SystemTime::now() - Duration::from_secs(600);
+        AlertSummary {
+            group: "g".into(),
+            alertname: "down".into(),
+            labels: BTreeMap::from([
+                ("alertname".to_owned(), "down".to_owned()),
+                ("target".to_owned(), "pg".to_owned()),
+            ]),
+            annotations: BTreeMap::new(),
+            state,
+            value: 0.0,
+            active_at: at,
+            fired_at: (state == AlertState::Firing).then_some(at),
+            resolved_at: None,
+        }
+    }
+
+    /// The `status` of every queued webhook body, in queue order.
+    fn queued(notifier: &Notifier) -> Vec<String> {
+        notifier
+            .state
+            .outbox
+            .iter()
+            .map(|entry| match &entry.payload {
+                store::Payload::Webhook { body } => {
+                    body["status"].as_str().unwrap_or("?").to_owned()
+                }
+                other => panic!("not a webhook: {other:?}"),
+            })
+            .collect()
+    }
+
+    /// The notifier told the receiver that `down` fires, delivered it, and stopped; the engine then restarted
+    /// without its state and holds `down` pending again.
+    fn told_firing_then_restarted(dir: &Path) -> (Notifier, AlertsHandle, Instant) {
+        let (mut notifier, alerts) = notifier(dir);
+        let start = Instant::now();
+        alerts.publish_alerts(vec![alert(AlertState::Firing)], SystemTime::now());
+        assert!(notifier.reconcile(start));
+        assert_eq!(queued(&notifier), ["firing"]);
+        notifier.state.outbox.clear();
+        notifier.save();
+        drop(notifier);
+
+        let (mut notifier, alerts) = self::notifier(dir);
+        assert_eq!(notifier.state.log.len(), 1, "the log survived the restart");
+        alerts.publish_alerts(vec![alert(AlertState::Pending)], SystemTime::now());
+        let mut now = start;
+        for _ in 0..3 {
+            now += Duration::from_secs(2);
+            notifier.reconcile(now);
+            assert_eq!(
+                queued(&notifier),
+                Vec::<String>::new(),
+                "no resolve while pending"
+            );
+        }
+        let entry = notifier.state.log.values().next().expect("still logged");
+        assert_eq!(entry.firing.len(), 1, "carried as firing");
+        (notifier, alerts, now)
+    }
+
+    #[test]
+    fn a_told_firing_alert_back_as_pending_is_not_resolved_until_the_engine_resolves_it() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let (mut notifier, alerts, now) = told_firing_then_restarted(dir.path());
+        // The condition cleared while pending: the engine drops the instance, and only now is it resolved.
+        alerts.publish_alerts(Vec::new(), SystemTime::now());
+        notifier.reconcile(now + Duration::from_secs(2));
+        assert_eq!(queued(&notifier), ["resolved"]);
+        assert!(notifier.state.log.is_empty());
+    }
+
+    #[test]
+    fn a_told_firing_alert_that_fires_again_after_pending_is_not_paged_twice() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let (mut notifier, alerts, now) = told_firing_then_restarted(dir.path());
+        alerts.publish_alerts(vec![alert(AlertState::Firing)], SystemTime::now());
+        notifier.reconcile(now + Duration::from_secs(2));
+        assert_eq!(queued(&notifier), Vec::<String>::new());
+        // And its resolve, when it comes, is sent as usual.
+        let mut resolved = alert(AlertState::Inactive);
+        resolved.fired_at = Some(SystemTime::now() - Duration::from_secs(60));
+        resolved.resolved_at = Some(SystemTime::now());
+        alerts.publish_alerts(vec![resolved], SystemTime::now());
+        notifier.reconcile(now + Duration::from_secs(4));
+        assert_eq!(queued(&notifier), ["resolved"]);
+    }
 }

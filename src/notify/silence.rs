@@ -93,6 +93,9 @@ pub enum SilenceError {
 
 impl Silences {
     /// The silences saved in `dir`; a saved silence whose matchers no longer compile is dropped with a warning.
+    /// A `silences.json` that is not valid JSON of the expected shape is moved aside (`silences.json.corrupt-*`,
+    /// logged and counted by [`crate::storage`]) and dbwatch starts with no silences: an alert that pages when
+    /// it should have been muted is recoverable, a daemon that does not start pages nobody.
     pub fn load(dir: &Path) -> Result<Silences, StoreError> {
         let saved: Vec<Silence> = store::read_json(dir, SILENCES_FILE)?.unwrap_or_default();
         let mut compiled = Vec::with_capacity(saved.len());

@@ -3,13 +3,14 @@
 //!
 //! Both live in one document so that deciding to notify and queueing the notification are one atomic write:
 //! after a crash either both happened or neither did, so a restart neither loses a notification nor queues it
-//! twice. The write is temp file, fsync, rename, fsync of the folder. The state is small (one entry per active
+//! twice. The write is [`crate::storage::write_atomic`]: unique temp file (0600), fsync, rename, fsync of the
+//! folder. A file that cannot be parsed is moved aside by the storage layer and the notifier starts with an
+//! empty log and outbox rather than not at all. The state is small (one entry per active
 //! group and integration, plus undelivered notifications), so rewriting it whole costs less than a database
 //! would, and the file stays readable with `jq` while debugging. Secrets never enter it: URLs and routing keys
 //! are added at send time from the configuration.
 
 use std::collections::BTreeMap;
-use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
@@ -127,11 +128,6 @@ pub enum StoreError {
         path: PathBuf,
         source: std::io::Error,
     },
-    #[error("notifier state {path} is corrupt: {source}")]
-    Corrupt {
-        path: PathBuf,
-        source: serde_json::Error,
-    },
     #[error("cannot write notifier state {path}: {source}")]
     Write {
         path: PathBuf,
@@ -139,7 +135,7 @@ pub enum StoreError {
     },
 }
 
-/// The state saved in `dir`, or an empty one when there is none yet.
+/// The state saved in `dir`, or an empty one when there is none yet or it was corrupt (then moved aside).
 pub fn load(dir: &Path) -> Result<State, StoreError> {
     Ok(read_json(dir, STATE_FILE)?.unwrap_or_default())
 }
@@ -149,43 +145,31 @@ pub fn save(dir: &Path, state: &State) -> Result<(), StoreError> {
     write_atomically(dir, STATE_FILE, state)
 }
 
-/// Writes `value` as JSON to `dir/name`: temp file, fsync, rename, fsync of the folder, so a crash leaves
-/// either the old file or the new one, never a torn one.
+/// Writes `value` as JSON to `dir/name` through [`crate::storage::write_atomic`], so a crash leaves either the
+/// old file or the new one, never a torn one, and two writers never share a temp file.
 pub fn write_atomically<T: Serialize>(dir: &Path, name: &str, value: &T) -> Result<(), StoreError> {
-    let path = dir.join(name);
-    let temp = dir.join(format!("{name}.tmp"));
     let write_error = |source| StoreError::Write {
-        path: path.clone(),
+        path: dir.join(name),
         source,
     };
     let bytes =
         serde_json::to_vec(value).map_err(|error| write_error(std::io::Error::other(error)))?;
-    let mut file = std::fs::File::create(&temp).map_err(write_error)?;
-    file.write_all(&bytes).map_err(write_error)?;
-    file.sync_all().map_err(write_error)?;
-    drop(file);
-    std::fs::rename(&temp, &path).map_err(write_error)?;
-    // The rename is only durable once the folder's entry is.
-    std::fs::File::open(dir)
-        .and_then(|folder| folder.sync_all())
-        .map_err(write_error)?;
-    Ok(())
+    crate::storage::write_atomic(dir, name, &bytes).map_err(write_error)
 }
 
-/// The JSON in `dir/name`, or `None` when the file does not exist.
+/// The JSON in `dir/name`; `None` when the file does not exist, or when it is not valid JSON of that shape:
+/// then it has been moved aside to `name.corrupt-<time>`, logged and counted. Only an unreadable file (a
+/// permission or I/O error, not its contents) is an error, so that it is never overwritten unread.
 pub fn read_json<T: for<'de> Deserialize<'de>>(
     dir: &Path,
     name: &str,
 ) -> Result<Option<T>, StoreError> {
-    let path = dir.join(name);
-    let text = match std::fs::read(&path) {
-        Ok(text) => text,
-        Err(error) if error.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-        Err(source) => return Err(StoreError::Read { path, source }),
-    };
-    serde_json::from_slice(&text)
-        .map(Some)
-        .map_err(|source| StoreError::Corrupt { path, source })
+    crate::storage::load(dir, name, |bytes| serde_json::from_slice::<T>(bytes)).map_err(|source| {
+        StoreError::Read {
+            path: dir.join(name),
+            source,
+        }
+    })
 }
 
 #[cfg(test)]
@@ -219,6 +203,40 @@ mod tests {
         assert_eq!(
             loaded.outbox.iter().map(|e| e.id).collect::<Vec<_>>(),
             [1, 2]
+        );
+    }
+
+    #[test]
+    fn a_truncated_state_is_moved_aside_and_the_notifier_starts_empty() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let mut state = State::default();
+        state.log.insert(
+            "k".into(),
+            LogEntry {
+                group_key: "g".into(),
+                receiver: "r".into(),
+                integration: 0,
+                group_labels: BTreeMap::new(),
+                firing: Vec::new(),
+                resolved: Vec::new(),
+                sent_at: 1,
+                episode: 1,
+            },
+        );
+        save(dir.path(), &state).expect("save");
+        let bytes = std::fs::read(dir.path().join(STATE_FILE)).expect("read");
+        std::fs::write(dir.path().join(STATE_FILE), &bytes[..bytes.len() / 2]).expect("truncate");
+        assert_eq!(load(dir.path()).expect("starts"), State::default());
+        let kept: Vec<String> = std::fs::read_dir(dir.path())
+            .expect("read dir")
+            .filter_map(|entry| entry.ok())
+            .map(|entry| entry.file_name().to_string_lossy().into_owned())
+            .filter(|name| name.starts_with("notifications.json.corrupt-"))
+            .collect();
+        assert_eq!(kept.len(), 1, "{kept:?}");
+        assert_eq!(
+            std::fs::read(dir.path().join(&kept[0])).expect("kept"),
+            &bytes[..bytes.len() / 2]
         );
     }
 }

@@ -1,5 +1,8 @@
-//! Alert state across restarts: one JSON file in the state folder, written atomically (temporary file,
-//! fsync, rename, fsync of the folder), read once at startup.
+//! Alert state across restarts: one JSON file in the state folder, written through [`crate::storage`]
+//! (atomic and durable, mode 0600), read once at startup. A file that cannot be parsed, or that has another
+//! format version, is moved aside by the storage layer (kept, logged, counted) and the engine starts afresh;
+//! the notifier then never resolves what it told as firing on the strength of that fresh start (alerts with
+//! `for` come back pending; see `notify::Notifier::reconcile`).
 //!
 //! Unlike Prometheus, which only restores the `for` progress from `ALERTS_FOR_STATE`, dbwatch keeps the whole
 //! lifecycle of every instance, so a restart neither re-pages a firing alert nor loses its resolution:
@@ -15,7 +18,6 @@
 //! the group, so editing a threshold keeps the state while renaming a rule drops it.
 
 use std::collections::BTreeMap;
-use std::io::Write as _;
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
@@ -44,8 +46,6 @@ pub enum StateError {
         path: PathBuf,
         source: std::io::Error,
     },
-    #[error("alert state in {path} is not valid: {message}")]
-    Invalid { path: PathBuf, message: String },
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -138,50 +138,34 @@ pub fn snapshot(rules: &RuleSet, states: &[GroupState], saved_at: i64) -> StateF
     }
 }
 
-/// Writes the state file atomically.
+/// Writes the state file atomically and durably.
 pub fn save(dir: &Path, state: &StateFile) -> Result<(), StateError> {
-    let path = dir.join(STATE_FILE);
-    let temporary = dir.join(format!("{STATE_FILE}.tmp"));
     let fail = |source| StateError::Write {
-        path: path.clone(),
+        path: dir.join(STATE_FILE),
         source,
     };
-    let json =
+    let mut json =
         serde_json::to_vec_pretty(state).map_err(|error| fail(std::io::Error::other(error)))?;
-    std::fs::create_dir_all(dir).map_err(fail)?;
-    {
-        let mut file = std::fs::File::create(&temporary).map_err(fail)?;
-        file.write_all(&json).map_err(fail)?;
-        file.write_all(b"\n").map_err(fail)?;
-        file.sync_all().map_err(fail)?;
-    }
-    std::fs::rename(&temporary, &path).map_err(fail)?;
-    // Make the rename itself durable; not every platform can open a folder, which only costs durability.
-    if let Ok(folder) = std::fs::File::open(dir) {
-        let _ = folder.sync_all();
-    }
-    Ok(())
+    json.push(b'\n');
+    crate::storage::write_atomic(dir, STATE_FILE, &json).map_err(fail)
 }
 
-/// Reads the state file; `None` when there is none yet.
+/// Reads the state file; `None` when there is none yet, or when it was corrupt and has been moved aside.
 pub fn load(dir: &Path) -> Result<Option<StateFile>, StateError> {
-    let path = dir.join(STATE_FILE);
-    let bytes = match std::fs::read(&path) {
-        Ok(bytes) => bytes,
-        Err(error) if error.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-        Err(source) => return Err(StateError::Read { path, source }),
-    };
-    let state: StateFile = serde_json::from_slice(&bytes).map_err(|error| StateError::Invalid {
-        path: path.clone(),
-        message: error.to_string(),
-    })?;
-    if state.version != FORMAT_VERSION {
-        return Err(StateError::Invalid {
-            path,
-            message: format!("format version {} is not {FORMAT_VERSION}", state.version),
-        });
-    }
-    Ok(Some(state))
+    crate::storage::load(dir, STATE_FILE, |bytes| {
+        let state: StateFile = serde_json::from_slice(bytes).map_err(|error| error.to_string())?;
+        if state.version != FORMAT_VERSION {
+            return Err(format!(
+                "format version {} is not {FORMAT_VERSION}",
+                state.version
+            ));
+        }
+        Ok(state)
+    })
+    .map_err(|source| StateError::Read {
+        path: dir.join(STATE_FILE),
+        source,
+    })
 }
 
 /// Puts saved alerts back into the groups' states at startup time `now`.
@@ -385,12 +369,47 @@ mod tests {
     }
 
     #[test]
-    fn a_corrupt_file_is_an_error() {
+    fn a_corrupt_or_foreign_file_is_moved_aside_and_the_state_starts_empty() {
         let dir = tempfile::tempdir().expect("temp dir");
+        let aside = |dir: &Path| -> Vec<String> {
+            let mut names: Vec<String> = std::fs::read_dir(dir)
+                .expect("read dir")
+                .filter_map(|entry| entry.ok())
+                .map(|entry| entry.file_name().to_string_lossy().into_owned())
+                .filter(|name| name.starts_with("alerts.json.corrupt-"))
+                .collect();
+            names.sort();
+            names
+        };
         std::fs::write(dir.path().join(STATE_FILE), b"{not json").expect("written");
-        assert!(matches!(load(dir.path()), Err(StateError::Invalid { .. })));
+        assert!(load(dir.path()).expect("no error").is_none());
+        assert!(!dir.path().join(STATE_FILE).exists());
+        let kept = aside(dir.path());
+        assert_eq!(kept.len(), 1, "{kept:?}");
+        assert_eq!(
+            std::fs::read(dir.path().join(&kept[0])).expect("kept"),
+            b"{not json"
+        );
+
+        let newer = serde_json::json!({"version": FORMAT_VERSION + 1, "saved_at": 0, "rules": []});
+        std::fs::write(dir.path().join(STATE_FILE), newer.to_string()).expect("written");
+        assert!(load(dir.path()).expect("no error").is_none());
+        assert_eq!(aside(dir.path()).len(), 2);
+
         assert!(load(&dir.path().join("missing"))
             .expect("no error")
             .is_none());
+    }
+
+    #[test]
+    fn the_saved_file_is_private() {
+        use std::os::unix::fs::PermissionsExt as _;
+        let dir = tempfile::tempdir().expect("temp dir");
+        save(dir.path(), &snapshot(&rules(), &[], 0)).expect("saved");
+        let mode = std::fs::metadata(dir.path().join(STATE_FILE))
+            .expect("metadata")
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o600);
     }
 }
