@@ -136,6 +136,21 @@ fn systemd_unit_verifies_and_is_hardened() {
         unit.contains("ExecStart=/usr/bin/dbwatch "),
         "the unit runs /usr/bin/dbwatch"
     );
+    // State in the unit's StateDirectory, the only place ProtectSystem=strict leaves writable; auth on.
+    let launch = systemd_launch();
+    assert_eq!(launch.state, "/var/lib/dbwatch");
+    let exec = unit
+        .lines()
+        .find(|line| line.starts_with("ExecStart="))
+        .expect("ExecStart");
+    assert!(
+        exec.contains(" --storage.path=${STATE_DIRECTORY}"),
+        "{exec}"
+    );
+    assert_eq!(
+        flag(&launch.argv, "--web.config.file").map(|(_, path)| path),
+        Some("/etc/dbwatch/web.yml".to_owned())
+    );
     let dir = tempfile::tempdir().expect("temp dir");
     let path = dir.path().join("dbwatch.service");
     std::fs::write(
@@ -239,15 +254,18 @@ fn kubernetes_manifests_are_consistent() {
     let files: BTreeSet<&str> = docs.iter().map(|(file, _)| file.as_str()).collect();
     assert_eq!(listed, files, "kustomization.yaml lists every manifest");
 
-    let deployment = find(&docs, "Deployment");
-    assert_eq!(deployment["apiVersion"], "apps/v1");
+    // A StatefulSet: each pod's state folder is its own claim, which follows it through reschedules.
+    let workload = find(&docs, "StatefulSet");
     assert!(
-        deployment["spec"]["replicas"].as_u64().unwrap_or(0) >= 2,
-        "a pair, for availability"
+        !docs.iter().any(|(_, doc)| doc["kind"] == "Deployment"),
+        "the state needs a StatefulSet's claims, not a Deployment's emptyDir"
     );
-    let pod_labels = &deployment["spec"]["template"]["metadata"]["labels"];
-    assert_eq!(&deployment["spec"]["selector"]["matchLabels"], pod_labels);
-    let pod = &deployment["spec"]["template"]["spec"];
+    assert_eq!(workload["apiVersion"], "apps/v1");
+    let replicas = workload["spec"]["replicas"].as_u64().unwrap_or(1);
+    assert!(replicas >= 2, "a pair, for availability");
+    let pod_labels = &workload["spec"]["template"]["metadata"]["labels"];
+    assert_eq!(&workload["spec"]["selector"]["matchLabels"], pod_labels);
+    let pod = &workload["spec"]["template"]["spec"];
     assert_eq!(pod["securityContext"]["runAsNonRoot"], true);
     assert!(pod["securityContext"]["runAsUser"].as_u64().unwrap_or(0) > 0);
     assert_eq!(
@@ -290,12 +308,69 @@ fn kubernetes_manifests_are_consistent() {
             .expect("port")
     )));
 
-    // Volumes: the ConfigMap exists, the Secret is referenced (created outside), every mount has a volume.
+    // Volumes: the ConfigMap exists, the Secret is referenced (created outside), every mount has a volume or a
+    // claim template; the state mount is a ReadWriteOnce claim and the storage path.
     let volumes = pod["volumes"].as_sequence().expect("volumes");
+    let claims = workload["spec"]["volumeClaimTemplates"]
+        .as_sequence()
+        .expect("volumeClaimTemplates");
     let volume_names: BTreeSet<&str> = volumes
         .iter()
-        .filter_map(|volume| volume["name"].as_str())
+        .chain(claims)
+        .filter_map(|volume| {
+            volume["name"]
+                .as_str()
+                .or(volume["metadata"]["name"].as_str())
+        })
         .collect();
+    let state = claims
+        .iter()
+        .find(|claim| claim["metadata"]["name"] == "state")
+        .expect("a claim template named state");
+    assert_eq!(state["spec"]["accessModes"][0], "ReadWriteOnce");
+    assert!(state["spec"]["resources"]["requests"]["storage"].is_string());
+    assert!(
+        !volumes.iter().any(|volume| volume["name"] == "state"),
+        "the state is the claim, not a pod volume"
+    );
+    let state_mount = container["volumeMounts"]
+        .as_sequence()
+        .expect("mounts")
+        .iter()
+        .find(|mount| mount["name"] == "state")
+        .expect("state mounted");
+    assert_eq!(
+        args.iter()
+            .find_map(|arg| arg.strip_prefix("--storage.path=")),
+        Some(string(&state_mount["mountPath"], "state mountPath"))
+    );
+    let web_config = args
+        .iter()
+        .find_map(|arg| arg.strip_prefix("--web.config.file="))
+        .expect("--web.config.file: the endpoint needs authentication");
+    let web_mount = container["volumeMounts"]
+        .as_sequence()
+        .expect("mounts")
+        .iter()
+        .find(|mount| {
+            web_config.starts_with(&format!("{}/", string(&mount["mountPath"], "mountPath")))
+        })
+        .expect("the web config is mounted");
+    assert!(
+        volumes
+            .iter()
+            .any(|volume| volume["name"] == web_mount["name"]
+                && volume["secret"]["secretName"].is_string()),
+        "the web config (password hashes) comes from a Secret"
+    );
+    let headless = docs
+        .iter()
+        .map(|(_, doc)| doc)
+        .find(|doc| {
+            doc["kind"] == "Service" && doc["metadata"]["name"] == workload["spec"]["serviceName"]
+        })
+        .expect("the StatefulSet's governing Service");
+    assert_eq!(headless["spec"]["clusterIP"], "None");
     for mount in container["volumeMounts"].as_sequence().expect("mounts") {
         assert!(
             volume_names.contains(string(&mount["name"], "mount name")),
@@ -348,6 +423,17 @@ fn kubernetes_manifests_are_consistent() {
         text(&output)
     );
     assert!(text(&output).contains("ok, 5 targets"), "{}", text(&output));
+
+    // Silences and the notification log are per pod: dbwatch's own notifier only with one replica.
+    let config: Value = serde_yaml::from_str(string(
+        &configmap["data"]["dbwatch.yml"],
+        "ConfigMap data dbwatch.yml",
+    ))
+    .expect("parse the ConfigMap's dbwatch.yml");
+    assert!(
+        replicas == 1 || config["alerting"]["config_file"].is_null(),
+        "with {replicas} replicas leave notifications to Alertmanager: silences and the notification log are per pod"
+    );
 }
 
 #[test]
@@ -409,9 +495,20 @@ fn container_file_is_multi_stage_and_runs_as_non_root() {
         entrypoint.contains("/usr/local/bin/dbwatch"),
         "{entrypoint}"
     );
-    // The flags the image passes are the ones the binary has.
+    // The flags the image passes are the ones the binary has; the state folder is the image's VOLUME.
     let help = text(&run(env!("CARGO_BIN_EXE_dbwatch"), &["--help"]));
-    for flag in ["--config.file", "--web.listen-address"] {
+    let image = image();
+    assert_eq!(
+        flag(&image.cmd, "--storage.path").map(|(_, path)| path),
+        Some(image.state.clone())
+    );
+    assert!(file.contains(&format!("VOLUME [\"{}\"]", image.state)));
+    for flag in [
+        "--config.file",
+        "--web.listen-address",
+        "--web.config.file",
+        "--storage.path",
+    ] {
         assert!(
             file.contains(&format!("\"{flag}=")) && help.contains(flag),
             "{flag}"
@@ -433,4 +530,719 @@ fn grafana_provisioning_points_at_the_dashboards() {
     assert_eq!(providers["apiVersion"], 1);
     assert_eq!(providers["providers"][0]["type"], "file");
     assert!(providers["providers"][0]["options"]["path"].is_string());
+}
+
+// ---- Start what you ship ----------------------------------------------------------------------------------
+//
+// The systemd unit's ExecStart (and ExecStartPre), the image's ENTRYPOINT + CMD and the Kubernetes container's
+// command line, each read from its file and run verbatim under bubblewrap: this machine's root read-only, the
+// files' state folder the only writable place, the configuration bind-mounted read-only over /etc/dbwatch, the
+// binary at the path the files name, the user the files name. Only the listen address is rewritten, to a free
+// port on loopback (see `Launch::sandboxed`).
+
+use std::collections::BTreeMap;
+use std::io::{Read as _, Write as _};
+use std::time::{Duration, Instant};
+
+/// The user and password of the test's web configuration.
+const WEB_USER: &str = "prometheus";
+const WEB_PASSWORD: &str = "start-test-password";
+
+/// How one shipped file starts dbwatch.
+#[derive(Debug, Clone)]
+struct Launch {
+    what: &'static str,
+    /// Program and arguments as the file gives them, variables expanded the way its runtime does.
+    argv: Vec<String>,
+    /// Commands the runtime runs first (systemd's ExecStartPre), expanded likewise.
+    pre: Vec<Vec<String>>,
+    env: BTreeMap<String, String>,
+    uid: u32,
+    /// The folder the file provisions for state (StateDirectory=, the image's VOLUME, the pod's state volume).
+    state: String,
+}
+
+/// systemd's command-line splitting (quotes) and expansion (`${NAME}` inside a word, `$NAME` as a word of its
+/// own splits at whitespace), for the subset the unit uses; anything else fails the test rather than guessing.
+fn systemd_words(line: &str, env: &BTreeMap<String, String>) -> Vec<String> {
+    assert!(!line.contains('%'), "specifiers are not handled: {line}");
+    let mut words = Vec::new();
+    let mut chars = line.chars().peekable();
+    loop {
+        while chars.peek().is_some_and(|c| c.is_whitespace()) {
+            chars.next();
+        }
+        let Some(&first) = chars.peek() else { break };
+        let mut word = String::new();
+        if first == '"' || first == '\'' {
+            chars.next();
+            for c in chars.by_ref() {
+                if c == first {
+                    break;
+                }
+                word.push(c);
+            }
+        } else {
+            while let Some(&c) = chars.peek() {
+                if c.is_whitespace() {
+                    break;
+                }
+                assert!(
+                    c != '"' && c != '\'' && c != '\\',
+                    "quoting inside a word: {line}"
+                );
+                word.push(c);
+                chars.next();
+            }
+        }
+        words.push(word);
+    }
+    let lookup = |name: &str| -> String {
+        env.get(name)
+            .unwrap_or_else(|| panic!("${name} is not set for the unit"))
+            .clone()
+    };
+    let mut expanded = Vec::new();
+    for word in words {
+        if let Some(name) = word.strip_prefix('$').filter(|name| !name.starts_with('{')) {
+            expanded.extend(lookup(name).split_whitespace().map(str::to_owned));
+            continue;
+        }
+        let mut out = String::new();
+        let mut rest = word.as_str();
+        while let Some(start) = rest.find("${") {
+            out.push_str(&rest[..start]);
+            let end = rest[start..].find('}').expect("closing brace") + start;
+            out.push_str(&lookup(&rest[start + 2..end]));
+            rest = &rest[end + 1..];
+        }
+        out.push_str(rest);
+        expanded.push(out);
+    }
+    expanded
+}
+
+fn systemd_launch() -> Launch {
+    let unit = std::fs::read_to_string(repo("deploy/systemd/dbwatch.service")).expect("read unit");
+    // What systemd gives every service: its default PATH, then what the unit asks for.
+    let mut env = BTreeMap::from([(
+        "PATH".to_owned(),
+        "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin".to_owned(),
+    )]);
+    let mut exec = None;
+    let mut pre = Vec::new();
+    let mut state = None;
+    let mut dynamic_user = false;
+    for line in unit.lines().map(str::trim) {
+        let Some((key, value)) = line.split_once('=') else {
+            continue;
+        };
+        if line.starts_with('#') {
+            continue;
+        }
+        match key {
+            "StateDirectory" => {
+                let dirs: Vec<String> = value
+                    .split_whitespace()
+                    .map(|dir| format!("/var/lib/{dir}"))
+                    .collect();
+                env.insert("STATE_DIRECTORY".into(), dirs.join(":"));
+                state = dirs.first().cloned();
+            }
+            "LoadCredential" => {
+                env.insert(
+                    "CREDENTIALS_DIRECTORY".into(),
+                    "/run/credentials/dbwatch.service".into(),
+                );
+            }
+            "Environment" => {
+                for assignment in systemd_words(value, &BTreeMap::new()) {
+                    let (name, value) = assignment.split_once('=').expect("NAME=value");
+                    env.insert(name.into(), value.into());
+                }
+            }
+            "DynamicUser" => dynamic_user = value == "yes",
+            "ExecStart" => {
+                assert!(exec.is_none(), "one ExecStart");
+                exec = Some(value.to_owned());
+            }
+            "ExecStartPre" => pre.push(value.to_owned()),
+            _ => {}
+        }
+    }
+    let exec = exec.expect("ExecStart");
+    for line in pre.iter().chain([&exec]) {
+        assert!(
+            !line.starts_with(['-', '@', ':', '+', '!']),
+            "exec prefixes are not handled: {line}"
+        );
+    }
+    assert!(dynamic_user, "the unit runs as a dynamic user");
+    Launch {
+        what: "systemd ExecStart",
+        argv: systemd_words(&exec, &env),
+        pre: pre.iter().map(|line| systemd_words(line, &env)).collect(),
+        uid: 61184, // the first uid of systemd's DynamicUser range
+        state: state.expect("StateDirectory="),
+        env,
+    }
+}
+
+/// The final stage of the Containerfile, as (instruction, rest) pairs.
+fn image_instructions() -> Vec<(String, String)> {
+    let file = std::fs::read_to_string(repo("deploy/container/Containerfile"))
+        .expect("read Containerfile");
+    let instructions: Vec<(String, String)> = file
+        .lines()
+        .map(str::trim)
+        .filter(|line| !line.is_empty() && !line.starts_with('#'))
+        .filter_map(|line| line.split_once(' '))
+        .map(|(instruction, rest)| (instruction.to_uppercase(), rest.trim().to_owned()))
+        .collect();
+    let last = instructions
+        .iter()
+        .rposition(|(op, _)| op == "FROM")
+        .expect("FROM");
+    instructions[last..].to_vec()
+}
+
+fn json_array(instruction: &str, rest: &str) -> Vec<String> {
+    serde_json::from_str(rest)
+        .unwrap_or_else(|error| panic!("{instruction} must be a JSON array (exec form): {error}"))
+}
+
+struct Image {
+    entrypoint: Vec<String>,
+    cmd: Vec<String>,
+    env: BTreeMap<String, String>,
+    uid: u32,
+    state: String,
+}
+
+fn image() -> Image {
+    let mut image = Image {
+        entrypoint: Vec::new(),
+        cmd: Vec::new(),
+        env: BTreeMap::new(),
+        uid: 0,
+        // Where the contract puts the container's state when the image declares no VOLUME.
+        state: "/var/lib/dbwatch".into(),
+    };
+    for (op, rest) in image_instructions() {
+        match op.as_str() {
+            "ENTRYPOINT" => image.entrypoint = json_array(&op, &rest),
+            "CMD" => image.cmd = json_array(&op, &rest),
+            "ENV" => {
+                let (name, value) = rest.split_once('=').expect("ENV NAME=value");
+                image
+                    .env
+                    .insert(name.into(), value.trim_matches('"').into());
+            }
+            "USER" => {
+                image.uid = rest
+                    .split(':')
+                    .next()
+                    .and_then(|uid| uid.parse().ok())
+                    .expect("numeric USER");
+            }
+            "VOLUME" => image.state = json_array(&op, &rest)[0].clone(),
+            _ => {}
+        }
+    }
+    image
+        .env
+        .entry("PATH".into())
+        .or_insert_with(|| "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin".into());
+    image
+}
+
+fn container_launch() -> Launch {
+    let image = image();
+    Launch {
+        what: "container ENTRYPOINT + CMD",
+        argv: image.entrypoint.iter().chain(&image.cmd).cloned().collect(),
+        pre: Vec::new(),
+        env: image.env,
+        uid: image.uid,
+        state: image.state,
+    }
+}
+
+fn kubernetes_launch() -> Launch {
+    let image = image();
+    let docs = manifests();
+    let workload = docs
+        .iter()
+        .map(|(_, doc)| doc)
+        .find(|doc| doc["kind"] == "StatefulSet" || doc["kind"] == "Deployment")
+        .expect("a StatefulSet or Deployment");
+    let pod = &workload["spec"]["template"]["spec"];
+    let container = &pod["containers"][0];
+    let strings = |value: &Value| -> Option<Vec<String>> {
+        value.as_sequence().map(|items| {
+            items
+                .iter()
+                .map(|item| string(item, "command/args item").to_owned())
+                .collect()
+        })
+    };
+    // Kubernetes: `command` replaces the ENTRYPOINT, `args` the CMD.
+    let command = strings(&container["command"]).unwrap_or(image.entrypoint);
+    let args = strings(&container["args"]).unwrap_or(image.cmd);
+    let mut env = image.env;
+    for variable in container["env"].as_sequence().into_iter().flatten() {
+        env.insert(
+            string(&variable["name"], "env name").into(),
+            string(&variable["value"], "env value").into(),
+        );
+    }
+    let uid = container["securityContext"]["runAsUser"]
+        .as_u64()
+        .or(pod["securityContext"]["runAsUser"].as_u64())
+        .unwrap_or(u64::from(image.uid));
+    let state = container["volumeMounts"]
+        .as_sequence()
+        .expect("mounts")
+        .iter()
+        .find(|mount| mount["name"] == "state")
+        .map(|mount| string(&mount["mountPath"], "state mountPath").to_owned())
+        .expect("a volume named state");
+    Launch {
+        what: "Kubernetes container",
+        argv: command.into_iter().chain(args).collect(),
+        pre: Vec::new(),
+        env,
+        uid: u32::try_from(uid).expect("uid"),
+        state,
+    }
+}
+
+/// The value of `--flag=value` or `--flag value` in `args`, and its index.
+fn flag(args: &[String], name: &str) -> Option<(usize, String)> {
+    let prefix = format!("{name}=");
+    args.iter().enumerate().find_map(|(i, arg)| {
+        if let Some(value) = arg.strip_prefix(&prefix) {
+            Some((i, value.to_owned()))
+        } else if arg == name {
+            args.get(i + 1).map(|value| (i + 1, value.clone()))
+        } else {
+            None
+        }
+    })
+}
+
+/// Mount points bubblewrap cannot create: the view's root is read-only, so a mount point that does not exist on
+/// this machine (/etc/dbwatch, /var/lib/dbwatch, /usr/bin/dbwatch) needs its deepest existing ancestor replaced
+/// by a tmpfs that re-binds that ancestor's entries read-only, and is made read-only again once mounted.
+fn shadowed_parents(destinations: &[&str]) -> Vec<PathBuf> {
+    let mut parents: Vec<PathBuf> = Vec::new();
+    for destination in destinations {
+        let mut path = Path::new(destination);
+        if path.symlink_metadata().is_ok() {
+            continue;
+        }
+        while path.symlink_metadata().is_err() {
+            path = path.parent().expect("/ exists");
+        }
+        if !parents.iter().any(|parent| path.starts_with(parent)) {
+            parents.retain(|parent| !parent.starts_with(path));
+            parents.push(path.to_owned());
+        }
+    }
+    parents
+}
+
+#[derive(Clone, Copy, PartialEq)]
+enum StateMount {
+    Writable,
+    ReadOnly,
+    Absent,
+}
+
+/// A launch ready to run: its files in place, its command rewritten only at the listen address.
+struct Prepared {
+    launch: Launch,
+    /// The bwrap arguments, shadow re-binds collapsed, for the log.
+    shown: String,
+    bwrap: Vec<String>,
+    port: u16,
+    listen_shipped: String,
+    web: bool,
+    _etc: tempfile::TempDir,
+}
+
+fn prepare(launch: &Launch, state_dir: &Path, state: StateMount) -> Prepared {
+    let mut launch = launch.clone();
+    let args = launch.argv[1..].to_vec();
+    // The configuration the command names, under /etc/dbwatch where every file puts it.
+    let etc = tempfile::tempdir().expect("temp dir");
+    let place = |path: &str, text: &str| {
+        let relative = path
+            .strip_prefix("/etc/dbwatch/")
+            .unwrap_or_else(|| panic!("{path}: configuration outside /etc/dbwatch"));
+        let file = etc.path().join(relative);
+        std::fs::create_dir_all(file.parent().expect("parent")).expect("mkdir");
+        std::fs::write(file, text).expect("write");
+    };
+    let (_, config) = flag(&args, "--config.file").expect("--config.file");
+    place(
+        &config,
+        "\
+global:
+  interval: 5s
+  timeout: 2s
+  evaluation_interval: 1s
+rule_files: [start-test-rules.yml]
+targets:
+  - name: closed
+    type: postgres
+    connection: {host: 127.0.0.1, port: 1, user: dbwatch, password: x}
+",
+    );
+    place(
+        &format!(
+            "{}/start-test-rules.yml",
+            Path::new(&config).parent().expect("dir").display()
+        ),
+        "groups:\n  - name: start\n    rules:\n      - alert: closed_target_down\n        expr: db_up == 0\n",
+    );
+    let web = match flag(&args, "--web.config.file") {
+        Some((_, path)) => {
+            let hash = bcrypt::hash(WEB_PASSWORD, 4).expect("bcrypt");
+            place(&path, &format!("basic_auth_users:\n  {WEB_USER}: {hash}\n"));
+            true
+        }
+        None => false,
+    };
+
+    // The only rewrite: a free loopback port instead of 0.0.0.0:9630, since these tests run in parallel with
+    // each other and with other test binaries on one machine (and a fixed port may be taken by a running demo).
+    let (index, listen_shipped) =
+        flag(&args, "--web.listen-address").expect("--web.listen-address");
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|listener| listener.local_addr())
+        .expect("a free port")
+        .port();
+    let listen = format!("127.0.0.1:{port}");
+    if launch.argv[index + 1].starts_with("--web.listen-address=") {
+        launch.argv[index + 1] = format!("--web.listen-address={listen}");
+    } else {
+        launch.argv[index + 1] = listen;
+    }
+
+    let binary = launch.argv[0].clone();
+    let mut destinations = vec!["/etc/dbwatch", binary.as_str()];
+    if state != StateMount::Absent {
+        destinations.push(&launch.state);
+    }
+    let shadowed = shadowed_parents(&destinations);
+    let mut bwrap: Vec<String> = ["--ro-bind", "/", "/", "--dev", "/dev", "--proc", "/proc"]
+        .map(str::to_owned)
+        .to_vec();
+    let mut shown = bwrap.join(" ");
+    for parent in &shadowed {
+        bwrap.extend(["--tmpfs".into(), parent.display().to_string()]);
+        let mut count = 0;
+        for entry in std::fs::read_dir(parent).expect("read dir").flatten() {
+            let path = entry.path().display().to_string();
+            match std::fs::read_link(entry.path()) {
+                Ok(target) => {
+                    bwrap.extend(["--symlink".into(), target.display().to_string(), path])
+                }
+                Err(_) => bwrap.extend(["--ro-bind-try".into(), path.clone(), path]),
+            }
+            count += 1;
+        }
+        shown.push_str(&format!(
+            " --tmpfs {0} [{count} entries of {0} re-bound read-only]",
+            parent.display()
+        ));
+    }
+    let mut mounts = vec![
+        "--ro-bind".to_owned(),
+        env!("CARGO_BIN_EXE_dbwatch").to_owned(),
+        binary.clone(),
+        "--ro-bind".to_owned(),
+        etc.path().display().to_string(),
+        "/etc/dbwatch".to_owned(),
+    ];
+    match state {
+        StateMount::Writable => mounts.extend([
+            "--bind".to_owned(),
+            state_dir.display().to_string(),
+            launch.state.clone(),
+        ]),
+        StateMount::ReadOnly => mounts.extend([
+            "--ro-bind".to_owned(),
+            state_dir.display().to_string(),
+            launch.state.clone(),
+        ]),
+        StateMount::Absent => {}
+    }
+    for parent in &shadowed {
+        mounts.extend(["--remount-ro".into(), parent.display().to_string()]);
+    }
+    let uid = launch.uid.to_string();
+    mounts.extend(
+        [
+            "--unshare-user",
+            "--uid",
+            &uid,
+            "--gid",
+            &uid,
+            "--die-with-parent",
+            "--chdir",
+            "/",
+            "--",
+        ]
+        .map(str::to_owned),
+    );
+    shown.push(' ');
+    shown.push_str(&mounts.join(" "));
+    bwrap.extend(mounts);
+    Prepared {
+        launch,
+        shown,
+        bwrap,
+        port,
+        listen_shipped,
+        web,
+        _etc: etc,
+    }
+}
+
+/// A sandboxed process, killed with the test (bwrap's --die-with-parent takes dbwatch along).
+struct Sandboxed {
+    child: std::process::Child,
+    stderr: PathBuf,
+    _log: tempfile::TempDir,
+}
+
+impl Drop for Sandboxed {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Sandboxed {
+    fn stderr(&self) -> String {
+        std::fs::read_to_string(&self.stderr).unwrap_or_default()
+    }
+}
+
+impl Prepared {
+    fn spawn(&self, argv: &[String]) -> Sandboxed {
+        let log = tempfile::tempdir().expect("temp dir");
+        let stderr = log.path().join("stderr");
+        let child = Command::new("bwrap")
+            .args(&self.bwrap)
+            .args(argv)
+            .env_clear()
+            .envs(&self.launch.env)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::fs::File::create(&stderr).expect("stderr file"))
+            .spawn()
+            .unwrap_or_else(|error| {
+                panic!("bwrap is required (Debian's bubblewrap; `deploy/local/fleet up tools`): {error}")
+            });
+        Sandboxed {
+            child,
+            stderr,
+            _log: log,
+        }
+    }
+
+    fn run_to_end(&self, argv: &[String], within: Duration) -> (std::process::ExitStatus, String) {
+        let mut process = self.spawn(argv);
+        let deadline = Instant::now() + within;
+        loop {
+            if let Some(status) = process.child.try_wait().expect("wait") {
+                return (status, process.stderr());
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{} did not end within {within:?}:\n{}",
+                argv.join(" "),
+                process.stderr()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// GET `path` on the sandboxed daemon; the status code, or None while nothing answers.
+    fn get(&self, path: &str) -> Option<u16> {
+        use base64::Engine as _;
+        let mut stream = std::net::TcpStream::connect(("127.0.0.1", self.port)).ok()?;
+        stream.set_read_timeout(Some(Duration::from_secs(2))).ok()?;
+        let auth = if self.web {
+            format!(
+                "Authorization: Basic {}\r\n",
+                base64::engine::general_purpose::STANDARD
+                    .encode(format!("{WEB_USER}:{WEB_PASSWORD}"))
+            )
+        } else {
+            String::new()
+        };
+        write!(
+            stream,
+            "GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\n{auth}Connection: close\r\n\r\n"
+        )
+        .ok()?;
+        let mut response = String::new();
+        stream.read_to_string(&mut response).ok()?;
+        response.split_whitespace().nth(1)?.parse().ok()
+    }
+
+    /// Starts the daemon and waits for `/-/ready` to answer 200; panics with its stderr if it exits first.
+    fn start_ready(&self) -> (Sandboxed, Duration) {
+        let started = Instant::now();
+        let mut process = self.spawn(&self.launch.argv);
+        let deadline = started + Duration::from_secs(30);
+        loop {
+            if let Some(status) = process.child.try_wait().expect("wait") {
+                panic!(
+                    "{}: dbwatch exited ({status}) before it was ready, started as\n  bwrap {} {}\nstderr:\n{}",
+                    self.launch.what,
+                    self.shown,
+                    self.launch.argv.join(" "),
+                    process.stderr()
+                );
+            }
+            if self.get("/-/ready") == Some(200) {
+                return (process, started.elapsed());
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{}: not ready within 30 s:\n{}",
+                self.launch.what,
+                process.stderr()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+fn mode(path: &Path) -> u32 {
+    use std::os::unix::fs::PermissionsExt as _;
+    std::fs::metadata(path)
+        .unwrap_or_else(|error| panic!("{}: {error}", path.display()))
+        .permissions()
+        .mode()
+        & 0o777
+}
+
+/// Runs `launch` as shipped and requires readiness, its state in the provisioned folder, private files.
+fn starts_as_shipped(launch: Launch) {
+    let state = tempfile::tempdir().expect("temp dir");
+    let prepared = prepare(&launch, state.path(), StateMount::Writable);
+    assert_eq!(
+        prepared.listen_shipped, "0.0.0.0:9630",
+        "{}: the shipped listen address",
+        launch.what
+    );
+    for pre in &prepared.launch.pre {
+        let (status, stderr) = prepared.run_to_end(pre, Duration::from_secs(30));
+        assert!(
+            status.success(),
+            "{}: {} failed:\n{stderr}",
+            launch.what,
+            pre.join(" ")
+        );
+    }
+    let (process, ready_after) = prepared.start_ready();
+    println!(
+        "{}: ready after {ready_after:?} (uid {}), started as\n  bwrap {} {}",
+        launch.what,
+        launch.uid,
+        prepared.shown,
+        prepared.launch.argv.join(" ")
+    );
+    assert_eq!(mode(&state.path().join(".lock")), 0o600);
+    // The rule fires at the first evaluation and the engine saves its state there, privately.
+    let alerts = state.path().join("alerts.json");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !alerts.exists() {
+        assert!(
+            Instant::now() < deadline,
+            "{}: no alerts.json in the state folder:\n{}",
+            launch.what,
+            process.stderr()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert_eq!(mode(&alerts), 0o600);
+    if prepared.web {
+        // Authentication is on: without credentials the metrics are refused.
+        let mut anonymous =
+            std::net::TcpStream::connect(("127.0.0.1", prepared.port)).expect("connect");
+        write!(
+            anonymous,
+            "GET /metrics HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n"
+        )
+        .expect("write");
+        let mut response = String::new();
+        anonymous.read_to_string(&mut response).expect("read");
+        assert!(response.starts_with("HTTP/1.1 401"), "{response}");
+    }
+}
+
+#[test]
+fn the_systemd_unit_starts_as_shipped_under_a_read_only_root() {
+    starts_as_shipped(systemd_launch());
+}
+
+#[test]
+fn the_container_starts_as_shipped_under_a_read_only_root() {
+    starts_as_shipped(container_launch());
+}
+
+#[test]
+fn the_kubernetes_container_starts_as_shipped_under_a_read_only_root() {
+    starts_as_shipped(kubernetes_launch());
+}
+
+/// The one line dbwatch prints before exiting 1.
+fn fails_with_one_line(prepared: &Prepared) -> String {
+    let (status, stderr) = prepared.run_to_end(&prepared.launch.argv, Duration::from_secs(10));
+    assert_eq!(status.code(), Some(1), "{stderr}");
+    assert_eq!(stderr.lines().count(), 1, "exactly one line:\n{stderr}");
+    stderr.trim_end().to_owned()
+}
+
+#[test]
+fn a_state_folder_that_cannot_be_written_or_is_held_fails_the_start_with_one_line() {
+    let launch = systemd_launch();
+    let state = tempfile::tempdir().expect("temp dir");
+
+    let read_only = prepare(&launch, state.path(), StateMount::ReadOnly);
+    assert_eq!(
+        fails_with_one_line(&read_only),
+        format!(
+            "dbwatch: storage folder {}: is not writable: Read-only file system (os error 30)",
+            launch.state
+        )
+    );
+
+    let missing = prepare(&container_launch(), state.path(), StateMount::Absent);
+    assert_eq!(
+        fails_with_one_line(&missing),
+        format!(
+            "dbwatch: storage folder {}: cannot be created: Read-only file system (os error 30)",
+            missing.launch.state
+        )
+    );
+
+    let first = prepare(&launch, state.path(), StateMount::Writable);
+    let (_running, _) = first.start_ready();
+    let second = prepare(&launch, state.path(), StateMount::Writable);
+    assert_eq!(
+        fails_with_one_line(&second),
+        format!(
+            "dbwatch: storage folder {0}: is in use by another dbwatch process (lock {0}/.lock is held)",
+            launch.state
+        )
+    );
+    // The first one is unharmed.
+    assert_eq!(first.get("/-/ready"), Some(200));
 }
