@@ -1,10 +1,12 @@
 //! The deployment files under deploy/ checked by the tools that will read them: promtool (Prometheus
 //! configuration and rules), amtool (Alertmanager configuration and routing), systemd-analyze (the unit and
 //! its hardening), dbwatch itself (the configuration the Kubernetes ConfigMap carries), and structural checks
-//! of the Kubernetes manifests, the container file and Grafana's provisioning without a cluster.
+//! of the Kubernetes manifests, the container file and Grafana's provisioning without a cluster. Then each
+//! shipped command line is started for real under a read-only root (see "Start what you ship" below).
 //!
-//! Needs promtool and amtool (Debian packages prometheus and prometheus-alertmanager) and systemd-analyze
-//! (package systemd), all installed by the fleet's tools component; fails without them.
+//! Needs promtool and amtool (Debian packages prometheus and prometheus-alertmanager), systemd-analyze
+//! (package systemd) and bwrap (package bubblewrap), all installed by the fleet's tools component; fails
+//! without them.
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
