@@ -336,3 +336,67 @@ async fn get(client: &reqwest::Client, base: &str, path: &str) -> Option<(u16, S
     let status = response.status().as_u16();
     Some((status, response.text().await.ok()?))
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_corrupt_state_file_is_kept_aside_counted_and_the_daemon_starts() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let data = dir.path().join("data");
+    std::fs::create_dir(&data).expect("mkdir");
+    // Torn, empty, and well-formed JSON of the wrong shape: each is unusable as its part of the state.
+    let bad: [(&str, &[u8]); 3] = [
+        ("alerts.json", b"{\"version\": 1, \"saved_at\": 17"),
+        ("notifications.json", b""),
+        ("silences.json", b"{\"not\": \"a list\"}"),
+    ];
+    for (name, bytes) in bad {
+        std::fs::write(data.join(name), bytes).expect("write");
+    }
+    std::fs::write(
+        dir.path().join("rules.yml"),
+        "groups:\n  - name: state\n    rules:\n      - alert: never\n        expr: vector(0) > 1\n",
+    )
+    .expect("rules");
+    std::fs::write(
+        dir.path().join("routing.yml"),
+        "route:\n  receiver: none\nreceivers:\n  - name: none\n",
+    )
+    .expect("routing");
+    std::fs::write(
+        dir.path().join("dbwatch.yml"),
+        "global:\n  evaluation_interval: 1s\nrule_files: [rules.yml]\nalerting:\n  config_file: routing.yml\ntargets:\n  - name: closed\n    type: postgres\n    connection: {host: 127.0.0.1, port: 1, user: dbwatch, password: x}\n",
+    )
+    .expect("config");
+    let client = reqwest::Client::builder()
+        .timeout(Duration::from_secs(5))
+        .build()
+        .expect("client");
+    let mut daemon = Daemon::start(dir.path(), 1);
+    let base = daemon.base.clone();
+    wait_for(&mut daemon, "/-/ready", Duration::from_secs(30), || async {
+        (get(&client, &base, "/-/ready").await?.0 == 200).then_some(())
+    })
+    .await;
+    let (_, metrics) = get(&client, &base, "/metrics").await.expect("metrics");
+    // The silences API answers, with no silences.
+    let (status, silences) = get(&client, &base, "/api/v2/silences")
+        .await
+        .expect("silences");
+    assert_eq!((status, silences.trim()), (200, "[]"));
+    for (name, bytes) in bad {
+        let series = format!("dbwatch_state_file_corruptions_total{{file=\"{name}\"}} 1");
+        assert!(metrics.lines().any(|line| line == series), "{series}");
+        let kept: Vec<PathBuf> = std::fs::read_dir(&data)
+            .expect("read data")
+            .filter_map(|entry| entry.ok().map(|entry| entry.path()))
+            .filter(|path| {
+                path.file_name().is_some_and(|file| {
+                    file.to_string_lossy()
+                        .starts_with(&format!("{name}.corrupt-"))
+                })
+            })
+            .collect();
+        assert_eq!(kept.len(), 1, "{name}: {kept:?}");
+        assert_eq!(std::fs::read(&kept[0]).expect("kept"), bytes, "{name}");
+    }
+    daemon.stop().await;
+}
