@@ -126,7 +126,9 @@ impl RunOptions {
 pub fn parse_external_url(text: &str) -> Result<String, String> {
     let url = reqwest::Url::parse(text).map_err(|error| format!("{text:?}: {error}"))?;
     if !matches!(url.scheme(), "http" | "https") || url.host_str().is_none() {
-        return Err(format!("{text:?}: not an http:// or https:// URL with a host"));
+        return Err(format!(
+            "{text:?}: not an http:// or https:// URL with a host"
+        ));
     }
     Ok(text.trim_end_matches('/').to_owned())
 }

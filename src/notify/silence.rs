@@ -559,7 +559,9 @@ mod tests {
     fn sizes_and_counts_are_bounded() {
         let dir = tempfile::tempdir().expect("temp dir");
         let silences = Silences::load(dir.path()).expect("load");
-        let many = (0..=MAX_MATCHERS).map(|i| equal(&format!("l{i}"), "v")).collect();
+        let many = (0..=MAX_MATCHERS)
+            .map(|i| equal(&format!("l{i}"), "v"))
+            .collect();
         assert_eq!(
             invalid(silences.upsert(posted(many), NOW)),
             "a silence has at most 32 matchers, not 33"
@@ -631,14 +633,20 @@ mod tests {
             .expect("saved");
         // The folder goes away (a lost volume): every save fails.
         std::fs::remove_dir_all(&state).expect("remove");
-        let labels = [("alertname".to_owned(), "b".to_owned())].into_iter().collect();
+        let labels = [("alertname".to_owned(), "b".to_owned())]
+            .into_iter()
+            .collect();
         let failed = silences.upsert(posted(vec![equal("alertname", "b")]), NOW);
         assert!(matches!(failed, Err(SilenceError::Store(_))), "{failed:?}");
         assert_eq!(silences.list().len(), 1, "the failed create is not live");
         assert_eq!(silences.silenced_by(&labels, NOW + 1), None);
         let failed = silences.expire(&id, NOW + 1);
         assert!(matches!(failed, Err(SilenceError::Store(_))), "{failed:?}");
-        assert_eq!(silences.list()[0].state(NOW + 2), "active", "the failed expiry is not live");
+        assert_eq!(
+            silences.list()[0].state(NOW + 2),
+            "active",
+            "the failed expiry is not live"
+        );
     }
 
     #[test]
@@ -662,8 +670,14 @@ mod tests {
         let silences = Silences::load(dir.path()).expect("load");
         assert_eq!(silences.list(), vec![broken.clone()]);
         assert_eq!(silences.broken().len(), 1);
-        let labels = [("alertname".to_owned(), "(unclosed".to_owned())].into_iter().collect();
-        assert_eq!(silences.silenced_by(&labels, NOW + 1), None, "it mutes nothing");
+        let labels = [("alertname".to_owned(), "(unclosed".to_owned())]
+            .into_iter()
+            .collect();
+        assert_eq!(
+            silences.silenced_by(&labels, NOW + 1),
+            None,
+            "it mutes nothing"
+        );
         // Another change keeps it in the file.
         silences
             .upsert(posted(vec![equal("alertname", "x")]), NOW)
@@ -673,6 +687,13 @@ mod tests {
         assert_eq!(reloaded.broken()[0].0, "broken");
         // And it can be expired like any other.
         reloaded.expire("broken", NOW + 1).expect("expire");
-        assert_eq!(reloaded.list().iter().find(|s| s.id == "broken").map(|s| s.state(NOW + 2)), Some("expired"));
+        assert_eq!(
+            reloaded
+                .list()
+                .iter()
+                .find(|s| s.id == "broken")
+                .map(|s| s.state(NOW + 2)),
+            Some("expired")
+        );
     }
 }

@@ -180,8 +180,7 @@ where
         .timer(TokioTimer::new())
         .header_read_timeout(HEADER_READ_TIMEOUT)
         .max_buf_size(MAX_HEAD_BYTES);
-    let connection =
-        builder.serve_connection(TokioIo::new(io), TowerToHyperService::new(router));
+    let connection = builder.serve_connection(TokioIo::new(io), TowerToHyperService::new(router));
     tokio::pin!(connection);
     let result = tokio::select! {
         result = connection.as_mut() => result,
@@ -435,7 +434,12 @@ fn trusted_host(request: &Request, hosts: &[String]) -> bool {
     };
     let name = match host.strip_prefix('[') {
         // [::1]:9630
-        Some(rest) => return rest.split(']').next().is_some_and(|ip| ip.parse::<IpAddr>().is_ok()),
+        Some(rest) => {
+            return rest
+                .split(']')
+                .next()
+                .is_some_and(|ip| ip.parse::<IpAddr>().is_ok())
+        }
         None => match host.rsplit_once(':') {
             Some((name, port)) if port.bytes().all(|byte| byte.is_ascii_digit()) => name,
             _ => host,
@@ -443,7 +447,9 @@ fn trusted_host(request: &Request, hosts: &[String]) -> bool {
     };
     name.parse::<IpAddr>().is_ok()
         || name.eq_ignore_ascii_case("localhost")
-        || hosts.iter().any(|allowed| allowed.eq_ignore_ascii_case(name))
+        || hosts
+            .iter()
+            .any(|allowed| allowed.eq_ignore_ascii_case(name))
 }
 
 /// 401; a write gets the reason as a JSON string (Alertmanager's error shape, which amtool prints).
@@ -552,7 +558,12 @@ mod tests {
             assert!(trusted_host(&request(Some(host)), &hosts), "{host}");
         }
         assert!(trusted_host(&request(None), &hosts));
-        for host in ["evil.example:9630", "127.0.0.1.evil.example", "[evil]:1", "localhost.evil"] {
+        for host in [
+            "evil.example:9630",
+            "127.0.0.1.evil.example",
+            "[evil]:1",
+            "localhost.evil",
+        ] {
             assert!(!trusted_host(&request(Some(host)), &hosts), "{host}");
         }
     }
