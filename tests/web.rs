@@ -105,7 +105,9 @@ impl Server {
             .await
             .expect("bind");
         let port = listener.local_addr().expect("address").port();
-        let router = Router::new().route("/metrics", get(|| async { "db_up 1\n" }));
+        let router = Router::new()
+            .route("/metrics", get(|| async { "db_up 1\n" }))
+            .route("/big", get(|| async { "x".repeat(1 << 20) }));
         let shutdown = CancellationToken::new();
         let task = tokio::spawn(web::serve(listener, router, web, shutdown.clone()));
         Server {
@@ -330,6 +332,14 @@ async fn without_a_web_config_it_serves_plain_http() {
         .await
         .expect("request");
     assert_eq!(response.status().as_u16(), 200);
+    // A body much larger than the server's buffers arrives whole.
+    let big = reqwest::get(format!("http://127.0.0.1:{}/big", server.port))
+        .await
+        .expect("request")
+        .text()
+        .await
+        .expect("body");
+    assert_eq!(big.len(), 1 << 20);
 
     // Basic auth alone, over plain HTTP, is allowed (as in the exporter-toolkit).
     let pki = Pki::new();
@@ -1118,7 +1128,11 @@ async fn a_reader_cannot_mute_and_a_writer_can() {
         hash("scrape-secret"),
         hash("oncall-secret")
     );
-    let mut daemon = Daemon::start(&hook.url, &[], Some(&web_yml));
+    let mut daemon = Daemon::start(
+        &hook.url,
+        &["--web.external-url=https://dbwatch.example:9630/"],
+        Some(&web_yml),
+    );
     daemon.healthy().await;
     let client = reqwest::Client::new();
     let base = daemon.base.clone();
@@ -1289,6 +1303,20 @@ async fn a_reader_cannot_mute_and_a_writer_can() {
     }
     // A few more flushes (group_interval 1 s) in which `muted` would have gone out.
     tokio::time::sleep(Duration::from_secs(3)).await;
+    // The links in notifications are --web.external-url's, without its trailing slash.
+    let external: Vec<serde_json::Value> = hook
+        .received
+        .lock()
+        .expect("hook lock")
+        .iter()
+        .map(|body| body["externalURL"].clone())
+        .collect();
+    assert!(
+        external
+            .iter()
+            .all(|url| url == "https://dbwatch.example:9630"),
+        "{external:?}"
+    );
     assert!(
         !hook.alertnames().contains(&"muted".to_owned()),
         "{:?}",
@@ -1514,5 +1542,20 @@ async fn basic_auth_costs_are_reported() {
         "authenticated scrapes: {rate:.1} requests/s; during a flood ({bad} wrong passwords answered in 5 s): \
          {cores:.2} cores used by dbwatch, good scrapes' worst latency {worst:?} ({} scrapes)",
         latencies.len()
+    );
+}
+
+#[test]
+fn a_bad_external_url_stops_the_daemon_at_start() {
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_dbwatch"))
+        .arg("--web.external-url=dbwatch.example:9630")
+        .arg("--config.file=/nonexistent.yml")
+        .output()
+        .expect("run dbwatch");
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("--web.external-url") && stderr.contains("not an http:// or https:// URL"),
+        "{stderr}"
     );
 }

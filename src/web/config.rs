@@ -463,3 +463,22 @@ fn server_config(
     config.alpn_protocols = vec![b"http/1.1".to_vec()];
     Ok(config)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_dummy_hash_costs_as_much_as_the_dearest_user() {
+        let users: BTreeMap<String, String> = [("a", 4), ("b", 6), ("c", 5)]
+            .into_iter()
+            .map(|(user, cost)| {
+                let hash = bcrypt::hash("pw", cost).expect("hash");
+                (user.to_owned(), hash)
+            })
+            .collect();
+        let dummy = dummy_hash(&users).expect("dummy");
+        assert_eq!(dummy.get(..7), Some("$2b$06$"), "{dummy}");
+        assert_eq!(dummy_hash(&BTreeMap::new()).expect("none"), "");
+    }
+}
