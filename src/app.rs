@@ -99,6 +99,35 @@ pub struct RunOptions {
     /// Where alert state, the notification log and outbox and the silences are kept across restarts; opened
     /// (created, probed and locked) before anything else, and held for as long as the daemon runs.
     pub storage: Arc<Storage>,
+    /// `--web.external-url`: how users reach dbwatch, for the links in notifications. `None`:
+    /// `http(s)://<listen address>`.
+    pub external_url: Option<String>,
+    /// `--web.enable-unauthenticated-writes`: without `basic_auth_users`, accept writes (silences) from anyone.
+    pub unauthenticated_writes: bool,
+}
+
+impl RunOptions {
+    /// The URL in notification links: `--web.external-url`, else the listen address, https when TLS is on.
+    pub fn external_url(&self) -> String {
+        match &self.external_url {
+            Some(url) => url.trim_end_matches('/').to_owned(),
+            None => {
+                let tls = self.web.as_ref().is_some_and(WebConfig::tls_enabled);
+                format!("{}://{}", if tls { "https" } else { "http" }, self.listen)
+            }
+        }
+    }
+}
+
+/// Checks a `--web.external-url` value: an absolute http or https URL.
+pub fn parse_external_url(text: &str) -> Result<String, String> {
+    let url = reqwest::Url::parse(text).map_err(|error| format!("{text:?}: {error}"))?;
+    if !matches!(url.scheme(), "http" | "https") || url.host_str().is_none() {
+        return Err(format!(
+            "{text:?}: not an http:// or https:// URL with a host"
+        ));
+    }
+    Ok(text.trim_end_matches('/').to_owned())
 }
 
 /// Runs the daemon until `shutdown` is cancelled.
@@ -115,6 +144,7 @@ pub async fn run(
     } = loaded;
     let listen = options.listen;
     let storage_path = options.storage.path().to_owned();
+    let external_url = options.external_url();
     let registry = Registry::new();
     storage::register_metrics(
         &registry,
@@ -143,7 +173,7 @@ pub async fn run(
             state_dir: Some(storage_path.clone()),
             evaluation_interval: config.rules.evaluation_interval,
             external_labels: config.rules.external_labels.clone(),
-            external_url: format!("http://{listen}"),
+            external_url: external_url.clone(),
         },
         transitions,
         rule_metrics,
@@ -152,7 +182,7 @@ pub async fn run(
     tracker.spawn(engine.run(shutdown.clone()));
     let notify_api = match routing {
         Some(mut routing) => {
-            routing.delivery.external_url = format!("http://{listen}");
+            routing.delivery.external_url = external_url.clone();
             routing.delivery.alertmanagers = config.alerting.alertmanagers.clone();
             let notifier = Notifier::new(
                 routing,
@@ -188,11 +218,36 @@ pub async fn run(
             source,
         })?;
     let bound = listener.local_addr().unwrap_or(listen);
+    let mut web = options.web.clone().unwrap_or_default();
     tracing::info!(
         address = %bound,
-        tls = options.web.as_ref().is_some_and(WebConfig::tls_enabled),
+        tls = web.tls_enabled(),
+        basic_auth = web.basic_auth_enabled(),
+        write_users = ?web.write_users().collect::<Vec<_>>(),
+        external_url = %external_url,
         "serving /metrics"
     );
+    if options.unauthenticated_writes {
+        if web.basic_auth_enabled() {
+            tracing::warn!(
+                "--web.enable-unauthenticated-writes is ignored: basic_auth_users are configured, so writes \
+                 need a user listed under write_users"
+            );
+        } else {
+            tracing::warn!(
+                address = %bound,
+                "--web.enable-unauthenticated-writes: anyone who can reach this address can create and expire \
+                 silences, and so mute every page"
+            );
+            // The external URL's host is how operators name dbwatch; the rebinding check accepts it.
+            let hosts = reqwest::Url::parse(&external_url)
+                .ok()
+                .and_then(|url| url.host_str().map(str::to_owned))
+                .into_iter()
+                .collect();
+            web = web.with_unauthenticated_writes(hosts);
+        }
+    }
     let router = http::router(HttpState {
         store: Arc::clone(&store),
         registry,
@@ -203,18 +258,29 @@ pub async fn run(
         Some(api) => router.merge(api),
         None => router,
     };
-    let served = crate::web::serve(listener, router, options.web, shutdown.clone()).await;
-    // The server ends first only on an error; the pollers must stop too.
-    shutdown.cancel();
-    if tokio::time::timeout(SHUTDOWN_DEADLINE, tracker.wait())
-        .await
-        .is_err()
-    {
-        tracing::warn!(
-            deadline = %humantime::format_duration(SHUTDOWN_DEADLINE),
-            "tasks did not finish before the shutdown deadline"
-        );
-    }
+    // The deadline counts from the shutdown signal and covers everything: the server's drain of open
+    // connections (at most web::DRAIN_TIMEOUT) and the tasks' last saves, which run at the same time.
+    let everything = async {
+        let served = crate::web::serve(listener, router, Some(web), shutdown.clone()).await;
+        // The server ends first only on an error; the pollers must stop too.
+        shutdown.cancel();
+        tracker.wait().await;
+        served
+    };
+    let deadline = async {
+        shutdown.cancelled().await;
+        tokio::time::sleep(SHUTDOWN_DEADLINE).await;
+    };
+    let served = tokio::select! {
+        served = everything => served,
+        _ = deadline => {
+            tracing::warn!(
+                deadline = %humantime::format_duration(SHUTDOWN_DEADLINE),
+                "tasks did not finish before the shutdown deadline"
+            );
+            Ok(())
+        }
+    };
     served.map_err(AppError::Serve)
 }
 

@@ -31,9 +31,20 @@ struct Cli {
     )]
     listen_address: SocketAddr,
 
-    /// TLS and basic-auth settings for the HTTP endpoint, in the Prometheus exporter-toolkit format.
+    /// TLS and basic-auth settings for the HTTP endpoint, in the Prometheus exporter-toolkit format, plus
+    /// `write_users`: the users who may create and expire silences.
     #[arg(long = "web.config.file", value_name = "FILE")]
     web_config_file: Option<PathBuf>,
+
+    /// Without basic_auth_users in --web.config.file, accept writes (creating and expiring silences) from
+    /// anyone who can reach the listen address. Off by default: such writes are refused with 403.
+    #[arg(long = "web.enable-unauthenticated-writes")]
+    enable_unauthenticated_writes: bool,
+
+    /// The URL users reach dbwatch at, for the links in notifications (default: http://<listen address>, https
+    /// with TLS).
+    #[arg(long = "web.external-url", value_name = "URL", value_parser = dbwatch::app::parse_external_url)]
+    external_url: Option<String>,
 
     /// Folder for state kept across restarts (alert state; the notification outbox).
     #[arg(long = "storage.path", value_name = "DIR", default_value = "data")]
@@ -100,6 +111,10 @@ fn main() -> ExitCode {
             cli.listen_address,
             cli.web_config_file.as_deref(),
             cli.storage_path,
+            WebFlags {
+                external_url: cli.external_url,
+                unauthenticated_writes: cli.enable_unauthenticated_writes,
+            },
         ) {
             Ok(()) => ExitCode::SUCCESS,
             Err(error) => {
@@ -212,11 +227,22 @@ fn rules_command(command: RulesCommand) -> ExitCode {
     }
 }
 
+/// The web flags beyond the listen address and the web config file.
+struct WebFlags {
+    external_url: Option<String>,
+    unauthenticated_writes: bool,
+}
+
+/// After the daemon returned (within its shutdown deadline), how long blocking work still running (a bcrypt
+/// verification, a rules evaluation, a save) may hold the exit.
+const RUNTIME_SHUTDOWN: std::time::Duration = std::time::Duration::from_secs(1);
+
 fn run(
     config_file: &std::path::Path,
     listen: SocketAddr,
     web_config_file: Option<&std::path::Path>,
     storage_path: PathBuf,
+    flags: WebFlags,
 ) -> anyhow::Result<()> {
     // First of all: a storage folder that cannot be created or written, or that another dbwatch holds, ends
     // the start here with one line, before any poll, evaluation or notification could come to depend on it.
@@ -231,12 +257,14 @@ fn run(
         listen,
         web,
         storage: std::sync::Arc::clone(&storage),
+        external_url: flags.external_url,
+        unauthenticated_writes: flags.unauthenticated_writes,
     };
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
         .build()?;
-    runtime.block_on(async {
+    let result = runtime.block_on(async {
         let shutdown = CancellationToken::new();
         let signal_token = shutdown.clone();
         tokio::spawn(async move {
@@ -245,7 +273,10 @@ fn run(
             signal_token.cancel();
         });
         dbwatch::app::run(loaded, options, shutdown).await
-    })?;
+    });
+    // Dropping the runtime would wait for every blocking task without limit.
+    runtime.shutdown_timeout(RUNTIME_SHUTDOWN);
+    result?;
     Ok(())
 }
 

@@ -3,11 +3,20 @@
 //! They are persisted in the state folder (`silences.json`, written atomically) and mute matching firing alerts
 //! the way inhibition does: a muted alert is neither notified nor resolved, and one that first fired under a
 //! silence is notified at the first flush after the silence ends.
+//!
+//! Bounded so an API client cannot exhaust memory, disk or the notifier's time (every firing alert is checked
+//! against every silence each tick): at most [`MAX_SILENCES`] silences that have not expired,
+//! [`MAX_MATCHERS`] matchers per silence, [`MAX_MATCHER_BYTES`] per matcher name or value,
+//! [`MAX_COMMENT_BYTES`] of comment and [`MAX_CREATED_BY_BYTES`] of author (400 beyond), and the web server's
+//! 64 KiB request body (413). A change is saved before it is applied and acknowledged: a failed save answers 500
+//! and changes nothing, so a retry cannot leave a second silence behind and an expiry cannot come back after
+//! a restart.
 
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, PoisonError, RwLock};
+use std::sync::{Arc, Mutex, PoisonError, RwLock};
 use std::time::SystemTime;
 
+use axum::extract::rejection::JsonRejection;
 use axum::extract::{Path as UrlPath, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
@@ -23,6 +32,13 @@ use crate::rules::alerting::unix_millis;
 pub const SILENCES_FILE: &str = "silences.json";
 /// Expired silences are kept this long (Alertmanager's default `--data.retention`).
 const RETENTION_MS: i64 = 120 * 3600 * 1000;
+/// Silences that have not expired (active or pending). Alertmanager has a similar, opt-in, limit.
+pub const MAX_SILENCES: usize = 1000;
+pub const MAX_MATCHERS: usize = 32;
+/// Bytes per matcher name and per matcher value.
+pub const MAX_MATCHER_BYTES: usize = 1024;
+pub const MAX_COMMENT_BYTES: usize = 4096;
+pub const MAX_CREATED_BY_BYTES: usize = 256;
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -78,7 +94,34 @@ impl Silence {
 #[derive(Debug)]
 pub struct Silences {
     dir: PathBuf,
-    inner: RwLock<Vec<(Silence, Vec<Matcher>)>>,
+    /// Read by the notifier for every firing alert; written only to swap in a list already saved, so no
+    /// reader ever waits for an fsync.
+    inner: RwLock<List>,
+    /// Held by a change from reading the current list to swapping in the saved new one, so changes apply one
+    /// at a time and none is lost.
+    writer: Mutex<()>,
+}
+
+#[derive(Debug, Clone, Default)]
+struct List {
+    compiled: Vec<(Silence, Vec<Matcher>)>,
+    /// Saved silences whose matchers no longer compile (a regex this version refuses, L13): kept in the file
+    /// and listed, so an operator sees and can replace or expire them, but they mute nothing.
+    broken: Vec<(Silence, String)>,
+}
+
+impl List {
+    fn silences(&self) -> impl Iterator<Item = &Silence> {
+        self.compiled
+            .iter()
+            .map(|(silence, _)| silence)
+            .chain(self.broken.iter().map(|(silence, _)| silence))
+    }
+
+    fn remove(&mut self, id: &str) {
+        self.compiled.retain(|(silence, _)| silence.id != id);
+        self.broken.retain(|(silence, _)| silence.id != id);
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -87,18 +130,24 @@ pub enum SilenceError {
     Invalid(String),
     #[error("silence {0} not found")]
     NotFound(String),
+    /// The request itself was refused before it reached the silences (malformed JSON, too large a body).
+    #[error("{1}")]
+    Rejected(StatusCode, String),
+    #[error("{0}")]
+    Internal(String),
     #[error(transparent)]
     Store(#[from] StoreError),
 }
 
 impl Silences {
-    /// The silences saved in `dir`; a saved silence whose matchers no longer compile is dropped with a warning.
-    /// A `silences.json` that is not valid JSON of the expected shape is moved aside (`silences.json.corrupt-*`,
-    /// logged and counted by [`crate::storage`]) and dbwatch starts with no silences: an alert that pages when
-    /// it should have been muted is recoverable, a daemon that does not start pages nobody.
+    /// The silences saved in `dir`. A saved silence whose matchers no longer compile is kept (in the file and
+    /// the list) and reported at error level; it mutes nothing. A `silences.json` that is not valid JSON of the
+    /// expected shape is moved aside (`silences.json.corrupt-*`, logged and counted by [`crate::storage`]) and
+    /// dbwatch starts with no silences: an alert that pages when it should have been muted is recoverable, a
+    /// daemon that does not start pages nobody.
     pub fn load(dir: &Path) -> Result<Silences, StoreError> {
         let saved: Vec<Silence> = store::read_json(dir, SILENCES_FILE)?.unwrap_or_default();
-        let mut compiled = Vec::with_capacity(saved.len());
+        let mut list = List::default();
         for silence in saved {
             match silence
                 .matchers
@@ -106,15 +155,22 @@ impl Silences {
                 .map(ApiMatcher::compile)
                 .collect::<Result<Vec<_>, _>>()
             {
-                Ok(matchers) => compiled.push((silence, matchers)),
+                Ok(matchers) => list.compiled.push((silence, matchers)),
                 Err(error) => {
-                    tracing::warn!(id = %silence.id, error = %error, "saved silence dropped")
+                    tracing::error!(
+                        id = %silence.id,
+                        error = %error,
+                        "a saved silence's matchers no longer compile: it is kept and listed but mutes \
+                         nothing; replace or expire it"
+                    );
+                    list.broken.push((silence, error));
                 }
             }
         }
         Ok(Silences {
             dir: dir.to_owned(),
-            inner: RwLock::new(compiled),
+            inner: RwLock::new(list),
+            writer: Mutex::new(()),
         })
     }
 
@@ -126,6 +182,7 @@ impl Silences {
     ) -> Option<String> {
         let inner = self.inner.read().unwrap_or_else(PoisonError::into_inner);
         inner
+            .compiled
             .iter()
             .find(|(silence, matchers)| {
                 silence.state(now) == "active" && super::matcher::all_match(matchers, labels)
@@ -135,7 +192,25 @@ impl Silences {
 
     pub fn list(&self) -> Vec<Silence> {
         let inner = self.inner.read().unwrap_or_else(PoisonError::into_inner);
-        inner.iter().map(|(silence, _)| silence.clone()).collect()
+        inner.silences().cloned().collect()
+    }
+
+    /// The ids of saved silences whose matchers do not compile (they mute nothing).
+    pub fn broken(&self) -> Vec<(String, String)> {
+        let inner = self.inner.read().unwrap_or_else(PoisonError::into_inner);
+        inner
+            .broken
+            .iter()
+            .map(|(silence, error)| (silence.id.clone(), error.clone()))
+            .collect()
+    }
+
+    /// A copy of the current list, for a change to build on; only under `writer`.
+    fn current(&self) -> List {
+        self.inner
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
     }
 
     /// Creates a silence, or replaces the one with `id`; returns its id.
@@ -144,10 +219,24 @@ impl Silences {
         if posted.matchers.is_empty() {
             return Err(invalid("a silence needs at least one matcher".into()));
         }
+        if posted.matchers.len() > MAX_MATCHERS {
+            return Err(invalid(format!(
+                "a silence has at most {MAX_MATCHERS} matchers, not {}",
+                posted.matchers.len()
+            )));
+        }
         let mut matchers = Vec::with_capacity(posted.matchers.len());
         for matcher in &posted.matchers {
             if matcher.name.is_empty() {
                 return Err(invalid("a matcher needs a label name".into()));
+            }
+            for (what, text) in [("name", &matcher.name), ("value", &matcher.value)] {
+                if text.len() > MAX_MATCHER_BYTES {
+                    return Err(invalid(format!(
+                        "a matcher {what} is at most {MAX_MATCHER_BYTES} bytes, not {}",
+                        text.len()
+                    )));
+                }
             }
             matchers.push(matcher.compile().map_err(invalid)?);
         }
@@ -173,16 +262,39 @@ impl Silences {
         if posted.comment.trim().is_empty() {
             return Err(invalid("comment must not be empty".into()));
         }
-        let mut inner = self.inner.write().unwrap_or_else(PoisonError::into_inner);
+        if posted.created_by.len() > MAX_CREATED_BY_BYTES {
+            return Err(invalid(format!(
+                "createdBy is at most {MAX_CREATED_BY_BYTES} bytes, not {}",
+                posted.created_by.len()
+            )));
+        }
+        if posted.comment.len() > MAX_COMMENT_BYTES {
+            return Err(invalid(format!(
+                "comment is at most {MAX_COMMENT_BYTES} bytes, not {}",
+                posted.comment.len()
+            )));
+        }
+        let _writer = self.writer.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut next = self.current();
         let id = match posted.id.filter(|id| !id.is_empty()) {
             Some(id) => {
-                if !inner.iter().any(|(silence, _)| silence.id == id) {
+                if !next.silences().any(|silence| silence.id == id) {
                     return Err(SilenceError::NotFound(id));
                 }
                 id
             }
             None => new_id(),
         };
+        let live = next
+            .silences()
+            .filter(|silence| silence.id != id && silence.state(now) != "expired")
+            .count();
+        if live >= MAX_SILENCES {
+            return Err(invalid(format!(
+                "there are already {live} silences that have not expired, the most dbwatch keeps \
+                 ({MAX_SILENCES}); expire some first"
+            )));
+        }
         let silence = Silence {
             id: id.clone(),
             matchers: posted.matchers,
@@ -193,16 +305,23 @@ impl Silences {
             created_by: posted.created_by,
             comment: posted.comment,
         };
-        inner.retain(|(existing, _)| existing.id != id);
-        inner.push((silence, matchers));
-        self.save(&mut inner, now)?;
+        next.remove(&id);
+        next.compiled.push((silence, matchers));
+        self.commit(next, now)?;
         Ok(id)
     }
 
     /// Ends the silence now (a pending one never starts).
     pub fn expire(&self, id: &str, now: i64) -> Result<(), SilenceError> {
-        let mut inner = self.inner.write().unwrap_or_else(PoisonError::into_inner);
-        let Some((silence, _)) = inner.iter_mut().find(|(silence, _)| silence.id == id) else {
+        let _writer = self.writer.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut next = self.current();
+        let Some(silence) = next
+            .compiled
+            .iter_mut()
+            .map(|(silence, _)| silence)
+            .chain(next.broken.iter_mut().map(|(silence, _)| silence))
+            .find(|silence| silence.id == id)
+        else {
             return Err(SilenceError::NotFound(id.to_owned()));
         };
         if silence.state(now) == "expired" {
@@ -211,14 +330,20 @@ impl Silences {
         silence.starts_at = silence.starts_at.min(now);
         silence.ends_at = now;
         silence.updated_at = now;
-        self.save(&mut inner, now)?;
+        self.commit(next, now)?;
         Ok(())
     }
 
-    fn save(&self, inner: &mut Vec<(Silence, Vec<Matcher>)>, now: i64) -> Result<(), StoreError> {
-        inner.retain(|(silence, _)| silence.ends_at + RETENTION_MS > now);
-        let silences: Vec<&Silence> = inner.iter().map(|(silence, _)| silence).collect();
-        store::write_atomically(&self.dir, SILENCES_FILE, &silences)
+    /// Saves `next` (less the silences past retention) and only then makes it the current list: a failed
+    /// save changes nothing. The caller holds `writer`; the read lock is never held across the fsync.
+    fn commit(&self, mut next: List, now: i64) -> Result<(), StoreError> {
+        let kept = |silence: &Silence| silence.ends_at.saturating_add(RETENTION_MS) > now;
+        next.compiled.retain(|(silence, _)| kept(silence));
+        next.broken.retain(|(silence, _)| kept(silence));
+        let silences: Vec<&Silence> = next.silences().collect();
+        store::write_atomically(&self.dir, SILENCES_FILE, &silences)?;
+        *self.inner.write().unwrap_or_else(PoisonError::into_inner) = next;
+        Ok(())
     }
 }
 
@@ -299,8 +424,12 @@ impl IntoResponse for SilenceError {
         let status = match &self {
             SilenceError::Invalid(_) => StatusCode::BAD_REQUEST,
             SilenceError::NotFound(_) => StatusCode::NOT_FOUND,
-            SilenceError::Store(_) => StatusCode::INTERNAL_SERVER_ERROR,
+            SilenceError::Rejected(status, _) => *status,
+            SilenceError::Store(_) | SilenceError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         };
+        if status == StatusCode::INTERNAL_SERVER_ERROR {
+            tracing::error!(error = %self, "a silence change failed; nothing was changed");
+        }
         // Alertmanager answers errors with a JSON string.
         (status, Json(self.to_string())).into_response()
     }
@@ -356,12 +485,13 @@ struct Created {
 
 async fn post(
     State(silences): State<Arc<Silences>>,
-    Json(posted): Json<PostableSilence>,
+    posted: Result<Json<PostableSilence>, JsonRejection>,
 ) -> Result<Json<Created>, SilenceError> {
+    let Json(posted) = posted.map_err(rejected)?;
     let id = tokio::task::spawn_blocking(move || silences.upsert(posted, now()))
         .await
         .map_err(|error| {
-            SilenceError::Invalid(format!("the silence could not be stored: {error}"))
+            SilenceError::Internal(format!("the silence could not be stored: {error}"))
         })??;
     tracing::info!(id = %id, "silence stored");
     Ok(Json(Created { silence_id: id }))
@@ -375,8 +505,198 @@ async fn expire(
     tokio::task::spawn_blocking(move || silences.expire(&expired_id, now()))
         .await
         .map_err(|error| {
-            SilenceError::Invalid(format!("the silence could not be expired: {error}"))
+            SilenceError::Internal(format!("the silence could not be expired: {error}"))
         })??;
     tracing::info!(id = %id, "silence expired");
     Ok(StatusCode::OK)
+}
+
+/// A request axum's JSON extractor refused, answered as a JSON string like every other error here.
+fn rejected(rejection: JsonRejection) -> SilenceError {
+    let status = rejection.status();
+    let message = if status == StatusCode::PAYLOAD_TOO_LARGE {
+        format!(
+            "the request body is larger than {} KiB",
+            crate::web::MAX_BODY_BYTES / 1024
+        )
+    } else {
+        rejection.body_text()
+    };
+    SilenceError::Rejected(status, message)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const NOW: i64 = 1_800_000_000_000;
+
+    fn posted(matchers: Vec<ApiMatcher>) -> PostableSilence {
+        PostableSilence {
+            id: None,
+            matchers,
+            starts_at: format_time(NOW),
+            ends_at: format_time(NOW + 3_600_000),
+            created_by: "ops".into(),
+            comment: "maintenance".into(),
+        }
+    }
+
+    fn equal(name: &str, value: &str) -> ApiMatcher {
+        ApiMatcher {
+            name: name.into(),
+            value: value.into(),
+            is_regex: false,
+            is_equal: true,
+        }
+    }
+
+    fn invalid(result: Result<String, SilenceError>) -> String {
+        match result {
+            Err(SilenceError::Invalid(message)) => message,
+            other => panic!("expected a 400, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn sizes_and_counts_are_bounded() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let silences = Silences::load(dir.path()).expect("load");
+        let many = (0..=MAX_MATCHERS)
+            .map(|i| equal(&format!("l{i}"), "v"))
+            .collect();
+        assert_eq!(
+            invalid(silences.upsert(posted(many), NOW)),
+            "a silence has at most 32 matchers, not 33"
+        );
+        let long = "x".repeat(MAX_MATCHER_BYTES + 1);
+        assert_eq!(
+            invalid(silences.upsert(posted(vec![equal("a", &long)]), NOW)),
+            "a matcher value is at most 1024 bytes, not 1025"
+        );
+        assert_eq!(
+            invalid(silences.upsert(posted(vec![equal(&long, "v")]), NOW)),
+            "a matcher name is at most 1024 bytes, not 1025"
+        );
+        let mut wordy = posted(vec![equal("a", "b")]);
+        wordy.comment = "c".repeat(MAX_COMMENT_BYTES + 1);
+        assert_eq!(
+            invalid(silences.upsert(wordy, NOW)),
+            "comment is at most 4096 bytes, not 4097"
+        );
+        let mut author = posted(vec![equal("a", "b")]);
+        author.created_by = "a".repeat(MAX_CREATED_BY_BYTES + 1);
+        assert_eq!(
+            invalid(silences.upsert(author, NOW)),
+            "createdBy is at most 256 bytes, not 257"
+        );
+        // Exactly at every limit is accepted.
+        let mut full = posted(
+            (0..MAX_MATCHERS)
+                .map(|i| equal(&format!("l{i}"), &"v".repeat(MAX_MATCHER_BYTES)))
+                .collect(),
+        );
+        full.comment = "c".repeat(MAX_COMMENT_BYTES);
+        full.created_by = "a".repeat(MAX_CREATED_BY_BYTES);
+        let id = silences.upsert(full, NOW).expect("at the limits");
+        // 999 more, saved (one write instead of 999 fsynced ones), then the count limit.
+        let mut saved = silences.list();
+        for i in 1..MAX_SILENCES {
+            let mut silence = saved[0].clone();
+            silence.id = format!("saved-{i}");
+            silence.matchers = vec![equal("n", &i.to_string())];
+            saved.push(silence);
+        }
+        store::write_atomically(dir.path(), SILENCES_FILE, &saved).expect("write");
+        let silences = Silences::load(dir.path()).expect("load");
+        // Replacing a silence does not count it twice; an expired one does not count.
+        assert_eq!(
+            invalid(silences.upsert(posted(vec![equal("n", "x")]), NOW)),
+            "there are already 1000 silences that have not expired, the most dbwatch keeps (1000); \
+             expire some first"
+        );
+        let mut replaced = posted(vec![equal("a", "c")]);
+        replaced.id = Some(id.clone());
+        silences.upsert(replaced, NOW).expect("a replacement");
+        silences.expire(&id, NOW + 1).expect("expire");
+        silences
+            .upsert(posted(vec![equal("n", "x")]), NOW + 2)
+            .expect("room after an expiry");
+        assert_eq!(silences.list().len(), MAX_SILENCES + 1);
+    }
+
+    #[test]
+    fn a_failed_save_changes_nothing() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let state = dir.path().join("state");
+        std::fs::create_dir(&state).expect("state dir");
+        let silences = Silences::load(&state).expect("load");
+        let id = silences
+            .upsert(posted(vec![equal("alertname", "a")]), NOW)
+            .expect("saved");
+        // The folder goes away (a lost volume): every save fails.
+        std::fs::remove_dir_all(&state).expect("remove");
+        let labels = [("alertname".to_owned(), "b".to_owned())]
+            .into_iter()
+            .collect();
+        let failed = silences.upsert(posted(vec![equal("alertname", "b")]), NOW);
+        assert!(matches!(failed, Err(SilenceError::Store(_))), "{failed:?}");
+        assert_eq!(silences.list().len(), 1, "the failed create is not live");
+        assert_eq!(silences.silenced_by(&labels, NOW + 1), None);
+        let failed = silences.expire(&id, NOW + 1);
+        assert!(matches!(failed, Err(SilenceError::Store(_))), "{failed:?}");
+        assert_eq!(
+            silences.list()[0].state(NOW + 2),
+            "active",
+            "the failed expiry is not live"
+        );
+    }
+
+    #[test]
+    fn a_saved_silence_that_no_longer_compiles_is_kept_and_reported() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let broken = Silence {
+            id: "broken".into(),
+            matchers: vec![ApiMatcher {
+                name: "alertname".into(),
+                value: "(unclosed".into(),
+                is_regex: true,
+                is_equal: true,
+            }],
+            starts_at: NOW,
+            ends_at: NOW + 3_600_000,
+            updated_at: NOW,
+            created_by: "ops".into(),
+            comment: "from an older version".into(),
+        };
+        store::write_atomically(dir.path(), SILENCES_FILE, &vec![&broken]).expect("write");
+        let silences = Silences::load(dir.path()).expect("load");
+        assert_eq!(silences.list(), vec![broken.clone()]);
+        assert_eq!(silences.broken().len(), 1);
+        let labels = [("alertname".to_owned(), "(unclosed".to_owned())]
+            .into_iter()
+            .collect();
+        assert_eq!(
+            silences.silenced_by(&labels, NOW + 1),
+            None,
+            "it mutes nothing"
+        );
+        // Another change keeps it in the file.
+        silences
+            .upsert(posted(vec![equal("alertname", "x")]), NOW)
+            .expect("saved");
+        let reloaded = Silences::load(dir.path()).expect("reload");
+        assert_eq!(reloaded.list().len(), 2);
+        assert_eq!(reloaded.broken()[0].0, "broken");
+        // And it can be expired like any other.
+        reloaded.expire("broken", NOW + 1).expect("expire");
+        assert_eq!(
+            reloaded
+                .list()
+                .iter()
+                .find(|s| s.id == "broken")
+                .map(|s| s.state(NOW + 2)),
+            Some("expired")
+        );
+    }
 }

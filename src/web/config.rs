@@ -1,6 +1,6 @@
-//! `--web.config.file`: the exporter-toolkit format every Prometheus exporter accepts, read and validated once at
-//! startup so a wrong path, key or hash stops the daemon with the file and key named instead of at the first
-//! scrape.
+//! `--web.config.file`: the exporter-toolkit format every Prometheus exporter accepts, plus one dbwatch key
+//! (`write_users`), read and validated once at startup so a wrong path, key or hash stops the daemon with the
+//! file and key named instead of at the first scrape.
 //!
 //! ```yaml
 //! tls_server_config:
@@ -11,11 +11,31 @@
 //!   min_version: TLS12                             # TLS12 (default) or TLS13
 //! http_server_config:
 //!   headers: {Strict-Transport-Security: max-age=31536000}
-//! basic_auth_users:
-//!   prometheus: $2y$10$...                         # bcrypt hash: `htpasswd -nBC 10 "" | tr -d ':\n'`
+//! basic_auth_users:                                # bcrypt hashes: `htpasswd -nBC 10 "" | tr -d ':\n'`
+//!   prometheus: $2y$10$...                         # may read: scrape /metrics, list silences
+//!   oncall: $2y$10$...                             # may also write, because it is listed below
+//! write_users: [oncall]                            # dbwatch only: who may create and expire silences
 //! ```
+//!
+//! **Reads and writes.** A request whose method is GET, HEAD or OPTIONS is a read; any other method is a
+//! write (creating or expiring a silence today, `POST /-/reload` later).
+//! - With `basic_auth_users`, every request needs a listed user and its password (401 otherwise), and a write
+//!   also needs the user in `write_users` (403 otherwise). Every name in `write_users` must be a
+//!   `basic_auth_users` name. Without `write_users` nobody may write, so the credential Prometheus scrapes with
+//!   can never mute a page.
+//! - Without `basic_auth_users` (no file, an empty file, TLS only), reads are open and writes are refused with
+//!   403, unless dbwatch was started with `--web.enable-unauthenticated-writes` (a warning at start names the
+//!   address). Even then an unauthenticated write must name the server by an IP address, `localhost` or the
+//!   `--web.external-url` host in its `Host` header, so a web page cannot reach it through DNS rebinding.
+//! - **Client certificates authenticate reads only.** `client_auth_type: RequireAndVerifyClientCert` keeps out
+//!   every client without a certificate from `client_ca_file`, but a certificate names no dbwatch user and
+//!   grants no write: such CAs are often shared by many services. Writers need a `write_users` password too.
+//! - `/-/healthy` and `/-/ready` answer GET without authentication, so Kubernetes probes (which cannot send
+//!   credentials) work with basic auth on; a client certificate is still needed where TLS requires one.
+//!
+//! A file written for another exporter is valid as it is; other exporters do not know `write_users`.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -58,6 +78,9 @@ struct RawWebConfig {
     http_server_config: Option<RawHttp>,
     #[serde(default)]
     basic_auth_users: BTreeMap<String, String>,
+    /// dbwatch's own key: the `basic_auth_users` who may change state.
+    #[serde(default)]
+    write_users: Vec<String>,
 }
 
 #[derive(Deserialize)]
@@ -100,7 +123,15 @@ const ALLOWED_HEADERS: [&str; 5] = [
 pub struct WebConfig {
     pub(crate) tls: Option<Arc<ServerConfig>>,
     pub(crate) users: Arc<BTreeMap<String, String>>,
+    /// The users who may write; all of them are in `users`.
+    pub(crate) writers: Arc<BTreeSet<String>>,
+    /// Verified against when the user is unknown, at the highest cost among `users`, so an unknown user costs
+    /// as much time as a wrong password (L9). Empty when there are no users.
+    pub(crate) dummy_hash: Arc<str>,
     pub(crate) headers: Arc<Vec<(HeaderName, HeaderValue)>>,
+    /// Set by `--web.enable-unauthenticated-writes`: with no users, writes are accepted from requests whose
+    /// `Host` is one of these names (besides IP addresses and `localhost`). `None`: writes need a writer.
+    pub(crate) unauthenticated_writes: Option<Arc<Vec<String>>>,
 }
 
 /// Never prints the password hashes: they are offline-crackable.
@@ -109,6 +140,7 @@ impl fmt::Debug for WebConfig {
         f.debug_struct("WebConfig")
             .field("tls", &self.tls.is_some())
             .field("users", &self.users.keys().collect::<Vec<_>>())
+            .field("writers", &self.writers)
             .field("headers", &self.headers)
             .finish()
     }
@@ -123,6 +155,24 @@ impl WebConfig {
     /// True when requests need a user and password.
     pub fn basic_auth_enabled(&self) -> bool {
         !self.users.is_empty()
+    }
+
+    /// The users who may write (`write_users`).
+    pub fn write_users(&self) -> impl Iterator<Item = &str> {
+        self.writers.iter().map(String::as_str)
+    }
+
+    /// `--web.enable-unauthenticated-writes`: without `basic_auth_users`, accept writes from anyone whose
+    /// request names this server by an IP address, `localhost` or one of `hosts` (the external URL's host).
+    /// Has no effect when users are configured: then writes always need a `write_users` user.
+    pub fn with_unauthenticated_writes(mut self, hosts: Vec<String>) -> WebConfig {
+        self.unauthenticated_writes = Some(Arc::new(hosts));
+        self
+    }
+
+    /// True when writes are accepted without authentication.
+    pub fn unauthenticated_writes(&self) -> bool {
+        self.unauthenticated_writes.is_some() && !self.basic_auth_enabled()
     }
 
     /// Reads and validates a web configuration file, loading the certificate, key and client CA it names.
@@ -170,6 +220,19 @@ impl WebConfig {
             })?;
         }
 
+        let mut writers = BTreeSet::new();
+        for (index, user) in raw.write_users.iter().enumerate() {
+            if !raw.basic_auth_users.contains_key(user) {
+                return Err(invalid(
+                    &format!("write_users[{index}]"),
+                    format!("{user:?} is not one of basic_auth_users"),
+                ));
+            }
+            writers.insert(user.clone());
+        }
+        let dummy_hash = dummy_hash(&raw.basic_auth_users)
+            .map_err(|error| invalid("basic_auth_users", error.to_string()))?;
+
         let mut headers = Vec::new();
         if let Some(http) = &raw.http_server_config {
             for (name, value) in &http.headers {
@@ -196,8 +259,27 @@ impl WebConfig {
         Ok(WebConfig {
             tls,
             users: Arc::new(raw.basic_auth_users),
+            writers: Arc::new(writers),
+            dummy_hash: dummy_hash.into(),
             headers: Arc::new(headers),
+            unauthenticated_writes: None,
         })
+    }
+}
+
+/// A hash of a random password at the highest cost among the configured hashes (`$2y$12$...` has cost 12);
+/// empty when there are no users.
+fn dummy_hash(users: &BTreeMap<String, String>) -> Result<String, bcrypt::BcryptError> {
+    let cost = users
+        .values()
+        .filter_map(|hash| hash.get(4..6)?.parse::<u32>().ok())
+        .max();
+    match cost {
+        None => Ok(String::new()),
+        Some(cost) => {
+            let password: u128 = rand::random();
+            bcrypt::hash(format!("{password:032x}"), cost)
+        }
     }
 }
 
@@ -380,4 +462,23 @@ fn server_config(
     })?;
     config.alpn_protocols = vec![b"http/1.1".to_vec()];
     Ok(config)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_dummy_hash_costs_as_much_as_the_dearest_user() {
+        let users: BTreeMap<String, String> = [("a", 4), ("b", 6), ("c", 5)]
+            .into_iter()
+            .map(|(user, cost)| {
+                let hash = bcrypt::hash("pw", cost).expect("hash");
+                (user.to_owned(), hash)
+            })
+            .collect();
+        let dummy = dummy_hash(&users).expect("dummy");
+        assert_eq!(dummy.get(..7), Some("$2b$06$"), "{dummy}");
+        assert_eq!(dummy_hash(&BTreeMap::new()).expect("none"), "");
+    }
 }

@@ -1,10 +1,10 @@
 //! The web endpoint: its security, in the format every Prometheus exporter accepts (`--web.config.file`: TLS,
-//! client certificates, basic auth with bcrypt hashes, security headers) with the server that applies it, and
-//! the status page with its JSON APIs.
+//! client certificates, basic auth with bcrypt hashes, security headers) plus dbwatch's `write_users`, with the
+//! server that applies it and bounds what each client can hold, and the status page with its JSON APIs.
 
 mod config;
 mod serve;
 pub mod status;
 
 pub use config::{WebConfig, WebConfigError};
-pub use serve::serve;
+pub use serve::{serve, DRAIN_TIMEOUT, MAX_BODY_BYTES};
