@@ -286,6 +286,7 @@ impl Daemon {
             .arg("--storage.path")
             .arg(storage)
             .current_dir(dir)
+            .env("NO_COLOR", "1")
             .stdout(Stdio::null())
             .stderr(log)
             .spawn()
@@ -368,6 +369,7 @@ impl Daemon {
     /// A counter summed over every series of `name` whose labels include all of `labels`.
     async fn counter(&self, name: &str, labels: &[&str]) -> f64 {
         let prefix = format!("{name}{{");
+        // 0.0 + each value: an empty sum would read as -0.
         self.metrics()
             .await
             .iter()
@@ -375,8 +377,7 @@ impl Daemon {
                 (series.starts_with(&prefix) || series.as_str() == name)
                     && labels.iter().all(|label| series.contains(label))
             })
-            .map(|(_, value)| *value)
-            .sum()
+            .fold(0.0, |sum, (_, value)| sum + value)
     }
 
     /// SIGKILL: no shutdown path runs.
@@ -576,6 +577,8 @@ struct Schedule {
     /// The spread of the start offsets against the interval's grid: the worst delay of one poll relative to
     /// the best one.
     worst: Duration,
+    /// When the latest poll started (Unix seconds), to find what the daemon was doing then.
+    latest_at: f64,
 }
 
 impl PollClock {
@@ -610,11 +613,13 @@ impl PollClock {
                 polls: 0,
                 irregular: 0,
                 worst: Duration::ZERO,
+                latest_at: 0.0,
             };
         };
         let mut slots = BTreeSet::new();
         let mut irregular = 0;
         let (mut low, mut high) = (f64::MAX, f64::MIN);
+        let mut latest_at = first;
         for start in &starts {
             let slot = ((start - first) / period).round();
             if !slots.insert(slot as i64) {
@@ -622,7 +627,10 @@ impl PollClock {
             }
             let offset = start - first - slot * period;
             low = low.min(offset);
-            high = high.max(offset);
+            if offset > high {
+                high = offset;
+                latest_at = *start;
+            }
         }
         let span = slots.last().copied().unwrap_or(0) - slots.first().copied().unwrap_or(0) + 1;
         irregular += usize::try_from(span)
@@ -632,6 +640,7 @@ impl PollClock {
             polls: starts.len(),
             irregular,
             worst: Duration::from_secs_f64((high - low).max(0.0)),
+            latest_at,
         }
     }
 }
@@ -687,8 +696,9 @@ fn assert_on_schedule(
         );
         assert!(
             schedule.worst <= SCHEDULE_BOUND,
-            "{target}: a poll started {:?} off its schedule (bound {SCHEDULE_BOUND:?}): {schedule:?}",
-            schedule.worst
+            "{target}: a poll started {:?} off its schedule (bound {SCHEDULE_BOUND:?}), the latest at Unix time {:.3}: {schedule:?}",
+            schedule.worst,
+            schedule.latest_at
         );
         worst = worst.max(schedule.worst);
     }
@@ -814,7 +824,16 @@ async fn receivers_that_misbehave_cannot_kill_or_wedge_the_notifier() {
         receivers.webhook(&control)
     );
     let mut buckets = BTreeMap::new();
-    for fault in RECEIVER_FAULTS {
+    // DBWATCH_FAULTS_RECEIVERS=big,hang,... runs only those faults (to look at one at a time).
+    let only = std::env::var("DBWATCH_FAULTS_RECEIVERS").ok();
+    let faults: Vec<&ReceiverFault> = RECEIVER_FAULTS
+        .iter()
+        .filter(|fault| {
+            only.as_deref()
+                .is_none_or(|only| only.split(',').any(|name| name == fault.name))
+        })
+        .collect();
+    for fault in &faults {
         let bucket = unique(fault.name);
         receivers.script(&bucket, fault.script, "ok").await;
         let url = if fault.expect == Expect::Retried {
@@ -860,7 +879,7 @@ async fn receivers_that_misbehave_cannot_kill_or_wedge_the_notifier() {
     let clock = watch_polls(daemon.base.clone(), &["pg-primary"], stop.clone());
 
     // A later alert's notification arrives for every fault: the notifier outlived every answer.
-    let names: BTreeSet<&str> = RECEIVER_FAULTS.iter().map(|f| f.name).collect();
+    let names: BTreeSet<&str> = faults.iter().map(|f| f.name).collect();
     let deadline = Instant::now() + Duration::from_secs(45);
     loop {
         let requests = receivers.requests(&control).await;
@@ -875,8 +894,9 @@ async fn receivers_that_misbehave_cannot_kill_or_wedge_the_notifier() {
         if Instant::now() >= deadline || daemon.exited().is_some() {
             let missing: Vec<&&str> = names.difference(&arrived).collect();
             panic!(
-                "the later alert's notification never arrived after the faults {missing:?} (daemon exited: {:?}); dbwatch's stderr:\n{}",
+                "the later alert's notification never arrived after the faults {missing:?} (daemon exited: {:?}); dbwatch's panics: {:?}; stderr:\n{}",
                 daemon.exited(),
+                daemon.stderr_text().lines().filter(|line| line.contains("panicked") || line.contains("overflow")).collect::<Vec<_>>(),
                 daemon.stderr_tail()
             );
         }
@@ -885,7 +905,7 @@ async fn receivers_that_misbehave_cannot_kill_or_wedge_the_notifier() {
 
     // Each faulted receiver: retried and delivered, or held within the cap, or retried without wedging.
     let deadline = Instant::now() + Duration::from_secs(20);
-    let mut pending: Vec<&ReceiverFault> = RECEIVER_FAULTS.iter().collect();
+    let mut pending: Vec<&ReceiverFault> = faults.clone();
     let mut last_problem = BTreeMap::new();
     while !pending.is_empty() {
         let state = read_json(&storage.join("notifications.json")).unwrap_or(Value::Null);
@@ -981,7 +1001,7 @@ async fn receivers_that_misbehave_cannot_kill_or_wedge_the_notifier() {
     }
 
     // PagerDuty: one dedup key per alert group, never a resolve (the target never came back).
-    for fault in RECEIVER_FAULTS {
+    for fault in &faults {
         let requests = receivers.requests(&buckets[fault.name]).await;
         let mut keys: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
         for request in &requests {
@@ -1204,28 +1224,27 @@ async fn corruption_case(
     let stop = CancellationToken::new();
     let clock = watch_polls(second.base.clone(), &["pg-primary"], stop.clone());
 
-    // The bad file kept aside, and counted.
+    // The bad file kept aside, and counted. These are recorded rather than returned at once, so that a
+    // failing run also tells whether the daemon lied to the receivers.
+    let mut problems = Vec::new();
     let aside_prefix = format!("{}.corrupt-", case.file);
     let deadline = Instant::now() + Duration::from_secs(5);
     let aside = loop {
         let aside = names_with_prefix(&storage, &aside_prefix);
-        if !aside.is_empty() {
+        if !aside.is_empty() || Instant::now() >= deadline {
             break aside;
-        }
-        if Instant::now() >= deadline {
-            return Err(format!(
-                "{name} ({what}): no {aside_prefix}* kept in the storage folder (it holds {:?})",
-                names_with_prefix(&storage, "")
-            ));
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     };
-    let kept = std::fs::read(storage.join(&aside[0])).unwrap_or_default();
-    if kept != bytes {
-        return Err(format!(
-            "{name}: {} does not hold the damaged bytes",
-            aside[0]
-        ));
+    match aside.first() {
+        None => problems.push(format!(
+            "no {aside_prefix}* kept in the storage folder (it holds {:?})",
+            names_with_prefix(&storage, "")
+        )),
+        Some(kept) if std::fs::read(storage.join(kept)).unwrap_or_default() != bytes => {
+            problems.push(format!("{kept} does not hold the damaged bytes"))
+        }
+        Some(_) => {}
     }
     let corruptions = second
         .counter(
@@ -1234,8 +1253,8 @@ async fn corruption_case(
         )
         .await;
     if corruptions < 1.0 {
-        return Err(format!(
-            "{name}: dbwatch_state_file_corruptions_total{{file=\"{}\"}} is {corruptions}",
+        problems.push(format!(
+            "dbwatch_state_file_corruptions_total{{file=\"{}\"}} is {corruptions}",
             case.file
         ));
     }
@@ -1251,9 +1270,10 @@ async fn corruption_case(
             .iter()
             .find(|r| is_resolve(r) && at(r) >= restarted_at)
         {
-            return Err(format!(
-                "{name} ({what}): a resolve while the database is still down: {resolve}"
+            problems.push(format!(
+                "a resolve while the database is still down: {resolve}"
             ));
+            break;
         }
         if fired_again_at.is_none()
             && find_series(&second.metrics().await, "ALERTS", &firing) == Some(1.0)
@@ -1324,9 +1344,12 @@ async fn corruption_case(
         ));
     }
     second.stop().await;
+    if !problems.is_empty() {
+        return Err(format!("{name} ({what}):\n  {}", problems.join("\n  ")));
+    }
     Ok(format!(
-        "{name} ({what}): started, kept {}, no false resolve, {repeats} \"still firing\" repeats, resolved once fixed; pg-primary worst delay {:?}",
-        aside[0], schedule.worst
+        "{name} ({what}): started, kept {:?}, no false resolve, {repeats} \"still firing\" repeats, resolved once fixed; pg-primary worst delay {:?}",
+        aside, schedule.worst
     ))
 }
 
@@ -1532,19 +1555,23 @@ async fn a_full_storage_folder_costs_writes_not_notifications() {
     println!("full storage: healthy target's worst poll delay {worst:?}");
     daemon.assert_healthy().await;
 
-    // Space back: the next save succeeds and holds the real state.
+    // Space back: the next change is saved again (the target goes down once more and the notifier's log and
+    // the alert state on disk say so).
     std::fs::remove_file(mount.path.join("filler")).expect("remove filler");
-    let deadline = Instant::now() + Duration::from_secs(10);
+    proxy.set_up(false);
+    let deadline = Instant::now() + Duration::from_secs(15);
     loop {
-        let saved = read_json(&storage.join("notifications.json"));
-        if saved.as_ref().is_some_and(|state| {
-            outbox_entries(state).is_empty() && state.to_string().contains("flappy")
-        }) {
+        let notified = read_json(&storage.join("notifications.json")).is_some_and(|state| {
+            outbox_entries(&state).is_empty() && state.to_string().contains("flappy")
+        });
+        let alerting = std::fs::read_to_string(storage.join("alerts.json"))
+            .is_ok_and(|text| text.contains("flappy"));
+        if notified && alerting {
             break;
         }
         assert!(
             Instant::now() < deadline,
-            "notifications.json not saved once space was back: {saved:?}"
+            "the state was not saved once space was back: notifications.json holds flappy's page: {notified}, alerts.json: {alerting}"
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }

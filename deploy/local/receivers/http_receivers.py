@@ -19,7 +19,8 @@ For the fault-injection suite (tests/faults.rs):
   "429:<anything>"  the text after the colon verbatim as Retry-After: huge (9300000000000000000), malformed
                     ("soon", "-1"), or an HTTP date
   "big"             500 with a 10 MB body
-  "reset"           the status line, headers announcing 1000 bytes and 10 of them, then a TCP reset (RST)
+  "reset"           half a status line ("HTTP/1.1 20"), then a TCP reset (RST): the answer is cut mid-way
+  "reset-body"      a 200 status line, headers announcing 1000 bytes and 10 of them, then a TCP reset
 
 --stall-port PORT also listens on PORT and holds every connection open without reading or writing for 60 s: a
 TLS server whose handshake never completes, to an https:// receiver URL.
@@ -255,10 +256,13 @@ class Handler(BaseHTTPRequestHandler):
             return
         if answer == "big":
             return self.reply(500, b"x" * (10 * 1024 * 1024), "text/plain")
-        if answer == "reset":
+        if answer in ("reset", "reset-body"):
             self.close_connection = True
             try:
-                self.wfile.write(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 1000\r\n\r\n{\"status\":")
+                if answer == "reset":
+                    self.wfile.write(b"HTTP/1.1 20")
+                else:
+                    self.wfile.write(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 1000\r\n\r\n{\"status\":")
                 self.wfile.flush()
                 # SO_LINGER 0: close sends RST instead of FIN, mid-answer.
                 self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
