@@ -229,11 +229,15 @@ async fn wait_requests(
     }
 }
 
-/// The requests a receiver accepted ("ok"), which is what reached the on-call.
+/// The requests a receiver accepted ("ok", or "ok" after a delay), which is what reached the on-call.
 fn accepted(requests: &[Value]) -> Vec<&Value> {
     requests
         .iter()
-        .filter(|request| request["answer"] == "ok")
+        .filter(|request| {
+            request["answer"]
+                .as_str()
+                .is_some_and(|answer| answer == "ok" || answer.starts_with("slow:"))
+        })
         .collect()
 }
 
@@ -1642,8 +1646,9 @@ async fn sigkill_in_a_loop_loses_no_page_and_never_resolves_a_broken_database() 
     let storage = dir.path().join("data");
     let pd = unique("kill-pd");
     let hook = unique("kill-hook");
-    receivers.script(&pd, &[], "ok").await;
-    receivers.script(&hook, &[], "ok").await;
+    // Each answer takes 300 ms, so that kills land while notifications are queued and in flight.
+    receivers.script(&pd, &[], "slow:0.3").await;
+    receivers.script(&hook, &[], "slow:0.3").await;
     let proxy = Proxy::start(fleet_address("DBWATCH_PG_PRIMARY_URL"), true).await;
     std::fs::write(
         dir.path().join("rules.yml"),
@@ -1662,7 +1667,7 @@ async fn sigkill_in_a_loop_loses_no_page_and_never_resolves_a_broken_database() 
     std::fs::write(
         dir.path().join("dbwatch.yml"),
         format!(
-            "global:\n  interval: 500ms\n  timeout: 400ms\nrule_files: [rules.yml]\nalerting:\n  config_file: routing.yml\ntargets:\n  - name: flappy\n    type: postgres\n    connection: {}\n",
+            "global:\n  interval: 1s\n  timeout: 900ms\nrule_files: [rules.yml]\nalerting:\n  config_file: routing.yml\ntargets:\n  - name: flappy\n    type: postgres\n    connection: {}\n",
             pg_connection("127.0.0.1", &proxy.port.to_string())
         ),
     )
@@ -1715,7 +1720,7 @@ async fn sigkill_in_a_loop_loses_no_page_and_never_resolves_a_broken_database() 
             "only {kills} kills in {budget:?}"
         );
         let mut daemon = Daemon::start(dir.path(), &storage);
-        let life = Duration::from_millis(rng.range(150, 1800));
+        let life = Duration::from_millis(rng.range(300, 2500));
         let until = Instant::now() + life;
         while Instant::now() < until {
             daemon.assert_running("waiting to be killed");

@@ -20,6 +20,7 @@ For the fault-injection suite (tests/faults.rs):
                     ("soon", "-1"), or an HTTP date
   "big"             500 with a 10 MB body
   "reset"           half a status line ("HTTP/1.1 20"), then a TCP reset (RST): the answer is cut mid-way
+  "slow:<seconds>"  "ok", after that long: the notification stays in flight, for a SIGKILL to land on
   "reset-body"      a 200 status line, headers announcing 1000 bytes and 10 of them, then a TCP reset
 
 --stall-port PORT also listens on PORT and holds every connection open without reading or writing for 60 s: a
@@ -256,6 +257,9 @@ class Handler(BaseHTTPRequestHandler):
             return
         if answer == "big":
             return self.reply(500, b"x" * (10 * 1024 * 1024), "text/plain")
+        if answer.startswith("slow:"):
+            time.sleep(float(answer.split(":", 1)[1]))
+            answer = "ok"
         if answer in ("reset", "reset-body"):
             self.close_connection = True
             try:
