@@ -1001,6 +1001,12 @@ async fn receivers_that_misbehave_cannot_kill_or_wedge_the_notifier() {
                 still.push(fault);
             } else {
                 last_problem.remove(fault.name);
+                println!(
+                    "  {}: {} requests, delivered {delivered:?}, queued {}, dead-lettered {dead}",
+                    fault.name,
+                    requests.len(),
+                    queued.len()
+                );
             }
         }
         pending = still;
