@@ -15,11 +15,22 @@ Tests work in their own "bucket" (a path segment), so parallel tests never see e
 
 Answers: "ok" (Slack 200 "ok", PagerDuty 202, webhook 200), "400", "429:<seconds>" (with Retry-After), "500",
 "hang" (never answers within 60 s), "drop" (closes the connection without answering: a server that is down).
+For the fault-injection suite (tests/faults.rs):
+  "429:<anything>"  the text after the colon verbatim as Retry-After: huge (9300000000000000000), malformed
+                    ("soon", "-1"), or an HTTP date
+  "big"             500 with a 10 MB body
+  "reset"           half a status line ("HTTP/1.1 20"), then a TCP reset (RST): the answer is cut mid-way
+  "slow:<seconds>"  "ok", after that long: the notification stays in flight, for a SIGKILL to land on
+  "reset-body"      a 200 status line, headers announcing 1000 bytes and 10 of them, then a TCP reset
+
+--stall-port PORT also listens on PORT and holds every connection open without reading or writing for 60 s: a
+TLS server whose handshake never completes, to an https:// receiver URL.
 """
 
 import argparse
 import json
 import socket
+import struct
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -244,6 +255,25 @@ class Handler(BaseHTTPRequestHandler):
             time.sleep(60)
             self.close_connection = True
             return
+        if answer == "big":
+            return self.reply(500, b"x" * (10 * 1024 * 1024), "text/plain")
+        if answer.startswith("slow:"):
+            time.sleep(float(answer.split(":", 1)[1]))
+            answer = "ok"
+        if answer in ("reset", "reset-body"):
+            self.close_connection = True
+            try:
+                if answer == "reset":
+                    self.wfile.write(b"HTTP/1.1 20")
+                else:
+                    self.wfile.write(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 1000\r\n\r\n{\"status\":")
+                self.wfile.flush()
+                # SO_LINGER 0: close sends RST instead of FIN, mid-answer.
+                self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+                self.connection.close()
+            except OSError:
+                pass
+            return
         if answer.startswith("429"):
             seconds = answer.split(":", 1)[1] if ":" in answer else "1"
             if kind == "pagerduty":
@@ -266,11 +296,22 @@ class Handler(BaseHTTPRequestHandler):
         return self.reply(200, "{}")
 
 
+def stall(host, port):
+    """Accepts connections and never says a word (nor reads one): a TLS handshake that never completes."""
+    listener = socket.create_server((host, port))
+    while True:
+        connection, _ = listener.accept()
+        threading.Timer(60, connection.close).start()
+
+
 def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=18790)
+    parser.add_argument("--stall-port", type=int, default=None)
     args = parser.parse_args()
+    if args.stall_port is not None:
+        threading.Thread(target=stall, args=(args.host, args.stall_port), daemon=True).start()
     server = ThreadingHTTPServer((args.host, args.port), Handler)
     server.daemon_threads = True
     server.serve_forever()
