@@ -887,12 +887,13 @@ fn prepare(launch: &Launch, state_dir: &Path, state: StateMount) -> Prepared {
         std::fs::write(file, text).expect("write");
     };
     let (_, config) = flag(&args, "--config.file").expect("--config.file");
+    // A 1 s interval: the first poll starts at a random offset within it, and readiness waits for that poll.
     place(
         &config,
         "\
 global:
-  interval: 5s
-  timeout: 2s
+  interval: 1s
+  timeout: 900ms
   evaluation_interval: 1s
 rule_files: [start-test-rules.yml]
 targets:
