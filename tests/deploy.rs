@@ -887,12 +887,13 @@ fn prepare(launch: &Launch, state_dir: &Path, state: StateMount) -> Prepared {
         std::fs::write(file, text).expect("write");
     };
     let (_, config) = flag(&args, "--config.file").expect("--config.file");
+    // A 1 s interval: the first poll starts at a random offset within it, and readiness waits for that poll.
     place(
         &config,
         "\
 global:
-  interval: 5s
-  timeout: 2s
+  interval: 1s
+  timeout: 900ms
   evaluation_interval: 1s
 rule_files: [start-test-rules.yml]
 targets:
@@ -1247,4 +1248,44 @@ fn a_state_folder_that_cannot_be_written_or_is_held_fails_the_start_with_one_lin
     );
     // The first one is unharmed.
     assert_eq!(first.get("/-/ready"), Some(200));
+}
+
+#[test]
+fn the_shipped_web_config_grants_writes_to_a_listed_user_only() {
+    let web: Value = serde_yaml::from_str(
+        &std::fs::read_to_string(repo("deploy/web/web.yml")).expect("read deploy/web/web.yml"),
+    )
+    .expect("YAML");
+    let users = web["basic_auth_users"]
+        .as_mapping()
+        .expect("basic_auth_users");
+    let names: BTreeSet<&str> = users.keys().filter_map(Value::as_str).collect();
+    for (user, hash) in users {
+        let hash = string(hash, "bcrypt hash");
+        assert!(
+            hash.starts_with("$2") && hash.len() == 60,
+            "{user:?}: not a bcrypt hash"
+        );
+    }
+    let writers: Vec<&str> = web["write_users"]
+        .as_sequence()
+        .expect("write_users")
+        .iter()
+        .filter_map(Value::as_str)
+        .collect();
+    assert!(!writers.is_empty());
+    assert!(
+        writers.iter().all(|writer| names.contains(writer)),
+        "{writers:?} ⊄ {names:?}"
+    );
+    // The scrape user of deploy/prometheus/prometheus.yml exists and cannot mute pages.
+    assert!(names.contains("prometheus") && !writers.contains(&"prometheus"));
+    // Every shipped command line points at it.
+    for launch in [systemd_launch(), container_launch(), kubernetes_launch()] {
+        assert!(
+            flag(&launch.argv, "--web.config.file").is_some(),
+            "{}: no --web.config.file",
+            launch.what
+        );
+    }
 }
