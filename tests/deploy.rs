@@ -912,7 +912,10 @@ targets:
     let web = match flag(&args, "--web.config.file") {
         Some((_, path)) => {
             let hash = bcrypt::hash(WEB_PASSWORD, 4).expect("bcrypt");
-            place(&path, &format!("basic_auth_users:\n  {WEB_USER}: {hash}\n"));
+            place(
+                &path,
+                &format!("basic_auth_users:\n  {WEB_USER}: {hash}\nwrite_users: [{WEB_USER}]\n"),
+            );
             true
         }
         None => false,
@@ -1073,12 +1076,13 @@ impl Prepared {
         }
     }
 
-    /// GET `path` on the sandboxed daemon; the status code, or None while nothing answers.
-    fn get(&self, path: &str) -> Option<u16> {
+    /// GET `path` on the sandboxed daemon, with the test user's credentials when `authenticated` and the
+    /// launch has a web config; the status code, or None while nothing answers.
+    fn get(&self, path: &str, authenticated: bool) -> Option<u16> {
         use base64::Engine as _;
         let mut stream = std::net::TcpStream::connect(("127.0.0.1", self.port)).ok()?;
         stream.set_read_timeout(Some(Duration::from_secs(2))).ok()?;
-        let auth = if self.web {
+        let auth = if self.web && authenticated {
             format!(
                 "Authorization: Basic {}\r\n",
                 base64::engine::general_purpose::STANDARD
@@ -1112,7 +1116,7 @@ impl Prepared {
                     process.stderr()
                 );
             }
-            if self.get("/-/ready") == Some(200) {
+            if self.get("/-/ready", false) == Some(200) {
                 return (process, started.elapsed());
             }
             assert!(
@@ -1176,17 +1180,9 @@ fn starts_as_shipped(launch: Launch) {
     }
     assert_eq!(mode(&alerts), 0o600);
     if prepared.web {
-        // Authentication is on: without credentials the metrics are refused.
-        let mut anonymous =
-            std::net::TcpStream::connect(("127.0.0.1", prepared.port)).expect("connect");
-        write!(
-            anonymous,
-            "GET /metrics HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n"
-        )
-        .expect("write");
-        let mut response = String::new();
-        anonymous.read_to_string(&mut response).expect("read");
-        assert!(response.starts_with("HTTP/1.1 401"), "{response}");
+        // Authentication is on: the probes answered without credentials, the metrics need them.
+        assert_eq!(prepared.get("/metrics", false), Some(401));
+        assert_eq!(prepared.get("/metrics", true), Some(200));
     }
 }
 
@@ -1247,11 +1243,15 @@ fn a_state_folder_that_cannot_be_written_or_is_held_fails_the_start_with_one_lin
         )
     );
     // The first one is unharmed.
-    assert_eq!(first.get("/-/ready"), Some(200));
+    assert_eq!(first.get("/-/ready", false), Some(200));
 }
 
 #[test]
 fn the_shipped_web_config_grants_writes_to_a_listed_user_only() {
+    // dbwatch itself accepts the file (bcrypt hashes, write_users among basic_auth_users).
+    if let Err(error) = dbwatch::web::WebConfig::load(&repo("deploy/web/web.yml")) {
+        panic!("deploy/web/web.yml: {error}");
+    }
     let web: Value = serde_yaml::from_str(
         &std::fs::read_to_string(repo("deploy/web/web.yml")).expect("read deploy/web/web.yml"),
     )
