@@ -2,7 +2,7 @@
 //! are tried in order, the first match wins unless it has `continue: true`, and an alert no child takes stays
 //! with the current node.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
 
 use super::config::{GroupBy, InhibitRule, Route};
 use super::matcher::all_match;
@@ -108,24 +108,87 @@ pub fn group_labels(route: &Route, labels: &BTreeMap<String, String>) -> BTreeMa
 
 /// True when a firing alert among `firing` inhibits the alert with `target` labels. An alert that matches both
 /// sides of a rule is not inhibited by alerts that also match both sides, so it never inhibits itself.
+///
+/// Builds an [`Inhibitor`] each call; a caller checking many targets against the same alerts builds one once.
 pub fn inhibited<'a>(
     rules: &[InhibitRule],
     target: &BTreeMap<String, String>,
     firing: impl Iterator<Item = &'a BTreeMap<String, String>> + Clone,
 ) -> bool {
-    rules.iter().any(|rule| {
-        if !all_match(&rule.target_matchers, target) {
-            return false;
-        }
-        let two_sided = all_match(&rule.source_matchers, target);
-        firing.clone().any(|source| {
-            source != target
-                && all_match(&rule.source_matchers, source)
-                && !(two_sided && all_match(&rule.target_matchers, source))
-                && rule.equal.iter().all(|name| {
-                    source.get(name).map(String::as_str).unwrap_or("")
-                        == target.get(name).map(String::as_str).unwrap_or("")
-                })
+    Inhibitor::new(rules, firing).inhibited(target)
+}
+
+/// The values of a rule's `equal` labels in one alert (an absent label reads as empty, as in Alertmanager).
+type EqualKey<'a> = Vec<&'a str>;
+
+/// The inhibition pass, indexed: for each rule, the `equal` label tuples of the firing alerts that match its
+/// source side, so that checking a target costs one hash lookup per rule instead of a scan of every firing
+/// alert. With an alert storm (5,000 firing alerts) that is the difference between 25·10⁶ label-map comparisons
+/// per rule and per tick and 5,000 lookups.
+pub struct Inhibitor<'r, 'a> {
+    rules: Vec<RuleIndex<'r, 'a>>,
+}
+
+struct RuleIndex<'r, 'a> {
+    rule: &'r InhibitRule,
+    /// Tuples of every source alert.
+    sources: HashSet<EqualKey<'a>>,
+    /// Tuples of the source alerts that do not also match the target side: the only ones that may inhibit a
+    /// target matching both sides.
+    one_sided: HashSet<EqualKey<'a>>,
+}
+
+fn equal_key<'a>(rule: &InhibitRule, labels: &'a BTreeMap<String, String>) -> EqualKey<'a> {
+    rule.equal
+        .iter()
+        .map(|name| labels.get(name).map(String::as_str).unwrap_or(""))
+        .collect()
+}
+
+impl<'r, 'a> Inhibitor<'r, 'a> {
+    pub fn new(
+        rules: &'r [InhibitRule],
+        firing: impl Iterator<Item = &'a BTreeMap<String, String>> + Clone,
+    ) -> Inhibitor<'r, 'a> {
+        let rules = rules
+            .iter()
+            .map(|rule| {
+                let mut index = RuleIndex {
+                    rule,
+                    sources: HashSet::new(),
+                    one_sided: HashSet::new(),
+                };
+                for source in firing.clone() {
+                    if !all_match(&rule.source_matchers, source) {
+                        continue;
+                    }
+                    let key = equal_key(rule, source);
+                    if !all_match(&rule.target_matchers, source) {
+                        index.one_sided.insert(key.clone());
+                    }
+                    index.sources.insert(key);
+                }
+                index
+            })
+            .collect();
+        Inhibitor { rules }
+    }
+
+    /// True when a firing alert inhibits the alert with `target` labels.
+    ///
+    /// The old scan's `source != target` needs no check here: a target that matches only the target side is in
+    /// no source set, and one that matches both sides is looked up among the one-sided sources, which it is not.
+    pub fn inhibited(&self, target: &BTreeMap<String, String>) -> bool {
+        self.rules.iter().any(|index| {
+            if index.sources.is_empty() || !all_match(&index.rule.target_matchers, target) {
+                return false;
+            }
+            let key = equal_key(index.rule, target);
+            if all_match(&index.rule.source_matchers, target) {
+                index.one_sided.contains(&key)
+            } else {
+                index.sources.contains(&key)
+            }
         })
-    })
+    }
 }
