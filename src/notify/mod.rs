@@ -161,6 +161,39 @@ struct Group<'a> {
 /// Where one outbox entry goes: (receiver, integration index).
 type Destination = (String, usize);
 
+/// What depends only on one published view: each alert's fingerprint and whether inhibition mutes it (the
+/// inhibition pass is indexed, see [`route::Inhibitor`], and still costs a pass over every firing alert).
+struct ViewFacts {
+    view: Arc<crate::rules::AlertsView>,
+    fingerprints: Vec<String>,
+    inhibited: Vec<bool>,
+}
+
+impl ViewFacts {
+    fn new(config: &NotifyConfig, view: &Arc<crate::rules::AlertsView>) -> ViewFacts {
+        let inhibitor = route::Inhibitor::new(
+            &config.inhibit_rules,
+            view.alerts
+                .iter()
+                .filter(|alert| alert.state == AlertState::Firing)
+                .map(|alert| &alert.labels),
+        );
+        ViewFacts {
+            view: Arc::clone(view),
+            fingerprints: view
+                .alerts
+                .iter()
+                .map(|alert| render::fingerprint(&alert.labels))
+                .collect(),
+            inhibited: view
+                .alerts
+                .iter()
+                .map(|alert| alert.state == AlertState::Firing && inhibitor.inhibited(&alert.labels))
+                .collect(),
+        }
+    }
+}
+
 pub struct Notifier {
     config: Arc<NotifyConfig>,
     tree: Arc<RouteTree>,
@@ -180,6 +213,8 @@ pub struct Notifier {
     /// The entry and destination of each send task, by task id: a task that panics or is aborted still frees
     /// its destination and has its entry retried.
     sending: HashMap<Id, (u64, Destination)>,
+    /// Fingerprints and inhibition of the last view reconciled.
+    facts: Option<ViewFacts>,
     /// The state changed outside `reconcile` (a delivery settled) and must be saved.
     dirty_flag: bool,
     silences: Arc<silence::Silences>,
@@ -237,6 +272,7 @@ impl NotifierSeed {
             busy: BTreeSet::new(),
             not_before: HashMap::new(),
             sending: HashMap::new(),
+            facts: None,
             dirty_flag: false,
             silences: Arc::clone(&self.silences),
             forwarder,
@@ -550,28 +586,27 @@ impl Notifier {
         let config = Arc::clone(&self.config);
         let tree = Arc::clone(&self.tree);
         let wall = unix_millis(SystemTime::now());
-        let inhibitor = route::Inhibitor::new(
-            &config.inhibit_rules,
-            view.alerts
-                .iter()
-                .filter(|alert| alert.state == AlertState::Firing)
-                .map(|alert| &alert.labels),
-        );
+        // The engine publishes a new view once per evaluation (15 s by default) and this runs every 500 ms:
+        // what depends on the view alone is computed once per view.
+        let facts = match self.facts.take() {
+            Some(facts) if Arc::ptr_eq(&facts.view, &view) => facts,
+            _ => ViewFacts::new(&config, &view),
+        };
         let mut muted: BTreeSet<String> = BTreeSet::new();
         let mut groups: BTreeMap<String, Group<'_>> = BTreeMap::new();
-        for alert in &view.alerts {
+        for (index, alert) in view.alerts.iter().enumerate() {
             let firing = match (alert.state, alert.fired_at, alert.resolved_at) {
                 (AlertState::Firing, _, _) => true,
                 // Resolved after having fired: a pending alert that went away never notified anyone.
                 (AlertState::Inactive, Some(_), Some(_)) => false,
                 _ => continue,
             };
-            let fingerprint = render::fingerprint(&alert.labels);
+            let fingerprint = facts.fingerprints[index].clone();
             if firing && self.silences.silenced_by(&alert.labels, wall).is_some() {
                 muted.insert(fingerprint);
                 continue;
             }
-            if firing && inhibitor.inhibited(&alert.labels) {
+            if firing && facts.inhibited[index] {
                 muted.insert(fingerprint);
                 continue;
             }
@@ -665,6 +700,8 @@ impl Notifier {
             self.timers
                 .insert(group.key.clone(), instant_after(now, interval));
         }
+        drop(groups);
+        self.facts = Some(facts);
         changed
     }
 

@@ -13,13 +13,17 @@ Tests work in their own "bucket" (a path segment), so parallel tests never see e
   GET  /_requests/<bucket>             JSON list of {kind, body, valid, errors, answer, at} in arrival order
   GET  /_health                        200
 
-Answers: "ok" (Slack 200 "ok", PagerDuty 202, webhook 200), "400", "429:<seconds>" (with Retry-After), "500",
-"hang" (never answers within 60 s), "drop" (closes the connection without answering: a server that is down).
+Answers: "ok" (Slack 200 "ok", PagerDuty 202, webhook 200), "400", "429:<value>" (with `Retry-After: <value>`,
+sent verbatim: seconds, an HTTP date, a huge number or garbage), "500", "hang" (never answers within 60 s), "drop"
+(closes the connection without answering: a server that is down), "reset" (a TCP RST instead of an answer),
+"huge:<status>:<bytes>" (answers <status> with a body of <bytes> bytes, streamed in 64 KiB writes; the client may
+hang up early).
 """
 
 import argparse
 import json
 import socket
+import struct
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -233,6 +237,33 @@ class Handler(BaseHTTPRequestHandler):
         self.answer(kind, answer, errors)
 
     def answer(self, kind, answer, errors):
+        if answer == "reset":
+            # SO_LINGER with a zero timeout: close() sends RST, as a crashed peer or a middlebox would.
+            self.close_connection = True
+            try:
+                self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+                self.connection.close()
+            except OSError:
+                pass
+            return
+        if answer.startswith("huge:"):
+            _, status, size = answer.split(":", 2)
+            size = int(size)
+            self.close_connection = True
+            self.send_response(int(status))
+            self.send_header("Content-Type", "text/plain")
+            self.send_header("Content-Length", str(size))
+            self.end_headers()
+            chunk = b"x" * 65536
+            sent = 0
+            try:
+                while sent < size:
+                    part = chunk[: min(len(chunk), size - sent)]
+                    self.wfile.write(part)
+                    sent += len(part)
+            except OSError:
+                pass  # the client read what it wanted and hung up
+            return
         if answer == "drop":
             self.close_connection = True
             try:
