@@ -63,7 +63,11 @@ fn alerts() -> Vec<AlertSummary> {
     (0..FIRING)
         .map(|index| {
             let name = NAMES[index % NAMES.len()];
-            let severity = if index % 3 == 0 { "critical" } else { "warning" };
+            let severity = if index % 3 == 0 {
+                "critical"
+            } else {
+                "warning"
+            };
             let labels: BTreeMap<String, String> = [
                 ("alertname", name.to_owned()),
                 ("target", format!("db{}", index / NAMES.len())),
@@ -140,7 +144,10 @@ fn bench(c: &mut Criterion) {
     )
     .expect("notifier");
     // The first tick queues every group's notification; the measured ones find them all in the log.
-    assert!(notifier.reconcile_now(), "the first tick queues notifications");
+    assert!(
+        notifier.reconcile_now(),
+        "the first tick queues notifications"
+    );
     let mut group = c.benchmark_group("notify");
     group.sample_size(20);
     group.bench_function("tick_5000_firing", |b| {

@@ -80,6 +80,7 @@ async fn main() -> ExitCode {
     config.delivery.timeout = millis(5, 2000);
     config.delivery.max_attempts = 10_000;
     let alerts_file = PathBuf::from(&args[3]);
+    tracing::debug!(state = %args[2], "notify driver started");
     let handle = AlertsHandle::default();
     let wake = std::sync::Arc::new(tokio::sync::Notify::new());
     let registry = prometheus::Registry::new();

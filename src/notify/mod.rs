@@ -188,7 +188,9 @@ impl ViewFacts {
             inhibited: view
                 .alerts
                 .iter()
-                .map(|alert| alert.state == AlertState::Firing && inhibitor.inhibited(&alert.labels))
+                .map(|alert| {
+                    alert.state == AlertState::Firing && inhibitor.inhibited(&alert.labels)
+                })
                 .collect(),
         }
     }
