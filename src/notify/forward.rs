@@ -201,3 +201,22 @@ fn push(
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn userinfo_is_redacted_and_the_rest_kept() {
+        assert_eq!(
+            redact_url("https://user:pa:ss@am.example:9093/prefix?x=1"),
+            "https://***@am.example:9093/prefix?x=1"
+        );
+        assert_eq!(
+            redact_url("http://am.example:9093/a@b"),
+            "http://am.example:9093/a@b"
+        );
+        assert_eq!(redact_url("http://am:9093"), "http://am:9093");
+        assert_eq!(redact_url("not a url @ all"), "not a url @ all");
+    }
+}

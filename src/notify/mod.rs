@@ -1045,3 +1045,141 @@ fn label_string(labels: &BTreeMap<String, String>) -> String {
         .collect();
     format!("{{{}}}", pairs.join(", "))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const ROUTING: &str = "route:\n  receiver: hook\nreceivers:\n  - name: hook\n    webhook_configs:\n      - url: http://127.0.0.1:9/\n";
+
+    fn build_notifier(dir: &Path, tune: impl FnOnce(&mut DeliveryOptions)) -> (Notifier, Registry) {
+        let no_env = |_: &str| None;
+        let mut config = load_str(Path::new("r.yml"), ROUTING, &no_env).expect("valid routing");
+        tune(&mut config.delivery);
+        let registry = Registry::new();
+        let notifier = Notifier::new(
+            config,
+            dir,
+            &registry,
+            AlertsHandle::default(),
+            Arc::new(Notify::new()),
+        )
+        .expect("notifier");
+        (notifier, registry)
+    }
+
+    fn entry(created_at: i64) -> OutboxEntry {
+        OutboxEntry {
+            id: 0,
+            receiver: "hook".into(),
+            integration: 0,
+            integration_kind: "webhook".into(),
+            group_key: "g".into(),
+            payload: store::Payload::Webhook {
+                body: serde_json::json!({}),
+            },
+            created_at,
+            attempts: 0,
+            not_before: 0,
+            last_error: None,
+        }
+    }
+
+    fn dead_letters(registry: &Registry) -> f64 {
+        registry
+            .gather()
+            .iter()
+            .filter(|family| family.name() == "dbwatch_notifications_dead_letter_total")
+            .flat_map(|family| family.get_metric().iter())
+            .map(|sample| sample.get_counter().get_value())
+            .sum()
+    }
+
+    #[test]
+    fn saved_times_are_brought_within_the_caps() {
+        let wall = 1_800_000_000_000;
+        let mut state = State::default();
+        state.enqueue(OutboxEntry {
+            not_before: wall + 365 * 24 * 3_600_000,
+            ..entry(wall)
+        });
+        state.enqueue(OutboxEntry {
+            not_before: i64::MAX,
+            ..entry(i64::MAX)
+        });
+        restore(&mut state, &DeliveryOptions::default(), wall);
+        for entry in &state.outbox {
+            assert_eq!(entry.not_before, wall + 3_600_000);
+            assert_eq!(entry.created_at, wall);
+        }
+    }
+
+    #[test]
+    fn any_retry_after_is_capped_and_never_passes_the_give_up_time() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let (mut notifier, registry) = build_notifier(dir.path(), |_| {});
+        let wall = unix_millis(SystemTime::now());
+        notifier.state.enqueue(entry(wall));
+        let destination: Destination = ("hook".into(), 0);
+        // Duration::MAX is past anything a header can say; it must neither panic nor hold past the cap.
+        notifier.settle(
+            1,
+            destination.clone(),
+            Outcome::Retry {
+                reason: "webhook answered 429".into(),
+                retry_after: Some(Duration::MAX),
+            },
+        );
+        let held = notifier.not_before[&destination];
+        assert!(held <= Instant::now() + send::MAX_RETRY_AFTER);
+        let queued = &notifier.state.outbox[0];
+        assert!(queued.not_before <= unix_millis(SystemTime::now()) + 3_600_000);
+        assert_eq!(dead_letters(&registry), 0.0);
+
+        // With a give-up time closer than the cap, the same answer dead-letters at once.
+        let dir = tempfile::tempdir().expect("temp dir");
+        let (mut notifier, registry) = build_notifier(dir.path(), |options| {
+            options.max_age = Duration::from_secs(600)
+        });
+        notifier.state.enqueue(entry(wall));
+        notifier.settle(
+            1,
+            destination,
+            Outcome::Retry {
+                reason: "webhook answered 429".into(),
+                retry_after: Some(Duration::MAX),
+            },
+        );
+        assert!(notifier.state.outbox.is_empty());
+        assert_eq!(dead_letters(&registry), 1.0);
+        let reason = &notifier.state.dead_letters[0].reason;
+        assert!(
+            reason.contains("would fall past its give-up time (10m after being queued)"),
+            "{reason}"
+        );
+    }
+
+    #[test]
+    fn old_entries_expire_and_the_outbox_sheds_its_oldest() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let (mut notifier, registry) = build_notifier(dir.path(), |_| {});
+        let wall = unix_millis(SystemTime::now());
+        // Queued seven hours ago: past the six-hour give-up time.
+        notifier.state.enqueue(entry(wall - 7 * 3_600_000));
+        assert!(notifier.expire(wall));
+        assert!(notifier.state.outbox.is_empty());
+        assert!(notifier.state.dead_letters[0]
+            .reason
+            .starts_with("not delivered within 6h of being queued"));
+
+        for _ in 0..MAX_OUTBOX_ENTRIES + 5 {
+            notifier.state.enqueue(entry(wall));
+        }
+        assert!(notifier.shed(wall));
+        assert_eq!(notifier.state.outbox.len(), MAX_OUTBOX_ENTRIES);
+        // Ids 2..=6 were the oldest (1 expired above).
+        assert_eq!(notifier.state.outbox[0].id, 7);
+        assert_eq!(dead_letters(&registry), 6.0);
+        assert!(!notifier.shed(wall));
+    }
+}

@@ -192,3 +192,85 @@ impl<'r, 'a> Inhibitor<'r, 'a> {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::notify::matcher::{MatchOp, Matcher};
+
+    /// The scan the index replaced (O(firing) per target), kept as the reference.
+    fn scan(
+        rules: &[InhibitRule],
+        target: &BTreeMap<String, String>,
+        firing: &[BTreeMap<String, String>],
+    ) -> bool {
+        rules.iter().any(|rule| {
+            if !all_match(&rule.target_matchers, target) {
+                return false;
+            }
+            let two_sided = all_match(&rule.source_matchers, target);
+            firing.iter().any(|source| {
+                source != target
+                    && all_match(&rule.source_matchers, source)
+                    && !(two_sided && all_match(&rule.target_matchers, source))
+                    && rule.equal.iter().all(|name| {
+                        source.get(name).map(String::as_str).unwrap_or("")
+                            == target.get(name).map(String::as_str).unwrap_or("")
+                    })
+            })
+        })
+    }
+
+    fn matcher(name: &str, op: MatchOp, value: &str) -> Matcher {
+        Matcher::new(name, op, value).expect("valid matcher")
+    }
+
+    #[test]
+    fn the_index_decides_like_the_scan() {
+        let rules = vec![
+            InhibitRule {
+                source_matchers: vec![matcher("severity", MatchOp::Equal, "critical")],
+                target_matchers: vec![matcher("severity", MatchOp::Equal, "warning")],
+                equal: vec!["cluster".into()],
+            },
+            // Two-sided: both sides match alertname=~"a|b"; absent `zone` reads as empty.
+            InhibitRule {
+                source_matchers: vec![matcher("alertname", MatchOp::Regex, "a|b")],
+                target_matchers: vec![matcher("alertname", MatchOp::Regex, "b|c")],
+                equal: vec!["zone".into(), "cluster".into()],
+            },
+        ];
+        let mut alerts = Vec::new();
+        for (index, name) in ["a", "b", "c", "d"].iter().enumerate() {
+            for severity in ["critical", "warning", "info"] {
+                for cluster in ["x", "y"] {
+                    let mut labels: BTreeMap<String, String> = [
+                        ("alertname", name.to_string()),
+                        ("severity", severity.to_owned()),
+                        ("cluster", cluster.to_owned()),
+                    ]
+                    .into_iter()
+                    .map(|(k, v)| (k.to_owned(), v))
+                    .collect();
+                    if index % 2 == 0 {
+                        labels.insert("zone".into(), "z1".into());
+                    }
+                    alerts.push(labels);
+                }
+            }
+        }
+        // Every subset of a sliding window as the firing set, every alert as a target.
+        for start in 0..alerts.len() {
+            let firing: Vec<BTreeMap<String, String>> =
+                alerts.iter().cycle().skip(start).take(7).cloned().collect();
+            let inhibitor = Inhibitor::new(&rules, firing.iter());
+            for target in &alerts {
+                assert_eq!(
+                    inhibitor.inhibited(target),
+                    scan(&rules, target, &firing),
+                    "target {target:?} firing {firing:?}"
+                );
+            }
+        }
+    }
+}

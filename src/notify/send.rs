@@ -417,6 +417,39 @@ fn transport(config: &EmailConfig) -> Result<AsyncSmtpTransport<Tokio1Executor>,
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::time::SystemTime;
+
+    #[test]
+    fn retry_after_is_seconds_or_a_date_and_always_capped() {
+        let now = SystemTime::UNIX_EPOCH + Duration::from_secs(1_445_412_480); // 2015-10-21T07:28:00Z
+        let seconds = |value: &str| parse_retry_after(value, now);
+        assert_eq!(seconds("120"), Some(Duration::from_secs(120)));
+        assert_eq!(seconds(" 0 "), Some(Duration::ZERO));
+        // The review's panic, a value past u64, and a year: all capped at an hour.
+        assert_eq!(seconds("9300000000000000000"), Some(MAX_RETRY_AFTER));
+        assert_eq!(
+            seconds("99999999999999999999999999999"),
+            Some(MAX_RETRY_AFTER)
+        );
+        assert_eq!(seconds("31536000"), Some(MAX_RETRY_AFTER));
+        // HTTP dates: ahead, past (now), far ahead (capped).
+        assert_eq!(
+            seconds("Wed, 21 Oct 2015 07:30:00 GMT"),
+            Some(Duration::from_secs(120))
+        );
+        assert_eq!(
+            seconds("Wed, 21 Oct 2015 07:00:00 GMT"),
+            Some(Duration::ZERO)
+        );
+        assert_eq!(
+            seconds("Fri, 31 Dec 9999 23:59:59 GMT"),
+            Some(MAX_RETRY_AFTER)
+        );
+        // Garbage is ignored: the backoff applies.
+        for garbage in ["", "-5", "1.5", "soon", "12 s", "\u{1F4A5}"] {
+            assert_eq!(seconds(garbage), None, "{garbage:?}");
+        }
+    }
 
     #[test]
     fn answers_are_classified_per_integration() {
