@@ -296,7 +296,7 @@ mod tests {
             (Duration::from_millis(10), Duration::from_millis(40)),
             move |_token: CancellationToken| {
                 // Every other build fails; the others return at once.
-                if counted.fetch_add(1, Ordering::SeqCst) % 2 == 0 {
+                if counted.fetch_add(1, Ordering::SeqCst).is_multiple_of(2) {
                     Err("no state".to_owned())
                 } else {
                     Ok(async {})
