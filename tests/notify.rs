@@ -1823,6 +1823,23 @@ async fn a_notifier_that_stops_is_restarted_reported_and_still_delivers() {
     };
     assert_eq!(status, 503);
     assert_eq!(body, "not ready: component notifier down\n");
+    let page = |client: reqwest::Client, base: String| async move {
+        client
+            .get(format!("{base}/"))
+            .send()
+            .await
+            .expect("the status page answers")
+            .text()
+            .await
+            .expect("a page")
+    };
+    let html = page(client.clone(), harness.api.clone()).await;
+    assert!(
+        html.contains("Components: 0 of 1 running")
+            && html.contains("<tr data-component=\"notifier\"><td><b>notifier</b></td><td class=\"down\">down</td>")
+            && html.contains("it returned before shutdown"),
+        "{html}"
+    );
     assert_eq!(metric_gauge(&harness.registry, "dbwatch_component_up"), 0.0);
     let down = &harness.components.statuses()[0];
     assert!(
@@ -1850,6 +1867,13 @@ async fn a_notifier_that_stops_is_restarted_reported_and_still_delivers() {
         1.0
     );
     assert_eq!(metric_gauge(&harness.registry, "dbwatch_component_up"), 1.0);
+    let html = page(client.clone(), harness.api.clone()).await;
+    assert!(
+        html.contains("Components: 1 of 1 running")
+            && html.contains("<td class=\"up\">running</td>")
+            && html.contains("</td><td>1</td><td>it returned before shutdown"),
+        "{html}"
+    );
 
     // And the restarted notifier delivers a later alert.
     harness.publish(vec![firing(&[("alertname", "after_restart")], &[])]);

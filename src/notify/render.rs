@@ -120,7 +120,12 @@ pub fn truncate(text: &str, max: usize) -> String {
     out
 }
 
+/// The last millisecond humantime can format (9999-12-31T23:59:59.999Z); past it its `Display` fails, and
+/// `to_string` would panic on a time from a hand-edited or foreign state file.
+const RFC3339_MAX_MILLIS: i64 = 253_402_300_799_999;
+
 pub fn rfc3339(millis: i64) -> String {
+    let millis = millis.clamp(0, RFC3339_MAX_MILLIS);
     let time = UNIX_EPOCH + Duration::from_millis(u64::try_from(millis).unwrap_or(0));
     humantime::format_rfc3339_millis(time).to_string()
 }
@@ -871,6 +876,12 @@ mod tests {
         let listed = details["alerts"].as_array().expect("alerts").len();
         assert!((1..50).contains(&listed), "{listed} listed");
         assert_eq!(details["truncated_alerts"], 60 - listed);
+    }
+
+    #[test]
+    fn any_persisted_time_formats() {
+        assert_eq!(rfc3339(i64::MAX), "9999-12-31T23:59:59.999Z");
+        assert_eq!(rfc3339(i64::MIN), "1970-01-01T00:00:00.000Z");
     }
 
     #[test]
