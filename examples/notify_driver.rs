@@ -56,10 +56,8 @@ fn read_alerts(path: &PathBuf) -> Option<Vec<AlertSummary>> {
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    tracing_subscriber::fmt()
-        .with_writer(std::io::stderr)
-        .with_env_filter(tracing_subscriber::EnvFilter::new("info"))
-        .init();
+    // The daemon's logging, `RUST_LOG` included, so that tests see what the daemon would print.
+    dbwatch::logging::init("info");
     let args: Vec<String> = std::env::args().collect();
     if args.len() < 4 {
         eprintln!("usage: notify_driver ROUTING_FILE STATE_DIR ALERTS_JSON [INITIAL_BACKOFF_MS] [TIMEOUT_MS]");
@@ -82,15 +80,16 @@ async fn main() -> ExitCode {
     config.delivery.timeout = millis(5, 2000);
     config.delivery.max_attempts = 10_000;
     let alerts_file = PathBuf::from(&args[3]);
+    tracing::debug!(state = %args[2], "notify driver started");
     let handle = AlertsHandle::default();
-    let (wake, transitions) = tokio::sync::mpsc::channel(16);
+    let wake = std::sync::Arc::new(tokio::sync::Notify::new());
     let registry = prometheus::Registry::new();
     let notifier = match Notifier::new(
         config,
         &PathBuf::from(&args[2]),
         &registry,
         handle.clone(),
-        transitions,
+        wake,
     ) {
         Ok(notifier) => notifier,
         Err(error) => {
@@ -102,8 +101,6 @@ async fn main() -> ExitCode {
     let feeder = tokio::spawn({
         let shutdown = shutdown.clone();
         async move {
-            // Held so the notifier's transitions channel stays open, as the engine's would.
-            let _wake = wake;
             while !shutdown.is_cancelled() {
                 if let Some(alerts) = read_alerts(&alerts_file) {
                     handle.publish_alerts(alerts, SystemTime::now());

@@ -6,18 +6,19 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use prometheus::Registry;
-use tokio::sync::mpsc;
+use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::config::{self, Config};
 use crate::http::{self, HttpState};
 use crate::notify::{self, Notifier, NotifyConfig};
-use crate::rules::{self, EngineOptions, RuleMetrics, RuleSet, RulesEngine};
+use crate::rules::{self, AlertsHandle, EngineOptions, RuleMetrics, RuleSet, RulesEngine};
 use crate::scheduler::{self, TargetTask};
 use crate::self_metrics::SelfMetrics;
 use crate::storage::{self, Storage};
 use crate::store::SnapshotStore;
+use crate::supervise::{supervise, Components};
 use crate::web::WebConfig;
 
 /// How long tasks get to finish after a shutdown signal before the process exits anyway.
@@ -37,10 +38,6 @@ pub enum AppError {
     #[error(transparent)]
     Notify(#[from] notify::NotifyError),
 }
-
-/// Room for state changes between the rules engine and their consumer; a full channel only costs a log line
-/// and a counter, since consumers reconcile from the engine's full view.
-const TRANSITION_BUFFER: usize = 1024;
 
 #[derive(Debug, thiserror::Error)]
 pub enum LoadError {
@@ -165,49 +162,72 @@ pub async fn run(
         tracker.spawn(task.run(shutdown.clone()));
     }
 
-    let (transitions, mut transition_rx) = mpsc::channel(TRANSITION_BUFFER);
-    let engine = RulesEngine::new(
-        Arc::clone(&store),
-        rules,
-        EngineOptions {
+    // Shared by every instance of the engine and the notifier, so that either can be restarted alone: the
+    // engine publishes the view and wakes the notifier, the notifier reconciles from the view.
+    let components = Components::register(&registry)?;
+    let wake = Arc::new(Notify::new());
+    let alerts = AlertsHandle::default();
+    {
+        let store = Arc::clone(&store);
+        let rules = Arc::new(rules);
+        let engine_options = EngineOptions {
             state_dir: Some(storage_path.clone()),
             evaluation_interval: config.rules.evaluation_interval,
             external_labels: config.rules.external_labels.clone(),
             external_url: external_url.clone(),
-        },
-        transitions,
-        rule_metrics,
-    );
-    let alerts = engine.alerts();
-    tracker.spawn(engine.run(shutdown.clone()));
+        };
+        let wake = Arc::clone(&wake);
+        let alerts = alerts.clone();
+        // Each build restores `alerts.json`, as a process restart would.
+        tracker.spawn(supervise(
+            "rules",
+            components.clone(),
+            shutdown.clone(),
+            move |token| {
+                let engine = RulesEngine::new(
+                    Arc::clone(&store),
+                    Arc::clone(&rules),
+                    engine_options.clone(),
+                    Arc::clone(&wake),
+                    rule_metrics.clone(),
+                )
+                .publishing_to(alerts.clone());
+                Ok(engine.run(token))
+            },
+        ));
+    }
+    // Without a routing file alerts are only logged (by the engine) and shown.
     let notify_api = match routing {
         Some(mut routing) => {
             routing.delivery.external_url = external_url.clone();
             routing.delivery.alertmanagers = config.alerting.alertmanagers.clone();
+            // Built here once so that an unusable state (an unreadable file) fails the start; rebuilt by the supervisor from the
+            // saved outbox and log after a failure.
             let notifier = Notifier::new(
                 routing,
                 &storage_path,
                 &registry,
                 alerts.clone(),
-                transition_rx,
+                Arc::clone(&wake),
             )?;
             let api = notifier.api_router();
-            tracker.spawn(notifier.run(shutdown.clone()));
+            let seed = notifier.seed();
+            let mut first = Some(notifier);
+            tracker.spawn(supervise(
+                "notifier",
+                components.clone(),
+                shutdown.clone(),
+                move |token| {
+                    let notifier = match first.take() {
+                        Some(notifier) => notifier,
+                        None => seed.build().map_err(|error| error.to_string())?,
+                    };
+                    Ok(notifier.run(token))
+                },
+            ));
             Some(api)
         }
-        None => {
-            // Without a routing file alerts are only logged (by the engine) and shown; keep the channel drained.
-            let drain_shutdown = shutdown.clone();
-            tracker.spawn(async move {
-                loop {
-                    tokio::select! {
-                        received = transition_rx.recv() => if received.is_none() { break },
-                        _ = drain_shutdown.cancelled() => break,
-                    }
-                }
-            });
-            None
-        }
+        None => None,
     };
     tracker.close();
 
@@ -252,6 +272,7 @@ pub async fn run(
         store: Arc::clone(&store),
         registry,
         alerts,
+        components,
     });
     // The silences API (Alertmanager's v2 paths), so amtool can manage dbwatch's silences.
     let router = match notify_api {

@@ -13,6 +13,7 @@ use prometheus::{Encoder, Registry, TextEncoder};
 use crate::exposition;
 use crate::rules::AlertsHandle;
 use crate::store::SnapshotStore;
+use crate::supervise::Components;
 use crate::web::status::{self, StatusState};
 
 const TEXT_FORMAT: &str = "text/plain; version=0.0.4; charset=utf-8";
@@ -23,6 +24,8 @@ pub struct HttpState {
     pub registry: Registry,
     /// `ALERTS` and `ALERTS_FOR_STATE`, rendered by the rules engine after each evaluation.
     pub alerts: AlertsHandle,
+    /// The supervised components (rules engine, notifier): readiness requires every one of them up.
+    pub components: Components,
 }
 
 pub fn router(state: HttpState) -> Router {
@@ -30,6 +33,7 @@ pub fn router(state: HttpState) -> Router {
     let status = status::router(StatusState {
         store: Arc::clone(&state.store),
         alerts: state.alerts.clone(),
+        components: state.components.clone(),
     });
     Router::new()
         .route("/metrics", get(metrics))
@@ -74,8 +78,17 @@ async fn healthy() -> &'static str {
     "OK\n"
 }
 
-/// Ready once every configured target has published a snapshot, up or down.
+/// Ready once every configured target has published a snapshot, up or down, and while every supervised
+/// component runs: a dead notifier must never look healthy.
 async fn ready(State(state): State<HttpState>) -> Response {
+    let down = state.components.down();
+    if !down.is_empty() {
+        return (
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("not ready: component {} down\n", down.join(", ")),
+        )
+            .into_response();
+    }
     let (polled, expected) = state.store.progress();
     if polled >= expected {
         (StatusCode::OK, "ready\n").into_response()

@@ -281,11 +281,6 @@ fn run(
 }
 
 fn init_logging(filter: &str) {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .or_else(|_| tracing_subscriber::EnvFilter::try_new(filter))
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .init();
+    // `RUST_LOG` or the flag, with reqwest/hyper held below debug: their records can carry webhook URLs.
+    dbwatch::logging::init(filter);
 }

@@ -13,10 +13,13 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 #[path = "support/mail.rs"]
 mod mail;
 
-use dbwatch::notify::{self, DeliveryOptions, Notifier};
-use dbwatch::rules::{AlertState, AlertSummary, AlertTransition, AlertsHandle};
+use std::sync::Arc;
+
+use dbwatch::notify::{self, DeliveryOptions, Notifier, NotifierSeed};
+use dbwatch::rules::{AlertState, AlertSummary, AlertsHandle};
+use dbwatch::supervise::{supervise, Components};
 use serde_json::{json, Value};
-use tokio::sync::mpsc;
+use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
 const ROUTING_KEY: &str = "0123456789abcdef0123456789abcdef";
@@ -156,20 +159,31 @@ fn resolved(alert: &AlertSummary) -> AlertSummary {
     }
 }
 
-/// A notifier running in this process on its own state folder.
+/// A notifier running in this process on its own state folder, under the daemon's supervisor, with the
+/// silences API and `/-/ready` served.
 struct Harness {
     alerts: AlertsHandle,
-    wake: mpsc::Sender<AlertTransition>,
+    wake: Arc<Notify>,
     registry: prometheus::Registry,
     state: tempfile::TempDir,
     shutdown: CancellationToken,
-    /// Where the silences API is served.
+    /// Where the silences API and `/-/ready` are served.
     api: String,
+    seed: NotifierSeed,
+    components: Components,
 }
 
 impl Harness {
     fn start(routing: &str, tune: impl FnOnce(&mut DeliveryOptions)) -> Harness {
-        let state = tempfile::tempdir().expect("temp dir");
+        Harness::start_in(tempfile::tempdir().expect("temp dir"), routing, tune)
+    }
+
+    /// Starts on `state`, which may already hold a saved state.
+    fn start_in(
+        state: tempfile::TempDir,
+        routing: &str,
+        tune: impl FnOnce(&mut DeliveryOptions),
+    ) -> Harness {
         let no_env = |_: &str| None;
         let mut config = notify::load_str(Path::new("test-routing.yml"), routing, &no_env)
             .unwrap_or_else(|errors| panic!("{errors}"));
@@ -178,23 +192,51 @@ impl Harness {
         config.delivery.timeout = Duration::from_secs(2);
         tune(&mut config.delivery);
         let alerts = AlertsHandle::default();
-        let (wake, transitions) = mpsc::channel(64);
+        let wake = Arc::new(Notify::new());
         let registry = prometheus::Registry::new();
-        let notifier = Notifier::new(config, state.path(), &registry, alerts.clone(), transitions)
-            .expect("notifier");
+        let notifier = Notifier::new(
+            config,
+            state.path(),
+            &registry,
+            alerts.clone(),
+            Arc::clone(&wake),
+        )
+        .expect("notifier");
+        let components = Components::register(&registry).expect("component metrics");
         let shutdown = CancellationToken::new();
         let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
         let api = format!("http://{}", listener.local_addr().expect("address"));
         listener.set_nonblocking(true).expect("non-blocking");
         let listener = tokio::net::TcpListener::from_std(listener).expect("tokio listener");
-        let router = notifier.api_router();
+        let router = dbwatch::http::router(dbwatch::http::HttpState {
+            store: Arc::new(dbwatch::store::SnapshotStore::new(0)),
+            registry: registry.clone(),
+            alerts: alerts.clone(),
+            components: components.clone(),
+        })
+        .merge(notifier.api_router());
         let stop = shutdown.clone();
         tokio::spawn(async move {
             let _ = axum::serve(listener, router)
                 .with_graceful_shutdown(stop.cancelled_owned())
                 .await;
         });
-        tokio::spawn(notifier.run(shutdown.clone()));
+        let seed = notifier.seed();
+        let rebuild = seed.clone();
+        let mut first = Some(notifier);
+        // As app::run wires it: the first instance, then rebuilt from the saved state after a failure.
+        tokio::spawn(supervise(
+            "notifier",
+            components.clone(),
+            shutdown.clone(),
+            move |token| {
+                let notifier = match first.take() {
+                    Some(notifier) => notifier,
+                    None => rebuild.build().map_err(|error| error.to_string())?,
+                };
+                Ok(notifier.run(token))
+            },
+        ));
         Harness {
             alerts,
             wake,
@@ -202,28 +244,15 @@ impl Harness {
             state,
             shutdown,
             api,
+            seed,
+            components,
         }
     }
 
     /// Publishes the view, as the engine does after an evaluation, and wakes the notifier like a transition.
     fn publish(&self, alerts: Vec<AlertSummary>) {
-        let first = alerts.first().cloned();
         self.alerts.publish_alerts(alerts, SystemTime::now());
-        if let Some(alert) = first {
-            let _ = self.wake.try_send(AlertTransition {
-                group: alert.group,
-                alertname: alert.alertname,
-                labels: alert.labels,
-                annotations: alert.annotations,
-                from: AlertState::Pending,
-                to: alert.state,
-                value: alert.value,
-                active_at: alert.active_at,
-                fired_at: alert.fired_at,
-                resolved_at: alert.resolved_at,
-                at: SystemTime::now(),
-            });
-        }
+        self.wake.notify_one();
     }
 
     fn counter(&self, name: &str, wanted: &[(&str, &str)]) -> f64 {
@@ -1514,5 +1543,466 @@ async fn an_inhibited_alert_is_held_back_and_neither_notified_nor_resolved() {
     assert!(
         later.contains(&("replication_lag".to_owned(), "firing".to_owned())),
         "{later:?}"
+    );
+}
+
+// ---- Answers from receivers that must neither kill nor wedge the notifier (issue 15, H1/M3) ----
+
+fn pagerduty_routing(receivers: &Receivers) -> String {
+    format!(
+        "route:\n  receiver: pd\n  group_by: [alertname]\n  group_wait: 0s\n  group_interval: 1s\nreceivers:\n  - name: pd\n    pagerduty_configs:\n      - routing_key: {ROUTING_KEY}\n        url: {}\n",
+        receivers.url("pagerduty")
+    )
+}
+
+fn triggers<'a>(requests: &'a [Value], alertname: &str) -> Vec<&'a Value> {
+    ok_requests(requests, "pagerduty")
+        .into_iter()
+        .filter(|request| {
+            request["body"]["payload"]["summary"]
+                .as_str()
+                .is_some_and(|summary| summary.contains(alertname))
+        })
+        .collect()
+}
+
+/// Polls the saved state until `done` holds.
+async fn wait_saved(harness: &Harness, what: &str, done: impl Fn(&Value) -> bool) -> Value {
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let state = harness.saved();
+        if done(&state) {
+            return state;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "timed out waiting for {what}; state: {state:#}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test]
+async fn a_huge_retry_after_is_capped_retried_and_a_later_alert_still_arrives() {
+    // The review's reproduction: this header panicked the notifier ("overflow when adding duration to instant").
+    let receivers = Receivers::new("pd-huge", &["429:9300000000000000000"], "ok").await;
+    // The cap is 1 h; lowered here so that the retry is seen within the test.
+    let harness = Harness::start(&pagerduty_routing(&receivers), |options| {
+        options.max_retry_after = Duration::from_secs(2)
+    });
+    harness.publish(vec![firing(
+        &[("alertname", "first_page"), ("target", "pg1")],
+        &[("summary", "first page")],
+    )]);
+    let requests = receivers
+        .wait(
+            "the retry after the capped wait",
+            Duration::from_secs(15),
+            |r| triggers(r, "first_page").len() == 1,
+        )
+        .await;
+    assert_all_valid(&requests);
+    assert_eq!(requests[0]["answer"], "429:9300000000000000000");
+    let gap = requests[1]["at"].as_f64().expect("time") - requests[0]["at"].as_f64().expect("time");
+    assert!(
+        (1.9..8.0).contains(&gap),
+        "retried {gap:.3}s after the 429; the capped wait is 2 s"
+    );
+    // Nothing died: no restart, and a later alert's page goes out.
+    assert!(harness.components.down().is_empty());
+    assert_eq!(harness.components.statuses()[0].restarts, 0);
+    harness.publish(vec![
+        firing(
+            &[("alertname", "first_page"), ("target", "pg1")],
+            &[("summary", "first page")],
+        ),
+        firing(
+            &[("alertname", "second_page"), ("target", "pg2")],
+            &[("summary", "second page")],
+        ),
+    ]);
+    receivers
+        .wait("the later alert's page", Duration::from_secs(10), |r| {
+            triggers(r, "second_page").len() == 1
+        })
+        .await;
+    assert_eq!(
+        harness.counter(
+            "dbwatch_notifications_dead_letter_total",
+            &[("receiver", "pd")]
+        ),
+        0.0
+    );
+}
+
+#[tokio::test]
+async fn a_retry_after_past_the_give_up_time_dead_letters_at_once_instead_of_wedging() {
+    // A year; capped at the destination's wait (5 s here), which still falls past the 2 s give-up time.
+    let receivers = Receivers::new("pd-year", &["429:31536000"], "ok").await;
+    let harness = Harness::start(&pagerduty_routing(&receivers), |options| {
+        options.max_age = Duration::from_secs(2);
+        options.max_retry_after = Duration::from_secs(5);
+    });
+    let started = Instant::now();
+    harness.publish(vec![firing(&[("alertname", "wedged")], &[])]);
+    let state = wait_saved(&harness, "the dead letter", |state| {
+        state["dead_letters"]
+            .as_array()
+            .is_some_and(|letters| !letters.is_empty())
+    })
+    .await;
+    assert!(
+        started.elapsed() < Duration::from_secs(2),
+        "dead-lettered after {:?}, not at once",
+        started.elapsed()
+    );
+    assert_eq!(state["outbox"], json!([]), "the lane is free");
+    let reason = state["dead_letters"][0]["reason"].as_str().expect("reason");
+    assert!(
+        reason.contains("would fall past its give-up time") && reason.contains("answered 429"),
+        "{reason}"
+    );
+    assert_eq!(
+        harness.counter(
+            "dbwatch_notifications_dead_letter_total",
+            &[("receiver", "pd")]
+        ),
+        1.0
+    );
+    // The destination waits out the capped Retry-After (5 s), then takes the next page. Published late in the
+    // wait: a page queued at once would itself reach its 2 s give-up time before the destination is free.
+    tokio::time::sleep_until((started + Duration::from_millis(4_200)).into()).await;
+    harness.publish(vec![firing(&[("alertname", "after_the_wait")], &[])]);
+    receivers
+        .wait("the next page", Duration::from_secs(12), |r| {
+            triggers(r, "after_the_wait").len() == 1
+        })
+        .await;
+    assert!(harness.components.down().is_empty());
+}
+
+#[tokio::test]
+async fn a_persisted_not_before_a_year_ahead_does_not_wedge_the_lane() {
+    let receivers = Receivers::new("stale-state", &[], "ok").await;
+    let routing = format!(
+        "route:\n  receiver: hook\n  group_wait: 0s\nreceivers:\n  - name: hook\n    webhook_configs:\n      - url: {}\n",
+        receivers.url("webhook")
+    );
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .expect("clock")
+        .as_millis() as i64;
+    let year = 365 * 24 * 3600 * 1000_i64;
+    // As an older dbwatch wrote it after honouring `Retry-After: 31536000`.
+    let saved = json!({
+        "next_id": 1,
+        "log": {},
+        "outbox": [{
+            "id": 1, "receiver": "hook", "integration": 0, "integration_kind": "webhook",
+            "group_key": "{}:{}",
+            "payload": {"kind": "webhook", "body": {
+                "version": "4", "groupKey": "{}:{}", "truncatedAlerts": 0, "status": "firing",
+                "receiver": "hook", "groupLabels": {}, "commonLabels": {}, "commonAnnotations": {},
+                "externalURL": "", "alerts": []}},
+            "created_at": now, "attempts": 1, "not_before": now + year,
+            "last_error": "webhook answered 429: slow down"
+        }],
+        "dead_letters": []
+    });
+    let state = tempfile::tempdir().expect("temp dir");
+    std::fs::write(state.path().join("notifications.json"), saved.to_string())
+        .expect("write the state");
+    let _harness = Harness::start_in(state, &routing, |options| {
+        options.max_retry_after = Duration::from_secs(1)
+    });
+    let requests = receivers
+        .wait("the restored notification", Duration::from_secs(10), |r| {
+            ok_requests(r, "webhook").len() == 1
+        })
+        .await;
+    assert_all_valid(&requests);
+}
+
+#[tokio::test]
+async fn a_10_mb_answer_is_read_only_up_to_64_kib() {
+    let receivers = Receivers::new("huge-body", &["huge:500:10485760"], "ok").await;
+    let routing = format!(
+        "route:\n  receiver: hook\n  group_wait: 0s\nreceivers:\n  - name: hook\n    webhook_configs:\n      - url: {}\n",
+        receivers.url("webhook")
+    );
+    // One attempt, so the reason of the only answer is kept in the dead letter.
+    let harness = Harness::start(&routing, |options| options.max_attempts = 1);
+    let started = Instant::now();
+    harness.publish(vec![firing(&[("alertname", "huge_answer")], &[])]);
+    let state = wait_saved(&harness, "the dead letter", |state| {
+        state["dead_letters"]
+            .as_array()
+            .is_some_and(|letters| !letters.is_empty())
+    })
+    .await;
+    // Cut, not read whole: 64 KiB of a 10 MB answer, in well under the 2 s request timeout.
+    assert!(
+        started.elapsed() < Duration::from_secs(2),
+        "{:?}",
+        started.elapsed()
+    );
+    let reason = state["dead_letters"][0]["reason"].as_str().expect("reason");
+    assert!(
+        reason.contains("webhook answered 500: xxxx") && reason.ends_with("(body cut at 64 KiB)"),
+        "{}",
+        &reason[reason.len().saturating_sub(200)..]
+    );
+    assert!(reason.len() < 1_000, "{} bytes kept", reason.len());
+}
+
+#[tokio::test]
+async fn a_connection_reset_is_retried_and_its_cause_kept() {
+    let receivers = Receivers::new("reset", &["reset"], "ok").await;
+    let routing = format!(
+        "route:\n  receiver: hook\n  group_wait: 0s\nreceivers:\n  - name: hook\n    webhook_configs:\n      - url: {}\n",
+        receivers.url("webhook")
+    );
+    let harness = Harness::start(&routing, |options| options.max_attempts = 1);
+    harness.publish(vec![firing(&[("alertname", "reset")], &[])]);
+    let state = wait_saved(&harness, "the dead letter", |state| {
+        state["dead_letters"]
+            .as_array()
+            .is_some_and(|letters| !letters.is_empty())
+    })
+    .await;
+    let reason = state["dead_letters"][0]["reason"].as_str().expect("reason");
+    // The cause chain, down to the socket error, and never the URL.
+    assert!(
+        reason.starts_with("gave up after 1 attempts: webhook ")
+            && reason.to_lowercase().contains("connection")
+            && !reason.contains(&receivers.bucket),
+        "{reason}"
+    );
+}
+
+#[tokio::test]
+async fn a_notifier_that_stops_is_restarted_reported_and_still_delivers() {
+    let receivers = Receivers::new("restart", &[], "ok").await;
+    let routing = format!(
+        "route:\n  receiver: hook\n  group_by: [alertname]\n  group_wait: 0s\nreceivers:\n  - name: hook\n    webhook_configs:\n      - url: {}\n",
+        receivers.url("webhook")
+    );
+    let harness = Harness::start(&routing, |_| {});
+    let client = reqwest::Client::new();
+    let ready = || async {
+        let response = client
+            .get(format!("{}/-/ready", harness.api))
+            .send()
+            .await
+            .expect("/-/ready answers");
+        (
+            response.status().as_u16(),
+            response.text().await.unwrap_or_default(),
+        )
+    };
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while ready().await.0 != 200 {
+        assert!(
+            Instant::now() < deadline,
+            "never ready: {:?}",
+            ready().await
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+
+    harness.seed.inject_stop();
+    // Down during the supervisor's backoff (1 s): reported on /-/ready and in the metrics.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let (status, body) = loop {
+        let answer = ready().await;
+        if answer.0 == 503 {
+            break answer;
+        }
+        assert!(Instant::now() < deadline, "/-/ready stayed {answer:?}");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    };
+    assert_eq!(status, 503);
+    assert_eq!(body, "not ready: component notifier down\n");
+    let page = |client: reqwest::Client, base: String| async move {
+        client
+            .get(format!("{base}/"))
+            .send()
+            .await
+            .expect("the status page answers")
+            .text()
+            .await
+            .expect("a page")
+    };
+    let html = page(client.clone(), harness.api.clone()).await;
+    assert!(
+        html.contains("Components: 0 of 1 running")
+            && html.contains("<tr data-component=\"notifier\"><td><b>notifier</b></td><td class=\"down\">down</td>")
+            && html.contains("it returned before shutdown"),
+        "{html}"
+    );
+    assert_eq!(metric_gauge(&harness.registry, "dbwatch_component_up"), 0.0);
+    let down = &harness.components.statuses()[0];
+    assert!(
+        down.last_failure
+            .as_deref()
+            .is_some_and(|reason| reason.contains("returned before shutdown")),
+        "{down:?}"
+    );
+
+    // Rebuilt from the saved state, counted, ready again.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while ready().await.0 != 200 {
+        assert!(
+            Instant::now() < deadline,
+            "not restarted: {:?}",
+            ready().await
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(
+        harness.counter(
+            "dbwatch_component_restarts_total",
+            &[("component", "notifier")]
+        ),
+        1.0
+    );
+    assert_eq!(metric_gauge(&harness.registry, "dbwatch_component_up"), 1.0);
+    let html = page(client.clone(), harness.api.clone()).await;
+    assert!(
+        html.contains("Components: 1 of 1 running")
+            && html.contains("<td class=\"up\">running</td>")
+            && html.contains("</td><td>1</td><td>it returned before shutdown"),
+        "{html}"
+    );
+
+    // And the restarted notifier delivers a later alert.
+    harness.publish(vec![firing(&[("alertname", "after_restart")], &[])]);
+    let requests = receivers
+        .wait(
+            "the alert after the restart",
+            Duration::from_secs(10),
+            |r| ok_requests(r, "webhook").len() == 1,
+        )
+        .await;
+    assert_eq!(
+        requests[0]["body"]["groupLabels"]["alertname"],
+        "after_restart"
+    );
+}
+
+fn metric_gauge(registry: &prometheus::Registry, name: &str) -> f64 {
+    registry
+        .gather()
+        .iter()
+        .filter(|family| family.name() == name)
+        .flat_map(|family| family.get_metric().iter())
+        .map(|sample| sample.get_gauge().get_value())
+        .sum()
+}
+
+// ---- Messages that cannot be hijacked (M8) ----
+
+#[tokio::test]
+async fn slack_escapes_database_controlled_names() {
+    let receivers = Receivers::new("slack-escape", &[], "ok").await;
+    let routing = format!(
+        "route:\n  receiver: slack\n  group_by: [alertname, database]\n  group_wait: 0s\nreceivers:\n  - name: slack\n    slack_configs:\n      - api_url: {}\n",
+        receivers.url("slack")
+    );
+    let harness = Harness::start(&routing, |_| {});
+    harness.publish(vec![firing(
+        &[
+            ("alertname", "database_bloat"),
+            ("database", "<!channel>"),
+            ("replica", "<https://evil.example|Runbook>"),
+        ],
+        &[
+            (
+                "summary",
+                "bloat in <!channel> & <https://evil.example|Runbook>",
+            ),
+            ("runbook_url", "<https://evil.example|Runbook>"),
+        ],
+    )]);
+    let requests = receivers
+        .wait("the message", Duration::from_secs(10), |r| {
+            ok_requests(r, "slack").len() == 1
+        })
+        .await;
+    assert_all_valid(&requests);
+    let body = &requests[0]["body"];
+    let section = body["blocks"][1]["text"]["text"].as_str().expect("section");
+    let text = body["text"].as_str().expect("text");
+    for mrkdwn in [section, text] {
+        assert!(
+            !mrkdwn.contains("<!") && !mrkdwn.contains("<https://evil"),
+            "an unescaped control sequence: {mrkdwn}"
+        );
+        assert!(mrkdwn.contains("&lt;!channel&gt;"), "{mrkdwn}");
+    }
+    assert!(
+        section.contains("bloat in &lt;!channel&gt; &amp; &lt;https://evil.example|Runbook&gt;")
+            && section.contains("`database=&lt;!channel&gt;`")
+            && section.contains("Runbook: &lt;https://evil.example|Runbook&gt;"),
+        "{section}"
+    );
+}
+
+// ---- No secret in any log line (M6) ----
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn trace_logging_prints_no_webhook_url() {
+    let receivers = Receivers::new("secret-path-7f3a9c", &[], "ok").await;
+    let dir = tempfile::tempdir().expect("temp dir");
+    let routing = dir.path().join("routing.yml");
+    let slack = receivers.url("slack");
+    let hook = receivers.url("webhook");
+    std::fs::write(
+        &routing,
+        format!(
+            "route:\n  receiver: both\n  group_wait: 0s\nreceivers:\n  - name: both\n    slack_configs: [{{api_url: '{slack}'}}]\n    webhook_configs: [{{url: '{hook}'}}]\n"
+        ),
+    )
+    .expect("write routing");
+    let alerts = dir.path().join("alerts.json");
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .expect("clock")
+        .as_millis() as u64;
+    write_alerts(
+        &alerts,
+        &json!([{"labels": {"alertname": "traced"}, "state": "firing",
+                 "active_at_ms": now - 60_000, "fired_at_ms": now, "resolved_at_ms": null}]),
+    );
+    let log = dir.path().join("driver.log");
+    let logfile = std::fs::File::create(&log).expect("log file");
+    let mut driver = Command::new(driver_path())
+        .arg(&routing)
+        .arg(dir.path().join("state"))
+        .arg(&alerts)
+        .env("RUST_LOG", "trace,reqwest::connect=trace,hyper_util=trace")
+        .stdout(Stdio::null())
+        .stderr(logfile)
+        .spawn()
+        .expect("start the notify driver");
+    let delivered = receivers
+        .wait("both deliveries", Duration::from_secs(15), |r| {
+            ok_requests(r, "slack").len() == 1 && ok_requests(r, "webhook").len() == 1
+        })
+        .await;
+    let _ = driver.kill();
+    let _ = driver.wait();
+    assert_all_valid(&delivered);
+    let text = std::fs::read_to_string(&log).expect("read the log");
+    // The log is at trace: dbwatch's own records are there, the HTTP client's debug and trace ones are not.
+    assert!(text.contains("notification delivered"), "{text}");
+    // The driver's own debug line: the filter is really at debug and below.
+    assert!(
+        text.contains("notify driver started"),
+        "not a debug log: {text}"
+    );
+    assert!(
+        !text.contains(&receivers.bucket) && !text.contains("secret-path-7f3a9c"),
+        "a webhook URL reached the log:\n{text}"
     );
 }

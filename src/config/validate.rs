@@ -161,9 +161,10 @@ fn validate_alerting(errors: &mut Errors<'_>, raw: &RawConfig, base_dir: &Path) 
             errors.at(
                 url.mark,
                 &url.path,
+                // The URL may carry `user:password@`; the error goes to the journal and check-config's output.
                 format!(
                     "expected an http:// or https:// base URL, found {:?}",
-                    url.value
+                    crate::notify::forward::redact_url(&url.value)
                 ),
             );
         }

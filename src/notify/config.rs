@@ -45,6 +45,14 @@ impl NotifyConfig {
 pub struct DeliveryOptions {
     /// Attempts before a notification is dead-lettered.
     pub max_attempts: u32,
+    /// A notification's give-up time is this long after it was queued: an attempt that would fall later is not
+    /// made and the notification is dead-lettered instead. Six hours is longer than the twelve attempts' own
+    /// backoff (about 25 minutes) plus a few capped `Retry-After` waits (1 h each), and longer than the default
+    /// `repeat_interval` (4 h), after which a still-firing group is queued afresh anyway; a notification that
+    /// old describes a state the newer ones already carry, and an outbox that never gives up grows without end.
+    pub max_age: Duration,
+    /// The longest wait a receiver's `Retry-After` can impose; never more than [`super::send::MAX_RETRY_AFTER`].
+    pub max_retry_after: Duration,
     /// Backoff before the second attempt; doubled each time, with full jitter between half and all of it.
     pub initial_backoff: Duration,
     pub max_backoff: Duration,
@@ -62,6 +70,8 @@ impl Default for DeliveryOptions {
     fn default() -> Self {
         DeliveryOptions {
             max_attempts: 12,
+            max_age: Duration::from_secs(6 * 3600),
+            max_retry_after: super::send::MAX_RETRY_AFTER,
             initial_backoff: Duration::from_secs(1),
             max_backoff: Duration::from_secs(300),
             timeout: Duration::from_secs(10),

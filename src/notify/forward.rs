@@ -9,12 +9,12 @@
 //! that died is noticed by Alertmanager resolving its alerts, never by alerts that fire forever.
 
 use std::collections::BTreeMap;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use serde_json::{json, Value};
+use tokio::task::JoinSet;
 use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
 
 use super::render::rfc3339;
 use super::NotifyMetrics;
@@ -30,7 +30,9 @@ pub struct Forwarder {
     timeout: Duration,
     external_url: String,
     last: Option<(Instant, Signature)>,
-    busy: Arc<AtomicBool>,
+    /// The push in flight, at most one: owned here, so it is aborted with the notifier that owns the
+    /// forwarder, and cancelled at shutdown.
+    pushes: JoinSet<()>,
 }
 
 impl Forwarder {
@@ -46,7 +48,7 @@ impl Forwarder {
             timeout,
             external_url,
             last: None,
-            busy: Arc::new(AtomicBool::new(false)),
+            pushes: JoinSet::new(),
         }
     }
 
@@ -57,8 +59,11 @@ impl Forwarder {
         now: Instant,
         client: &reqwest::Client,
         metrics: &NotifyMetrics,
+        shutdown: &CancellationToken,
     ) {
-        if self.urls.is_empty() || view.evaluated_at.is_none() || self.busy.load(Ordering::SeqCst) {
+        // Reap the finished push; its outcome was logged and counted by the task itself.
+        while self.pushes.try_join_next().is_some() {}
+        if self.urls.is_empty() || view.evaluated_at.is_none() || !self.pushes.is_empty() {
             return;
         }
         let signature: Signature = view
@@ -77,7 +82,9 @@ impl Forwarder {
             return;
         }
         let wall = unix_millis(SystemTime::now());
-        let valid_until = wall + i64::try_from((self.resend * 4).as_millis()).unwrap_or(i64::MAX);
+        let valid_until = wall.saturating_add(
+            i64::try_from(self.resend.saturating_mul(4).as_millis()).unwrap_or(i64::MAX),
+        );
         let alerts: Vec<Value> = view
             .alerts
             .iter()
@@ -102,13 +109,32 @@ impl Forwarder {
         let client = client.clone();
         let metrics = metrics.clone();
         let timeout = self.timeout;
-        let busy = Arc::clone(&self.busy);
-        busy.store(true, Ordering::SeqCst);
-        tokio::spawn(async move {
-            let pushes = urls
-                .iter()
-                .map(|url| push(&client, url, body.clone(), timeout));
-            for (url, outcome) in urls.iter().zip(futures_join(pushes).await) {
+        let shutdown = shutdown.clone();
+        self.pushes.spawn(async move {
+            // Each push is its own task in this set, so they run concurrently and end with it.
+            let mut each = JoinSet::new();
+            for url in urls {
+                let push = push(&client, &url, body.clone(), timeout);
+                each.spawn(async move {
+                    let outcome = tokio::time::timeout(timeout.saturating_add(Duration::from_secs(1)), push)
+                        .await
+                        .unwrap_or_else(|_| Err(format!("no answer within {timeout:?}")));
+                    (url, outcome)
+                });
+            }
+            loop {
+                let joined = tokio::select! {
+                    joined = each.join_next() => joined,
+                    _ = shutdown.cancelled() => break,
+                };
+                let Some(joined) = joined else { break };
+                let (url, outcome) = match joined {
+                    Ok(done) => done,
+                    Err(error) => {
+                        tracing::warn!(error = %error, "an Alertmanager push task failed; the next push repairs it");
+                        continue;
+                    }
+                };
                 let label = match &outcome {
                     Ok(()) => "delivered",
                     Err(_) => "retried",
@@ -118,28 +144,29 @@ impl Forwarder {
                     .with_label_values(&["alertmanager", "alertmanager", label])
                     .inc();
                 if let Err(reason) = outcome {
-                    tracing::warn!(alertmanager = %url, reason = %reason, "cannot push alerts to Alertmanager; the next push repairs it");
+                    tracing::warn!(alertmanager = %redact_url(&url), reason = %reason, "cannot push alerts to Alertmanager; the next push repairs it");
                 }
             }
-            busy.store(false, Ordering::SeqCst);
         });
+    }
+
+    /// Waits for (at shutdown: ends) the push in flight.
+    pub async fn finish(&mut self) {
+        while self.pushes.join_next().await.is_some() {}
     }
 }
 
-/// Awaits every push concurrently, in order.
-async fn futures_join<F: std::future::Future<Output = Result<(), String>> + Send + 'static>(
-    pushes: impl Iterator<Item = F>,
-) -> Vec<Result<(), String>> {
-    let handles: Vec<_> = pushes.map(tokio::spawn).collect();
-    let mut out = Vec::with_capacity(handles.len());
-    for handle in handles {
-        out.push(
-            handle
-                .await
-                .unwrap_or_else(|error| Err(format!("push task failed: {error}"))),
-        );
+/// `url` with any `user:password@` replaced by `***@`, for logs and error messages.
+pub fn redact_url(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_owned();
+    };
+    let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    let (authority, path) = rest.split_at(authority_end);
+    match authority.rfind('@') {
+        Some(at) => format!("{scheme}://***@{}{path}", &authority[at + 1..]),
+        None => url.to_owned(),
     }
-    out
 }
 
 fn push(
@@ -154,20 +181,42 @@ fn push(
         .body(body)
         .timeout(timeout);
     async move {
-        let response = request
-            .send()
-            .await
-            .map_err(|error| format!("request failed: {error}"))?;
+        // The caller logs the URL, redacted; the causes say why it failed.
+        let mut response = request.send().await.map_err(|error| {
+            let error = error.without_url();
+            let mut text = format!("request failed: {error}");
+            let mut source = std::error::Error::source(&error);
+            while let Some(cause) = source {
+                text.push_str(&format!(": {cause}"));
+                source = cause.source();
+            }
+            text
+        })?;
         let status = response.status();
         if status.is_success() {
             Ok(())
         } else {
-            let text = response.text().await.unwrap_or_default();
-            Err(format!(
-                "answered {}: {}",
-                status.as_u16(),
-                text.chars().take(300).collect::<String>()
-            ))
+            let (_, shown) = super::send::answer_text(&mut response, timeout, 300).await;
+            Err(format!("answered {}: {shown}", status.as_u16()))
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn userinfo_is_redacted_and_the_rest_kept() {
+        assert_eq!(
+            redact_url("https://user:pa:ss@am.example:9093/prefix?x=1"),
+            "https://***@am.example:9093/prefix?x=1"
+        );
+        assert_eq!(
+            redact_url("http://am.example:9093/a@b"),
+            "http://am.example:9093/a@b"
+        );
+        assert_eq!(redact_url("http://am:9093"), "http://am:9093");
+        assert_eq!(redact_url("not a url @ all"), "not a url @ all");
     }
 }

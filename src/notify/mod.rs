@@ -36,19 +36,20 @@ pub mod send;
 pub mod silence;
 pub mod store;
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use prometheus::{HistogramOpts, HistogramVec, IntCounterVec, IntGauge, Opts, Registry};
-use tokio::sync::mpsc;
-use tokio::task::JoinSet;
+use tokio::sync::Notify;
+use tokio::task::{Id, JoinSet};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use crate::rules::alerting::unix_millis;
-use crate::rules::{AlertState, AlertTransition, AlertsHandle};
+use crate::rules::{AlertState, AlertsHandle};
 
 use config::Route;
 pub use config::{
@@ -63,6 +64,14 @@ use store::{log_key, AlertRecord, LogEntry, OutboxEntry, State};
 const TICK: Duration = Duration::from_millis(500);
 /// Slack allows about one message per second per webhook.
 const SLACK_SPACING: Duration = Duration::from_secs(1);
+/// Undelivered notifications kept at most. Past it the oldest are shed (dead-lettered, counted): a newer
+/// notification of a group carries the group's whole current state, so the oldest are the least useful, and an
+/// outbox that grows while a receiver hangs makes every fsynced state write larger. 10,000 holds a storm of
+/// 5,000 alerts in groups of one, firing and then resolved.
+pub const MAX_OUTBOX_ENTRIES: usize = 10_000;
+/// A send task is abandoned (and retried) after this much more than the delivery timeout; the request and the
+/// SMTP session have their own timeouts, so this only guards against one that does not honour them.
+const SEND_GRACE: Duration = Duration::from_secs(5);
 
 #[derive(Debug, thiserror::Error)]
 pub enum NotifyError {
@@ -152,6 +161,41 @@ struct Group<'a> {
 /// Where one outbox entry goes: (receiver, integration index).
 type Destination = (String, usize);
 
+/// What depends only on one published view: each alert's fingerprint and whether inhibition mutes it (the
+/// inhibition pass is indexed, see [`route::Inhibitor`], and still costs a pass over every firing alert).
+struct ViewFacts {
+    view: Arc<crate::rules::AlertsView>,
+    fingerprints: Vec<String>,
+    inhibited: Vec<bool>,
+}
+
+impl ViewFacts {
+    fn new(config: &NotifyConfig, view: &Arc<crate::rules::AlertsView>) -> ViewFacts {
+        let inhibitor = route::Inhibitor::new(
+            &config.inhibit_rules,
+            view.alerts
+                .iter()
+                .filter(|alert| alert.state == AlertState::Firing)
+                .map(|alert| &alert.labels),
+        );
+        ViewFacts {
+            view: Arc::clone(view),
+            fingerprints: view
+                .alerts
+                .iter()
+                .map(|alert| render::fingerprint(&alert.labels))
+                .collect(),
+            inhibited: view
+                .alerts
+                .iter()
+                .map(|alert| {
+                    alert.state == AlertState::Firing && inhibitor.inhibited(&alert.labels)
+                })
+                .collect(),
+        }
+    }
+}
+
 pub struct Notifier {
     config: Arc<NotifyConfig>,
     tree: Arc<RouteTree>,
@@ -159,38 +203,143 @@ pub struct Notifier {
     state: State,
     metrics: NotifyMetrics,
     alerts: AlertsHandle,
-    transitions: mpsc::Receiver<AlertTransition>,
+    /// Woken by the rules engine after an evaluation with transitions; shared, so it survives a restart of
+    /// either side.
+    wake: Arc<Notify>,
     client: reqwest::Client,
     /// Next flush of each live group.
     timers: HashMap<String, Instant>,
     /// Destinations with a request in flight, and when each may be sent to again.
     busy: BTreeSet<Destination>,
     not_before: HashMap<Destination, Instant>,
+    /// The entry and destination of each send task, by task id: a task that panics or is aborted still frees
+    /// its destination and has its entry retried.
+    sending: HashMap<Id, (u64, Destination)>,
+    /// Fingerprints and inhibition of the last view reconciled.
+    facts: Option<ViewFacts>,
     /// The state changed outside `reconcile` (a delivery settled) and must be saved.
     dirty_flag: bool,
     silences: Arc<silence::Silences>,
     forwarder: forward::Forwarder,
+    seed: NotifierSeed,
+}
+
+/// What a notifier is built from. The supervisor keeps it to build a new notifier from the saved state when
+/// the running one ends before shutdown; what it holds (configuration, metrics, the alerts view, the wake-up,
+/// the silences the API serves, the HTTP client) is shared by every instance.
+#[derive(Clone)]
+pub struct NotifierSeed {
+    config: Arc<NotifyConfig>,
+    state_dir: PathBuf,
+    metrics: NotifyMetrics,
+    alerts: AlertsHandle,
+    wake: Arc<Notify>,
+    silences: Arc<silence::Silences>,
+    client: reqwest::Client,
+    fault: Arc<AtomicBool>,
+}
+
+impl NotifierSeed {
+    /// A notifier restored from the outbox and notification log saved in the state folder.
+    pub fn build(&self) -> Result<Notifier, NotifyError> {
+        let wall = unix_millis(SystemTime::now());
+        let mut state = store::load(&self.state_dir)?;
+        restore(&mut state, &self.config.delivery, wall);
+        self.metrics
+            .outbox
+            .set(i64::try_from(state.outbox.len()).unwrap_or(i64::MAX));
+        if !state.outbox.is_empty() {
+            tracing::info!(
+                queued = state.outbox.len(),
+                "notifications restored from the outbox"
+            );
+        }
+        let delivery = &self.config.delivery;
+        let forwarder = forward::Forwarder::new(
+            delivery.alertmanagers.clone(),
+            delivery.alertmanager_resend,
+            delivery.timeout,
+            delivery.external_url.clone(),
+        );
+        Ok(Notifier {
+            tree: Arc::new(RouteTree::new(&self.config.route)),
+            config: Arc::clone(&self.config),
+            state_dir: self.state_dir.clone(),
+            state,
+            metrics: self.metrics.clone(),
+            alerts: self.alerts.clone(),
+            wake: Arc::clone(&self.wake),
+            client: self.client.clone(),
+            timers: HashMap::new(),
+            busy: BTreeSet::new(),
+            not_before: HashMap::new(),
+            sending: HashMap::new(),
+            facts: None,
+            dirty_flag: false,
+            silences: Arc::clone(&self.silences),
+            forwarder,
+            seed: self.clone(),
+        })
+    }
+
+    /// Test hook, not reachable from the network: the running notifier returns at its next loop turn without
+    /// saving, as a task that died would, so that a test can watch the supervisor restart it.
+    #[doc(hidden)]
+    pub fn inject_stop(&self) {
+        self.fault.store(true, Ordering::SeqCst);
+        self.wake.notify_one();
+    }
+}
+
+/// Makes a saved state safe to run: times from the file (written by another version, on another clock, or
+/// by hand) are brought within what this process would have set, so none can wedge a lane. An entry queued
+/// "in the future" counts from now; one held back longer than the `Retry-After` cap is held only as long as
+/// the cap. Entries whose give-up time has passed are dead-lettered by the first loop turn.
+fn restore(state: &mut State, delivery: &DeliveryOptions, wall: i64) {
+    let cap = wall.saturating_add(millis(retry_after_cap(delivery)));
+    for entry in &mut state.outbox {
+        entry.created_at = entry.created_at.min(wall);
+        entry.not_before = entry.not_before.min(cap);
+    }
+}
+
+/// Milliseconds of `duration`, saturating at `i64::MAX`.
+fn millis(duration: Duration) -> i64 {
+    i64::try_from(duration.as_millis()).unwrap_or(i64::MAX)
+}
+
+/// `now + delay`, or a year from now if that overflows (no delay the notifier computes comes close).
+fn instant_after(now: Instant, delay: Duration) -> Instant {
+    now.checked_add(delay)
+        .or_else(|| now.checked_add(Duration::from_secs(365 * 24 * 3600)))
+        .unwrap_or(now)
+}
+
+fn retry_after_cap(delivery: &DeliveryOptions) -> Duration {
+    delivery.max_retry_after.min(send::MAX_RETRY_AFTER)
+}
+
+/// When the notifier gives up on `entry`: its queueing time plus `max_age`.
+fn give_up_at(entry: &OutboxEntry, delivery: &DeliveryOptions) -> i64 {
+    entry.created_at.saturating_add(millis(delivery.max_age))
 }
 
 impl Notifier {
-    /// Loads the outbox and notification log saved in `state_dir` (created if missing).
+    /// Loads the outbox and notification log saved in `state_dir` (created if missing). `wake` is notified by
+    /// the rules engine when alerts change state; the notifier also reconciles on its own every 500 ms.
     pub fn new(
         config: NotifyConfig,
         state_dir: &Path,
         registry: &Registry,
         alerts: AlertsHandle,
-        transitions: mpsc::Receiver<AlertTransition>,
+        wake: Arc<Notify>,
     ) -> Result<Notifier, NotifyError> {
         std::fs::create_dir_all(state_dir).map_err(|source| NotifyError::StateDir {
             path: state_dir.to_owned(),
             source,
         })?;
-        let state = store::load(state_dir)?;
         let silences = Arc::new(silence::Silences::load(state_dir)?);
         let metrics = NotifyMetrics::register(registry)?;
-        metrics
-            .outbox
-            .set(i64::try_from(state.outbox.len()).unwrap_or(i64::MAX));
         for receiver in &config.receivers {
             for integration in &receiver.integrations {
                 for outcome in ["delivered", "retried", "failed"] {
@@ -205,38 +354,29 @@ impl Notifier {
                     .with_label_values(&[receiver.name.as_str(), integration.kind()]);
             }
         }
-        if !state.outbox.is_empty() {
-            tracing::info!(
-                queued = state.outbox.len(),
-                "notifications restored from the outbox"
-            );
-        }
         let client = reqwest::Client::builder()
             .connect_timeout(config.delivery.timeout)
             .user_agent(concat!("dbwatch/", env!("CARGO_PKG_VERSION")))
+            // A redirect would re-POST the body (PagerDuty's carries the routing key) to wherever the answer
+            // points; the configured URL is the only destination. A 3xx is a permanent refusal.
+            .redirect(reqwest::redirect::Policy::none())
             .build()?;
-        let forwarder = forward::Forwarder::new(
-            config.delivery.alertmanagers.clone(),
-            config.delivery.alertmanager_resend,
-            config.delivery.timeout,
-            config.delivery.external_url.clone(),
-        );
-        Ok(Notifier {
-            tree: Arc::new(RouteTree::new(&config.route)),
+        let seed = NotifierSeed {
             config: Arc::new(config),
             state_dir: state_dir.to_owned(),
-            state,
             metrics,
             alerts,
-            transitions,
-            client,
-            timers: HashMap::new(),
-            busy: BTreeSet::new(),
-            not_before: HashMap::new(),
-            dirty_flag: false,
+            wake,
             silences,
-            forwarder,
-        })
+            client,
+            fault: Arc::new(AtomicBool::new(false)),
+        };
+        seed.build()
+    }
+
+    /// What the supervisor rebuilds this notifier from.
+    pub fn seed(&self) -> NotifierSeed {
+        self.seed.clone()
     }
 
     /// The silences API (Alertmanager API v2 paths), sharing the notifier's silences.
@@ -248,58 +388,158 @@ impl Notifier {
     /// start.
     pub async fn run(mut self, shutdown: CancellationToken) {
         let mut inflight: JoinSet<(u64, Destination, Outcome)> = JoinSet::new();
-        let mut transitions_open = true;
         let mut wake = Instant::now();
         loop {
             tokio::select! {
                 _ = shutdown.cancelled() => break,
-                received = self.transitions.recv(), if transitions_open => {
-                    match received {
-                        // Only a wake-up: the view it came with is already published.
-                        Some(_) => while self.transitions.try_recv().is_ok() {},
-                        None => transitions_open = false,
-                    }
-                }
-                Some(joined) = inflight.join_next(), if !inflight.is_empty() => {
+                // Only a wake-up: the view it came with is already published.
+                _ = self.wake.notified() => {}
+                Some(joined) = inflight.join_next_with_id(), if !inflight.is_empty() => {
                     match joined {
-                        Ok((id, destination, outcome)) => self.settle(id, destination, outcome),
-                        Err(error) => tracing::error!(error = %error, "a notification send task failed"),
+                        Ok((task, (id, destination, outcome))) => {
+                            self.sending.remove(&task);
+                            self.settle(id, destination, outcome);
+                        }
+                        Err(error) => {
+                            let reason = if error.is_panic() {
+                                "the send task panicked".to_owned()
+                            } else {
+                                format!("the send task failed: {error}")
+                            };
+                            tracing::error!(reason = %reason, "a notification send task failed");
+                            // Its destination is freed and its entry retried like any failed attempt.
+                            if let Some((id, destination)) = self.sending.remove(&error.id()) {
+                                self.settle(id, destination, Outcome::Retry { reason, retry_after: None });
+                            }
+                        }
                     }
                 }
                 _ = tokio::time::sleep_until(wake) => {}
             }
+            if self.seed.fault.swap(false, Ordering::SeqCst) {
+                tracing::error!("injected fault: the notifier stops without saving");
+                return;
+            }
             let now = Instant::now();
             let mut changed = self.reconcile(now);
+            let wall = unix_millis(SystemTime::now());
+            changed |= self.shed(wall);
+            changed |= self.expire(wall);
             // Settled entries were changed in `settle`; saving once per loop turn covers both.
             changed |= self.take_dirty();
             if changed {
-                self.save();
+                // Awaited before dispatch: what is sent is durable first.
+                self.save().await;
             }
             self.dispatch(now, &mut inflight);
-            self.forwarder
-                .tick(&self.alerts.view(), now, &self.client, &self.metrics);
+            self.forwarder.tick(
+                &self.alerts.view(),
+                now,
+                &self.client,
+                &self.metrics,
+                &shutdown,
+            );
             wake = self.next_wake(now);
         }
         inflight.abort_all();
-        self.save();
+        self.save().await;
+        self.forwarder.finish().await;
     }
 
     fn take_dirty(&mut self) -> bool {
         std::mem::take(&mut self.dirty_flag)
     }
 
-    fn save(&mut self) {
+    /// Writes the state on the blocking pool: serialising a large outbox and two fsyncs must not hold one of
+    /// the runtime's two workers.
+    async fn save(&mut self) {
         self.metrics
             .outbox
             .set(i64::try_from(self.state.outbox.len()).unwrap_or(i64::MAX));
-        if let Err(error) = store::save(&self.state_dir, &self.state) {
-            self.metrics.state_write_failures.inc();
-            tracing::error!(error = %error, "cannot persist the notifier state; notifications may repeat after a restart");
+        let dir = self.state_dir.clone();
+        let state = self.state.clone();
+        let saved = tokio::task::spawn_blocking(move || store::save(&dir, &state)).await;
+        let error = match saved {
+            Ok(Ok(())) => return,
+            Ok(Err(error)) => error.to_string(),
+            Err(error) => format!("the write task failed: {error}"),
+        };
+        self.metrics.state_write_failures.inc();
+        tracing::error!(error = %error, "cannot persist the notifier state; notifications may repeat after a restart");
+    }
+
+    /// Sheds the oldest entries past [`MAX_OUTBOX_ENTRIES`]. True when any was shed.
+    fn shed(&mut self, wall: i64) -> bool {
+        let excess = self.state.outbox.len().saturating_sub(MAX_OUTBOX_ENTRIES);
+        if excess == 0 {
+            return false;
         }
+        let sending: HashSet<u64> = self.sending.values().map(|(id, _)| *id).collect();
+        // Oldest first (the outbox is in id order), skipping entries being sent, whose outcome is still to come.
+        let shed: Vec<u64> = self
+            .state
+            .outbox
+            .iter()
+            .filter(|entry| !sending.contains(&entry.id))
+            .take(excess)
+            .map(|entry| entry.id)
+            .collect();
+        for id in shed {
+            if let Some(entry) = self.state.take(id) {
+                self.dead_letter(
+                    entry,
+                    format!("shed: the outbox holds more than {MAX_OUTBOX_ENTRIES} notifications"),
+                    wall,
+                );
+            }
+        }
+        true
+    }
+
+    /// Dead-letters the entries whose give-up time has passed, or whose next attempt would come after it. True
+    /// when any was.
+    fn expire(&mut self, wall: i64) -> bool {
+        let delivery = &self.config.delivery;
+        let sending: HashSet<u64> = self.sending.values().map(|(id, _)| *id).collect();
+        let expired: Vec<(u64, String)> = self
+            .state
+            .outbox
+            .iter()
+            .filter(|entry| !sending.contains(&entry.id))
+            .filter_map(|entry| {
+                let give_up = give_up_at(entry, delivery);
+                let last = entry
+                    .last_error
+                    .as_deref()
+                    .map(|error| format!("; last error: {error}"))
+                    .unwrap_or_default();
+                let reason = if wall >= give_up {
+                    Some(format!(
+                        "not delivered within {} of being queued{last}",
+                        humantime::format_duration(delivery.max_age)
+                    ))
+                } else if entry.not_before > give_up {
+                    Some(format!(
+                        "its next attempt would fall past its give-up time ({} after being queued){last}",
+                        humantime::format_duration(delivery.max_age)
+                    ))
+                } else {
+                    None
+                };
+                reason.map(|reason| (entry.id, reason))
+            })
+            .collect();
+        let any = !expired.is_empty();
+        for (id, reason) in expired {
+            if let Some(entry) = self.state.take(id) {
+                self.dead_letter(entry, reason, wall);
+            }
+        }
+        any
     }
 
     fn next_wake(&self, now: Instant) -> Instant {
-        let mut wake = now + TICK;
+        let mut wake = instant_after(now, TICK);
         for at in self.timers.values() {
             wake = wake.min(*at);
         }
@@ -310,15 +550,29 @@ impl Notifier {
             .iter()
             .filter(|entry| entry.not_before > wall)
         {
-            let delay = Duration::from_millis(u64::try_from(entry.not_before - wall).unwrap_or(0));
-            wake = wake.min(now + delay);
+            let delay = Duration::from_millis(
+                u64::try_from(entry.not_before.saturating_sub(wall)).unwrap_or(0),
+            );
+            wake = wake.min(instant_after(now, delay));
         }
         for at in self.not_before.values() {
             if *at > now {
                 wake = wake.min(*at);
             }
         }
-        wake.max(now + Duration::from_millis(5))
+        wake.max(instant_after(now, Duration::from_millis(5)))
+    }
+
+    /// One reconcile, as a loop turn runs it: for benchmarks and tests.
+    #[doc(hidden)]
+    pub fn reconcile_now(&mut self) -> bool {
+        self.reconcile(Instant::now())
+    }
+
+    /// Forgets the group timers, so that the next reconcile flushes every group again: for benchmarks.
+    #[doc(hidden)]
+    pub fn reset_timers(&mut self) {
+        self.timers.clear();
     }
 }
 
@@ -334,12 +588,12 @@ impl Notifier {
         let config = Arc::clone(&self.config);
         let tree = Arc::clone(&self.tree);
         let wall = unix_millis(SystemTime::now());
-        let firing_labels: Vec<&BTreeMap<String, String>> = view
-            .alerts
-            .iter()
-            .filter(|alert| alert.state == AlertState::Firing)
-            .map(|alert| &alert.labels)
-            .collect();
+        // The engine publishes a new view once per evaluation (15 s by default) and this runs every 500 ms:
+        // what depends on the view alone is computed once per view.
+        let facts = match self.facts.take() {
+            Some(facts) if Arc::ptr_eq(&facts.view, &view) => facts,
+            _ => ViewFacts::new(&config, &view),
+        };
         let mut muted: BTreeSet<String> = BTreeSet::new();
         // No false resolve: an alert told as firing that the engine now holds as *pending* has not resolved; the
         // engine lost its state (a corrupt or lost alerts.json, or one older than the outage tolerance), and its
@@ -360,7 +614,7 @@ impl Notifier {
         };
         let mut held: BTreeSet<String> = BTreeSet::new();
         let mut groups: BTreeMap<String, Group<'_>> = BTreeMap::new();
-        for alert in &view.alerts {
+        for (index, alert) in view.alerts.iter().enumerate() {
             let firing = match (alert.state, alert.fired_at, alert.resolved_at) {
                 (AlertState::Firing, _, _) => true,
                 // Resolved after having fired: a pending alert that went away never notified anyone.
@@ -376,18 +630,12 @@ impl Notifier {
                 }
                 _ => continue,
             };
-            let fingerprint = render::fingerprint(&alert.labels);
+            let fingerprint = facts.fingerprints[index].clone();
             if firing && self.silences.silenced_by(&alert.labels, wall).is_some() {
                 muted.insert(fingerprint);
                 continue;
             }
-            if firing
-                && route::inhibited(
-                    &config.inhibit_rules,
-                    &alert.labels,
-                    firing_labels.iter().copied(),
-                )
-            {
+            if firing && facts.inhibited[index] {
                 muted.insert(fingerprint);
                 continue;
             }
@@ -443,12 +691,15 @@ impl Notifier {
         let mut changed = false;
         let live: BTreeSet<&String> = groups.keys().collect();
         self.timers.retain(|key, _| live.contains(key));
+        // The groups the log has entries for, once per reconcile rather than a scan of the log per group.
+        let logged_groups: HashSet<String> = self
+            .state
+            .log
+            .values()
+            .map(|entry| entry.group_key.clone())
+            .collect();
         for group in groups.values() {
-            let logged = self
-                .state
-                .log
-                .values()
-                .any(|entry| entry.group_key == group.key);
+            let logged = logged_groups.contains(&group.key);
             if group.firing.is_empty() && !logged {
                 self.timers.remove(&group.key);
                 continue;
@@ -469,8 +720,9 @@ impl Notifier {
                     .min()
                     .unwrap_or(wall);
                 // Alertmanager flushes at once when the first alert started longer than group_wait ago.
-                let waited = Duration::from_millis(u64::try_from(wall - oldest).unwrap_or(0));
-                now + wait.saturating_sub(waited)
+                let waited =
+                    Duration::from_millis(u64::try_from(wall.saturating_sub(oldest)).unwrap_or(0));
+                instant_after(now, wait.saturating_sub(waited))
             });
             if due > now {
                 continue;
@@ -480,8 +732,11 @@ impl Notifier {
                 .route
                 .map(|route| route.group_interval)
                 .unwrap_or(config.route.group_interval);
-            self.timers.insert(group.key.clone(), now + interval);
+            self.timers
+                .insert(group.key.clone(), instant_after(now, interval));
         }
+        drop(groups);
+        self.facts = Some(facts);
         changed
     }
 
@@ -565,8 +820,7 @@ impl Notifier {
                                 .iter()
                                 .any(|alert| !told_resolved.contains(alert.fingerprint.as_str())))
                         || (!firing.is_empty()
-                            && wall - entry.sent_at
-                                >= i64::try_from(repeat.as_millis()).unwrap_or(i64::MAX))
+                            && wall.saturating_sub(entry.sent_at) >= millis(repeat))
                 }
             };
             if !needed {
@@ -680,24 +934,37 @@ impl Notifier {
                     "receiver {:?} integration {} is no longer configured",
                     entry.receiver, entry.integration
                 );
-                inflight.spawn(async move { (id, destination, Outcome::Permanent { reason }) });
-                self.busy
-                    .insert((entry.receiver.clone(), entry.integration));
+                self.busy.insert(destination.clone());
+                let task = inflight
+                    .spawn(async move { (id, destination.clone(), Outcome::Permanent { reason }) });
+                self.sending
+                    .insert(task.id(), (id, (entry.receiver.clone(), entry.integration)));
                 continue;
             };
             if matches!(integration, Integration::Slack(_)) {
                 self.not_before
-                    .insert(destination.clone(), now + SLACK_SPACING);
+                    .insert(destination.clone(), instant_after(now, SLACK_SPACING));
             }
             self.busy.insert(destination.clone());
             let client = self.client.clone();
             let payload = entry.payload.clone();
             let timeout = self.config.delivery.timeout;
             let id = entry.id;
-            inflight.spawn(async move {
-                let outcome = send::deliver(&client, &integration, &payload, timeout).await;
-                (id, destination, outcome)
+            let sent_to = destination.clone();
+            let task = inflight.spawn(async move {
+                let guard = timeout.saturating_add(SEND_GRACE);
+                let outcome = tokio::time::timeout(
+                    guard,
+                    send::deliver(&client, &integration, &payload, timeout),
+                )
+                .await
+                .unwrap_or_else(|_| Outcome::Retry {
+                    reason: format!("the send did not finish within {guard:?}"),
+                    retry_after: None,
+                });
+                (id, sent_to, outcome)
             });
+            self.sending.insert(task.id(), (id, destination));
         }
     }
 
@@ -720,7 +987,7 @@ impl Notifier {
         match outcome {
             Outcome::Delivered => {
                 counter("delivered");
-                let seconds = (wall - entry.created_at).max(0) as f64 / 1000.0;
+                let seconds = wall.saturating_sub(entry.created_at).max(0) as f64 / 1000.0;
                 self.metrics
                     .latency
                     .with_label_values(&[kind.as_str()])
@@ -729,7 +996,7 @@ impl Notifier {
             }
             Outcome::Permanent { reason } => {
                 counter("failed");
-                entry.attempts += 1;
+                entry.attempts = entry.attempts.saturating_add(1);
                 self.dead_letter(entry, reason, wall);
             }
             Outcome::Retry {
@@ -737,7 +1004,7 @@ impl Notifier {
                 retry_after,
             } => {
                 counter("retried");
-                entry.attempts += 1;
+                entry.attempts = entry.attempts.saturating_add(1);
                 if entry.attempts >= self.config.delivery.max_attempts {
                     self.dead_letter(
                         entry,
@@ -749,14 +1016,27 @@ impl Notifier {
                     );
                     return;
                 }
-                let backoff = backoff(&self.config.delivery, entry.attempts);
-                let delay = retry_after.unwrap_or(backoff);
+                let delivery = &self.config.delivery;
+                // Parsed and capped in `send`; capped again here for outcomes from anywhere else.
+                let retry_after = retry_after.map(|after| after.min(retry_after_cap(delivery)));
+                let delay = retry_after.unwrap_or_else(|| backoff(delivery, entry.attempts));
                 if let Some(after) = retry_after {
                     // Retry-After speaks for the whole destination, not only for this message.
-                    self.not_before.insert(destination, Instant::now() + after);
+                    self.not_before
+                        .insert(destination, instant_after(Instant::now(), after));
+                }
+                let next = wall.saturating_add(millis(delay));
+                if next > give_up_at(&entry, delivery) {
+                    let max_age = humantime::format_duration(delivery.max_age);
+                    self.dead_letter(
+                        entry,
+                        format!("its next attempt, in {delay:?}, would fall past its give-up time ({max_age} after being queued): {reason}"),
+                        wall,
+                    );
+                    return;
                 }
                 tracing::warn!(receiver = %entry.receiver, integration = %kind, group = %entry.group_key, attempt = entry.attempts, retry_in = ?delay, reason = %reason, "notification failed; will retry");
-                entry.not_before = wall + i64::try_from(delay.as_millis()).unwrap_or(i64::MAX);
+                entry.not_before = next;
                 entry.last_error = Some(reason);
                 // Back to its place: queue order is delivery order within a group.
                 let position = self
@@ -822,9 +1102,14 @@ receivers:
         let config =
             load_str(Path::new("routing.yml"), ROUTING, &|_: &str| None).expect("valid routing");
         let alerts = AlertsHandle::default();
-        let (_sender, receiver) = mpsc::channel(1);
-        let notifier = Notifier::new(config, dir, &Registry::new(), alerts.clone(), receiver)
-            .expect("notifier");
+        let notifier = Notifier::new(
+            config,
+            dir,
+            &Registry::new(),
+            alerts.clone(),
+            Arc::new(Notify::new()),
+        )
+        .expect("notifier");
         (notifier, alerts)
     }
 
@@ -870,7 +1155,7 @@ receivers:
         assert!(notifier.reconcile(start));
         assert_eq!(queued(&notifier), ["firing"]);
         notifier.state.outbox.clear();
-        notifier.save();
+        store::save(dir, &notifier.state).expect("state saved");
         drop(notifier);
 
         let (mut notifier, alerts) = self::notifier(dir);
@@ -916,5 +1201,139 @@ receivers:
         alerts.publish_alerts(vec![resolved], SystemTime::now());
         notifier.reconcile(now + Duration::from_secs(4));
         assert_eq!(queued(&notifier), ["resolved"]);
+    }
+
+    const HOOK_ROUTING: &str = "route:\n  receiver: hook\nreceivers:\n  - name: hook\n    webhook_configs:\n      - url: http://127.0.0.1:9/\n";
+
+    fn build_notifier(dir: &Path, tune: impl FnOnce(&mut DeliveryOptions)) -> (Notifier, Registry) {
+        let no_env = |_: &str| None;
+        let mut config =
+            load_str(Path::new("r.yml"), HOOK_ROUTING, &no_env).expect("valid routing");
+        tune(&mut config.delivery);
+        let registry = Registry::new();
+        let notifier = Notifier::new(
+            config,
+            dir,
+            &registry,
+            AlertsHandle::default(),
+            Arc::new(Notify::new()),
+        )
+        .expect("notifier");
+        (notifier, registry)
+    }
+
+    fn entry(created_at: i64) -> OutboxEntry {
+        OutboxEntry {
+            id: 0,
+            receiver: "hook".into(),
+            integration: 0,
+            integration_kind: "webhook".into(),
+            group_key: "g".into(),
+            payload: store::Payload::Webhook {
+                body: serde_json::json!({}),
+            },
+            created_at,
+            attempts: 0,
+            not_before: 0,
+            last_error: None,
+        }
+    }
+
+    fn dead_letters(registry: &Registry) -> f64 {
+        registry
+            .gather()
+            .iter()
+            .filter(|family| family.name() == "dbwatch_notifications_dead_letter_total")
+            .flat_map(|family| family.get_metric().iter())
+            .map(|sample| sample.get_counter().get_value())
+            .sum()
+    }
+
+    #[test]
+    fn saved_times_are_brought_within_the_caps() {
+        let wall = 1_800_000_000_000;
+        let mut state = State::default();
+        state.enqueue(OutboxEntry {
+            not_before: wall + 365 * 24 * 3_600_000,
+            ..entry(wall)
+        });
+        state.enqueue(OutboxEntry {
+            not_before: i64::MAX,
+            ..entry(i64::MAX)
+        });
+        restore(&mut state, &DeliveryOptions::default(), wall);
+        for entry in &state.outbox {
+            assert_eq!(entry.not_before, wall + 3_600_000);
+            assert_eq!(entry.created_at, wall);
+        }
+    }
+
+    #[test]
+    fn any_retry_after_is_capped_and_never_passes_the_give_up_time() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let (mut notifier, registry) = build_notifier(dir.path(), |_| {});
+        let wall = unix_millis(SystemTime::now());
+        notifier.state.enqueue(entry(wall));
+        let destination: Destination = ("hook".into(), 0);
+        // Duration::MAX is past anything a header can say; it must neither panic nor hold past the cap.
+        notifier.settle(
+            1,
+            destination.clone(),
+            Outcome::Retry {
+                reason: "webhook answered 429".into(),
+                retry_after: Some(Duration::MAX),
+            },
+        );
+        let held = notifier.not_before[&destination];
+        assert!(held <= Instant::now() + send::MAX_RETRY_AFTER);
+        let queued = &notifier.state.outbox[0];
+        assert!(queued.not_before <= unix_millis(SystemTime::now()) + 3_600_000);
+        assert_eq!(dead_letters(&registry), 0.0);
+
+        // With a give-up time closer than the cap, the same answer dead-letters at once.
+        let dir = tempfile::tempdir().expect("temp dir");
+        let (mut notifier, registry) = build_notifier(dir.path(), |options| {
+            options.max_age = Duration::from_secs(600)
+        });
+        notifier.state.enqueue(entry(wall));
+        notifier.settle(
+            1,
+            destination,
+            Outcome::Retry {
+                reason: "webhook answered 429".into(),
+                retry_after: Some(Duration::MAX),
+            },
+        );
+        assert!(notifier.state.outbox.is_empty());
+        assert_eq!(dead_letters(&registry), 1.0);
+        let reason = &notifier.state.dead_letters[0].reason;
+        assert!(
+            reason.contains("would fall past its give-up time (10m after being queued)"),
+            "{reason}"
+        );
+    }
+
+    #[test]
+    fn old_entries_expire_and_the_outbox_sheds_its_oldest() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let (mut notifier, registry) = build_notifier(dir.path(), |_| {});
+        let wall = unix_millis(SystemTime::now());
+        // Queued seven hours ago: past the six-hour give-up time.
+        notifier.state.enqueue(entry(wall - 7 * 3_600_000));
+        assert!(notifier.expire(wall));
+        assert!(notifier.state.outbox.is_empty());
+        assert!(notifier.state.dead_letters[0]
+            .reason
+            .starts_with("not delivered within 6h of being queued"));
+
+        for _ in 0..MAX_OUTBOX_ENTRIES + 5 {
+            notifier.state.enqueue(entry(wall));
+        }
+        assert!(notifier.shed(wall));
+        assert_eq!(notifier.state.outbox.len(), MAX_OUTBOX_ENTRIES);
+        // Ids 2..=6 were the oldest (1 expired above).
+        assert_eq!(notifier.state.outbox[0].id, 7);
+        assert_eq!(dead_letters(&registry), 6.0);
+        assert!(!notifier.shed(wall));
     }
 }

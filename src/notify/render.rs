@@ -22,6 +22,11 @@ pub const SLACK_TEXT_MAX: usize = 3000;
 pub const PAGERDUTY_SUMMARY_MAX: usize = 1024;
 /// Alerts listed in PagerDuty's custom details; the event must stay under 512 KB.
 const PAGERDUTY_DETAIL_ALERTS: usize = 50;
+/// PagerDuty refuses events over 512 KB with a 400, which is permanent: the page would be dead-lettered. The
+/// rendered event is kept under this, which leaves room for the `routing_key` added at send time.
+pub const PAGERDUTY_EVENT_MAX: usize = 500 * 1024;
+/// Characters of one alert's line in PagerDuty's `custom_details.firing`.
+const PAGERDUTY_LINE_MAX: usize = 1024;
 
 /// One group's notification as every integration renders it.
 #[derive(Debug, Clone)]
@@ -115,7 +120,12 @@ pub fn truncate(text: &str, max: usize) -> String {
     out
 }
 
+/// The last millisecond humantime can format (9999-12-31T23:59:59.999Z); past it its `Display` fails, and
+/// `to_string` would panic on a time from a hand-edited or foreign state file.
+const RFC3339_MAX_MILLIS: i64 = 253_402_300_799_999;
+
 pub fn rfc3339(millis: i64) -> String {
+    let millis = millis.clamp(0, RFC3339_MAX_MILLIS);
     let time = UNIX_EPOCH + Duration::from_millis(u64::try_from(millis).unwrap_or(0));
     humantime::format_rfc3339_millis(time).to_string()
 }
@@ -146,6 +156,35 @@ pub fn fingerprint(labels: &BTreeMap<String, String>) -> String {
             let _ = write!(out, "{byte:02x}");
             out
         })
+}
+
+/// Text for a Slack mrkdwn field, with the three characters Slack reserves for its control sequences escaped
+/// (`&amp;`, `&lt;`, `&gt;`, as Slack's "Formatting text" page asks). Without it a database named `<!channel>`
+/// pings the whole channel and one named `<https://evil.example|Runbook>` shows as a disguised link: label and
+/// annotation values come from rule templates over database-controlled names.
+pub fn slack_escape(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            other => out.push(other),
+        }
+    }
+    out
+}
+
+/// `url` when it is a plain http(s) URL that can stand in a link (`<url|text>` in Slack, `href` elsewhere):
+/// no whitespace and none of `<`, `>`, `|`, `"`, which would end the link or start another, and at most 2 KiB.
+pub fn link_url(url: &str) -> Option<&str> {
+    let url = url.trim();
+    let scheme_ok =
+        (url.starts_with("https://") || url.starts_with("http://")) && url.len() <= 2048;
+    let clean = !url
+        .chars()
+        .any(|c| c.is_whitespace() || c.is_control() || matches!(c, '<' | '>' | '|' | '"'));
+    (scheme_ok && clean).then_some(url)
 }
 
 fn alert_line(alert: &AlertRecord) -> String {
@@ -188,24 +227,32 @@ pub fn slack(config: &SlackConfig, notice: &Notice<'_>) -> Payload {
             .get("alertname")
             .map(String::as_str)
             .unwrap_or("alert");
-        let mut text = format!("*{name}* ({state})");
+        let mut text = format!("*{}* ({state})", slack_escape(name));
         if let Some(summary) = alert.annotations.get("summary") {
-            let _ = write!(text, "\n{summary}");
+            let _ = write!(text, "\n{}", slack_escape(summary));
         }
         if let Some(description) = alert.annotations.get("description") {
-            let _ = write!(text, "\n{description}");
+            let _ = write!(text, "\n{}", slack_escape(description));
         }
         let labels: Vec<String> = alert
             .labels
             .iter()
             .filter(|(label, _)| label.as_str() != "alertname")
-            .map(|(label, value)| format!("`{label}={value}`"))
+            .map(|(label, value)| format!("`{}={}`", slack_escape(label), slack_escape(value)))
             .collect();
         if !labels.is_empty() {
             let _ = write!(text, "\n{}", labels.join(" "));
         }
         if let Some(runbook) = alert.annotations.get("runbook_url") {
-            let _ = write!(text, "\n<{runbook}|Runbook>");
+            // Only a plain URL becomes a link; anything else is shown as text, escaped.
+            match link_url(runbook) {
+                Some(url) => {
+                    let _ = write!(text, "\n<{}|Runbook>", url.replace('&', "&amp;"));
+                }
+                None => {
+                    let _ = write!(text, "\nRunbook: {}", slack_escape(runbook));
+                }
+            }
         }
         blocks.push(json!({"type": "section", "text": {"type": "mrkdwn", "text": truncate(&text, SLACK_SECTION_MAX)}}));
     }
@@ -215,14 +262,19 @@ pub fn slack(config: &SlackConfig, notice: &Notice<'_>) -> Payload {
             "elements": [{"type": "mrkdwn", "text": format!("+{} more alerts", alerts.len() - SLACK_ALERT_BLOCKS)}]
         }));
     }
-    let mut footer = format!("dbwatch · {} · {}", notice.receiver, rfc3339(notice.now));
-    if !notice.external_url.is_empty() {
-        footer = format!("{footer} · <{}|open>", notice.external_url);
+    let mut footer = format!(
+        "dbwatch · {} · {}",
+        slack_escape(notice.receiver),
+        rfc3339(notice.now)
+    );
+    if let Some(url) = link_url(notice.external_url) {
+        footer = format!("{footer} · <{}|open>", url.replace('&', "&amp;"));
     }
     blocks.push(json!({"type": "context", "elements": [{"type": "mrkdwn", "text": truncate(&footer, 2000)}]}));
-    let mut text = title;
+    // The fallback text (notifications, clients without Block Kit) is mrkdwn too.
+    let mut text = slack_escape(&title);
     if let Some(first) = alerts.first() {
-        let _ = write!(text, ": {}", alert_line(first));
+        let _ = write!(text, ": {}", slack_escape(&alert_line(first)));
     }
     if alerts.len() > 1 {
         let _ = write!(text, " (+{} more)", alerts.len() - 1);
@@ -290,17 +342,19 @@ pub fn pagerduty(config: &PagerDutyConfig, notice: &Notice<'_>) -> Payload {
         .map(|alert| json!({"labels": alert.labels, "annotations": alert.annotations, "starts_at": rfc3339(alert.starts_at)}))
         .collect();
     let mut details = Map::new();
-    details.insert(
-        "firing".into(),
-        Value::String(
-            notice
-                .firing
-                .iter()
-                .map(alert_line)
-                .collect::<Vec<_>>()
-                .join("\n"),
-        ),
-    );
+    let mut lines: Vec<String> = notice
+        .firing
+        .iter()
+        .take(PAGERDUTY_DETAIL_ALERTS)
+        .map(|alert| truncate(&alert_line(alert), PAGERDUTY_LINE_MAX))
+        .collect();
+    if notice.firing.len() > PAGERDUTY_DETAIL_ALERTS {
+        lines.push(format!(
+            "… and {} more",
+            notice.firing.len() - PAGERDUTY_DETAIL_ALERTS
+        ));
+    }
+    details.insert("firing".into(), Value::String(lines.join("\n")));
     details.insert("num_firing".into(), json!(notice.firing.len()));
     details.insert("num_resolved".into(), json!(notice.resolved.len()));
     details.insert("group_labels".into(), json!(notice.group_labels));
@@ -319,7 +373,7 @@ pub fn pagerduty(config: &PagerDutyConfig, notice: &Notice<'_>) -> Payload {
         "summary".into(),
         Value::String(truncate(&summary, PAGERDUTY_SUMMARY_MAX)),
     );
-    payload.insert("source".into(), Value::String(source));
+    payload.insert("source".into(), Value::String(truncate(&source, 255)));
     payload.insert("severity".into(), Value::String(severity));
     payload.insert("timestamp".into(), Value::String(rfc3339(notice.now)));
     for (key, value) in [
@@ -349,7 +403,12 @@ pub fn pagerduty(config: &PagerDutyConfig, notice: &Notice<'_>) -> Payload {
         .collect();
     runbooks.sort();
     runbooks.dedup_by(|a, b| a.0 == b.0);
-    for (href, name) in runbooks.into_iter().take(5) {
+    // A link's href is only ever a plain http(s) URL.
+    for (href, name) in runbooks
+        .into_iter()
+        .filter_map(|(href, name)| Some((link_url(href)?, name)))
+        .take(5)
+    {
         links.push(json!({"href": href, "text": format!("Runbook: {name}")}));
     }
     let mut event = Map::new();
@@ -367,8 +426,69 @@ pub fn pagerduty(config: &PagerDutyConfig, notice: &Notice<'_>) -> Payload {
     if !links.is_empty() {
         event.insert("links".into(), Value::Array(links));
     }
+    fit_pagerduty(&mut event, notice.firing.len());
     Payload::PagerDuty {
         event: Value::Object(event),
+    }
+}
+
+fn encoded_len(value: &Map<String, Value>) -> usize {
+    serde_json::to_vec(value).map_or(usize::MAX, |bytes| bytes.len())
+}
+
+/// Shrinks a trigger event under [`PAGERDUTY_EVENT_MAX`]: first by listing fewer alerts in
+/// `custom_details.alerts` (their labels and annotations are unbounded), then by replacing the details with
+/// counts only. The summary, source, severity and dedup key, which make the page, always stay.
+fn fit_pagerduty(event: &mut Map<String, Value>, firing: usize) {
+    if encoded_len(event) <= PAGERDUTY_EVENT_MAX {
+        return;
+    }
+    let details = |event: &mut Map<String, Value>| -> Option<Map<String, Value>> {
+        event
+            .get_mut("payload")?
+            .as_object_mut()?
+            .remove("custom_details")?
+            .as_object()
+            .cloned()
+    };
+    let Some(mut kept) = details(event) else {
+        return;
+    };
+    let put = |event: &mut Map<String, Value>, details: Map<String, Value>| {
+        if let Some(payload) = event.get_mut("payload").and_then(Value::as_object_mut) {
+            payload.insert("custom_details".into(), Value::Object(details));
+        }
+    };
+    loop {
+        let listed = kept
+            .get("alerts")
+            .and_then(Value::as_array)
+            .map_or(0, Vec::len);
+        put(event, kept.clone());
+        if encoded_len(event) <= PAGERDUTY_EVENT_MAX || listed == 0 {
+            break;
+        }
+        // Halve the list: a few re-encodings, not one per alert.
+        if let Some(alerts) = kept.get_mut("alerts").and_then(Value::as_array_mut) {
+            alerts.truncate(listed / 2);
+        }
+        kept.insert(
+            "truncated_alerts".into(),
+            json!(firing.saturating_sub(listed / 2)),
+        );
+    }
+    if encoded_len(event) > PAGERDUTY_EVENT_MAX {
+        let mut counts = Map::new();
+        for key in ["num_firing", "num_resolved"] {
+            if let Some(value) = kept.get(key) {
+                counts.insert(key.into(), value.clone());
+            }
+        }
+        counts.insert(
+            "note".into(),
+            json!("details left out: the event would exceed PagerDuty's 512 KB limit"),
+        );
+        put(event, counts);
     }
 }
 
@@ -564,6 +684,204 @@ mod tests {
         assert_eq!(pagerduty_severity(Some("Warning")), "warning");
         assert_eq!(pagerduty_severity(Some("info")), "info");
         assert_eq!(pagerduty_severity(None), "error");
+    }
+
+    fn hostile() -> AlertRecord {
+        let labels: BTreeMap<String, String> = [
+            ("alertname", "database_bloat"),
+            ("database", "<!channel>"),
+            ("replica", "<https://evil.example|Runbook>"),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .collect();
+        AlertRecord {
+            fingerprint: fingerprint(&labels),
+            labels,
+            annotations: [
+                ("summary".to_owned(), "bloat in <!channel> & co".to_owned()),
+                (
+                    "runbook_url".to_owned(),
+                    "<https://evil.example|Runbook>".to_owned(),
+                ),
+            ]
+            .into_iter()
+            .collect(),
+            starts_at: 1_700_000_000_000,
+            ends_at: None,
+        }
+    }
+
+    fn hostile_notice(group_labels: &BTreeMap<String, String>) -> Notice<'_> {
+        Notice {
+            receiver: "<!here>",
+            group_key: "{}:{database=\"<!channel>\"}",
+            group_labels,
+            firing: vec![hostile()],
+            resolved: Vec::new(),
+            external_url: "http://dbwatch.example:9630",
+            now: 1_700_000_000_000,
+            episode: 1_700_000_000_000,
+        }
+    }
+
+    #[test]
+    fn slack_mrkdwn_escapes_every_label_and_annotation_value() {
+        let group_labels: BTreeMap<String, String> =
+            [("database".to_owned(), "<!channel>".to_owned())].into();
+        let config = SlackConfig {
+            api_url: PasswordSource::Inline(Secret::new("http://x".into())),
+            channel: None,
+            username: None,
+            icon_emoji: None,
+            icon_url: None,
+            send_resolved: true,
+        };
+        let Payload::Slack { body } = slack(&config, &hostile_notice(&group_labels)) else {
+            panic!("not a slack payload");
+        };
+        let blocks = body["blocks"].as_array().expect("blocks");
+        let mrkdwn: Vec<&str> = [
+            &body["text"],
+            &blocks[1]["text"]["text"],
+            &blocks[2]["elements"][0]["text"],
+        ]
+        .into_iter()
+        .map(|value| value.as_str().expect("text"))
+        .collect();
+        for text in &mrkdwn {
+            assert!(
+                !text.contains("<!") && !text.contains("<https://evil"),
+                "{text}"
+            );
+        }
+        assert!(
+            mrkdwn[0].contains("database=\"&lt;!channel&gt;\""),
+            "{}",
+            mrkdwn[0]
+        );
+        assert!(
+            mrkdwn[1].contains("bloat in &lt;!channel&gt; &amp; co")
+                && mrkdwn[1].contains("`replica=&lt;https://evil.example|Runbook&gt;`")
+                && mrkdwn[1].contains("Runbook: &lt;https://evil.example|Runbook&gt;"),
+            "{}",
+            mrkdwn[1]
+        );
+        // The footer's receiver name is escaped, the external URL stays a link.
+        assert!(
+            mrkdwn[2].contains("&lt;!here&gt;")
+                && mrkdwn[2].contains("<http://dbwatch.example:9630|open>"),
+            "{}",
+            mrkdwn[2]
+        );
+        // The header is plain_text, which Slack never parses for mentions or links.
+        assert_eq!(blocks[0]["text"]["type"], "plain_text");
+    }
+
+    #[test]
+    fn pagerduty_and_email_carry_hostile_names_as_plain_text() {
+        let group_labels: BTreeMap<String, String> =
+            [("database".to_owned(), "<!channel>".to_owned())].into();
+        let notice = hostile_notice(&group_labels);
+        let config = PagerDutyConfig {
+            routing_key: PasswordSource::Inline(Secret::new("k".into())),
+            url: "http://x".into(),
+            client: "dbwatch".into(),
+            client_url: None,
+            severity: None,
+            class: None,
+            component: None,
+            group: None,
+            source: None,
+            details: BTreeMap::new(),
+            links: Vec::new(),
+            send_resolved: true,
+        };
+        let Payload::PagerDuty { event } = pagerduty(&config, &notice) else {
+            panic!("not a pagerduty payload");
+        };
+        // PagerDuty renders these fields as text: the value arrives verbatim (JSON-encoded), not as markup.
+        assert_eq!(
+            event["payload"]["custom_details"]["alerts"][0]["labels"]["database"],
+            "<!channel>"
+        );
+        // A runbook that is not a plain URL is never a link.
+        assert!(event.get("links").is_none(), "{event:#}");
+
+        let no_env = |_: &str| None;
+        let routing = crate::notify::load_str(
+            std::path::Path::new("r.yml"),
+            "route:\n  receiver: m\nreceivers:\n  - name: m\n    email_configs:\n      - {to: a@example.com, from: b@example.com, smarthost: 'mail:25'}\n",
+            &no_env,
+        )
+        .expect("valid routing");
+        let Some(crate::notify::Integration::Email(email_config)) =
+            routing.receivers[0].integrations.first().cloned()
+        else {
+            panic!("not an email integration");
+        };
+        let Payload::Email { html, .. } = email(&email_config, &notice, true) else {
+            panic!("not an email payload");
+        };
+        assert!(
+            !html.contains("<!channel>") && !html.contains("<https://evil"),
+            "{html}"
+        );
+        assert!(html.contains("&lt;!channel&gt;"), "{html}");
+    }
+
+    #[test]
+    fn a_huge_pagerduty_group_stays_under_the_event_limit() {
+        let group_labels: BTreeMap<String, String> = BTreeMap::new();
+        let firing: Vec<AlertRecord> = (0..60)
+            .map(|index| {
+                let mut alert = record(index, false);
+                alert
+                    .annotations
+                    .insert("description".into(), "d".repeat(20_000));
+                alert
+            })
+            .collect();
+        let notice = Notice {
+            receiver: "pd",
+            group_key: "{}:{}",
+            group_labels: &group_labels,
+            firing,
+            resolved: Vec::new(),
+            external_url: "",
+            now: 1_700_000_000_000,
+            episode: 1_700_000_000_000,
+        };
+        let config = PagerDutyConfig {
+            routing_key: PasswordSource::Inline(Secret::new("k".into())),
+            url: "http://x".into(),
+            client: "dbwatch".into(),
+            client_url: None,
+            severity: None,
+            class: None,
+            component: None,
+            group: None,
+            source: None,
+            details: BTreeMap::new(),
+            links: Vec::new(),
+            send_resolved: true,
+        };
+        let Payload::PagerDuty { event } = pagerduty(&config, &notice) else {
+            panic!("not a pagerduty payload");
+        };
+        let size = serde_json::to_vec(&event).expect("encodes").len();
+        assert!(size <= PAGERDUTY_EVENT_MAX, "{size} bytes");
+        let details = &event["payload"]["custom_details"];
+        assert_eq!(details["num_firing"], 60);
+        let listed = details["alerts"].as_array().expect("alerts").len();
+        assert!((1..50).contains(&listed), "{listed} listed");
+        assert_eq!(details["truncated_alerts"], 60 - listed);
+    }
+
+    #[test]
+    fn any_persisted_time_formats() {
+        assert_eq!(rfc3339(i64::MAX), "9999-12-31T23:59:59.999Z");
+        assert_eq!(rfc3339(i64::MIN), "1970-01-01T00:00:00.000Z");
     }
 
     #[test]

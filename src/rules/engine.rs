@@ -6,9 +6,10 @@
 //! no lock is held across an `.await`. A cycle that overruns makes the group skip the missed evaluations, as
 //! Prometheus does, and counts them.
 //!
-//! Transitions go out on a bounded channel with `try_send`: a slow or absent notifier never stalls
-//! evaluation. A transition that does not fit is counted and logged; the notifier can always reconcile from
-//! [`AlertsHandle::view`], which lists every instance with its state and times.
+//! Transitions are logged and wake the notifier through a shared `Notify`: a slow or absent notifier never
+//! stalls evaluation, wake-ups coalesce instead of queueing, and nothing is lost when either side is restarted
+//! by its supervisor, since the notifier reconciles from [`AlertsHandle::view`], which lists every instance
+//! with its state and times.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -16,7 +17,7 @@ use std::sync::{Arc, PoisonError, RwLock};
 use std::time::{Duration, SystemTime};
 
 use prometheus::{IntCounter, IntCounterVec, IntGauge, Opts, Registry};
-use tokio::sync::mpsc;
+use tokio::sync::Notify;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
@@ -68,7 +69,6 @@ pub struct RuleMetrics {
     pub evaluation_failures: IntCounterVec,
     pub iterations_missed: IntCounterVec,
     pub template_errors: IntCounter,
-    pub transitions_dropped: IntCounter,
     pub state_write_failures: IntCounter,
     pub history_series: IntGauge,
     pub last_duration: prometheus::GaugeVec,
@@ -101,10 +101,6 @@ impl RuleMetrics {
             "dbwatch_rule_template_errors_total",
             "Label or annotation templates that failed to expand; the raw text was used",
         )?;
-        let transitions_dropped = IntCounter::new(
-            "dbwatch_rule_transitions_dropped_total",
-            "Alert state transitions the notifier's queue had no room for",
-        )?;
         let state_write_failures = IntCounter::new(
             "dbwatch_rule_state_write_failures_total",
             "Failed writes of the alert state file",
@@ -124,7 +120,6 @@ impl RuleMetrics {
         registry.register(Box::new(evaluation_failures.clone()))?;
         registry.register(Box::new(iterations_missed.clone()))?;
         registry.register(Box::new(template_errors.clone()))?;
-        registry.register(Box::new(transitions_dropped.clone()))?;
         registry.register(Box::new(state_write_failures.clone()))?;
         registry.register(Box::new(history_series.clone()))?;
         registry.register(Box::new(last_duration.clone()))?;
@@ -133,7 +128,6 @@ impl RuleMetrics {
             evaluation_failures,
             iterations_missed,
             template_errors,
-            transitions_dropped,
             state_write_failures,
             history_series,
             last_duration,
@@ -200,7 +194,7 @@ pub struct RulesEngine {
     rules: Arc<RuleSet>,
     core: Core,
     options: EngineOptions,
-    transitions: mpsc::Sender<AlertTransition>,
+    wake: Arc<Notify>,
     metrics: RuleMetrics,
     alerts: AlertsHandle,
 }
@@ -226,15 +220,16 @@ struct CycleOutcome {
 }
 
 impl RulesEngine {
-    /// Builds the engine and restores the alert state saved in `options.state_dir`, if any.
+    /// Builds the engine and restores the alert state saved in `options.state_dir`, if any. `wake` is notified
+    /// after every evaluation that changed an alert's state.
     pub fn new(
         store: Arc<SnapshotStore>,
-        rules: RuleSet,
+        rules: impl Into<Arc<RuleSet>>,
         options: EngineOptions,
-        transitions: mpsc::Sender<AlertTransition>,
+        wake: Arc<Notify>,
         metrics: RuleMetrics,
     ) -> RulesEngine {
-        let rules = Arc::new(rules);
+        let rules: Arc<RuleSet> = rules.into();
         let mut states: Vec<GroupState> = rules.groups.iter().map(GroupState::for_group).collect();
         if let Some(dir) = &options.state_dir {
             match state::load(dir) {
@@ -276,10 +271,17 @@ impl RulesEngine {
             rules,
             core,
             options,
-            transitions,
+            wake,
             metrics,
             alerts: AlertsHandle::default(),
         }
+    }
+
+    /// Publishes to `alerts` instead of a handle of its own: an engine rebuilt by its supervisor keeps the
+    /// handle that `/metrics`, the status page and the notifier already read.
+    pub fn publishing_to(mut self, alerts: AlertsHandle) -> RulesEngine {
+        self.alerts = alerts;
+        self
     }
 
     /// The handle `/metrics` renders `ALERTS` from and the notifier reconciles from.
@@ -294,7 +296,7 @@ impl RulesEngine {
             rules,
             mut core,
             options,
-            transitions,
+            wake,
             metrics,
             alerts,
         } = self;
@@ -376,7 +378,7 @@ impl RulesEngine {
                     continue;
                 }
             };
-            report(&rules, &metrics, &transitions, &alerts, outcome);
+            report(&rules, &metrics, &wake, &alerts, outcome);
         }
         if let Err(error) =
             tokio::task::spawn_blocking(move || core.save(unix_millis(SystemTime::now()))).await
@@ -389,7 +391,7 @@ impl RulesEngine {
 fn report(
     rules: &RuleSet,
     metrics: &RuleMetrics,
-    transitions: &mpsc::Sender<AlertTransition>,
+    wake: &Notify,
     alerts: &AlertsHandle,
     outcome: CycleOutcome,
 ) {
@@ -416,7 +418,7 @@ fn report(
         tracing::warn!(error = %error, "cannot persist alert state");
     }
     alerts.publish(outcome.view);
-    for transition in outcome.transitions {
+    for transition in &outcome.transitions {
         tracing::info!(
             alertname = %transition.alertname,
             from = transition.from.as_str(),
@@ -424,15 +426,10 @@ fn report(
             labels = ?transition.labels,
             "alert state changed"
         );
-        match transitions.try_send(transition) {
-            Ok(()) => {}
-            Err(mpsc::error::TrySendError::Full(dropped)) => {
-                metrics.transitions_dropped.inc();
-                tracing::warn!(alertname = %dropped.alertname, "the notifier's queue is full; transition dropped");
-            }
-            // No notifier is listening (none configured): nothing to deliver.
-            Err(mpsc::error::TrySendError::Closed(_)) => {}
-        }
+    }
+    if !outcome.transitions.is_empty() {
+        // One stored permit at most: wake-ups while the notifier is busy (or restarting) coalesce.
+        wake.notify_one();
     }
 }
 
@@ -683,7 +680,7 @@ mod tests {
         let store = Arc::new(SnapshotStore::new(1));
         store.publish(snapshot("pg", 0.0));
         let dir = tempfile::tempdir().expect("temp dir");
-        let (sender, mut receiver) = mpsc::channel(16);
+        let wake = Arc::new(Notify::new());
         let metrics = RuleMetrics::register(&Registry::new()).expect("registered");
         let engine = RulesEngine::new(
             Arc::clone(&store),
@@ -692,19 +689,19 @@ mod tests {
                 state_dir: Some(dir.path().to_owned()),
                 ..EngineOptions::default()
             },
-            sender,
+            Arc::clone(&wake),
             metrics,
         );
         let alerts = engine.alerts();
         let shutdown = CancellationToken::new();
         let task = tokio::spawn(engine.run(shutdown.clone()));
 
-        let transition = receiver.recv().await.expect("a transition");
-        assert_eq!(transition.alertname, "target_down");
-        assert_eq!(
-            (transition.from, transition.to),
-            (AlertState::Inactive, AlertState::Firing)
-        );
+        // The wake-up comes after the view is published.
+        wake.notified().await;
+        let view = alerts.view();
+        assert_eq!(view.alerts.len(), 1);
+        assert_eq!(view.alerts[0].alertname, "target_down");
+        assert_eq!(view.alerts[0].state, AlertState::Firing);
         let mut text = String::new();
         alerts.render(&mut text);
         assert!(
@@ -715,11 +712,10 @@ mod tests {
         assert!(dir.path().join(state::STATE_FILE).exists());
 
         store.publish(snapshot("pg", 1.0));
-        let resolved = receiver.recv().await.expect("a transition");
-        assert_eq!(
-            (resolved.from, resolved.to),
-            (AlertState::Firing, AlertState::Inactive)
-        );
+        wake.notified().await;
+        let view = alerts.view();
+        assert_eq!(view.alerts[0].state, AlertState::Inactive);
+        assert!(view.alerts[0].resolved_at.is_some());
         shutdown.cancel();
         task.await.expect("engine stopped");
         let mut text = String::new();

@@ -16,12 +16,14 @@ use serde_json::{json, Value};
 use crate::html;
 use crate::rules::{AlertState, AlertSummary, AlertsHandle};
 use crate::store::{Snapshot, SnapshotStore};
+use crate::supervise::Components;
 
 /// What the status routes read.
 #[derive(Clone)]
 pub struct StatusState {
     pub store: Arc<SnapshotStore>,
     pub alerts: AlertsHandle,
+    pub components: Components,
 }
 
 /// `/`, `/api/v1/targets` and `/api/v1/alerts`, to merge into the daemon's router.
@@ -260,6 +262,42 @@ async fn page(State(state): State<StatusState>) -> Response {
         }
         html.push_str("</tbody></table>");
     }
+    components_section(&mut html, &state.components, now);
     html.push_str("</body></html>");
     Html(html).into_response()
+}
+
+/// The supervised components (rules engine, notifier): up or down, since when, restarts and why the last one
+/// ended, so that a component that keeps dying is seen here and not only in the log.
+fn components_section(html: &mut String, components: &Components, now: SystemTime) {
+    let statuses = components.statuses();
+    if statuses.is_empty() {
+        return;
+    }
+    let down = statuses.iter().filter(|status| !status.up).count();
+    let _ = write!(
+        html,
+        "<h2 id=\"components\">Components: {up} of {count} running</h2><table><thead><tr><th>Component</th>\
+         <th>State</th><th>Since</th><th>Restarts</th><th>Last failure</th></tr></thead><tbody>",
+        up = statuses.len() - down,
+        count = statuses.len(),
+    );
+    for status in &statuses {
+        let (class, word) = if status.up {
+            ("up", "running")
+        } else {
+            ("down", "down")
+        };
+        let _ = write!(
+            html,
+            "<tr data-component=\"{name}\"><td><b>{name}</b></td><td class=\"{class}\">{word}</td>\
+             <td title=\"{since}\">{ago}</td><td>{restarts}</td><td>{failure}</td></tr>",
+            name = html::escape(status.name),
+            since = rfc3339(status.since),
+            ago = ago(status.since, now),
+            restarts = status.restarts,
+            failure = html::escape(status.last_failure.as_deref().unwrap_or("–")),
+        );
+    }
+    html.push_str("</tbody></table>");
 }

@@ -22,6 +22,8 @@ For the fault-injection suite (tests/faults.rs):
   "reset"           half a status line ("HTTP/1.1 20"), then a TCP reset (RST): the answer is cut mid-way
   "slow:<seconds>"  "ok", after that long: the notification stays in flight, for a SIGKILL to land on
   "reset-body"      a 200 status line, headers announcing 1000 bytes and 10 of them, then a TCP reset
+  "huge:<status>:<bytes>"  <status> with a body of <bytes> bytes, streamed in 64 KiB writes (the client may hang
+                    up early)
 
 --stall-port PORT also listens on PORT and holds every connection open without reading or writing for 60 s: a
 TLS server whose handshake never completes, to an https:// receiver URL.
@@ -244,6 +246,24 @@ class Handler(BaseHTTPRequestHandler):
         self.answer(kind, answer, errors)
 
     def answer(self, kind, answer, errors):
+        if answer.startswith("huge:"):
+            _, status, size = answer.split(":", 2)
+            size = int(size)
+            self.close_connection = True
+            self.send_response(int(status))
+            self.send_header("Content-Type", "text/plain")
+            self.send_header("Content-Length", str(size))
+            self.end_headers()
+            chunk = b"x" * 65536
+            sent = 0
+            try:
+                while sent < size:
+                    part = chunk[: min(len(chunk), size - sent)]
+                    self.wfile.write(part)
+                    sent += len(part)
+            except OSError:
+                pass  # the client read what it wanted and hung up
+            return
         if answer == "drop":
             self.close_connection = True
             try:
