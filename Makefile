@@ -21,5 +21,6 @@ bench:
 	deploy/local/fleet up postgres mariadb
 	eval "$$(deploy/local/fleet env postgres)" && cargo bench --workspace --all-features --locked --bench render
 	cargo bench --workspace --all-features --locked --bench rules
+	cargo bench --workspace --all-features --locked --bench notify
 	deploy/bench/pg_compare.sh
 	deploy/bench/mysql_compare.sh

@@ -935,8 +935,8 @@ impl Notifier {
                     entry.receiver, entry.integration
                 );
                 self.busy.insert(destination.clone());
-                let task = inflight
-                    .spawn(async move { (id, destination.clone(), Outcome::Permanent { reason }) });
+                let task =
+                    inflight.spawn(async move { (id, destination, Outcome::Permanent { reason }) });
                 self.sending
                     .insert(task.id(), (id, (entry.receiver.clone(), entry.integration)));
                 continue;

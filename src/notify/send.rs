@@ -364,6 +364,16 @@ fn build_message(
     Ok(message)
 }
 
+/// `localhost`, `127.0.0.0/8` or `::1` (brackets allowed): a relay on this host, where plaintext AUTH crosses no
+/// network.
+fn is_loopback(host: &str) -> bool {
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    host.eq_ignore_ascii_case("localhost")
+        || host
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|address| address.is_loopback())
+}
+
 fn transport(config: &EmailConfig) -> Result<AsyncSmtpTransport<Tokio1Executor>, Outcome> {
     let permanent = |reason: String| Outcome::Permanent { reason };
     let (host, port) = config
@@ -391,9 +401,13 @@ fn transport(config: &EmailConfig) -> Result<AsyncSmtpTransport<Tokio1Executor>,
     let tls = tls
         .build_rustls()
         .map_err(|error| permanent(format!("invalid tls settings: {error}")))?;
+    // With credentials, STARTTLS is required even when `require_tls: false`, except to a relay on this host:
+    // a man in the middle who strips STARTTLS would otherwise receive the AUTH PLAIN/LOGIN password. Go's
+    // smtp.PlainAuth, which Alertmanager uses, refuses the same way.
+    let credentials_need_tls = config.auth_username.is_some() && !is_loopback(&host);
     let mode = if config.implicit_tls {
         Tls::Wrapper(tls)
-    } else if config.require_tls {
+    } else if config.require_tls || credentials_need_tls {
         Tls::Required(tls)
     } else {
         Tls::Opportunistic(tls)
@@ -418,6 +432,12 @@ fn transport(config: &EmailConfig) -> Result<AsyncSmtpTransport<Tokio1Executor>,
 mod tests {
     use super::*;
     use std::time::SystemTime;
+
+    #[test]
+    fn only_a_relay_on_this_host_may_take_credentials_without_tls() {
+        assert!(is_loopback("localhost") && is_loopback("127.0.0.1") && is_loopback("[::1]"));
+        assert!(!is_loopback("mail.example.com") && !is_loopback("10.0.0.1"));
+    }
 
     #[test]
     fn retry_after_is_seconds_or_a_date_and_always_capped() {
