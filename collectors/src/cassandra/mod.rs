@@ -25,6 +25,7 @@ pub mod sstable_tasks;
 pub mod system_local;
 pub mod system_virtual_schema;
 pub mod thread_pools;
+pub mod tls;
 pub mod values;
 
 use std::collections::HashMap;
@@ -45,6 +46,7 @@ use crate::secret::PasswordSource;
 use crate::{Collected, Collector, ViewOutcome};
 
 pub use canary::{CanaryConsistency, CanaryOptions};
+pub use tls::{CassandraTls, CassandraTlsMode};
 
 use canary::Canary;
 use compaction_history::{Compaction, CompactionCursor};
@@ -121,6 +123,8 @@ pub struct CassandraOptions {
     pub connect_timeout: Duration,
     /// Client-side timeout of every monitoring statement (Cassandra has no per-request server timeout).
     pub request_timeout: Duration,
+    /// Client-to-node TLS; off by default, as Cassandra's `client_encryption_options` are.
+    pub tls: CassandraTls,
     /// How many nodes are polled at the same time.
     pub node_concurrency: usize,
     /// Export per-table latency series for system keyspaces too (they are never in node sums).
@@ -145,6 +149,7 @@ impl Default for CassandraOptions {
             password: None,
             connect_timeout: Duration::from_secs(5),
             request_timeout: Duration::from_secs(5),
+            tls: CassandraTls::default(),
             node_concurrency: 8,
             include_system_keyspaces: false,
             max_tables: 500,
@@ -260,6 +265,7 @@ impl CassandraCollector {
                 password: options.password,
                 connect_timeout: options.connect_timeout,
                 request_timeout: options.request_timeout,
+                tls: options.tls,
             }),
             request_timeout: options.request_timeout,
             node_concurrency: options.node_concurrency.max(1),
@@ -521,7 +527,10 @@ impl NodeRun {
             Err(error) => {
                 let kind = error.kind();
                 tracing::warn!(view, node = %self.node, error = %error, "view failed");
-                if matches!(kind, ErrorKind::Connect | ErrorKind::Timeout) {
+                if matches!(
+                    kind,
+                    ErrorKind::Connect | ErrorKind::Tls | ErrorKind::Timeout
+                ) {
                     self.broken = true;
                 }
                 self.views.push(ViewOutcome {

@@ -174,7 +174,7 @@ impl ApiError {
     /// The failure as a poll error naming the view.
     pub fn into_collect_error(self, target: &str, view: &'static str) -> CollectError {
         match self.kind {
-            ErrorKind::Connect => CollectError::ConnectionLost {
+            ErrorKind::Connect | ErrorKind::Tls => CollectError::ConnectionLost {
                 view,
                 reason: self.reason,
             },
