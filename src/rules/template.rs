@@ -296,12 +296,14 @@ fn split_action(input: &str) -> Result<(&str, bool, &str), TemplateError> {
             None => {
                 if byte == b'"' || byte == b'`' || byte == b'\'' {
                     quote = Some(byte);
-                } else if input[index..].starts_with(" -}}")
-                    || input[index..].starts_with("\t-}}")
-                    || input[index..].starts_with("\n-}}")
+                // Compared as bytes: `index` walks bytes and may be inside a multi-byte character, where a
+                // `str` slice would panic. The delimiters are ASCII, so where they match, `index` is a boundary.
+                } else if bytes[index..].starts_with(b" -}}")
+                    || bytes[index..].starts_with(b"\t-}}")
+                    || bytes[index..].starts_with(b"\n-}}")
                 {
                     return Ok((&input[..index], true, &input[index + 4..]));
-                } else if input[index..].starts_with("}}") {
+                } else if bytes[index..].starts_with(b"}}") {
                     return Ok((&input[..index], false, &input[index + 2..]));
                 }
             }
@@ -1373,6 +1375,16 @@ mod tests {
         assert_eq!(format_g(f64::INFINITY, Some(4)), "+Inf");
         assert_eq!(format_e(0.125, 3), "1.250e-01");
         assert_eq!(format_f(12345.5, 0), "12346");
+    }
+
+    #[test]
+    fn multi_byte_characters_inside_actions_are_not_split() {
+        // Found by tests/properties.rs: the closing-delimiter scan sliced the text inside 'Σ'.
+        assert!(Template::parse("{{Σ $labels.target }}").is_err());
+        assert_eq!(
+            expand("{{ \"Σ→\" }}{{ printf \"%s\" \"𝄞\" -}} x", 0.0).expect("valid test input"),
+            "Σ→𝄞x"
+        );
     }
 
     #[test]
