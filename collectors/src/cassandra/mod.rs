@@ -43,6 +43,7 @@ use crate::error::{CollectError, ErrorKind};
 use crate::fleet;
 use crate::metric::MetricDesc;
 use crate::secret::PasswordSource;
+use crate::view_log::ViewLog;
 use crate::{Collected, Collector, ViewOutcome};
 
 pub use canary::{CanaryConsistency, CanaryOptions};
@@ -208,6 +209,8 @@ struct NodeState {
     compaction: CompactionCursor,
     task_kinds: TaskKinds,
     gossip: GossipView,
+    /// Which views of this node are failing, so that one failing at every poll warns once.
+    log: Option<ViewLog>,
 }
 
 /// What to read from one node this poll.
@@ -217,6 +220,7 @@ struct NodePlan {
     compaction_after: Option<i64>,
     views: CassandraViews,
     timeout: Duration,
+    log: ViewLog,
 }
 
 /// What one node answered this poll. `local` is `None` when the node could not be reached.
@@ -232,6 +236,7 @@ struct NodeFetch {
     gossip: Option<Vec<GossipEntry>>,
     clients: Option<f64>,
     hints: Option<Vec<HintFiles>>,
+    log: Option<ViewLog>,
 }
 
 pub struct CassandraCollector {
@@ -304,7 +309,11 @@ impl CassandraCollector {
             .zip(&host_ids)
             .map(|(node, host_id)| {
                 let state = self.nodes.entry(host_id.clone()).or_default();
+                let log = state.log.take().unwrap_or_else(|| {
+                    ViewLog::for_node(self.session.target(), &node.address.to_string())
+                });
                 NodePlan {
+                    log,
                     node: Arc::clone(node),
                     facts: state.facts.clone(),
                     compaction_after: state.compaction.after_ms(),
@@ -341,6 +350,7 @@ impl CassandraCollector {
             let fetch = fetch.unwrap_or_default();
             collected.views.extend(fetch.views);
             let state = self.nodes.entry(host_id.clone()).or_default();
+            state.log = fetch.log;
             let Some(local) = fetch.local else {
                 // Unreachable: its facts belong to a connection that is gone.
                 state.facts = None;
@@ -499,8 +509,8 @@ async fn fetch_all(
 /// its own timeout.
 struct NodeRun {
     views: Vec<ViewOutcome>,
-    node: String,
     broken: bool,
+    log: ViewLog,
 }
 
 impl NodeRun {
@@ -517,6 +527,7 @@ impl NodeRun {
         let duration = started.elapsed();
         match result {
             Ok(value) => {
+                self.log.succeeded(view);
                 self.views.push(ViewOutcome {
                     view,
                     duration,
@@ -526,7 +537,7 @@ impl NodeRun {
             }
             Err(error) => {
                 let kind = error.kind();
-                tracing::warn!(view, node = %self.node, error = %error, "view failed");
+                self.log.failed(view, &error);
                 if matches!(
                     kind,
                     ErrorKind::Connect | ErrorKind::Tls | ErrorKind::Timeout
@@ -550,8 +561,8 @@ async fn fetch_node(session: &Session, plan: NodePlan) -> NodeFetch {
     let views = plan.views;
     let mut run = NodeRun {
         views: Vec::new(),
-        node: node.address.to_string(),
         broken: false,
+        log: plan.log,
     };
     let mut fetch = NodeFetch::default();
 
@@ -563,6 +574,7 @@ async fn fetch_node(session: &Session, plan: NodePlan) -> NodeFetch {
         .await
     else {
         fetch.views = run.views;
+        fetch.log = Some(run.log);
         return fetch;
     };
 
@@ -648,6 +660,7 @@ async fn fetch_node(session: &Session, plan: NodePlan) -> NodeFetch {
     fetch.local = Some(local);
     fetch.facts = facts;
     fetch.views = run.views;
+    fetch.log = Some(run.log);
     fetch
 }
 
@@ -708,8 +721,8 @@ mod tests {
     async fn a_node_that_drops_its_connection_is_asked_nothing_more() {
         let mut run = NodeRun {
             views: Vec::new(),
-            node: "127.0.0.2:19042".into(),
             broken: false,
+            log: ViewLog::for_node("events", "127.0.0.2:19042"),
         };
         let missing_view = CqlError::from(scylla::errors::ExecutionError::LastAttemptError(
             scylla::errors::RequestAttemptError::DbError(

@@ -244,6 +244,7 @@ pub struct DynamoDbCollector {
     capabilities: Capabilities,
     /// Per view, the 500s without an AWS error code since its last success.
     bare_500s: HashMap<&'static str, u32>,
+    view_log: crate::view_log::ViewLog,
     /// DescribeLimits failed at the last refresh: ask once more at the next poll.
     limits_retry_next_poll: bool,
     described_at: Option<Instant>,
@@ -276,6 +277,7 @@ impl DynamoDbCollector {
             usage: UsageTotals::new(options.cost_per_1000_metrics),
             session: AwsSession::new(settings),
             delay,
+            view_log: crate::view_log::ViewLog::new(&options.target),
             options,
             tables: BTreeMap::new(),
             quota: TableQuota::default(),
@@ -301,10 +303,12 @@ impl DynamoDbCollector {
     }
 
     async fn poll(&mut self, usage: &mut PollUsage) -> Result<Collected, CollectError> {
-        // Held apart for the poll: the view runner counts into it while the poll borrows the collector.
+        // Held apart for the poll (and given back whatever it returns): the view runner counts into it while the poll borrows the collector.
         let mut bare_500s = std::mem::take(&mut self.bare_500s);
-        let result = self.poll_with(usage, &mut bare_500s).await;
+        let mut log = std::mem::take(&mut self.view_log);
+        let result = self.poll_with(usage, &mut bare_500s, &mut log).await;
         self.bare_500s = bare_500s;
+        self.view_log = log;
         result
     }
 
@@ -312,6 +316,7 @@ impl DynamoDbCollector {
         &mut self,
         usage: &mut PollUsage,
         bare_500s: &mut HashMap<&'static str, u32>,
+        log: &mut crate::view_log::ViewLog,
     ) -> Result<Collected, CollectError> {
         let (clients, fresh) = self.session.clients().await?;
         if fresh {
@@ -324,6 +329,7 @@ impl DynamoDbCollector {
             views: &mut collected.views,
             target: &target,
             bare_500s,
+            log,
         };
         let samples = &mut collected.samples;
 
@@ -460,6 +466,9 @@ impl DynamoDbCollector {
                         self.capabilities.contributor_insights = Some(false);
                         insights = None;
                     }
+                    // A first 500 without a code is likely an emulator lacking the API (the next table's call
+                    // decides): not a reason to describe this table again at the next poll.
+                    Err(_) if run.bare_500_pending(describe_contributor_insights::VIEW) => {}
                     Err(_) => failed = true,
                 }
             }
@@ -638,6 +647,7 @@ struct ViewRunner<'a> {
     target: &'a str,
     /// Per view, the 500s without an error code since its last success (see `BARE_500S_FOR_UNSUPPORTED`).
     bare_500s: &'a mut HashMap<&'static str, u32>,
+    log: &'a mut crate::view_log::ViewLog,
 }
 
 impl ViewRunner<'_> {
@@ -670,6 +680,7 @@ impl ViewRunner<'_> {
         match result {
             Ok(value) => {
                 self.bare_500s.remove(view);
+                self.log.succeeded(view);
                 self.record(view, duration, None);
                 Ok(Ok(value))
             }
@@ -686,11 +697,16 @@ impl ViewRunner<'_> {
                 } else {
                     self.bare_500s.remove(view);
                 }
-                tracing::warn!(view, error = %error, "view failed");
+                self.log.failed(view, &error);
                 self.record(view, duration, Some(error.kind));
                 Ok(Err(error.kind))
             }
         }
+    }
+
+    /// Whether `view`'s last answer was a 500 without an error code, not yet judged unsupported.
+    fn bare_500_pending(&self, view: &str) -> bool {
+        self.bare_500s.contains_key(view)
     }
 
     fn record(
@@ -729,6 +745,7 @@ mod tests {
             views: &mut views,
             target: "sessions",
             bare_500s: &mut bare_500s,
+            log: &mut crate::view_log::ViewLog::new("sessions"),
         };
         let once = run
             .view("describe_limits", async { Err::<(), _>(bare()) })

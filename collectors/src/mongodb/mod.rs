@@ -356,6 +356,7 @@ pub struct MongoCollector {
     index_state: index_stats::IndexStatsState,
     /// When index usage was last read, and what it gave, repeated until the interval has passed.
     index_cache: Option<(Instant, Vec<Sample>)>,
+    view_log: crate::view_log::ViewLog,
 }
 
 impl MongoCollector {
@@ -366,6 +367,7 @@ impl MongoCollector {
             exclude: options.views.databases_exclude.clone(),
         };
         MongoCollector {
+            view_log: crate::view_log::ViewLog::new(&options.target),
             views: options.views.clone(),
             session: MongoSession::new(options),
             filter,
@@ -408,6 +410,7 @@ impl MongoCollector {
             server_status: status_state,
             index_state,
             index_cache,
+            view_log,
             ..
         } = self;
         let Some(server) = server.as_mut() else {
@@ -419,6 +422,7 @@ impl MongoCollector {
         let samples = &mut collected.samples;
         let mut run = ViewRunner {
             views: &mut collected.views,
+            log: view_log,
         };
         let capabilities = &mut server.capabilities;
         samples.push(server.build.sample());
@@ -634,6 +638,7 @@ impl Collector for MongoCollector {
 /// gets the bounded kind to turn "unsupported" into a capability. A lost connection ends the poll.
 struct ViewRunner<'a> {
     views: &'a mut Vec<ViewOutcome>,
+    log: &'a mut crate::view_log::ViewLog,
 }
 
 impl ViewRunner<'_> {
@@ -647,6 +652,7 @@ impl ViewRunner<'_> {
         let duration = started.elapsed();
         match result {
             Ok(value) => {
+                self.log.succeeded(view);
                 self.views.push(ViewOutcome {
                     view,
                     duration,
@@ -662,7 +668,7 @@ impl ViewRunner<'_> {
                 if kind == ErrorKind::Unsupported {
                     tracing::info!(view, error = %error, "server lacks the view; not asked again on this connection");
                 } else {
-                    tracing::warn!(view, error = %error, "view failed");
+                    self.log.failed(view, &error);
                 }
                 self.views.push(ViewOutcome {
                     view,
