@@ -9,6 +9,9 @@ pub enum ErrorKind {
     Connect,
     /// The server rejected the credentials or the role lacks a privilege.
     Auth,
+    /// The TLS handshake failed: a certificate that does not verify, a refused client certificate, a server
+    /// that does not speak TLS. Apart from `connect`, as a certificate problem is fixed elsewhere than a network one.
+    Tls,
     /// A query failed on the server.
     Query,
     /// A query was cut by the server-side or client-side timeout.
@@ -20,9 +23,10 @@ pub enum ErrorKind {
 }
 
 impl ErrorKind {
-    pub const ALL: [ErrorKind; 6] = [
+    pub const ALL: [ErrorKind; 7] = [
         ErrorKind::Connect,
         ErrorKind::Auth,
+        ErrorKind::Tls,
         ErrorKind::Query,
         ErrorKind::Timeout,
         ErrorKind::Decode,
@@ -33,6 +37,7 @@ impl ErrorKind {
         match self {
             ErrorKind::Connect => "connect",
             ErrorKind::Auth => "auth",
+            ErrorKind::Tls => "tls",
             ErrorKind::Query => "query",
             ErrorKind::Timeout => "timeout",
             ErrorKind::Decode => "decode",
@@ -48,6 +53,8 @@ pub enum CollectError {
     Connect { target: String, reason: String },
     #[error("authentication to {target} failed: {reason}")]
     Auth { target: String, reason: String },
+    #[error("TLS to {target} failed: {reason}")]
+    Tls { target: String, reason: String },
     #[error(
         "connection to {target} is backing off for {remaining:?} after {failures} failed attempts"
     )]
@@ -73,6 +80,7 @@ impl CollectError {
             | CollectError::BackingOff { .. }
             | CollectError::ConnectionLost { .. } => ErrorKind::Connect,
             CollectError::Auth { .. } => ErrorKind::Auth,
+            CollectError::Tls { .. } => ErrorKind::Tls,
             CollectError::Query { .. } => ErrorKind::Query,
             CollectError::Timeout { .. } => ErrorKind::Timeout,
             CollectError::Decode { .. } => ErrorKind::Decode,

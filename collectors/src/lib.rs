@@ -13,6 +13,7 @@ pub mod error;
 pub mod fleet;
 pub mod metric;
 pub mod secret;
+pub mod view_log;
 
 #[cfg(feature = "cassandra")]
 pub mod cassandra;

@@ -1,7 +1,9 @@
 //! The Cassandra collector against the local two-node Cassandra 5.0 cluster of the fleet.
 //!
 //! Needs `deploy/local/fleet up cassandra`, then `eval "$(deploy/local/fleet env cassandra)"`. Every test fails,
-//! never skips, when the variables are missing or the cluster does not answer. The tests share one cluster and
+//! never skips, when the variables are missing or the cluster does not answer. The nodes serve TLS on the same
+//! port as plaintext, with a client certificate required from TLS clients (`DBWATCH_CASSANDRA_CA_FILE` and
+//! the client certificate and key variables). The tests share one cluster and
 //! one of them stops a node, so they run one at a time (a process-wide lock). Run with `--nocapture` to see
 //! the measured statements per poll and poll wall times.
 #![cfg(feature = "cassandra")]
@@ -10,7 +12,10 @@ use std::process::Command;
 use std::sync::{Mutex, MutexGuard};
 use std::time::Duration;
 
-use dbwatch_collectors::cassandra::{CanaryOptions, CassandraCollector, CassandraOptions};
+use dbwatch_collectors::cassandra::{
+    CanaryOptions, CassandraCollector, CassandraOptions, CassandraTls, CassandraTlsMode,
+};
+use dbwatch_collectors::ErrorKind;
 use dbwatch_collectors::{Collected, Collector, Sample};
 use scylla::client::session::Session;
 use scylla::client::session_builder::SessionBuilder;
@@ -484,5 +489,141 @@ fn no_canary_series_without_a_canary() {
             .iter()
             .all(|view| !view.view.starts_with("canary_")));
         collector.close().await;
+    });
+}
+
+/// TLS with the fleet's CA and client certificate: `mode` with `server_name`, everything else as `options`.
+fn tls_options(
+    mode: CassandraTlsMode,
+    ca_variable: &str,
+    server_name: Option<&str>,
+) -> CassandraOptions {
+    CassandraOptions {
+        tls: CassandraTls {
+            mode,
+            ca_file: Some(env(ca_variable).into()),
+            cert_file: Some(env("DBWATCH_CASSANDRA_CLIENT_CERT_FILE").into()),
+            key_file: Some(env("DBWATCH_CASSANDRA_CLIENT_KEY_FILE").into()),
+            server_name: server_name.map(str::to_owned),
+        },
+        ..options(false)
+    }
+}
+
+/// The error of a first poll that must fail.
+async fn failed_poll(options: CassandraOptions) -> dbwatch_collectors::CollectError {
+    let mut collector = CassandraCollector::new(options);
+    let result = collector.collect().await;
+    collector.close().await;
+    match result {
+        Ok(collected) => panic!(
+            "the poll succeeded with {} samples",
+            collected.samples.len()
+        ),
+        Err(error) => error,
+    }
+}
+
+/// verify-full with the fleet's CA reaches both nodes over TLS: each node's certificate carries its IP, which is
+/// the name checked, and the client certificate is accepted. A DNS name the certificate carries works as
+/// `server_name` too.
+#[test]
+fn tls_verify_full_with_the_fleet_ca_reaches_both_nodes() {
+    let _serial = serial();
+    runtime().block_on(async {
+        for server_name in [None, Some("localhost")] {
+            let mut collector = CassandraCollector::new(tls_options(
+                CassandraTlsMode::VerifyFull,
+                "DBWATCH_CASSANDRA_CA_FILE",
+                server_name,
+            ));
+            let collected = poll_until(
+                &mut collector,
+                Duration::from_secs(60),
+                Duration::from_secs(1),
+                "both nodes reachable over TLS",
+                both_reachable,
+            )
+            .await;
+            assert!(
+                collected.views.iter().all(|view| view.error.is_none()),
+                "views failed over TLS (server_name {server_name:?}): {:?}",
+                collected.views
+            );
+            assert!(value(
+                &collected.samples,
+                "cassandra_node_info",
+                &[("node", NODE2)]
+            )
+            .is_some());
+            collector.close().await;
+        }
+    });
+}
+
+/// A CA that did not sign the nodes' certificate fails the poll with the `tls` kind, under both verifying modes.
+#[test]
+fn tls_with_an_unrelated_ca_fails_with_the_tls_kind() {
+    let _serial = serial();
+    runtime().block_on(async {
+        for mode in [CassandraTlsMode::VerifyFull, CassandraTlsMode::VerifyCa] {
+            let error =
+                failed_poll(tls_options(mode, "DBWATCH_CASSANDRA_OTHER_CA_FILE", None)).await;
+            assert_eq!(error.kind(), ErrorKind::Tls, "{mode:?}: {error}");
+            assert!(
+                error.to_string().contains("UnknownIssuer"),
+                "{mode:?}: {error}"
+            );
+        }
+    });
+}
+
+/// Under verify-full a name the certificate does not carry fails with the `tls` kind; verify-ca, which checks the
+/// chain only, accepts the same certificate.
+#[test]
+fn tls_with_a_wrong_server_name_fails_under_verify_full_only() {
+    let _serial = serial();
+    runtime().block_on(async {
+        let error = failed_poll(tls_options(
+            CassandraTlsMode::VerifyFull,
+            "DBWATCH_CASSANDRA_CA_FILE",
+            Some("cassandra.example.invalid"),
+        ))
+        .await;
+        assert_eq!(error.kind(), ErrorKind::Tls, "{error}");
+        assert!(error.to_string().contains("not valid for name"), "{error}");
+
+        let mut collector = CassandraCollector::new(tls_options(
+            CassandraTlsMode::VerifyCa,
+            "DBWATCH_CASSANDRA_CA_FILE",
+            Some("cassandra.example.invalid"),
+        ));
+        poll_until(
+            &mut collector,
+            Duration::from_secs(60),
+            Duration::from_secs(1),
+            "both nodes reachable under verify-ca",
+            both_reachable,
+        )
+        .await;
+        collector.close().await;
+    });
+}
+
+/// The nodes require a client certificate from TLS clients: without one the handshake is refused (`tls`).
+#[test]
+fn tls_without_the_client_certificate_is_refused() {
+    let _serial = serial();
+    runtime().block_on(async {
+        let mut options = tls_options(
+            CassandraTlsMode::VerifyFull,
+            "DBWATCH_CASSANDRA_CA_FILE",
+            None,
+        );
+        options.tls.cert_file = None;
+        options.tls.key_file = None;
+        let error = failed_poll(options).await;
+        assert_eq!(error.kind(), ErrorKind::Tls, "{error}");
+        assert!(error.to_string().contains("client certificate"), "{error}");
     });
 }

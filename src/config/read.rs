@@ -324,8 +324,13 @@ pub fn interpolate(text: &str, env: EnvLookup<'_>) -> Result<String, String> {
             rest = after;
             continue;
         };
+        // The value may be a secret (an inline password that happens to hold `${`), so the errors locate the
+        // problem by character position and never echo the value or the text inside the braces.
+        let position = text[..text.len() - rest.len() + dollar].chars().count() + 1;
         let Some(end) = body_start.find('}') else {
-            return Err(format!("unterminated ${{...}} in {text:?}"));
+            return Err(format!(
+                "unterminated ${{...}}: the ${{ at character {position} of the value has no closing }} (write $$ for a literal $)"
+            ));
         };
         let body = &body_start[..end];
         let (name, default) = match body.split_once(":-") {
@@ -333,7 +338,9 @@ pub fn interpolate(text: &str, env: EnvLookup<'_>) -> Result<String, String> {
             None => (body, None),
         };
         if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
-            return Err(format!("invalid variable name {name:?} in {text:?}"));
+            return Err(format!(
+                "invalid variable name in the ${{...}} at character {position} of the value: names are letters, digits and _ (write $$ for a literal $)"
+            ));
         }
         match (env(name), default) {
             (Some(value), _) if !(value.is_empty() && default.is_some()) => out.push_str(&value),
@@ -372,5 +379,29 @@ mod tests {
             Err("environment variable MISSING is not set".to_owned())
         );
         assert!(interpolate("${PORT", &env).is_err());
+    }
+
+    #[test]
+    fn errors_locate_the_problem_without_echoing_the_value() {
+        for (secret, expected) in [
+            (
+                "hunter2${unterminated-s3cret",
+                "unterminated ${...}: the ${ at character 8 of the value has no closing }",
+            ),
+            (
+                "ünïcode${bad name s3cret}",
+                "invalid variable name in the ${...} at character 8 of the value",
+            ),
+            (
+                "${} hunter2-s3cret",
+                "invalid variable name in the ${...} at character 1",
+            ),
+            ("$${x} ${-s3cret}", "at character 7 of the value"),
+        ] {
+            let error = interpolate(secret, &env).expect_err("refused");
+            assert!(error.contains(expected), "{secret:?}: {error}");
+            assert!(!error.contains("s3cret"), "{secret:?}: {error}");
+            assert!(!error.contains("hunter2"), "{secret:?}: {error}");
+        }
     }
 }

@@ -230,6 +230,10 @@ impl RulesEngine {
         metrics: RuleMetrics,
     ) -> RulesEngine {
         let rules: Arc<RuleSet> = rules.into();
+        for long in long_lookbacks(&rules) {
+            tracing::warn!(group = %long.group, rule = %long.rule, lookback = %humantime::format_duration(Duration::from_millis(long.lookback_ms.unsigned_abs())),
+                bound = "24h", "a rule reads further back than the bound of the in-memory history: every series it selects is kept that long (16 bytes per sample per evaluation); evaluate it in Prometheus instead, or shorten its range or offset");
+        }
         let mut states: Vec<GroupState> = rules.groups.iter().map(GroupState::for_group).collect();
         if let Some(dir) = &options.state_dir {
             match state::load(dir) {
@@ -590,6 +594,44 @@ fn name_filter(rules: &RuleSet) -> NameFilter {
     NameFilter::for_selectors(selectors)
 }
 
+/// The longest lookback (range plus offset) dbwatch accepts without a warning. Rule files stay Prometheus's
+/// format, so longer ones load (refusing them would refuse files Prometheus accepts); but the history is in
+/// memory: at a 15 s interval a day is 5,760 samples (about 92 KB) per selected series, so past a day a
+/// selector over many series can exhaust the daemon's memory, and a TSDB is the right tool.
+pub const HISTORY_RETENTION_WARN_MS: i64 = 24 * 3600 * 1000;
+
+/// A rule whose lookback exceeds [`HISTORY_RETENTION_WARN_MS`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LongLookback {
+    pub group: String,
+    pub rule: String,
+    pub lookback_ms: i64,
+}
+
+/// The rules that make the history keep more than [`HISTORY_RETENTION_WARN_MS`], each with its longest lookback.
+pub fn long_lookbacks(rules: &RuleSet) -> Vec<LongLookback> {
+    let mut found = Vec::new();
+    for group in &rules.groups {
+        for rule in &group.rules {
+            let mut longest = 0i64;
+            rule.expr().visit_selectors(&mut |selector, range| {
+                let needed = selector
+                    .offset_ms
+                    .saturating_add(range.unwrap_or(LOOKBACK_MS));
+                longest = longest.max(needed);
+            });
+            if longest > HISTORY_RETENTION_WARN_MS {
+                found.push(LongLookback {
+                    group: group.name.clone(),
+                    rule: rule.name().to_owned(),
+                    lookback_ms: longest,
+                });
+            }
+        }
+    }
+    found
+}
+
 /// How much history the rules need: the longest range or lookback, plus offsets, plus one interval of margin.
 fn retention_ms(rules: &RuleSet, options: &EngineOptions) -> i64 {
     let mut longest = LOOKBACK_MS;
@@ -654,6 +696,27 @@ mod tests {
     use crate::rules::load::parse_rule_file;
     use dbwatch_collectors::fleet;
     use std::path::Path;
+
+    #[test]
+    fn lookbacks_past_a_day_are_named_and_shorter_ones_are_not() {
+        let text = "groups:\n  - name: g\n    rules:\n      - alert: daily\n        expr: max_over_time(db_up[1d]) == 0\n      - alert: weekly\n        expr: db_up offset 7d == 0\n      - record: month:x\n        expr: avg_over_time(db_up[25d] offset 5d)\n";
+        let rules = RuleSet {
+            groups: parse_rule_file(Path::new("long.yml"), text).expect("valid rules"),
+        };
+        let long = long_lookbacks(&rules);
+        let names: Vec<(&str, i64)> = long
+            .iter()
+            .map(|long| (long.rule.as_str(), long.lookback_ms))
+            .collect();
+        let day = 24 * 3600 * 1000;
+        // [1d] is exactly the bound: no warning. An offset adds the 5 m instant lookback.
+        assert_eq!(
+            names,
+            vec![("weekly", 7 * day + LOOKBACK_MS), ("month:x", 30 * day)]
+        );
+        let shipped = crate::rules::load_builtin().expect("shipped rules");
+        assert!(long_lookbacks(&shipped).is_empty());
+    }
 
     fn snapshot(target: &str, up: f64) -> Snapshot {
         Snapshot {

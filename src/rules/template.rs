@@ -296,12 +296,14 @@ fn split_action(input: &str) -> Result<(&str, bool, &str), TemplateError> {
             None => {
                 if byte == b'"' || byte == b'`' || byte == b'\'' {
                     quote = Some(byte);
-                } else if input[index..].starts_with(" -}}")
-                    || input[index..].starts_with("\t-}}")
-                    || input[index..].starts_with("\n-}}")
+                // Compared as bytes: `index` walks bytes and may be inside a multi-byte character, where a
+                // `str` slice would panic. The delimiters are ASCII, so where they match, `index` is a boundary.
+                } else if bytes[index..].starts_with(b" -}}")
+                    || bytes[index..].starts_with(b"\t-}}")
+                    || bytes[index..].starts_with(b"\n-}}")
                 {
                     return Ok((&input[..index], true, &input[index + 4..]));
-                } else if input[index..].starts_with("}}") {
+                } else if bytes[index..].starts_with(b"}}") {
                     return Ok((&input[..index], false, &input[index + 2..]));
                 }
             }
@@ -1174,6 +1176,26 @@ fn fixed_from_digits(digits: &str, decimal_point: i32, decimals: usize) -> Strin
     out
 }
 
+/// Go's largest accepted width or precision: `fmt`'s `tooLarge` bound.
+const GO_FMT_MAX_NUMBER: usize = 1_000_000;
+
+/// Reads a width or precision as Go's `fmt.parsenum` does: `Some(None)` when there are no digits,
+/// `Some(Some(n))` for a number, `None` when the number passed [`GO_FMT_MAX_NUMBER`] (Go then stops
+/// formatting, and the rest of the format is consumed).
+fn go_parsenum(chars: &mut std::iter::Peekable<std::str::Chars<'_>>) -> Option<Option<usize>> {
+    let mut number: Option<usize> = None;
+    while let Some(digit) = chars.peek().and_then(|c| c.to_digit(10)) {
+        let so_far = number.unwrap_or(0);
+        if so_far > GO_FMT_MAX_NUMBER {
+            chars.by_ref().for_each(drop);
+            return None;
+        }
+        number = Some(so_far * 10 + digit as usize);
+        chars.next();
+    }
+    Some(number)
+}
+
 /// A subset of Go's `fmt.Sprintf`: flags `-+ 0`, width, precision, verbs `v s d f F e E g G x X q %`.
 fn sprintf(format: &str, args: &[TValue]) -> String {
     let mut out = String::new();
@@ -1196,20 +1218,20 @@ fn sprintf(format: &str, args: &[TValue]) -> String {
             }
             chars.next();
         }
-        let mut width = None;
-        while let Some(digit) = chars.peek().and_then(|c| c.to_digit(10)) {
-            width = Some(width.unwrap_or(0) * 10 + digit as usize);
-            chars.next();
-        }
+        // Go's fmt refuses a width or precision past 1e6 (parsenum's tooLarge) and gives up on the rest of the
+        // format, so no template can overflow the arithmetic or ask for a gigabyte of padding.
+        let Some(width) = go_parsenum(&mut chars) else {
+            out.push_str("%!(NOVERB)");
+            break;
+        };
         let mut precision = None;
         if chars.peek() == Some(&'.') {
             chars.next();
-            let mut value = 0;
-            while let Some(digit) = chars.peek().and_then(|c| c.to_digit(10)) {
-                value = value * 10 + digit as usize;
-                chars.next();
-            }
-            precision = Some(value);
+            let Some(value) = go_parsenum(&mut chars) else {
+                out.push_str("%!(NOVERB)");
+                break;
+            };
+            precision = Some(value.unwrap_or(0));
         }
         let Some(verb) = chars.next() else {
             out.push_str("%!(NOVERB)");
@@ -1353,6 +1375,39 @@ mod tests {
         assert_eq!(format_g(f64::INFINITY, Some(4)), "+Inf");
         assert_eq!(format_e(0.125, 3), "1.250e-01");
         assert_eq!(format_f(12345.5, 0), "12346");
+    }
+
+    #[test]
+    fn multi_byte_characters_inside_actions_are_not_split() {
+        // Found by tests/properties.rs: the closing-delimiter scan sliced the text inside 'Σ'.
+        assert!(Template::parse("{{Σ $labels.target }}").is_err());
+        assert_eq!(
+            expand("{{ \"Σ→\" }}{{ printf \"%s\" \"𝄞\" -}} x", 0.0).expect("valid test input"),
+            "Σ→𝄞x"
+        );
+    }
+
+    #[test]
+    fn printf_width_and_precision_are_capped_like_go() {
+        // Up to Go's bound the width pads as asked.
+        let padded = expand("{{ printf \"%1000000d\" 1 }}", 0.0).expect("valid test input");
+        assert_eq!(padded.len(), 1_000_000);
+        assert!(padded.ends_with(" 1"));
+        // Past it Go stops: no padding at all, the rest of the format dropped, the argument reported as extra.
+        for format in [
+            "%99999999d",
+            "%99999999999999999999999999d",
+            "%.99999999f",
+            "%5.99999999999999999999999999999f",
+        ] {
+            let text = expand(&format!("{{{{ printf \"{format}|tail\" 1 }}}}"), 0.0)
+                .expect("valid test input");
+            assert!(text.starts_with("%!(NOVERB)"), "{format}: {text}");
+            assert!(!text.contains("tail"), "{format}: {text}");
+            assert!(text.len() < 64, "{format}: {} bytes", text.len());
+        }
+        assert_eq!(sprintf("%.3s", &[TValue::String("abcdef".into())]), "abc");
+        assert_eq!(sprintf("%.s", &[TValue::String("abcdef".into())]), "");
     }
 
     #[test]

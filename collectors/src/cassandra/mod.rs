@@ -25,6 +25,7 @@ pub mod sstable_tasks;
 pub mod system_local;
 pub mod system_virtual_schema;
 pub mod thread_pools;
+pub mod tls;
 pub mod values;
 
 use std::collections::HashMap;
@@ -42,9 +43,11 @@ use crate::error::{CollectError, ErrorKind};
 use crate::fleet;
 use crate::metric::MetricDesc;
 use crate::secret::PasswordSource;
+use crate::view_log::ViewLog;
 use crate::{Collected, Collector, ViewOutcome};
 
 pub use canary::{CanaryConsistency, CanaryOptions};
+pub use tls::{CassandraTls, CassandraTlsMode};
 
 use canary::Canary;
 use compaction_history::{Compaction, CompactionCursor};
@@ -121,6 +124,8 @@ pub struct CassandraOptions {
     pub connect_timeout: Duration,
     /// Client-side timeout of every monitoring statement (Cassandra has no per-request server timeout).
     pub request_timeout: Duration,
+    /// Client-to-node TLS; off by default, as Cassandra's `client_encryption_options` are.
+    pub tls: CassandraTls,
     /// How many nodes are polled at the same time.
     pub node_concurrency: usize,
     /// Export per-table latency series for system keyspaces too (they are never in node sums).
@@ -145,6 +150,7 @@ impl Default for CassandraOptions {
             password: None,
             connect_timeout: Duration::from_secs(5),
             request_timeout: Duration::from_secs(5),
+            tls: CassandraTls::default(),
             node_concurrency: 8,
             include_system_keyspaces: false,
             max_tables: 500,
@@ -203,6 +209,8 @@ struct NodeState {
     compaction: CompactionCursor,
     task_kinds: TaskKinds,
     gossip: GossipView,
+    /// Which views of this node are failing, so that one failing at every poll warns once.
+    log: Option<ViewLog>,
 }
 
 /// What to read from one node this poll.
@@ -212,6 +220,7 @@ struct NodePlan {
     compaction_after: Option<i64>,
     views: CassandraViews,
     timeout: Duration,
+    log: ViewLog,
 }
 
 /// What one node answered this poll. `local` is `None` when the node could not be reached.
@@ -227,6 +236,7 @@ struct NodeFetch {
     gossip: Option<Vec<GossipEntry>>,
     clients: Option<f64>,
     hints: Option<Vec<HintFiles>>,
+    log: Option<ViewLog>,
 }
 
 pub struct CassandraCollector {
@@ -260,6 +270,7 @@ impl CassandraCollector {
                 password: options.password,
                 connect_timeout: options.connect_timeout,
                 request_timeout: options.request_timeout,
+                tls: options.tls,
             }),
             request_timeout: options.request_timeout,
             node_concurrency: options.node_concurrency.max(1),
@@ -298,7 +309,11 @@ impl CassandraCollector {
             .zip(&host_ids)
             .map(|(node, host_id)| {
                 let state = self.nodes.entry(host_id.clone()).or_default();
+                let log = state.log.take().unwrap_or_else(|| {
+                    ViewLog::for_node(self.session.target(), &node.address.to_string())
+                });
                 NodePlan {
+                    log,
                     node: Arc::clone(node),
                     facts: state.facts.clone(),
                     compaction_after: state.compaction.after_ms(),
@@ -335,6 +350,7 @@ impl CassandraCollector {
             let fetch = fetch.unwrap_or_default();
             collected.views.extend(fetch.views);
             let state = self.nodes.entry(host_id.clone()).or_default();
+            state.log = fetch.log;
             let Some(local) = fetch.local else {
                 // Unreachable: its facts belong to a connection that is gone.
                 state.facts = None;
@@ -493,8 +509,8 @@ async fn fetch_all(
 /// its own timeout.
 struct NodeRun {
     views: Vec<ViewOutcome>,
-    node: String,
     broken: bool,
+    log: ViewLog,
 }
 
 impl NodeRun {
@@ -511,6 +527,7 @@ impl NodeRun {
         let duration = started.elapsed();
         match result {
             Ok(value) => {
+                self.log.succeeded(view);
                 self.views.push(ViewOutcome {
                     view,
                     duration,
@@ -520,8 +537,11 @@ impl NodeRun {
             }
             Err(error) => {
                 let kind = error.kind();
-                tracing::warn!(view, node = %self.node, error = %error, "view failed");
-                if matches!(kind, ErrorKind::Connect | ErrorKind::Timeout) {
+                self.log.failed(view, &error);
+                if matches!(
+                    kind,
+                    ErrorKind::Connect | ErrorKind::Tls | ErrorKind::Timeout
+                ) {
                     self.broken = true;
                 }
                 self.views.push(ViewOutcome {
@@ -541,8 +561,8 @@ async fn fetch_node(session: &Session, plan: NodePlan) -> NodeFetch {
     let views = plan.views;
     let mut run = NodeRun {
         views: Vec::new(),
-        node: node.address.to_string(),
         broken: false,
+        log: plan.log,
     };
     let mut fetch = NodeFetch::default();
 
@@ -554,6 +574,7 @@ async fn fetch_node(session: &Session, plan: NodePlan) -> NodeFetch {
         .await
     else {
         fetch.views = run.views;
+        fetch.log = Some(run.log);
         return fetch;
     };
 
@@ -639,6 +660,7 @@ async fn fetch_node(session: &Session, plan: NodePlan) -> NodeFetch {
     fetch.local = Some(local);
     fetch.facts = facts;
     fetch.views = run.views;
+    fetch.log = Some(run.log);
     fetch
 }
 
@@ -699,8 +721,8 @@ mod tests {
     async fn a_node_that_drops_its_connection_is_asked_nothing_more() {
         let mut run = NodeRun {
             views: Vec::new(),
-            node: "127.0.0.2:19042".into(),
             broken: false,
+            log: ViewLog::for_node("events", "127.0.0.2:19042"),
         };
         let missing_view = CqlError::from(scylla::errors::ExecutionError::LastAttemptError(
             scylla::errors::RequestAttemptError::DbError(

@@ -30,6 +30,8 @@ use crate::backoff::Backoff;
 use crate::error::{CollectError, ErrorKind};
 use crate::secret::PasswordSource;
 
+use super::tls::{self, CassandraTls, CassandraTlsMode};
+
 /// How to reach the cluster.
 #[derive(Debug, Clone)]
 pub struct SessionOptions {
@@ -40,6 +42,7 @@ pub struct SessionOptions {
     pub password: Option<PasswordSource>,
     pub connect_timeout: Duration,
     pub request_timeout: Duration,
+    pub tls: CassandraTls,
 }
 
 /// Why one statement failed. The driver's error is kept whole for the log; only its class becomes a label.
@@ -161,6 +164,14 @@ impl CqlSession {
             };
             builder = builder.user(user.clone(), password.expose().to_owned());
         }
+        // Built at each connect, so rotated certificates and CAs are read again.
+        let tls_config = tls::client_config(&options.tls).map_err(|error| CollectError::Tls {
+            target: options.target.clone(),
+            reason: error.to_string(),
+        })?;
+        if let Some(config) = tls_config {
+            builder = builder.tls_context(Some(config));
+        }
         // Resolution, the control connection and the first metadata read each have their own timeout; this
         // bounds their sum.
         let deadline = options.connect_timeout + options.request_timeout;
@@ -177,18 +188,49 @@ impl CqlSession {
     fn connect_error(&self, error: &NewSessionError) -> CollectError {
         let target = self.options.target.clone();
         let reason = error.to_string();
-        let auth = matches!(
-            error,
+        let last_connection_error = match error {
             NewSessionError::MetadataError(MetadataError::ConnectionPoolError(
-                ConnectionPoolError::Broken { last_connection_error }
-            )) if is_auth_failure(last_connection_error)
-        );
-        if auth {
-            CollectError::Auth { target, reason }
-        } else {
-            CollectError::Connect { target, reason }
+                ConnectionPoolError::Broken {
+                    last_connection_error,
+                },
+            )) => Some(last_connection_error),
+            _ => None,
+        };
+        match last_connection_error {
+            Some(last) if is_auth_failure(last) => CollectError::Auth { target, reason },
+            Some(last) if is_tls_failure(last) => CollectError::Tls { target, reason },
+            // Under TLS 1.3 the client's handshake completes before the node has judged the client
+            // certificate; a node that refuses it closes the connection, which the driver sees only as broken
+            // during its first request. The handshake itself succeeded, so the node speaks TLS: the refusal is
+            // of this client's TLS identity, not a network fault.
+            Some(ConnectionError::ConnectionSetupRequestError(setup))
+                if self.options.tls.mode != CassandraTlsMode::Disable
+                    && matches!(setup.error, ConnectionSetupRequestErrorKind::BrokenConnection(_)) =>
+            {
+                CollectError::Tls {
+                    target,
+                    reason: format!(
+                        "{reason} (the node closed the connection right after the TLS handshake: it probably \
+                         refused the client certificate, or requires one and tls.cert_file is not set)"
+                    ),
+                }
+            }
+            _ => CollectError::Connect { target, reason },
         }
     }
+}
+
+/// A connection that failed in its TLS handshake. The driver's error is `transparent` over the I/O error, so
+/// the rustls error inside it is not on the `source()` chain: it is looked for in the I/O error's payload.
+fn is_tls_failure(error: &ConnectionError) -> bool {
+    match error {
+        ConnectionError::IoError(io) => tls::is_tls_error(io.as_ref()),
+        _ => false,
+    }
+}
+
+fn pool_error_is_tls(error: &ConnectionPoolError) -> bool {
+    matches!(error, ConnectionPoolError::Broken { last_connection_error } if is_tls_failure(last_connection_error))
 }
 
 fn is_auth_failure(error: &ConnectionError) -> bool {
@@ -235,6 +277,8 @@ pub async fn rows(session: &Session, statement: Statement) -> Result<QueryRowsRe
 pub fn classify(error: &ExecutionError) -> ErrorKind {
     match error {
         ExecutionError::RequestTimeout(_) => ErrorKind::Timeout,
+        // A node whose certificate stopped verifying (or that stopped speaking TLS) mid-session.
+        ExecutionError::ConnectionPoolError(pool) if pool_error_is_tls(pool) => ErrorKind::Tls,
         ExecutionError::ConnectionPoolError(_)
         | ExecutionError::EmptyPlan
         | ExecutionError::MetadataError(_) => ErrorKind::Connect,

@@ -161,20 +161,30 @@ impl AwsSession {
 pub struct ApiError {
     pub kind: ErrorKind,
     pub reason: String,
+    /// An HTTP 500 without an AWS error code: a transient fault (a proxy, AWS itself) the first time, but
+    /// also how emulators answer an action they lack; see [`BARE_500S_FOR_UNSUPPORTED`].
+    pub bare_server_error: bool,
 }
+
+/// How many 500s without an error code in a row, with no success between, make an API unsupported.
+/// One is a transient fault and must not turn a capability off until the clients are rebuilt (L11); an
+/// emulator that lacks the action answers every call that way, so two in a row is the sign. The collector
+/// calls each per-table API once per table, so against moto the capability is still known in the first poll.
+pub const BARE_500S_FOR_UNSUPPORTED: u32 = 2;
 
 impl ApiError {
     pub fn decode(reason: impl Into<String>) -> Self {
         ApiError {
             kind: ErrorKind::Decode,
             reason: reason.into(),
+            bare_server_error: false,
         }
     }
 
     /// The failure as a poll error naming the view.
     pub fn into_collect_error(self, target: &str, view: &'static str) -> CollectError {
         match self.kind {
-            ErrorKind::Connect => CollectError::ConnectionLost {
+            ErrorKind::Connect | ErrorKind::Tls => CollectError::ConnectionLost {
                 view,
                 reason: self.reason,
             },
@@ -200,6 +210,8 @@ pub fn api_error<E>(error: &SdkError<E, HttpResponse>) -> ApiError
 where
     E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
 {
+    let bare_server_error = matches!(error, SdkError::ServiceError(service)
+        if error.code().is_none() && service.raw().status().as_u16() == 500);
     let kind = match error {
         SdkError::TimeoutError(_) => ErrorKind::Timeout,
         SdkError::DispatchFailure(failure) if failure.is_timeout() => ErrorKind::Timeout,
@@ -213,6 +225,7 @@ where
     ApiError {
         kind,
         reason: DisplayErrorContext(error).to_string(),
+        bare_server_error,
     }
 }
 
@@ -220,9 +233,11 @@ where
 /// "Common Errors" pages.
 ///
 /// An API the endpoint does not implement is Unsupported: AWS-compatible servers say so with
-/// UnknownOperationException (DynamoDB Local), or with a 404, 500 or 501 carrying no AWS error code (moto answers
-/// an HTML page: 500 for an unimplemented action, 404 for a protocol it does not route). AWS itself always names
-/// its errors (ResourceNotFoundException, InternalServerError), so those stay query errors.
+/// UnknownOperationException (DynamoDB Local), or with a 404 or 501 carrying no AWS error code (moto answers
+/// 404 for a protocol it does not route). A 500 with no code is a query error here: one such answer may be a
+/// proxy's or a transient fault; moto answers every unimplemented action that way, so the collector treats
+/// [`BARE_500S_FOR_UNSUPPORTED`] of them in a row as unsupported. AWS itself always names its errors
+/// (ResourceNotFoundException, InternalServerError), so those stay query errors.
 pub fn classify_code(code: Option<&str>, http_status: u16) -> ErrorKind {
     match code {
         Some(
@@ -242,7 +257,7 @@ pub fn classify_code(code: Option<&str>, http_status: u16) -> ErrorKind {
             ErrorKind::Unsupported
         }
         Some("RequestTimeout" | "RequestTimeoutException") => ErrorKind::Timeout,
-        None if matches!(http_status, 404 | 500 | 501) => ErrorKind::Unsupported,
+        None if matches!(http_status, 404 | 501) => ErrorKind::Unsupported,
         _ => ErrorKind::Query,
     }
 }
@@ -266,7 +281,8 @@ mod tests {
             ErrorKind::Unsupported
         );
         assert_eq!(classify_code(None, 501), ErrorKind::Unsupported);
-        assert_eq!(classify_code(None, 500), ErrorKind::Unsupported);
+        // One bare 500 is transient (L11); the collector counts repeats (BARE_500S_FOR_UNSUPPORTED).
+        assert_eq!(classify_code(None, 500), ErrorKind::Query);
         assert_eq!(classify_code(None, 404), ErrorKind::Unsupported);
         assert_eq!(classify_code(None, 400), ErrorKind::Query);
         assert_eq!(

@@ -58,7 +58,7 @@ pub mod item_size;
 pub mod list_tables;
 pub mod scan;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::future::Future;
 use std::time::{Duration, SystemTime};
 
@@ -242,6 +242,9 @@ pub struct DynamoDbCollector {
     tables: BTreeMap<String, TableState>,
     quota: TableQuota,
     capabilities: Capabilities,
+    /// Per view, the 500s without an AWS error code since its last success.
+    bare_500s: HashMap<&'static str, u32>,
+    view_log: crate::view_log::ViewLog,
     /// DescribeLimits failed at the last refresh: ask once more at the next poll.
     limits_retry_next_poll: bool,
     described_at: Option<Instant>,
@@ -274,10 +277,12 @@ impl DynamoDbCollector {
             usage: UsageTotals::new(options.cost_per_1000_metrics),
             session: AwsSession::new(settings),
             delay,
+            view_log: crate::view_log::ViewLog::new(&options.target),
             options,
             tables: BTreeMap::new(),
             quota: TableQuota::default(),
             capabilities: Capabilities::default(),
+            bare_500s: HashMap::new(),
             limits_retry_next_poll: false,
             described_at: None,
             samplers: BTreeMap::new(),
@@ -298,15 +303,33 @@ impl DynamoDbCollector {
     }
 
     async fn poll(&mut self, usage: &mut PollUsage) -> Result<Collected, CollectError> {
+        // Held apart for the poll (and given back whatever it returns): the view runner counts into it while the poll borrows the collector.
+        let mut bare_500s = std::mem::take(&mut self.bare_500s);
+        let mut log = std::mem::take(&mut self.view_log);
+        let result = self.poll_with(usage, &mut bare_500s, &mut log).await;
+        self.bare_500s = bare_500s;
+        self.view_log = log;
+        result
+    }
+
+    async fn poll_with(
+        &mut self,
+        usage: &mut PollUsage,
+        bare_500s: &mut HashMap<&'static str, u32>,
+        log: &mut crate::view_log::ViewLog,
+    ) -> Result<Collected, CollectError> {
         let (clients, fresh) = self.session.clients().await?;
         if fresh {
             self.capabilities = Capabilities::default();
+            bare_500s.clear();
         }
         let target = self.options.target.clone();
         let mut collected = Collected::default();
         let mut run = ViewRunner {
             views: &mut collected.views,
             target: &target,
+            bare_500s,
+            log,
         };
         let samples = &mut collected.samples;
 
@@ -443,6 +466,9 @@ impl DynamoDbCollector {
                         self.capabilities.contributor_insights = Some(false);
                         insights = None;
                     }
+                    // A first 500 without a code is likely an emulator lacking the API (the next table's call
+                    // decides): not a reason to describe this table again at the next poll.
+                    Err(_) if run.bare_500_pending(describe_contributor_insights::VIEW) => {}
                     Err(_) => failed = true,
                 }
             }
@@ -619,6 +645,9 @@ fn normalized(mut options: DynamoDbOptions) -> DynamoDbOptions {
 struct ViewRunner<'a> {
     views: &'a mut Vec<ViewOutcome>,
     target: &'a str,
+    /// Per view, the 500s without an error code since its last success (see `BARE_500S_FOR_UNSUPPORTED`).
+    bare_500s: &'a mut HashMap<&'static str, u32>,
+    log: &'a mut crate::view_log::ViewLog,
 }
 
 impl ViewRunner<'_> {
@@ -650,18 +679,34 @@ impl ViewRunner<'_> {
         let duration = started.elapsed();
         match result {
             Ok(value) => {
+                self.bare_500s.remove(view);
+                self.log.succeeded(view);
                 self.record(view, duration, None);
                 Ok(Ok(value))
             }
             Err(error) if error.kind == ErrorKind::Connect => {
                 Err(error.into_collect_error(self.target, view))
             }
-            Err(error) => {
-                tracing::warn!(view, error = %error, "view failed");
+            Err(mut error) => {
+                if error.bare_server_error {
+                    let count = self.bare_500s.entry(view).or_insert(0);
+                    *count += 1;
+                    if *count >= client::BARE_500S_FOR_UNSUPPORTED {
+                        error.kind = ErrorKind::Unsupported;
+                    }
+                } else {
+                    self.bare_500s.remove(view);
+                }
+                self.log.failed(view, &error);
                 self.record(view, duration, Some(error.kind));
                 Ok(Err(error.kind))
             }
         }
+    }
+
+    /// Whether `view`'s last answer was a 500 without an error code, not yet judged unsupported.
+    fn bare_500_pending(&self, view: &str) -> bool {
+        self.bare_500s.contains_key(view)
     }
 
     fn record(
@@ -686,6 +731,48 @@ impl ViewRunner<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn one_bare_500_is_transient_and_two_in_a_row_are_unsupported() {
+        let bare = || ApiError {
+            kind: ErrorKind::Query,
+            reason: "500 Internal Server Error".into(),
+            bare_server_error: true,
+        };
+        let mut views = Vec::new();
+        let mut bare_500s = HashMap::new();
+        let mut run = ViewRunner {
+            views: &mut views,
+            target: "sessions",
+            bare_500s: &mut bare_500s,
+            log: &mut crate::view_log::ViewLog::new("sessions"),
+        };
+        let once = run
+            .view("describe_limits", async { Err::<(), _>(bare()) })
+            .await;
+        assert!(matches!(once, Ok(Err(ErrorKind::Query))), "{once:?}");
+        // A success between two bare 500s starts the count again.
+        let ok = run
+            .view("describe_limits", async { Ok::<_, ApiError>(()) })
+            .await;
+        assert!(matches!(ok, Ok(Ok(()))));
+        let again = run
+            .view("describe_limits", async { Err::<(), _>(bare()) })
+            .await;
+        assert!(matches!(again, Ok(Err(ErrorKind::Query))), "{again:?}");
+        let twice = run
+            .view("describe_limits", async { Err::<(), _>(bare()) })
+            .await;
+        assert!(
+            matches!(twice, Ok(Err(ErrorKind::Unsupported))),
+            "{twice:?}"
+        );
+        // Counted per view.
+        let other = run
+            .view("get_metric_data", async { Err::<(), _>(bare()) })
+            .await;
+        assert!(matches!(other, Ok(Err(ErrorKind::Query))), "{other:?}");
+    }
 
     #[test]
     fn a_table_is_described_again_once_at_the_next_poll_after_a_failed_call() {

@@ -112,19 +112,84 @@ impl fmt::Debug for MongoOptions {
     }
 }
 
-/// The connection string with any password in its user info replaced, for logs and debug output.
+/// The connection string with any password in its user info, and the values of secret options in its query
+/// string, replaced, for logs and debug output.
+///
+/// The user info is cut at the last `@` followed by something that looks like a host list, not at the first
+/// `/`: a password written without percent-encoding may hold `/`, `?`, `:` or `@`. When in doubt more is
+/// redacted, never less.
 pub fn redact_url(url: &str) -> String {
     let Some((scheme, rest)) = url.split_once("://") else {
         return url.to_owned();
     };
-    let authority_end = rest.find('/').unwrap_or(rest.len());
-    let Some(at) = rest[..authority_end].rfind('@') else {
-        return url.to_owned();
+    let mut out = format!("{scheme}://");
+    let after_userinfo = match userinfo_end(rest) {
+        Some(at) => {
+            match rest[..at].split_once(':') {
+                Some((user, _)) => {
+                    out.push_str(user);
+                    out.push_str(":<redacted>");
+                }
+                None => out.push_str(&rest[..at]),
+            }
+            out.push('@');
+            &rest[at + 1..]
+        }
+        None => rest,
     };
-    match rest[..at].split_once(':') {
-        Some((user, _)) => format!("{scheme}://{user}:<redacted>{}", &rest[at..]),
-        None => url.to_owned(),
+    match after_userinfo.split_once('?') {
+        Some((hosts_and_database, query)) => {
+            out.push_str(hosts_and_database);
+            out.push('?');
+            for (index, pair) in query.split('&').enumerate() {
+                if index > 0 {
+                    out.push('&');
+                }
+                match pair.split_once('=') {
+                    Some((key, _)) if is_secret_option(key) => {
+                        out.push_str(key);
+                        out.push_str("=<redacted>");
+                    }
+                    _ => out.push_str(pair),
+                }
+            }
+        }
+        None => out.push_str(after_userinfo),
     }
+    out
+}
+
+/// Where the user info ends: the last `@` whose following text, up to the next `/` or `?`, is a host list;
+/// failing that the last `@` at all.
+fn userinfo_end(rest: &str) -> Option<usize> {
+    let host_like = |at: usize| {
+        let after = &rest[at + 1..];
+        let hosts = &after[..after.find(['/', '?']).unwrap_or(after.len())];
+        !hosts.is_empty()
+            && hosts
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || ".-_:,[]%".contains(c))
+    };
+    let mut ats = rest
+        .match_indices('@')
+        .map(|(at, _)| at)
+        .collect::<Vec<_>>();
+    ats.reverse();
+    ats.iter()
+        .copied()
+        .find(|&at| host_like(at))
+        .or_else(|| ats.first().copied())
+}
+
+/// Connection-string options whose values are credentials: the TLS key file password, and
+/// `authMechanismProperties` (which carries `AWS_SESSION_TOKEN` for MONGODB-AWS); anything named like a
+/// password, secret or token too.
+fn is_secret_option(key: &str) -> bool {
+    let key = key.to_ascii_lowercase();
+    key == "authmechanismproperties"
+        || key.contains("password")
+        || key.contains("secret")
+        || key.contains("token")
 }
 
 impl Default for MongoOptions {
@@ -291,6 +356,7 @@ pub struct MongoCollector {
     index_state: index_stats::IndexStatsState,
     /// When index usage was last read, and what it gave, repeated until the interval has passed.
     index_cache: Option<(Instant, Vec<Sample>)>,
+    view_log: crate::view_log::ViewLog,
 }
 
 impl MongoCollector {
@@ -301,6 +367,7 @@ impl MongoCollector {
             exclude: options.views.databases_exclude.clone(),
         };
         MongoCollector {
+            view_log: crate::view_log::ViewLog::new(&options.target),
             views: options.views.clone(),
             session: MongoSession::new(options),
             filter,
@@ -343,6 +410,7 @@ impl MongoCollector {
             server_status: status_state,
             index_state,
             index_cache,
+            view_log,
             ..
         } = self;
         let Some(server) = server.as_mut() else {
@@ -354,6 +422,7 @@ impl MongoCollector {
         let samples = &mut collected.samples;
         let mut run = ViewRunner {
             views: &mut collected.views,
+            log: view_log,
         };
         let capabilities = &mut server.capabilities;
         samples.push(server.build.sample());
@@ -569,6 +638,7 @@ impl Collector for MongoCollector {
 /// gets the bounded kind to turn "unsupported" into a capability. A lost connection ends the poll.
 struct ViewRunner<'a> {
     views: &'a mut Vec<ViewOutcome>,
+    log: &'a mut crate::view_log::ViewLog,
 }
 
 impl ViewRunner<'_> {
@@ -582,6 +652,7 @@ impl ViewRunner<'_> {
         let duration = started.elapsed();
         match result {
             Ok(value) => {
+                self.log.succeeded(view);
                 self.views.push(ViewOutcome {
                     view,
                     duration,
@@ -597,7 +668,7 @@ impl ViewRunner<'_> {
                 if kind == ErrorKind::Unsupported {
                     tracing::info!(view, error = %error, "server lacks the view; not asked again on this connection");
                 } else {
-                    tracing::warn!(view, error = %error, "view failed");
+                    self.log.failed(view, &error);
                 }
                 self.views.push(ViewOutcome {
                     view,
@@ -629,6 +700,29 @@ mod tests {
         );
         assert_eq!(redact_url("mongodb://db1:27017/"), "mongodb://db1:27017/");
         assert_eq!(redact_url("mongodb://watch@db1/"), "mongodb://watch@db1/");
+        // Unencoded '/', '?', ':' and '@' in the password.
+        for (url, expected) in [
+            (
+                "mongodb://watch:pa/ss@db1:27017/admin",
+                "mongodb://watch:<redacted>@db1:27017/admin",
+            ),
+            (
+                "mongodb://watch:p?a/s:s@w@db1,db2:27018/?replicaSet=rs0",
+                "mongodb://watch:<redacted>@db1,db2:27018/?replicaSet=rs0",
+            ),
+            (
+                "mongodb://[::1]:27017/?tls=true&tlsCertificateKeyFilePassword=s3cret&appName=x",
+                "mongodb://[::1]:27017/?tls=true&tlsCertificateKeyFilePassword=<redacted>&appName=x",
+            ),
+            (
+                "mongodb://AKIA:s3cret@db1/?authMechanism=MONGODB-AWS&authMechanismProperties=AWS_SESSION_TOKEN:s3cret",
+                "mongodb://AKIA:<redacted>@db1/?authMechanism=MONGODB-AWS&authMechanismProperties=<redacted>",
+            ),
+        ] {
+            assert_eq!(redact_url(url), expected, "{url}");
+        }
+        assert!(!redact_url("mongodb://u:s3cret@").contains("s3cret"));
+        assert!(!redact_url("mongodb://u:s3/cret@/tmp%2Fm.sock").contains("s3"));
         let options = MongoOptions {
             url: "mongodb+srv://watch:s3cret@cluster0.example.net/".into(),
             ..MongoOptions::default()

@@ -378,6 +378,8 @@ fn connect_error(target: &str, error: &sqlx::Error) -> CollectError {
     let reason = error.to_string();
     match classify(error) {
         ErrorKind::Auth => CollectError::Auth { target, reason },
+        // A handshake that failed (a certificate that does not verify): its own kind, at connect only.
+        _ if matches!(error, sqlx::Error::Tls(_)) => CollectError::Tls { target, reason },
         _ => CollectError::Connect { target, reason },
     }
 }

@@ -131,6 +131,7 @@ pub struct MysqlCollector {
     latency: events_statements_summary_global_by_event_name::LatencyHistory,
     top_digests: events_statements_summary_by_digest::TopDigests,
     digest_query: Arc<str>,
+    view_log: crate::view_log::ViewLog,
 }
 
 impl MysqlCollector {
@@ -152,6 +153,7 @@ impl MysqlCollector {
         let top_digests =
             events_statements_summary_by_digest::TopDigests::new(options.views.top_digests);
         MysqlCollector {
+            view_log: crate::view_log::ViewLog::new(&options.connection.target),
             digest_query: events_statements_summary_by_digest::query_for(top_digests.window()),
             top_digests,
             session: MysqlSession::new(options.connection, options.statement_timeout),
@@ -175,6 +177,7 @@ impl MysqlCollector {
         let mut collected = Collected::default();
         let mut run = ViewRunner {
             views: &mut collected.views,
+            log: &mut self.view_log,
         };
         let samples = &mut collected.samples;
         server.version.samples(samples);
@@ -346,6 +349,7 @@ impl Collector for MysqlCollector {
 /// connection mid-answer, ends the poll: the remaining views could not run either.
 struct ViewRunner<'a> {
     views: &'a mut Vec<ViewOutcome>,
+    log: &'a mut crate::view_log::ViewLog,
 }
 
 impl ViewRunner<'_> {
@@ -381,6 +385,7 @@ impl ViewRunner<'_> {
         let duration = started.elapsed();
         match result {
             Ok(value) => {
+                self.log.succeeded(view);
                 self.views.push(ViewOutcome {
                     view,
                     duration,
@@ -390,7 +395,7 @@ impl ViewRunner<'_> {
             }
             Err(error) if error.ends_connection() => Err(error.into_collect_error(view)),
             Err(error) => {
-                tracing::warn!(view, error = %error, "view failed");
+                self.log.failed(view, &error);
                 self.views.push(ViewOutcome {
                     view,
                     duration,

@@ -31,11 +31,13 @@ pub static DESCRIPTORS: &[&MetricDesc] = &[
 pub struct PgBouncerCollector {
     session: PgSession,
     previous_totals: Option<(f64, f64)>,
+    view_log: crate::view_log::ViewLog,
 }
 
 impl PgBouncerCollector {
     pub fn new(connection: PgConnectionOptions) -> Self {
         PgBouncerCollector {
+            view_log: crate::view_log::ViewLog::new(&connection.target),
             session: PgSession::new(connection, SessionSettings::PgBouncerAdmin),
             previous_totals: None,
         }
@@ -49,6 +51,7 @@ impl PgBouncerCollector {
         let mut collected = Collected::default();
         let mut run = ViewRunner {
             views: &mut collected.views,
+            log: &mut self.view_log,
         };
         let pools = run
             .required(show_pools::VIEW, show_pools::fetch(connection))

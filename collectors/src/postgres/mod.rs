@@ -95,6 +95,7 @@ pub struct PostgresCollector {
     server: Option<ServerInfo>,
     statements: pg_stat_statements::StatementsState,
     top_statements: pg_stat_statements::TopStatements,
+    view_log: crate::view_log::ViewLog,
 }
 
 impl PostgresCollector {
@@ -105,6 +106,7 @@ impl PostgresCollector {
             lock_timeout: options.lock_timeout,
         };
         PostgresCollector {
+            view_log: crate::view_log::ViewLog::new(&options.connection.target),
             session: PgSession::new(options.connection, settings),
             top_statements: pg_stat_statements::TopStatements::new(options.views.top_statements),
             views: options.views,
@@ -119,6 +121,7 @@ impl PostgresCollector {
         let mut collected = Collected::default();
         let mut run = ViewRunner {
             views: &mut collected.views,
+            log: &mut self.view_log,
         };
 
         if fresh || self.server.is_none() {
@@ -272,6 +275,7 @@ impl Collector for PostgresCollector {
 /// goes on. A failure of the connection itself ends the poll: the remaining views could not run either.
 pub(crate) struct ViewRunner<'a> {
     pub(crate) views: &'a mut Vec<ViewOutcome>,
+    pub(crate) log: &'a mut crate::view_log::ViewLog,
 }
 
 impl ViewRunner<'_> {
@@ -307,6 +311,7 @@ impl ViewRunner<'_> {
         let duration = started.elapsed();
         match result {
             Ok(value) => {
+                self.log.succeeded(view);
                 self.views.push(ViewOutcome {
                     view,
                     duration,
@@ -319,7 +324,7 @@ impl ViewRunner<'_> {
                 if kind == ErrorKind::Connect {
                     return Err(connection::view_error(view, &error));
                 }
-                tracing::warn!(view, error = %error, "view failed");
+                self.log.failed(view, &error);
                 self.views.push(ViewOutcome {
                     view,
                     duration,

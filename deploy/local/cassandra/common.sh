@@ -15,6 +15,11 @@ CASS_CQLSH_VERSION=6.2.2
 CASS_NODES=(1 2)
 CASS_CQL_PORT=19042
 CASS_HEAP=${DBWATCH_CASSANDRA_HEAP:-512M}
+# Client-to-node TLS on the CQL port, beside plaintext (client_encryption_options.optional): a test CA, one node
+# certificate for both nodes (IP SANs 127.0.0.1 and 127.0.0.2, DNS localhost), a client certificate the nodes
+# require from TLS clients, and an unrelated CA for tests that must see verification fail.
+CASS_TLS_DIR=$CASS_DIR/tls
+CASS_TLS_PASSWORD=dbwatch-local
 
 cass_addr() { printf '127.0.0.%s' "$1"; }
 cass_jmx_port() { printf '17%s99' "$1"; }
@@ -82,12 +87,52 @@ CASS_JPMS_OPTS=(
   --add-opens java.base/java.net=ALL-UNNAMED
 )
 
+# cass_tls_files: creates $CASS_TLS_DIR once (PEM files for clients, PKCS12 key and trust stores for the nodes).
+# Built in a temporary folder and renamed, so an interrupted run leaves nothing half made.
+cass_tls_files() {
+  [[ -f "$CASS_TLS_DIR/.complete" ]] && return 0
+  command -v openssl >/dev/null || apt_install openssl
+  local java keytool tmp=$CASS_TLS_DIR.partial
+  java=$(cass_java) || die "cassandra: no Java 17 runtime for keytool"
+  keytool=$(dirname "$(readlink -f "$java")")/keytool
+  [[ -x "$keytool" ]] || die "cassandra: no keytool beside $java"
+  log "cassandra: test CA, node and client certificates in $CASS_TLS_DIR"
+  rm -rf "$tmp"; mkdir -p "$tmp"
+  {
+    openssl req -x509 -newkey rsa:2048 -nodes -days 3650 -subj /CN=dbwatch-cassandra-test-ca \
+      -addext basicConstraints=critical,CA:TRUE -addext keyUsage=critical,keyCertSign,cRLSign \
+      -keyout "$tmp/ca-key.pem" -out "$tmp/ca.pem" &&
+    openssl req -x509 -newkey rsa:2048 -nodes -days 3650 -subj /CN=dbwatch-unrelated-ca \
+      -addext basicConstraints=critical,CA:TRUE -addext keyUsage=critical,keyCertSign,cRLSign \
+      -keyout "$tmp/other-ca-key.pem" -out "$tmp/other-ca.pem" &&
+    openssl req -newkey rsa:2048 -nodes -subj /CN=dbwatch-local-cassandra \
+      -keyout "$tmp/node-key.pem" -out "$tmp/node.csr" &&
+    printf 'subjectAltName=IP:127.0.0.1,IP:127.0.0.2,DNS:localhost\nbasicConstraints=CA:FALSE\nkeyUsage=digitalSignature,keyEncipherment\nextendedKeyUsage=serverAuth,clientAuth\n' >"$tmp/node.ext" &&
+    openssl x509 -req -in "$tmp/node.csr" -CA "$tmp/ca.pem" -CAkey "$tmp/ca-key.pem" -CAcreateserial \
+      -days 3650 -extfile "$tmp/node.ext" -out "$tmp/node.pem" &&
+    openssl req -newkey rsa:2048 -nodes -subj /CN=dbwatch -keyout "$tmp/client-key.pem" -out "$tmp/client.csr" &&
+    printf 'basicConstraints=CA:FALSE\nkeyUsage=digitalSignature,keyEncipherment\nextendedKeyUsage=clientAuth\n' >"$tmp/client.ext" &&
+    openssl x509 -req -in "$tmp/client.csr" -CA "$tmp/ca.pem" -CAkey "$tmp/ca-key.pem" -CAcreateserial \
+      -days 3650 -extfile "$tmp/client.ext" -out "$tmp/client.pem" &&
+    openssl pkcs12 -export -name node -inkey "$tmp/node-key.pem" -in "$tmp/node.pem" -certfile "$tmp/ca.pem" \
+      -passout "pass:$CASS_TLS_PASSWORD" -out "$tmp/keystore.p12" &&
+    "$keytool" -importcert -noprompt -alias dbwatch-test-ca -file "$tmp/ca.pem" -storetype PKCS12 \
+      -keystore "$tmp/truststore.p12" -storepass "$CASS_TLS_PASSWORD"
+  } >"$FLEET_LOG_DIR/cassandra-tls.log" 2>&1 || { tail -n 20 "$FLEET_LOG_DIR/cassandra-tls.log" >&2; die "cassandra: could not create the TLS files"; }
+  rm -f "$tmp"/*.csr "$tmp"/*.ext "$tmp"/*.srl
+  chmod 600 "$tmp"/*-key.pem "$tmp"/*.p12
+  touch "$tmp/.complete"
+  rm -rf "$CASS_TLS_DIR"; mv "$tmp" "$CASS_TLS_DIR"
+}
+
 # cass_render_conf N: writes nodeN/conf/cassandra.yaml from the template.
 cass_render_conf() {
   local n=$1 dir; dir=$(cass_node_dir "$n")
   mkdir -p "$dir/conf" "$dir/data" "$dir/commitlog" "$dir/saved_caches" "$dir/hints" "$dir/cdc_raw" "$dir/tmp" \
            "$(cass_log_dir "$n")"
+  cass_tls_files
   sed -e "s|@NODE_ADDR@|$(cass_addr "$n")|g" -e "s|@NODE_DIR@|$dir|g" \
+      -e "s|@TLS_DIR@|$CASS_TLS_DIR|g" -e "s|@TLS_PASSWORD@|$CASS_TLS_PASSWORD|g" \
     "$CASS_SRC/cassandra.yaml.tmpl" > "$dir/conf/cassandra.yaml.new"
   mv "$dir/conf/cassandra.yaml.new" "$dir/conf/cassandra.yaml"
 }

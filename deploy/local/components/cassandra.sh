@@ -1,4 +1,5 @@
-# Apache Cassandra 5.0, two nodes on 127.0.0.1 and 127.0.0.2 (CQL 19042, storage 17000, JMX 17199/17299).
+# Apache Cassandra 5.0, two nodes on 127.0.0.1 and 127.0.0.2 (CQL 19042 plaintext and TLS, storage 17000,
+# JMX 17199/17299).
 # No tarball: the server jars come from Maven Central (deploy/local/cassandra/pom.xml) and CassandraDaemon is started
 # directly on Java 17 with the JVM options of Cassandra's own launcher. cqlsh comes from PyPI, into a venv.
 # Helpers and layout: deploy/local/cassandra/common.sh. Per-node control for tests: deploy/local/cassandra/node.
@@ -81,4 +82,10 @@ cassandra_env() {
   echo "export DBWATCH_CASSANDRA_NODE_CTL=$tools/node"
   echo "export DBWATCH_CASSANDRA_NODETOOL=$tools/nodetool"
   echo "export DBWATCH_CASSANDRA_CQLSH=$tools/cql"
+  # TLS on the same port (see deploy/local/cassandra/cassandra.yaml.tmpl): the CA, a client certificate the
+  # nodes require from TLS clients, and a CA that signed nothing there.
+  echo "export DBWATCH_CASSANDRA_CA_FILE=$CASS_TLS_DIR/ca.pem"
+  echo "export DBWATCH_CASSANDRA_CLIENT_CERT_FILE=$CASS_TLS_DIR/client.pem"
+  echo "export DBWATCH_CASSANDRA_CLIENT_KEY_FILE=$CASS_TLS_DIR/client-key.pem"
+  echo "export DBWATCH_CASSANDRA_OTHER_CA_FILE=$CASS_TLS_DIR/other-ca.pem"
 }
