@@ -163,16 +163,7 @@ pub fn fingerprint(labels: &BTreeMap<String, String>) -> String {
 /// pings the whole channel and one named `<https://evil.example|Runbook>` shows as a disguised link: label and
 /// annotation values come from rule templates over database-controlled names.
 pub fn slack_escape(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    for c in text.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            other => out.push(other),
-        }
-    }
-    out
+    crate::html::escape_markup(text)
 }
 
 /// `url` when it is a plain http(s) URL that can stand in a link (`<url|text>` in Slack, `href` elsewhere):
@@ -712,6 +703,23 @@ mod tests {
         }
     }
 
+    fn pagerduty_config() -> PagerDutyConfig {
+        PagerDutyConfig {
+            routing_key: PasswordSource::Inline(Secret::new("k".into())),
+            url: "http://x".into(),
+            client: "dbwatch".into(),
+            client_url: None,
+            severity: None,
+            class: None,
+            component: None,
+            group: None,
+            source: None,
+            details: BTreeMap::new(),
+            links: Vec::new(),
+            send_resolved: true,
+        }
+    }
+
     fn hostile_notice(group_labels: &BTreeMap<String, String>) -> Notice<'_> {
         Notice {
             receiver: "<!here>",
@@ -783,20 +791,7 @@ mod tests {
         let group_labels: BTreeMap<String, String> =
             [("database".to_owned(), "<!channel>".to_owned())].into();
         let notice = hostile_notice(&group_labels);
-        let config = PagerDutyConfig {
-            routing_key: PasswordSource::Inline(Secret::new("k".into())),
-            url: "http://x".into(),
-            client: "dbwatch".into(),
-            client_url: None,
-            severity: None,
-            class: None,
-            component: None,
-            group: None,
-            source: None,
-            details: BTreeMap::new(),
-            links: Vec::new(),
-            send_resolved: true,
-        };
+        let config = pagerduty_config();
         let Payload::PagerDuty { event } = pagerduty(&config, &notice) else {
             panic!("not a pagerduty payload");
         };
@@ -852,20 +847,7 @@ mod tests {
             now: 1_700_000_000_000,
             episode: 1_700_000_000_000,
         };
-        let config = PagerDutyConfig {
-            routing_key: PasswordSource::Inline(Secret::new("k".into())),
-            url: "http://x".into(),
-            client: "dbwatch".into(),
-            client_url: None,
-            severity: None,
-            class: None,
-            component: None,
-            group: None,
-            source: None,
-            details: BTreeMap::new(),
-            links: Vec::new(),
-            send_resolved: true,
-        };
+        let config = pagerduty_config();
         let Payload::PagerDuty { event } = pagerduty(&config, &notice) else {
             panic!("not a pagerduty payload");
         };
