@@ -11,6 +11,7 @@ pub mod html;
 pub mod http;
 pub mod logging;
 pub mod notify;
+pub mod redact;
 pub mod rules;
 pub mod scheduler;
 pub mod self_metrics;

@@ -164,7 +164,7 @@ fn validate_alerting(errors: &mut Errors<'_>, raw: &RawConfig, base_dir: &Path) 
                 // The URL may carry `user:password@`; the error goes to the journal and check-config's output.
                 format!(
                     "expected an http:// or https:// base URL, found {:?}",
-                    crate::notify::forward::redact_url(&url.value)
+                    crate::redact::redact_url(&url.value)
                 ),
             );
         }

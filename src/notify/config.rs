@@ -40,6 +40,12 @@ impl NotifyConfig {
     }
 }
 
+/// How long a receiver's `Retry-After` may hold a destination back. Slack and PagerDuty ask for seconds to a
+/// minute; an hour still honours any real rate-limit window or maintenance hint, while a broken or hostile
+/// header (`Retry-After: 9300000000000000000`, or a date years ahead) can delay a page by an hour at most, and
+/// never past the notification's own give-up time (`DeliveryOptions::max_age`).
+pub const MAX_RETRY_AFTER: Duration = Duration::from_secs(3600);
+
 /// How the outbox retries.
 #[derive(Debug, Clone)]
 pub struct DeliveryOptions {
@@ -51,7 +57,7 @@ pub struct DeliveryOptions {
     /// `repeat_interval` (4 h), after which a still-firing group is queued afresh anyway; a notification that
     /// old describes a state the newer ones already carry, and an outbox that never gives up grows without end.
     pub max_age: Duration,
-    /// The longest wait a receiver's `Retry-After` can impose; never more than [`super::send::MAX_RETRY_AFTER`].
+    /// The longest wait a receiver's `Retry-After` can impose; never more than [`MAX_RETRY_AFTER`].
     pub max_retry_after: Duration,
     /// Backoff before the second attempt; doubled each time, with full jitter between half and all of it.
     pub initial_backoff: Duration,
@@ -71,7 +77,7 @@ impl Default for DeliveryOptions {
         DeliveryOptions {
             max_attempts: 12,
             max_age: Duration::from_secs(6 * 3600),
-            max_retry_after: super::send::MAX_RETRY_AFTER,
+            max_retry_after: MAX_RETRY_AFTER,
             initial_backoff: Duration::from_secs(1),
             max_backoff: Duration::from_secs(300),
             timeout: Duration::from_secs(10),

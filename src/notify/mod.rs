@@ -316,7 +316,7 @@ fn instant_after(now: Instant, delay: Duration) -> Instant {
 }
 
 fn retry_after_cap(delivery: &DeliveryOptions) -> Duration {
-    delivery.max_retry_after.min(send::MAX_RETRY_AFTER)
+    delivery.max_retry_after.min(config::MAX_RETRY_AFTER)
 }
 
 /// When the notifier gives up on `entry`: its queueing time plus `max_age`.
@@ -1285,7 +1285,7 @@ receivers:
             },
         );
         let held = notifier.not_before[&destination];
-        assert!(held <= Instant::now() + send::MAX_RETRY_AFTER);
+        assert!(held <= Instant::now() + config::MAX_RETRY_AFTER);
         let queued = &notifier.state.outbox[0];
         assert!(queued.not_before <= unix_millis(SystemTime::now()) + 3_600_000);
         assert_eq!(dead_letters(&registry), 0.0);

@@ -10,7 +10,7 @@ use lettre::transport::smtp::client::{Certificate, Tls, TlsParameters};
 use lettre::{AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
 use reqwest::StatusCode;
 
-use super::config::{EmailConfig, Integration};
+use super::config::{EmailConfig, Integration, MAX_RETRY_AFTER};
 use super::store::Payload;
 use crate::config::PasswordSource;
 
@@ -91,11 +91,6 @@ fn read_secret(source: &PasswordSource, what: &str) -> Result<String, Outcome> {
         })
 }
 
-/// How long a receiver's `Retry-After` may hold a destination back. Slack and PagerDuty ask for seconds to a
-/// minute; an hour still honours any real rate-limit window or maintenance hint, while a broken or hostile
-/// header (`Retry-After: 9300000000000000000`, or a date years ahead) can delay a page by an hour at most, and
-/// never past the notification's own give-up time (`DeliveryOptions::max_age`).
-pub const MAX_RETRY_AFTER: Duration = Duration::from_secs(3600);
 /// How much of a receiver's answer is read. Only the first 500 characters are kept for `last_error` and only a
 /// prefix is classified, so a larger body (a proxy's error page, or a peer streaming gigabytes) is cut off here
 /// instead of being buffered whole.
