@@ -196,13 +196,12 @@ pub async fn run(
             },
         ));
     }
-    // Without a routing file alerts are only logged (by the engine) and shown.
     let notify_api = match routing {
         Some(mut routing) => {
             routing.delivery.external_url = external_url.clone();
             routing.delivery.alertmanagers = config.alerting.alertmanagers.clone();
-            // Built here once so that an unusable state (an unreadable file) fails the start; rebuilt by the supervisor from the
-            // saved outbox and log after a failure.
+            // Built here once so that an unusable state (an unreadable file) fails the start; rebuilt by the
+            // supervisor from the saved outbox and log after a failure.
             let notifier = Notifier::new(
                 routing,
                 &storage_path,
@@ -227,6 +226,40 @@ pub async fn run(
             ));
             Some(api)
         }
+        // Alertmanager does the routing: dbwatch only pushes its alerts there, as Prometheus would. No silences
+        // API here, since dbwatch's silences mute only its own notifications; they are made in Alertmanager.
+        None if !config.alerting.alertmanagers.is_empty() => {
+            let delivery = notify::DeliveryOptions::default();
+            let metrics = notify::NotifyMetrics::register(&registry)?;
+            let client =
+                notify::http_client(delivery.timeout).map_err(notify::NotifyError::Client)?;
+            let alertmanagers = config.alerting.alertmanagers.clone();
+            let external_url = external_url.clone();
+            let alerts = alerts.clone();
+            let wake = Arc::clone(&wake);
+            tracker.spawn(supervise(
+                "forwarder",
+                components.clone(),
+                shutdown.clone(),
+                move |token| {
+                    let forwarder = notify::forward::Forwarder::new(
+                        alertmanagers.clone(),
+                        delivery.alertmanager_resend,
+                        delivery.timeout,
+                        external_url.clone(),
+                    );
+                    Ok(forwarder.run(
+                        alerts.clone(),
+                        Arc::clone(&wake),
+                        client.clone(),
+                        metrics.clone(),
+                        token,
+                    ))
+                },
+            ));
+            None
+        }
+        // Without a routing file or Alertmanagers alerts are only logged (by the engine) and shown.
         None => None,
     };
     tracker.close();

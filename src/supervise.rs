@@ -1,4 +1,5 @@
-//! Supervision of the long-running components (the rules engine and the notifier): a component that ends
+//! Supervision of the long-running components (the rules engine, the notifier, or the Alertmanager forwarder
+//! when it runs without a notifier): a component that ends
 //! before shutdown, by a panic or by returning, is rebuilt from its saved state and started again after a
 //! bounded backoff. Every restart is counted and logged, and while a component is down
 //! `dbwatch_component_up{component}` is 0, `/-/ready` answers 503 naming it and the status page shows it, so a
@@ -50,14 +51,14 @@ impl Components {
         let restarts = IntCounterVec::new(
             Opts::new(
                 "dbwatch_component_restarts_total",
-                "Restarts of a supervised component (notifier, rules) after it ended before shutdown",
+                "Restarts of a supervised component (rules, notifier, forwarder) after it ended before shutdown",
             ),
             &["component"],
         )?;
         let up = IntGaugeVec::new(
             Opts::new(
                 "dbwatch_component_up",
-                "1 while the supervised component (notifier, rules) runs, 0 while it is down",
+                "1 while the supervised component (rules, notifier, forwarder) runs, 0 while it is down",
             ),
             &["component"],
         )?;

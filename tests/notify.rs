@@ -2006,3 +2006,80 @@ async fn trace_logging_prints_no_webhook_url() {
         "a webhook URL reached the log:\n{text}"
     );
 }
+
+/// A dbwatch whose only alerting setting is `alerting.alertmanagers` (the shipped Kubernetes pair: Alertmanager
+/// routes and keeps the silences) pushes its alerts there, as Prometheus would, with no routing file of its own.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_daemon_pushes_to_alertmanager_with_no_routing_file_of_its_own() {
+    let receivers = Receivers::new("am-only", &[], "ok").await;
+    let alertmanager = start_alertmanager(&receivers.url("webhook")).await;
+    let dir = tempfile::tempdir().expect("temp dir");
+    std::fs::write(
+        dir.path().join("rules.yml"),
+        "groups:\n  - name: g\n    rules:\n      - alert: dead_target_down\n        expr: db_up == 0\n",
+    )
+    .expect("write rules");
+    let config = dir.path().join("dbwatch.yml");
+    std::fs::write(
+        &config,
+        format!(
+            "global: {{interval: 1s, timeout: 500ms, evaluation_interval: 1s}}\nrule_files: [rules.yml]\n\
+             alerting:\n  alertmanagers: [{}]\ntargets:\n  - name: dead\n    type: postgres\n    \
+             connection: {{host: 127.0.0.1, port: 1, user: dbwatch, password: x}}\n",
+            alertmanager.url
+        ),
+    )
+    .expect("write config");
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|listener| listener.local_addr())
+        .expect("a free port")
+        .port();
+    let base = format!("http://127.0.0.1:{port}");
+    let mut daemon = Command::new(env!("CARGO_BIN_EXE_dbwatch"))
+        .arg("--config.file")
+        .arg(&config)
+        .arg("--web.listen-address")
+        .arg(format!("127.0.0.1:{port}"))
+        .arg("--storage.path")
+        .arg(dir.path().join("data"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start dbwatch");
+
+    let requests = receivers
+        .wait(
+            "Alertmanager's webhook for the daemon's alert",
+            Duration::from_secs(30),
+            |r| {
+                r.iter().any(|q| {
+                    q["body"]["status"] == "firing"
+                        && q["body"]["alerts"][0]["labels"]["alertname"] == "dead_target_down"
+                })
+            },
+        )
+        .await;
+    assert_all_valid(&requests);
+    let client = reqwest::Client::new();
+    let metrics = client
+        .get(format!("{base}/metrics"))
+        .send()
+        .await
+        .expect("metrics")
+        .text()
+        .await
+        .expect("body");
+    assert!(
+        metrics.contains("dbwatch_component_up{component=\"forwarder\"} 1"),
+        "{metrics}"
+    );
+    // dbwatch's silences would mute only its own notifications: here they are Alertmanager's, so no API.
+    let silences = client
+        .get(format!("{base}/api/v2/silences"))
+        .send()
+        .await
+        .expect("silences");
+    assert_eq!(silences.status(), 404);
+    let _ = daemon.kill();
+    let _ = daemon.wait();
+}

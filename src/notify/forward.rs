@@ -12,6 +12,9 @@ use std::collections::BTreeMap;
 use std::time::{Duration, SystemTime};
 
 use serde_json::{json, Value};
+use std::sync::Arc;
+
+use tokio::sync::Notify;
 use tokio::task::JoinSet;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
@@ -20,7 +23,7 @@ use super::render::rfc3339;
 use super::NotifyMetrics;
 use crate::redact::redact_url;
 use crate::rules::alerting::unix_millis;
-use crate::rules::{AlertState, AlertsView};
+use crate::rules::{AlertState, AlertsHandle, AlertsView};
 
 /// What was pushed: each alert's labels and whether it was firing.
 type Signature = Vec<(BTreeMap<String, String>, bool)>;
@@ -149,6 +152,28 @@ impl Forwarder {
                 }
             }
         });
+    }
+
+    /// Pushes on its own, for a dbwatch with `alerting.alertmanagers` and no routing file of its own: the
+    /// notifier's loop reduced to the forwarder, woken by the engine after each change and every tick, until
+    /// `shutdown`.
+    pub async fn run(
+        mut self,
+        alerts: AlertsHandle,
+        wake: Arc<Notify>,
+        client: reqwest::Client,
+        metrics: NotifyMetrics,
+        shutdown: CancellationToken,
+    ) {
+        loop {
+            self.tick(&alerts.view(), Instant::now(), &client, &metrics, &shutdown);
+            tokio::select! {
+                _ = shutdown.cancelled() => break,
+                _ = wake.notified() => {}
+                _ = tokio::time::sleep(super::TICK) => {}
+            }
+        }
+        self.finish().await;
     }
 
     /// Waits for (at shutdown: ends) the push in flight.

@@ -61,7 +61,7 @@ use send::Outcome;
 use store::{log_key, AlertRecord, LogEntry, OutboxEntry, State};
 
 /// How often the view is reconciled when nothing wakes the loop earlier.
-const TICK: Duration = Duration::from_millis(500);
+pub(crate) const TICK: Duration = Duration::from_millis(500);
 /// Slack allows about one message per second per webhook.
 const SLACK_SPACING: Duration = Duration::from_secs(1);
 /// Undelivered notifications kept at most. Past it the oldest are shed (dead-lettered, counted): a newer
@@ -354,13 +354,7 @@ impl Notifier {
                     .with_label_values(&[receiver.name.as_str(), integration.kind()]);
             }
         }
-        let client = reqwest::Client::builder()
-            .connect_timeout(config.delivery.timeout)
-            .user_agent(concat!("dbwatch/", env!("CARGO_PKG_VERSION")))
-            // A redirect would re-POST the body (PagerDuty's carries the routing key) to wherever the answer
-            // points; the configured URL is the only destination. A 3xx is a permanent refusal.
-            .redirect(reqwest::redirect::Policy::none())
-            .build()?;
+        let client = http_client(config.delivery.timeout)?;
         let seed = NotifierSeed {
             config: Arc::new(config),
             state_dir: state_dir.to_owned(),
@@ -1068,6 +1062,17 @@ fn backoff(options: &DeliveryOptions, attempt: u32) -> Duration {
         .saturating_mul(1u32 << exponent)
         .min(options.max_backoff);
     full.mul_f64(rand::random_range(0.5..=1.0))
+}
+
+/// The HTTP client of every receiver and Alertmanager push.
+pub(crate) fn http_client(connect_timeout: Duration) -> Result<reqwest::Client, reqwest::Error> {
+    reqwest::Client::builder()
+        .connect_timeout(connect_timeout)
+        .user_agent(concat!("dbwatch/", env!("CARGO_PKG_VERSION")))
+        // A redirect would re-POST the body (PagerDuty's carries the routing key) to wherever the answer
+        // points; the configured URL is the only destination. A 3xx is a permanent refusal.
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
 }
 
 /// `{a="1", b="2"}`, the group's identity within its route.
