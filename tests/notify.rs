@@ -12,6 +12,9 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 #[path = "support/mail.rs"]
 mod mail;
+#[path = "support/receivers.rs"]
+mod receivers;
+use receivers::Receivers;
 
 use std::sync::Arc;
 
@@ -32,81 +35,6 @@ fn env(name: &str) -> String {
 
 fn repo() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-}
-
-/// One test's slice of the HTTP receivers.
-struct Receivers {
-    base: String,
-    bucket: String,
-    client: reqwest::Client,
-}
-
-impl Receivers {
-    async fn new(name: &str, script: &[&str], default: &str) -> Receivers {
-        let nanos = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .expect("clock")
-            .as_nanos();
-        let receivers = Receivers {
-            base: env("DBWATCH_RECEIVERS_URL"),
-            bucket: format!("{name}-{}-{nanos}", std::process::id()),
-            client: reqwest::Client::new(),
-        };
-        receivers.script(script, default).await;
-        receivers
-    }
-
-    async fn script(&self, script: &[&str], default: &str) {
-        let response = self
-            .client
-            .put(format!("{}/_control/{}", self.base, self.bucket))
-            .body(json!({"script": script, "default": default}).to_string())
-            .send()
-            .await
-            .expect("the receivers answer");
-        assert!(response.status().is_success());
-    }
-
-    fn url(&self, kind: &str) -> String {
-        match kind {
-            "pagerduty" => format!("{}/pagerduty/{}/v2/enqueue", self.base, self.bucket),
-            _ => format!("{}/{kind}/{}", self.base, self.bucket),
-        }
-    }
-
-    async fn requests(&self) -> Vec<Value> {
-        let text = self
-            .client
-            .get(format!("{}/_requests/{}", self.base, self.bucket))
-            .send()
-            .await
-            .expect("the receivers answer")
-            .text()
-            .await
-            .expect("a body");
-        serde_json::from_str(&text).expect("a JSON list")
-    }
-
-    /// Polls until `done` holds for the requests seen so far.
-    async fn wait(
-        &self,
-        what: &str,
-        timeout: Duration,
-        done: impl Fn(&[Value]) -> bool,
-    ) -> Vec<Value> {
-        let deadline = Instant::now() + timeout;
-        loop {
-            let requests = self.requests().await;
-            if done(&requests) {
-                return requests;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "timed out waiting for {what}; requests so far: {requests:#?}"
-            );
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-    }
 }
 
 fn ok_requests<'a>(requests: &'a [Value], kind: &str) -> Vec<&'a Value> {

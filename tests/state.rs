@@ -10,62 +10,30 @@
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use serde_json::Value;
 use tokio::time::Instant;
 
 #[path = "support/fleet.rs"]
 mod fleet;
+#[path = "support/receivers.rs"]
+mod receivers;
 use fleet::{env, free_port, host_port, Process};
+use receivers::Receivers;
 
-/// The receivers' bucket of this test: what reached the webhook, in arrival order.
-struct Webhook {
-    base: String,
-    bucket: String,
-    client: reqwest::Client,
-}
-
-impl Webhook {
-    fn new() -> Webhook {
-        let nanos = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .expect("clock")
-            .as_nanos();
-        Webhook {
-            base: env("DBWATCH_RECEIVERS_URL"),
-            bucket: format!("state-{}-{nanos}", std::process::id()),
-            client: reqwest::Client::builder()
-                .timeout(Duration::from_secs(5))
-                .build()
-                .expect("client"),
-        }
-    }
-
-    fn url(&self) -> String {
-        format!("{}/webhook/{}", self.base, self.bucket)
-    }
-
-    /// The `status` of every webhook body received so far ("firing" or "resolved").
-    async fn statuses(&self) -> Vec<String> {
-        let text = self
-            .client
-            .get(format!("{}/_requests/{}", self.base, self.bucket))
-            .send()
-            .await
-            .expect("the receivers answer")
-            .text()
-            .await
-            .expect("body");
-        let requests: Vec<Value> = serde_json::from_str(&text).expect("JSON list");
-        requests
-            .iter()
-            .map(|request| {
-                assert_eq!(request["valid"], true, "{request}");
-                request["body"]["status"].as_str().unwrap_or("?").to_owned()
-            })
-            .collect()
-    }
+/// The `status` of every webhook body that reached this test's bucket so far ("firing" or "resolved"), each
+/// checked valid against Alertmanager's webhook format.
+async fn statuses(receivers: &Receivers) -> Vec<String> {
+    receivers
+        .requests()
+        .await
+        .iter()
+        .map(|request| {
+            assert_eq!(request["valid"], true, "{request}");
+            request["body"]["status"].as_str().unwrap_or("?").to_owned()
+        })
+        .collect()
 }
 
 struct Daemon {
@@ -190,7 +158,7 @@ async fn relay_to_postgres(port: u16) -> tokio::task::JoinHandle<()> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_truncated_alerts_json_neither_stops_the_daemon_nor_resolves_a_page_still_broken() {
     let dir = tempfile::tempdir().expect("temp dir");
-    let webhook = Webhook::new();
+    let webhook = Receivers::new("state", &[], "ok").await;
     // Nothing listens here until the fault is cleared: connection refused, db_up 0.
     let target_port = free_port();
     std::fs::write(
@@ -202,7 +170,7 @@ async fn a_truncated_alerts_json_neither_stops_the_daemon_nor_resolves_a_page_st
         dir.path().join("routing.yml"),
         format!(
             "route:\n  receiver: hook\n  group_by: [alertname]\n  group_wait: 0s\n  group_interval: 1s\n  repeat_interval: 4h\nreceivers:\n  - name: hook\n    webhook_configs:\n      - url: {}\n",
-            webhook.url()
+            webhook.url("webhook")
         ),
     )
     .expect("routing");
@@ -238,12 +206,12 @@ targets:
         "the firing webhook",
         Duration::from_secs(90),
         || async {
-            let statuses = webhook.statuses().await;
+            let statuses = statuses(&webhook).await;
             (!statuses.is_empty()).then_some(())
         },
     )
     .await;
-    assert_eq!(webhook.statuses().await, ["firing"]);
+    assert_eq!(statuses(&webhook).await, ["firing"]);
     daemon.stop().await;
 
     // 2. While dbwatch is down its alert state is torn; the notification log says the page was sent.
@@ -294,7 +262,7 @@ targets:
         "the alert to fire again, with no resolve sent meanwhile",
         Duration::from_secs(90),
         || async {
-            let statuses = webhook.statuses().await;
+            let statuses = statuses(&webhook).await;
             assert_eq!(
                 statuses,
                 ["firing"],
@@ -318,7 +286,7 @@ targets:
         "the resolve",
         Duration::from_secs(60),
         || async {
-            let statuses = webhook.statuses().await;
+            let statuses = statuses(&webhook).await;
             (statuses.len() > 1).then_some(())
         },
     )
@@ -327,7 +295,7 @@ targets:
         "resolved {:?} after the fault was cleared",
         cleared_at.elapsed()
     );
-    assert_eq!(webhook.statuses().await, ["firing", "resolved"]);
+    assert_eq!(statuses(&webhook).await, ["firing", "resolved"]);
     relay.abort();
 }
 

@@ -21,7 +21,6 @@ For the fault-injection suite (tests/faults.rs):
   "big"             500 with a 10 MB body
   "reset"           half a status line ("HTTP/1.1 20"), then a TCP reset (RST): the answer is cut mid-way
   "slow:<seconds>"  "ok", after that long: the notification stays in flight, for a SIGKILL to land on
-  "reset-body"      a 200 status line, headers announcing 1000 bytes and 10 of them, then a TCP reset
   "huge:<status>:<bytes>"  <status> with a body of <bytes> bytes, streamed in 64 KiB writes (the client may hang
                     up early)
 
@@ -280,13 +279,10 @@ class Handler(BaseHTTPRequestHandler):
         if answer.startswith("slow:"):
             time.sleep(float(answer.split(":", 1)[1]))
             answer = "ok"
-        if answer in ("reset", "reset-body"):
+        if answer == "reset":
             self.close_connection = True
             try:
-                if answer == "reset":
-                    self.wfile.write(b"HTTP/1.1 20")
-                else:
-                    self.wfile.write(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 1000\r\n\r\n{\"status\":")
+                self.wfile.write(b"HTTP/1.1 20")
                 self.wfile.flush()
                 # SO_LINGER 0: close sends RST instead of FIN, mid-answer.
                 self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
