@@ -1494,6 +1494,16 @@ fn triggers<'a>(requests: &'a [Value], alertname: &str) -> Vec<&'a Value> {
         .collect()
 }
 
+/// The saved state once it holds a dead letter.
+async fn first_dead_letter(harness: &Harness) -> Value {
+    wait_saved(harness, "the dead letter", |state| {
+        state["dead_letters"]
+            .as_array()
+            .is_some_and(|letters| !letters.is_empty())
+    })
+    .await
+}
+
 /// Polls the saved state until `done` holds.
 async fn wait_saved(harness: &Harness, what: &str, done: impl Fn(&Value) -> bool) -> Value {
     let deadline = Instant::now() + Duration::from_secs(15);
@@ -1573,12 +1583,7 @@ async fn a_retry_after_past_the_give_up_time_dead_letters_at_once_instead_of_wed
     });
     let started = Instant::now();
     harness.publish(vec![firing(&[("alertname", "wedged")], &[])]);
-    let state = wait_saved(&harness, "the dead letter", |state| {
-        state["dead_letters"]
-            .as_array()
-            .is_some_and(|letters| !letters.is_empty())
-    })
-    .await;
+    let state = first_dead_letter(&harness).await;
     assert!(
         started.elapsed() < Duration::from_secs(2),
         "dead-lettered after {:?}, not at once",
@@ -1662,12 +1667,7 @@ async fn a_10_mb_answer_is_read_only_up_to_64_kib() {
     let harness = Harness::start(&routing, |options| options.max_attempts = 1);
     let started = Instant::now();
     harness.publish(vec![firing(&[("alertname", "huge_answer")], &[])]);
-    let state = wait_saved(&harness, "the dead letter", |state| {
-        state["dead_letters"]
-            .as_array()
-            .is_some_and(|letters| !letters.is_empty())
-    })
-    .await;
+    let state = first_dead_letter(&harness).await;
     // Cut, not read whole: 64 KiB of a 10 MB answer, in well under the 2 s request timeout.
     assert!(
         started.elapsed() < Duration::from_secs(2),
@@ -1692,12 +1692,7 @@ async fn a_connection_reset_is_retried_and_its_cause_kept() {
     );
     let harness = Harness::start(&routing, |options| options.max_attempts = 1);
     harness.publish(vec![firing(&[("alertname", "reset")], &[])]);
-    let state = wait_saved(&harness, "the dead letter", |state| {
-        state["dead_letters"]
-            .as_array()
-            .is_some_and(|letters| !letters.is_empty())
-    })
-    .await;
+    let state = first_dead_letter(&harness).await;
     let reason = state["dead_letters"][0]["reason"].as_str().expect("reason");
     // The cause chain, down to the socket error, and never the URL.
     assert!(
