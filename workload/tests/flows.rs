@@ -45,8 +45,9 @@ async fn n_orders_become_n_orders_in_mysql_and_n_sales_in_the_warehouse() {
     let output = run(workload().args([
         "--count",
         &ORDERS.to_string(),
+        // 12 ticks at 4/s take at least 2.75 s, so the 1 s progress line is printed before the end.
         "--rate",
-        "20",
+        "4",
         "--timeout",
         "30s",
         "--progress-interval",
