@@ -18,8 +18,8 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion};
-use dbwatch::notify::{self, Notifier};
-use dbwatch::rules::{AlertState, AlertSummary, AlertsHandle};
+use dbwatch_notify::{self as notify, Notifier};
+use dbwatch_rules::{AlertState, AlertSummary, AlertsHandle};
 use serde_json::json;
 
 const FIRING: usize = 5_000;

@@ -405,7 +405,7 @@ fn exposition_benches(c: &mut Criterion) {
     let _self_metrics = dbwatch::self_metrics::SelfMetrics::register(&registry)
         .expect("register the daemon's own metrics");
     // No rule has fired: the alerts part of the body is empty, as on a quiet fleet.
-    let alerts = dbwatch::rules::AlertsHandle::default();
+    let alerts = dbwatch_rules::AlertsHandle::default();
     let store = SnapshotStore::new(TARGETS);
     for (target, families) in targets.iter().zip(&encoded) {
         store.publish(Snapshot {

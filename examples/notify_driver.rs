@@ -14,8 +14,8 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use dbwatch::notify::{self, Notifier};
-use dbwatch::rules::{AlertState, AlertSummary, AlertsHandle};
+use dbwatch_notify::{self as notify, Notifier};
+use dbwatch_rules::{AlertState, AlertSummary, AlertsHandle};
 use tokio_util::sync::CancellationToken;
 
 #[derive(serde::Deserialize)]

@@ -12,14 +12,16 @@ use tokio_util::task::TaskTracker;
 
 use crate::config::{self, Config};
 use crate::http::{self, HttpState};
-use crate::notify::{self, Notifier, NotifyConfig};
-use crate::rules::{self, AlertsHandle, EngineOptions, RuleMetrics, RuleSet, RulesEngine};
 use crate::scheduler::{self, TargetTask};
 use crate::self_metrics::SelfMetrics;
-use crate::storage::{self, Storage};
 use crate::store::SnapshotStore;
 use crate::supervise::{supervise, Components};
 use crate::web::WebConfig;
+use dbwatch_notify::{self as notify, Notifier, NotifyConfig};
+use dbwatch_rules::{
+    self as rules, AlertsHandle, EngineOptions, RuleMetrics, RuleSet, RulesEngine,
+};
+use dbwatch_storage::{self as storage, Storage};
 
 /// How long tasks get to finish after a shutdown signal before the process exits anyway.
 pub const SHUTDOWN_DEADLINE: Duration = Duration::from_secs(10);
@@ -185,7 +187,7 @@ pub async fn run(
             shutdown.clone(),
             move |token| {
                 let engine = RulesEngine::new(
-                    Arc::clone(&store),
+                    Arc::clone(&store) as Arc<dyn dbwatch_rules::SampleSource>,
                     Arc::clone(&rules),
                     engine_options.clone(),
                     Arc::clone(&wake),

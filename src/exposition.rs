@@ -5,9 +5,10 @@
 //! every target after it. Scrapes never touch a database and cost little more than a memory copy.
 
 use std::collections::BTreeMap;
-use std::fmt::Write as _;
 
 use dbwatch_collectors::{MetricDesc, Sample};
+pub use dbwatch_metric::text::write_value;
+use dbwatch_metric::text::{write_help, write_label};
 
 /// One metric family's sample lines from one snapshot.
 #[derive(Debug, Clone)]
@@ -94,44 +95,6 @@ pub fn render<'a>(snapshots: impl IntoIterator<Item = &'a [EncodedFamily]>, out:
         for block in blocks {
             out.push_str(block);
         }
-    }
-}
-
-fn write_label(out: &mut String, name: &str, value: &str) {
-    out.push_str(name);
-    out.push_str("=\"");
-    for c in value.chars() {
-        match c {
-            '\\' => out.push_str("\\\\"),
-            '"' => out.push_str("\\\""),
-            '\n' => out.push_str("\\n"),
-            c => out.push(c),
-        }
-    }
-    out.push('"');
-}
-
-fn write_help(out: &mut String, help: &str) {
-    for c in help.chars() {
-        match c {
-            '\\' => out.push_str("\\\\"),
-            '\n' => out.push_str("\\n"),
-            c => out.push(c),
-        }
-    }
-}
-
-/// Prometheus spells the special values `NaN`, `+Inf` and `-Inf`.
-pub fn write_value(out: &mut String, value: f64) {
-    if value.is_nan() {
-        out.push_str("NaN");
-    } else if value == f64::INFINITY {
-        out.push_str("+Inf");
-    } else if value == f64::NEG_INFINITY {
-        out.push_str("-Inf");
-    } else {
-        // Writing to a String cannot fail.
-        let _ = write!(out, "{value}");
     }
 }
 

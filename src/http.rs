@@ -11,10 +11,10 @@ use axum::Router;
 use prometheus::{Encoder, Registry, TextEncoder};
 
 use crate::exposition;
-use crate::rules::AlertsHandle;
 use crate::store::SnapshotStore;
 use crate::supervise::Components;
 use crate::web::status::{self, StatusState};
+use dbwatch_rules::AlertsHandle;
 
 const TEXT_FORMAT: &str = "text/plain; version=0.0.4; charset=utf-8";
 

@@ -7,15 +7,10 @@
 pub mod app;
 pub mod config;
 pub mod exposition;
-pub mod html;
 pub mod http;
 pub mod logging;
-pub mod notify;
-pub mod redact;
-pub mod rules;
 pub mod scheduler;
 pub mod self_metrics;
-pub mod storage;
 pub mod store;
 pub mod supervise;
 pub mod web;

@@ -67,6 +67,6 @@ mod tests {
         assert!(is_http_client("hyper_util::client::legacy"));
         assert!(is_http_client("h2::codec"));
         assert!(!is_http_client("hyperloglog"));
-        assert!(!is_http_client("dbwatch::notify"));
+        assert!(!is_http_client("dbwatch_notify"));
     }
 }

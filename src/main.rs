@@ -160,7 +160,7 @@ fn plural(count: usize) -> &'static str {
 }
 
 fn rules_command(command: RulesCommand) -> ExitCode {
-    use dbwatch::rules;
+    use dbwatch_rules as rules;
     match command {
         RulesCommand::Check { files } => match rules::load_rule_files(&files) {
             Ok(set) => {
@@ -248,7 +248,7 @@ fn run(
     // the start here with one line, before any poll, evaluation or notification could come to depend on it.
     // This function keeps a reference until it returns: locals drop in reverse order, so the runtime (and any
     // state write still running on its blocking pool) is gone before the lock is released.
-    let storage = std::sync::Arc::new(dbwatch::storage::Storage::open(&storage_path)?);
+    let storage = std::sync::Arc::new(dbwatch_storage::Storage::open(&storage_path)?);
     let loaded = dbwatch::app::load(config_file)?;
     let web = web_config_file
         .map(dbwatch::web::WebConfig::load)

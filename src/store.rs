@@ -5,6 +5,7 @@ use std::sync::{Arc, PoisonError, RwLock};
 use std::time::SystemTime;
 
 use dbwatch_collectors::Sample;
+use dbwatch_rules::{SampleSource, TargetSamples};
 
 use crate::exposition::EncodedFamily;
 
@@ -73,5 +74,34 @@ impl SnapshotStore {
             .read()
             .unwrap_or_else(PoisonError::into_inner);
         (snapshots.len(), self.expected_targets)
+    }
+}
+
+impl TargetSamples for Snapshot {
+    fn target(&self) -> &str {
+        &self.target
+    }
+    fn db(&self) -> &str {
+        self.db
+    }
+    fn labels(&self) -> &BTreeMap<String, String> {
+        &self.labels
+    }
+    fn samples(&self) -> &[Sample] {
+        &self.samples
+    }
+}
+
+/// The rules engine reads the store as a Prometheus server scrapes `/metrics`.
+impl SampleSource for SnapshotStore {
+    fn latest(&self) -> Vec<Arc<dyn TargetSamples>> {
+        self.snapshots()
+            .into_iter()
+            .map(|snapshot| snapshot as Arc<dyn TargetSamples>)
+            .collect()
+    }
+
+    fn progress(&self) -> (usize, usize) {
+        SnapshotStore::progress(self)
     }
 }

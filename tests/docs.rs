@@ -32,7 +32,7 @@ fn metrics_in_code() -> BTreeMap<String, (String, String, String)> {
         .with_label_values(&["t", "postgres", "v", "query"])
         .inc();
     let rule_metrics =
-        dbwatch::rules::RuleMetrics::register(&registry).expect("register rule metrics");
+        dbwatch_rules::RuleMetrics::register(&registry).expect("register rule metrics");
     // Vectors only show their labels once a child exists.
     rule_metrics.evaluations.with_label_values(&["g"]).inc();
     rule_metrics

@@ -18,9 +18,9 @@ use receivers::Receivers;
 
 use std::sync::Arc;
 
-use dbwatch::notify::{self, DeliveryOptions, Notifier, NotifierSeed};
-use dbwatch::rules::{AlertState, AlertSummary, AlertsHandle};
 use dbwatch::supervise::{supervise, Components};
+use dbwatch_notify::{self as notify, DeliveryOptions, Notifier, NotifierSeed};
+use dbwatch_rules::{AlertState, AlertSummary, AlertsHandle};
 use serde_json::{json, Value};
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;

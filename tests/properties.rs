@@ -10,8 +10,8 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 
-use dbwatch::rules::labels::Metric;
-use dbwatch::rules::template::{Template, TemplateData};
+use dbwatch_rules::labels::Metric;
+use dbwatch_rules::template::{Template, TemplateData};
 use proptest::prelude::*;
 use proptest::sample::Index;
 use proptest::test_runner::Config;
@@ -273,15 +273,15 @@ fn read_config(text: &str) {
 }
 
 fn read_rules(text: &str) {
-    if let Ok(groups) = dbwatch::rules::load::parse_rule_file(Path::new("rules.yml"), text) {
+    if let Ok(groups) = dbwatch_rules::load::parse_rule_file(Path::new("rules.yml"), text) {
         // What loads must also size a history and expand its templates without panicking.
-        let rules = dbwatch::rules::RuleSet { groups };
-        let _ = dbwatch::rules::engine::history_for(&rules, &Default::default());
+        let rules = dbwatch_rules::RuleSet { groups };
+        let _ = dbwatch_rules::engine::history_for(&rules, &Default::default());
     }
 }
 
 fn read_routing(text: &str) {
-    let _ = dbwatch::notify::config::load_str(Path::new("/etc/dbwatch/routing.yml"), text, &env);
+    let _ = dbwatch_notify::config::load_str(Path::new("/etc/dbwatch/routing.yml"), text, &env);
 }
 
 fn read_web_config(text: &str) {
@@ -387,12 +387,12 @@ proptest! {
 /// The seeds themselves are valid, so the mutations start from documents that reach the readers' depths.
 #[test]
 fn the_seeds_are_valid() {
-    assert!(dbwatch::rules::load::parse_rule_file(
+    assert!(dbwatch_rules::load::parse_rule_file(
         Path::new("fleet.yml"),
         include_str!("../alerts/fleet.yml")
     )
     .is_ok());
-    assert!(dbwatch::notify::config::load_str(
+    assert!(dbwatch_notify::config::load_str(
         Path::new("routing.yml"),
         include_str!("../deploy/routing/dbwatch-routing.yml"),
         &env

@@ -9,8 +9,8 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use dbwatch::rules::model::Rule;
-use dbwatch::rules::{
+use dbwatch_rules::model::Rule;
+use dbwatch_rules::{
     export, load_builtin, load_rule_files, resolve_rule_files, run_tests, ExportFormat,
 };
 
@@ -167,7 +167,7 @@ fn the_builtin_rules_are_the_alerts_folder() {
                 .into_owned()
         })
         .collect();
-    let built_in: BTreeSet<String> = dbwatch::rules::BUILTIN_RULE_FILES
+    let built_in: BTreeSet<String> = dbwatch_rules::BUILTIN_RULE_FILES
         .iter()
         .map(|(name, _)| (*name).to_owned())
         .collect();
@@ -175,7 +175,7 @@ fn the_builtin_rules_are_the_alerts_folder() {
         on_disk, built_in,
         "list every alerts/*.yml in BUILTIN_RULE_FILES"
     );
-    for (name, text) in dbwatch::rules::BUILTIN_RULE_FILES {
+    for (name, text) in dbwatch_rules::BUILTIN_RULE_FILES {
         let disk = std::fs::read_to_string(root().join("alerts").join(name)).expect("readable");
         assert_eq!(&disk, text, "{name}");
     }

@@ -11,8 +11,8 @@
 pub mod backoff;
 pub mod error;
 pub mod fleet;
-pub mod metric;
-pub mod secret;
+pub use dbwatch_metric as metric;
+pub use dbwatch_secret as secret;
 pub mod view_log;
 
 #[cfg(feature = "cassandra")]

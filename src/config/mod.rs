@@ -5,66 +5,18 @@
 //! daemon runs on. Nothing here does network IO; password files are read when a collector connects.
 
 mod engines;
-pub mod read;
 mod targets;
 pub mod validate;
-pub mod yaml;
 
-use std::fmt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use std::collections::BTreeMap;
 
-pub use dbwatch_collectors::secret::{PasswordSource, Secret};
+pub use dbwatch_secret::{PasswordSource, Secret};
+use dbwatch_yaml::{node as yaml, read};
+pub use dbwatch_yaml::{ConfigError, ConfigErrors};
 pub use validate::{AlertingConfig, Config, Engine, RulesConfig, Target};
-
-/// One problem in a configuration file.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ConfigError {
-    pub line: usize,
-    pub column: usize,
-    /// The key path, e.g. `targets[2].timeout`.
-    pub path: String,
-    pub message: String,
-}
-
-/// Every problem found in one file.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ConfigErrors {
-    pub file: PathBuf,
-    pub errors: Vec<ConfigError>,
-}
-
-impl fmt::Display for ConfigErrors {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let count = self.errors.len();
-        write!(
-            f,
-            "{} has {count} problem{}",
-            self.file.display(),
-            if count == 1 { "" } else { "s" }
-        )?;
-        for error in &self.errors {
-            write!(
-                f,
-                "\n  {}:{}:{}: {}: {}",
-                self.file.display(),
-                error.line,
-                error.column,
-                if error.path.is_empty() {
-                    "(document)"
-                } else {
-                    &error.path
-                },
-                error.message
-            )?;
-        }
-        Ok(())
-    }
-}
-
-impl std::error::Error for ConfigErrors {}
 
 #[derive(Debug, thiserror::Error)]
 pub enum LoadError {

@@ -7,9 +7,9 @@ use std::time::Duration;
 use dbwatch_collectors::postgres::{PgTls, PgTlsMode, PostgresViews};
 use dbwatch_collectors::secret::Secret;
 
-use super::read::{Fields, Reader};
-use super::yaml::{Mark, Node};
 use super::Spanned;
+use dbwatch_yaml::node::{Mark, Node};
+use dbwatch_yaml::read::{Fields, Reader};
 
 /// The target types dbwatch knows, for messages.
 pub const TYPES: &[&str] = &[

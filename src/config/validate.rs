@@ -8,8 +8,8 @@ use dbwatch_collectors::postgres::{PgConnectionOptions, PostgresOptions};
 use dbwatch_collectors::secret::PasswordSource;
 
 use super::targets::{RawEngine, RawPgConnection};
-use super::yaml::Mark;
 use super::{ConfigError, RawConfig, RawTarget, Spanned};
+use dbwatch_yaml::node::Mark;
 
 pub const DEFAULT_INTERVAL: Duration = Duration::from_secs(15);
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(5);
@@ -164,7 +164,7 @@ fn validate_alerting(errors: &mut Errors<'_>, raw: &RawConfig, base_dir: &Path) 
                 // The URL may carry `user:password@`; the error goes to the journal and check-config's output.
                 format!(
                     "expected an http:// or https:// base URL, found {:?}",
-                    crate::redact::redact_url(&url.value)
+                    dbwatch_secret::redact_url(&url.value)
                 ),
             );
         }
@@ -210,7 +210,7 @@ fn validate_rules(errors: &mut Errors<'_>, raw: &RawConfig, base_dir: &Path) -> 
         evaluation_interval: raw
             .evaluation_interval
             .as_ref()
-            .map_or(crate::rules::DEFAULT_EVALUATION_INTERVAL, |i| i.value),
+            .map_or(dbwatch_rules::DEFAULT_EVALUATION_INTERVAL, |i| i.value),
         external_labels,
     }
 }

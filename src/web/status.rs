@@ -13,10 +13,10 @@ use axum::routing::get;
 use axum::Router;
 use serde_json::{json, Value};
 
-use crate::html;
-use crate::rules::{AlertState, AlertSummary, AlertsHandle};
 use crate::store::{Snapshot, SnapshotStore};
 use crate::supervise::Components;
+use dbwatch_notify::html;
+use dbwatch_rules::{AlertState, AlertSummary, AlertsHandle};
 
 /// What the status routes read.
 #[derive(Clone)]

@@ -6,9 +6,9 @@ use dbwatch_collectors::cassandra::{
     CanaryConsistency, CanaryOptions, CassandraOptions, CassandraTls, CassandraTlsMode,
 };
 
-use crate::config::read::{Fields, Reader};
 use crate::config::targets::{collector_fields, connection_fields, read_password};
-use crate::config::yaml::Mark;
+use dbwatch_yaml::node::Mark;
+use dbwatch_yaml::read::{Fields, Reader};
 
 pub fn read(
     reader: &mut Reader<'_>,
@@ -89,7 +89,7 @@ pub fn read(
 /// whoever writes one wants TLS, and Cassandra has no opportunistic mode to fall back to.
 fn read_tls(
     reader: &mut Reader<'_>,
-    node: &crate::config::yaml::Node,
+    node: &dbwatch_yaml::node::Node,
     path: &str,
 ) -> Option<CassandraTls> {
     let mut fields = Fields::of(reader, node, path)?;
@@ -144,7 +144,7 @@ fn read_tls(
 
 fn read_canary(
     reader: &mut Reader<'_>,
-    node: &crate::config::yaml::Node,
+    node: &dbwatch_yaml::node::Node,
     path: &str,
 ) -> Option<CanaryOptions> {
     let mut fields = Fields::of(reader, node, path)?;

@@ -3,9 +3,9 @@
 
 use dbwatch_collectors::dynamodb::DynamoDbOptions;
 
-use crate::config::read::{Fields, Reader};
 use crate::config::targets::{collector_fields, connection_fields};
-use crate::config::yaml::Mark;
+use dbwatch_yaml::node::Mark;
+use dbwatch_yaml::read::{Fields, Reader};
 
 pub fn read(
     reader: &mut Reader<'_>,

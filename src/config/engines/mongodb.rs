@@ -2,9 +2,9 @@
 
 use dbwatch_collectors::mongodb::MongoOptions;
 
-use crate::config::read::{Fields, Reader};
 use crate::config::targets::{collector_fields, connection_fields, read_password};
-use crate::config::yaml::Mark;
+use dbwatch_yaml::node::Mark;
+use dbwatch_yaml::read::{Fields, Reader};
 
 pub fn read(
     reader: &mut Reader<'_>,

@@ -29,6 +29,7 @@
 
 pub mod config;
 pub mod forward;
+pub mod html;
 pub mod matcher;
 pub mod render;
 pub mod route;
@@ -48,8 +49,8 @@ use tokio::task::{Id, JoinSet};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-use crate::rules::alerting::unix_millis;
-use crate::rules::{AlertState, AlertsHandle};
+use dbwatch_rules::alerting::unix_millis;
+use dbwatch_rules::{AlertState, AlertsHandle};
 
 use config::Route;
 pub use config::{
@@ -164,13 +165,13 @@ type Destination = (String, usize);
 /// What depends only on one published view: each alert's fingerprint and whether inhibition mutes it (the
 /// inhibition pass is indexed, see [`route::Inhibitor`], and still costs a pass over every firing alert).
 struct ViewFacts {
-    view: Arc<crate::rules::AlertsView>,
+    view: Arc<dbwatch_rules::AlertsView>,
     fingerprints: Vec<String>,
     inhibited: Vec<bool>,
 }
 
 impl ViewFacts {
-    fn new(config: &NotifyConfig, view: &Arc<crate::rules::AlertsView>) -> ViewFacts {
+    fn new(config: &NotifyConfig, view: &Arc<dbwatch_rules::AlertsView>) -> ViewFacts {
         let inhibitor = route::Inhibitor::new(
             &config.inhibit_rules,
             view.alerts
@@ -1065,7 +1066,7 @@ fn backoff(options: &DeliveryOptions, attempt: u32) -> Duration {
 }
 
 /// The HTTP client of every receiver and Alertmanager push.
-pub(crate) fn http_client(connect_timeout: Duration) -> Result<reqwest::Client, reqwest::Error> {
+pub fn http_client(connect_timeout: Duration) -> Result<reqwest::Client, reqwest::Error> {
     reqwest::Client::builder()
         .connect_timeout(connect_timeout)
         .user_agent(concat!("dbwatch/", env!("CARGO_PKG_VERSION")))
@@ -1087,7 +1088,7 @@ fn label_string(labels: &BTreeMap<String, String>) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::rules::AlertSummary;
+    use dbwatch_rules::AlertSummary;
 
     const ROUTING: &str = "\
 route:

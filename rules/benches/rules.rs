@@ -17,16 +17,16 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::Arc;
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion};
-use dbwatch::rules::alerting::GroupState;
-use dbwatch::rules::engine::{evaluate_once, history_for};
-use dbwatch::rules::history::History;
-use dbwatch::rules::load::parse_rule_file;
-use dbwatch::rules::{EngineOptions, RuleSet};
-use dbwatch::store::Snapshot;
-use dbwatch_collectors::{MetricDesc, MetricKind, Sample};
+use dbwatch_metric::{MetricDesc, MetricKind, Sample};
+use dbwatch_rules::alerting::GroupState;
+use dbwatch_rules::engine::{evaluate_once, history_for};
+use dbwatch_rules::history::History;
+use dbwatch_rules::load::parse_rule_file;
+use dbwatch_rules::{EngineOptions, RuleSet};
+use dbwatch_rules::{TargetSamples, TargetScrape};
 
 const TARGETS: usize = 1000;
 const FAMILIES: usize = 50;
@@ -56,7 +56,7 @@ fn descriptors() -> Vec<&'static MetricDesc> {
         .collect()
 }
 
-fn snapshots(descriptors: &[&'static MetricDesc], step: i64) -> Vec<Arc<Snapshot>> {
+fn snapshots(descriptors: &[&'static MetricDesc], step: i64) -> Vec<Arc<dyn TargetSamples>> {
     let slots = ["a", "b"];
     (0..TARGETS)
         .map(|target| {
@@ -77,16 +77,13 @@ fn snapshots(descriptors: &[&'static MetricDesc], step: i64) -> Vec<Arc<Snapshot
                 "env".to_owned(),
                 if target % 2 == 0 { "prod" } else { "staging" }.to_owned(),
             );
-            Arc::new(Snapshot {
+            Arc::new(TargetScrape {
                 target: format!("target-{target}"),
-                db: ["postgres", "mysql", "mongodb", "cassandra", "dynamodb"][target % 5],
+                db: ["postgres", "mysql", "mongodb", "cassandra", "dynamodb"][target % 5]
+                    .to_owned(),
                 labels,
-                taken_at: SystemTime::now(),
-                up: true,
-                error_kind: None,
                 samples: samples.into_iter().collect::<Vec<Sample>>(),
-                families: Vec::new(),
-            })
+            }) as Arc<dyn TargetSamples>
         })
         .collect()
 }
@@ -174,7 +171,7 @@ impl Scenario {
         }
     }
 
-    fn cycle(&mut self, snapshots: &[Arc<Snapshot>], t: i64) -> usize {
+    fn cycle(&mut self, snapshots: &[Arc<dyn TargetSamples>], t: i64) -> usize {
         evaluate_once(
             &self.rules,
             &mut self.history,

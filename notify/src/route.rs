@@ -196,7 +196,7 @@ impl<'r, 'a> Inhibitor<'r, 'a> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::notify::matcher::{MatchOp, Matcher};
+    use crate::matcher::{MatchOp, Matcher};
 
     /// The scan the index replaced (O(firing) per target), kept as the reference.
     fn scan(

@@ -29,8 +29,8 @@ use super::history::{History, NameFilter, LOOKBACK_MS};
 use super::labels::Metric;
 use super::model::{millis, Rule, RuleSet};
 use super::state;
-use crate::exposition::write_value;
-use crate::store::{Snapshot, SnapshotStore};
+use crate::source::{SampleSource, TargetSamples};
+use dbwatch_metric::text::{write_label, write_value};
 
 /// The evaluation interval of groups that do not set one (Prometheus' default is 1m; dbwatch polls every 15s
 /// by default, and evaluating as often makes the history see every poll).
@@ -190,7 +190,7 @@ impl AlertsHandle {
 
 /// The engine: build it with [`RulesEngine::new`], keep its [`AlertsHandle`], spawn [`RulesEngine::run`].
 pub struct RulesEngine {
-    store: Arc<SnapshotStore>,
+    store: Arc<dyn SampleSource>,
     rules: Arc<RuleSet>,
     core: Core,
     options: EngineOptions,
@@ -223,7 +223,7 @@ impl RulesEngine {
     /// Builds the engine and restores the alert state saved in `options.state_dir`, if any. `wake` is notified
     /// after every evaluation that changed an alert's state.
     pub fn new(
-        store: Arc<SnapshotStore>,
+        store: Arc<dyn SampleSource>,
         rules: impl Into<Arc<RuleSet>>,
         options: EngineOptions,
         wake: Arc<Notify>,
@@ -357,7 +357,7 @@ impl RulesEngine {
             }
             let t = unix_millis(SystemTime::now()).max(last_t.saturating_add(1));
             last_t = t;
-            let snapshots = store.snapshots();
+            let snapshots = store.latest();
             let cycle = tokio::task::spawn_blocking(move || {
                 let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
                     core.cycle(&snapshots, t, &due)
@@ -438,7 +438,12 @@ fn report(
 }
 
 impl Core {
-    fn cycle(&mut self, snapshots: &[Arc<Snapshot>], t: i64, due: &[usize]) -> CycleOutcome {
+    fn cycle(
+        &mut self,
+        snapshots: &[Arc<dyn TargetSamples>],
+        t: i64,
+        due: &[usize],
+    ) -> CycleOutcome {
         self.history.scrape(snapshots, t);
         let mut transitions = Vec::new();
         let mut failures = Vec::new();
@@ -564,17 +569,7 @@ fn write_family(out: &mut String, name: &str, help: &str, mut series: Vec<(Metri
             if index > 0 {
                 out.push(',');
             }
-            out.push_str(label);
-            out.push_str("=\"");
-            for c in label_value.chars() {
-                match c {
-                    '\\' => out.push_str("\\\\"),
-                    '"' => out.push_str("\\\""),
-                    '\n' => out.push_str("\\n"),
-                    c => out.push(c),
-                }
-            }
-            out.push('"');
+            write_label(out, label, label_value);
         }
         out.push_str("} ");
         write_value(out, value);
@@ -656,7 +651,7 @@ pub fn evaluate_once(
     rules: &RuleSet,
     history: &mut History,
     states: &mut [GroupState],
-    snapshots: &[Arc<Snapshot>],
+    snapshots: &[Arc<dyn TargetSamples>],
     t: i64,
 ) -> usize {
     history.scrape(snapshots, t);
@@ -693,8 +688,9 @@ fn shortest_interval_ms(rules: &RuleSet, options: &EngineOptions) -> i64 {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::rules::load::parse_rule_file;
-    use dbwatch_collectors::fleet;
+    use crate::load::parse_rule_file;
+    use crate::source::{Latest, TargetScrape};
+    use dbwatch_metric::{MetricDesc, MetricKind};
     use std::path::Path;
 
     #[test]
@@ -714,20 +710,23 @@ mod tests {
             names,
             vec![("weekly", 7 * day + LOOKBACK_MS), ("month:x", 30 * day)]
         );
-        let shipped = crate::rules::load_builtin().expect("shipped rules");
+        let shipped = crate::load_builtin().expect("shipped rules");
         assert!(long_lookbacks(&shipped).is_empty());
     }
 
-    fn snapshot(target: &str, up: f64) -> Snapshot {
-        Snapshot {
+    static DB_UP: MetricDesc = MetricDesc {
+        name: "db_up",
+        help: "Whether the last poll of the target succeeded",
+        kind: MetricKind::Gauge,
+        labels: &[],
+    };
+
+    fn snapshot(target: &str, up: f64) -> TargetScrape {
+        TargetScrape {
             target: target.to_owned(),
-            db: "postgres",
+            db: "postgres".to_owned(),
             labels: BTreeMap::new(),
-            taken_at: SystemTime::now(),
-            up: up == 1.0,
-            error_kind: None,
-            samples: vec![fleet::DB_UP.sample(up)],
-            families: Vec::new(),
+            samples: vec![DB_UP.sample(up)],
         }
     }
 
@@ -740,13 +739,13 @@ mod tests {
             )
             .expect("valid"),
         };
-        let store = Arc::new(SnapshotStore::new(1));
+        let store = Arc::new(Latest::new(1));
         store.publish(snapshot("pg", 0.0));
         let dir = tempfile::tempdir().expect("temp dir");
         let wake = Arc::new(Notify::new());
         let metrics = RuleMetrics::register(&Registry::new()).expect("registered");
         let engine = RulesEngine::new(
-            Arc::clone(&store),
+            Arc::clone(&store) as Arc<dyn SampleSource>,
             rules,
             EngineOptions {
                 state_dir: Some(dir.path().to_owned()),

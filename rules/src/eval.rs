@@ -1413,8 +1413,8 @@ fn date_part(func: Func, unix_seconds: i64) -> f64 {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::rules::history::{is_stale, stale_nan};
-    use crate::rules::promql::compile_query;
+    use crate::history::{is_stale, stale_nan};
+    use crate::promql::compile_query;
 
     fn history(series: &[(&str, &[(i64, f64)])]) -> History {
         let mut history = History::new(super::super::history::NameFilter::All, None);

@@ -11,10 +11,11 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use crate::config::read::{EnvLookup, Fields, Reader};
-use crate::config::yaml::{self, Node};
-use crate::config::{ConfigError, ConfigErrors, PasswordSource, Secret};
-use crate::rules::model::parse_duration;
+use dbwatch_rules::model::parse_duration;
+use dbwatch_secret::{PasswordSource, Secret};
+use dbwatch_yaml::node::{self as yaml, Node};
+use dbwatch_yaml::read::{EnvLookup, Fields, Reader};
+use dbwatch_yaml::{ConfigError, ConfigErrors};
 
 use super::matcher::{parse_matchers, MatchOp, Matcher};
 

@@ -147,12 +147,12 @@ pub fn save(dir: &Path, state: &StateFile) -> Result<(), StateError> {
     let mut json =
         serde_json::to_vec_pretty(state).map_err(|error| fail(std::io::Error::other(error)))?;
     json.push(b'\n');
-    crate::storage::write_atomic(dir, STATE_FILE, &json).map_err(fail)
+    dbwatch_storage::write_atomic(dir, STATE_FILE, &json).map_err(fail)
 }
 
 /// Reads the state file; `None` when there is none yet, or when it was corrupt and has been moved aside.
 pub fn load(dir: &Path) -> Result<Option<StateFile>, StateError> {
-    crate::storage::load(dir, STATE_FILE, |bytes| {
+    dbwatch_storage::load(dir, STATE_FILE, |bytes| {
         let state: StateFile = serde_json::from_slice(bytes).map_err(|error| error.to_string())?;
         if state.version != FORMAT_VERSION {
             return Err(format!(
@@ -248,9 +248,9 @@ pub fn restore(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::rules::alerting::{evaluate_group, EvalEnv};
-    use crate::rules::history::{History, NameFilter};
-    use crate::rules::load::parse_rule_file;
+    use crate::alerting::{evaluate_group, EvalEnv};
+    use crate::history::{History, NameFilter};
+    use crate::load::parse_rule_file;
 
     const MINUTE: i64 = 60_000;
 

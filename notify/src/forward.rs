@@ -21,9 +21,9 @@ use tokio_util::sync::CancellationToken;
 
 use super::render::rfc3339;
 use super::NotifyMetrics;
-use crate::redact::redact_url;
-use crate::rules::alerting::unix_millis;
-use crate::rules::{AlertState, AlertsHandle, AlertsView};
+use dbwatch_rules::alerting::unix_millis;
+use dbwatch_rules::{AlertState, AlertsHandle, AlertsView};
+use dbwatch_secret::redact_url;
 
 /// What was pushed: each alert's labels and whether it was firing.
 type Signature = Vec<(BTreeMap<String, String>, bool)>;

@@ -706,7 +706,7 @@ fn parse_value(text: &str) -> Result<f64, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::rules::history::is_stale;
+    use crate::history::is_stale;
 
     #[test]
     fn expanding_notation() {

@@ -12,7 +12,7 @@ use reqwest::StatusCode;
 
 use super::config::{EmailConfig, Integration, MAX_RETRY_AFTER};
 use super::store::Payload;
-use crate::config::PasswordSource;
+use dbwatch_secret::PasswordSource;
 
 #[derive(Debug, Clone, PartialEq)]
 pub enum Outcome {

@@ -613,7 +613,7 @@ pub fn webhook(config: &WebhookConfig, notice: &Notice<'_>) -> Payload {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::{PasswordSource, Secret};
+    use dbwatch_secret::{PasswordSource, Secret};
 
     fn record(index: usize, resolved: bool) -> AlertRecord {
         let labels: BTreeMap<String, String> = [
@@ -804,13 +804,13 @@ mod tests {
         assert!(event.get("links").is_none(), "{event:#}");
 
         let no_env = |_: &str| None;
-        let routing = crate::notify::load_str(
+        let routing = crate::load_str(
             std::path::Path::new("r.yml"),
             "route:\n  receiver: m\nreceivers:\n  - name: m\n    email_configs:\n      - {to: a@example.com, from: b@example.com, smarthost: 'mail:25'}\n",
             &no_env,
         )
         .expect("valid routing");
-        let Some(crate::notify::Integration::Email(email_config)) =
+        let Some(crate::Integration::Email(email_config)) =
             routing.receivers[0].integrations.first().cloned()
         else {
             panic!("not an email integration");

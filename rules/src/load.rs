@@ -10,8 +10,8 @@ use std::collections::{BTreeMap, HashSet};
 use std::fmt;
 use std::path::{Path, PathBuf};
 
-use crate::config::read::{Fields, Reader};
-use crate::config::yaml::{self, Mark, Node, Value};
+use dbwatch_yaml::node::{self as yaml, Mark, Node, Value};
+use dbwatch_yaml::read::{Fields, Reader};
 
 use super::labels::{is_valid_label_name, is_valid_metric_name, METRIC_NAME};
 use super::model::{parse_duration, AlertingRule, Group, RecordingRule, Rule, RuleSet};

@@ -1,9 +1,12 @@
-//! Alerting and recording rules: Prometheus rule files evaluated over dbwatch's own snapshots.
+//! Alerting and recording rules: Prometheus rule files evaluated over the latest samples of every target.
+//!
+//! This crate consumes samples ([`source`]) and produces alert states ([`AlertsView`]); it knows nothing of
+//! collectors, HTTP or notifications.
 //!
 //! ```text
 //!  rule files ──► load (validate, compile PromQL, parse templates) ──► RuleSet
 //!                                                                        │
-//!  SnapshotStore ──read every evaluation──► History ──► eval (PromQL) ──► alerting (state machine)
+//!  SampleSource ───read every evaluation──► History ──► eval (PromQL) ──► alerting (state machine)
 //!                                             ▲                            │ ALERTS, recorded series
 //!                                             └────────────────────────────┘
 //!                                   engine: AlertsHandle (/metrics), state file, transitions → notifier
@@ -32,6 +35,7 @@ mod matching;
 pub mod model;
 mod plans;
 pub mod promql;
+pub mod source;
 pub mod state;
 pub mod template;
 pub mod unittest;
@@ -44,4 +48,5 @@ pub use engine::{
 pub use export::{export, load_builtin, ExportError, ExportFormat, BUILTIN_RULE_FILES};
 pub use load::{load_rule_files, resolve_rule_files, RuleError, RuleErrors};
 pub use model::RuleSet;
+pub use source::{Latest, SampleSource, TargetSamples, TargetScrape};
 pub use unittest::{run_tests, TestError, TestReport};

@@ -17,7 +17,7 @@ use std::sync::{Arc, Mutex, PoisonError, RwLock};
 use std::time::SystemTime;
 
 use axum::extract::rejection::JsonRejection;
-use axum::extract::{Path as UrlPath, State};
+use axum::extract::{DefaultBodyLimit, Path as UrlPath, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get};
@@ -27,7 +27,7 @@ use serde::{Deserialize, Serialize};
 
 use super::matcher::{MatchOp, Matcher};
 use super::store::{self, StoreError};
-use crate::rules::alerting::unix_millis;
+use dbwatch_rules::alerting::unix_millis;
 
 pub const SILENCES_FILE: &str = "silences.json";
 /// Expired silences are kept this long (Alertmanager's default `--data.retention`).
@@ -439,11 +439,15 @@ fn now() -> i64 {
     unix_millis(SystemTime::now())
 }
 
+/// The largest silence request body read: a silence is a few hundred bytes.
+pub const MAX_BODY_BYTES: usize = 64 * 1024;
+
 /// `/api/v2/silences` and `/api/v2/silence/{id}`.
 pub fn router(silences: Arc<Silences>) -> Router {
     Router::new()
         .route("/api/v2/silences", get(list).post(post))
         .route("/api/v2/silence/{id}", delete(expire).get(get_one))
+        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .with_state(silences)
 }
 
@@ -517,7 +521,7 @@ fn rejected(rejection: JsonRejection) -> SilenceError {
     let message = if status == StatusCode::PAYLOAD_TOO_LARGE {
         format!(
             "the request body is larger than {} KiB",
-            crate::web::MAX_BODY_BYTES / 1024
+            MAX_BODY_BYTES / 1024
         )
     } else {
         rejection.body_text()

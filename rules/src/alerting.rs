@@ -568,8 +568,8 @@ pub fn unix_millis(time: SystemTime) -> i64 {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::rules::history::NameFilter;
-    use crate::rules::load::parse_rule_file;
+    use crate::history::NameFilter;
+    use crate::load::parse_rule_file;
     use std::path::Path;
 
     const MINUTE: i64 = 60_000;
@@ -684,8 +684,8 @@ mod tests {
         history.append(&metric, 0, 0.0);
         evaluate_group(&group, &mut state, &mut history, 0, &EvalEnv::default());
         let query = |history: &History, at: i64| {
-            let expr = crate::rules::promql::compile("ALERTS").expect("valid");
-            crate::rules::eval::evaluate(&expr, history, at)
+            let expr = crate::promql::compile("ALERTS").expect("valid");
+            crate::eval::evaluate(&expr, history, at)
                 .expect("evaluates")
                 .into_vector(at)
         };
@@ -708,9 +708,9 @@ mod tests {
         let group = group(
             "groups:\n  - name: g\n    rules:\n      - alert: down\n        expr: db_up == 0\n        labels:\n          team: '{{ $labels.target }}-db'\n",
         );
-        let selectors = [crate::rules::promql::compile("db_up").expect("valid")];
+        let selectors = [crate::promql::compile("db_up").expect("valid")];
         let filter = NameFilter::for_selectors(selectors.iter().filter_map(|expr| match expr {
-            crate::rules::promql::Expr::Vector(selector) => Some(selector),
+            crate::promql::Expr::Vector(selector) => Some(selector),
             _ => None,
         }));
         let mut state = GroupState::for_group(&group);

@@ -3,7 +3,7 @@
 //!
 //! Both live in one document so that deciding to notify and queueing the notification are one atomic write:
 //! after a crash either both happened or neither did, so a restart neither loses a notification nor queues it
-//! twice. The write is [`crate::storage::write_atomic`]: unique temp file (0600), fsync, rename, fsync of the
+//! twice. The write is [`dbwatch_storage::write_atomic`]: unique temp file (0600), fsync, rename, fsync of the
 //! folder. A file that cannot be parsed is moved aside by the storage layer and the notifier starts with an
 //! empty log and outbox rather than not at all. The state is small (one entry per active
 //! group and integration, plus undelivered notifications), so rewriting it whole costs less than a database
@@ -145,7 +145,7 @@ pub fn save(dir: &Path, state: &State) -> Result<(), StoreError> {
     write_atomically(dir, STATE_FILE, state)
 }
 
-/// Writes `value` as JSON to `dir/name` through [`crate::storage::write_atomic`], so a crash leaves either the
+/// Writes `value` as JSON to `dir/name` through [`dbwatch_storage::write_atomic`], so a crash leaves either the
 /// old file or the new one, never a torn one, and two writers never share a temp file.
 pub fn write_atomically<T: Serialize>(dir: &Path, name: &str, value: &T) -> Result<(), StoreError> {
     let write_error = |source| StoreError::Write {
@@ -154,7 +154,7 @@ pub fn write_atomically<T: Serialize>(dir: &Path, name: &str, value: &T) -> Resu
     };
     let bytes =
         serde_json::to_vec(value).map_err(|error| write_error(std::io::Error::other(error)))?;
-    crate::storage::write_atomic(dir, name, &bytes).map_err(write_error)
+    dbwatch_storage::write_atomic(dir, name, &bytes).map_err(write_error)
 }
 
 /// The JSON in `dir/name`; `None` when the file does not exist, or when it is not valid JSON of that shape:
@@ -164,7 +164,7 @@ pub fn read_json<T: for<'de> Deserialize<'de>>(
     dir: &Path,
     name: &str,
 ) -> Result<Option<T>, StoreError> {
-    crate::storage::load(dir, name, |bytes| serde_json::from_slice::<T>(bytes)).map_err(|source| {
+    dbwatch_storage::load(dir, name, |bytes| serde_json::from_slice::<T>(bytes)).map_err(|source| {
         StoreError::Read {
             path: dir.join(name),
             source,

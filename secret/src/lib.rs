@@ -1,4 +1,9 @@
-//! Secrets that never print: passwords and keys travel in [`Secret`], read from the config or a file.
+//! Secrets that never print: passwords and keys travel in [`Secret`], read from the config or a file; URLs are
+//! printed through [`redact_url`], which drops the credentials they can carry.
+
+mod redact;
+
+pub use redact::redact_url;
 
 use std::fmt;
 use std::path::PathBuf;

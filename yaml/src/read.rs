@@ -1,4 +1,4 @@
-//! Typed reading of a [`yaml::Node`](super::yaml::Node) tree, collecting every problem instead of stopping at
+//! Typed reading of a [`Node`](crate::node::Node) tree, collecting every problem instead of stopping at
 //! the first, each with its position and key path (`targets[2].timeout`).
 //!
 //! `${VAR}` and `${VAR:-default}` are expanded inside scalar values, after parsing, so an environment value can
@@ -7,8 +7,8 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use super::yaml::{Key, Mark, Node, Value};
-use super::ConfigError;
+use crate::node::{Key, Mark, Node, Value};
+use crate::ConfigError;
 
 /// Looks up an environment variable. Taken as an argument so tests never touch the process environment.
 pub type EnvLookup<'a> = &'a dyn Fn(&str) -> Option<String>;

@@ -1,4 +1,7 @@
-//! The plain-data vocabulary collectors speak: metric descriptors and samples.
+//! The plain-data vocabulary collectors speak and the rest of dbwatch reads: metric descriptors and samples, and
+//! the text-format primitives ([`text`]).
+
+pub mod text;
 
 use std::fmt;
 

@@ -2,7 +2,7 @@
 //!
 //! # How snapshots become samples
 //!
-//! The engine reads the [`SnapshotStore`](crate::store::SnapshotStore) at every evaluation, the way a
+//! The engine reads its [`SampleSource`](crate::source::SampleSource) at every evaluation, the way a
 //! Prometheus server scrapes `/metrics`: every series of every target's latest snapshot gets one sample stamped
 //! with the evaluation time (not the poll time). A series that was in the previous read but is missing from
 //! this one (the target went down and its snapshot lost it, or the database stopped reporting it) gets a
@@ -32,7 +32,7 @@ use super::eval::Sample;
 use super::labels::{FxHashMap, FxHashSet, FxHasher, Label, Metric, METRIC_NAME};
 use super::plans::Plans;
 use super::promql::Selector;
-use crate::store::Snapshot;
+use crate::source::TargetSamples;
 
 /// How far back an instant selector looks for a sample (Prometheus' default `--query.lookback-delta`).
 pub const LOOKBACK_MS: i64 = 5 * 60 * 1000;
@@ -194,7 +194,7 @@ impl NameFilter {
 
 #[derive(Debug)]
 struct TargetCache {
-    snapshot: Arc<Snapshot>,
+    snapshot: Arc<dyn TargetSamples>,
     /// The series of each sample of the snapshot, `None` when filtered out or a duplicate.
     ids: Vec<Option<SeriesId>>,
     /// [`History::removals`] when the ids were last known to be current.
@@ -403,7 +403,7 @@ impl History {
     /// the series. Snapshots list a target's series family after family, while the series (and their sample
     /// buffers) are laid out family by family, a target's series thousands apart: appending straight from the
     /// snapshots cost two cache misses per sample, while a walk in memory order lets the processor read ahead.
-    pub fn scrape(&mut self, snapshots: &[Arc<Snapshot>], t: i64) {
+    pub fn scrape(&mut self, snapshots: &[Arc<dyn TargetSamples>], t: i64) {
         if self.last_scrape.is_some_and(|last| t <= last) {
             return;
         }
@@ -415,25 +415,29 @@ impl History {
         let mut next_caches = FxHashMap::default();
         for snapshot in snapshots {
             let removals = self.removals;
-            let cached = caches.remove(&snapshot.target).filter(|cache| {
+            let cached = caches.remove(snapshot.target()).filter(|cache| {
                 cache.checked_at == removals
                     || cache.ids.iter().flatten().all(|id| self.is_current(*id))
             });
             let ids = match cached {
-                Some(cache) if Arc::ptr_eq(&cache.snapshot, snapshot) => cache.ids,
+                Some(cache)
+                    if std::ptr::addr_eq(Arc::as_ptr(&cache.snapshot), Arc::as_ptr(snapshot)) =>
+                {
+                    cache.ids
+                }
                 // A new poll of the same target almost always has the previous one's series in the same
                 // order: reuse the ids of every sample that names the same series, look up only the others.
-                Some(cache) => self.remap_snapshot(&cache, snapshot),
-                None => self.map_snapshot(snapshot),
+                Some(cache) => self.remap_snapshot(&cache, snapshot.as_ref()),
+                None => self.map_snapshot(snapshot.as_ref()),
             };
             read.reserve_slots(self.slots.len());
-            for (sample, id) in snapshot.samples.iter().zip(&ids) {
+            for (sample, id) in snapshot.samples().iter().zip(&ids) {
                 if let Some(id) = id {
                     read.set(id.index, sample.value);
                 }
             }
             next_caches.insert(
-                snapshot.target.clone(),
+                snapshot.target().to_owned(),
                 TargetCache {
                     snapshot: Arc::clone(snapshot),
                     ids,
@@ -691,16 +695,16 @@ impl History {
     fn remap_snapshot(
         &mut self,
         previous: &TargetCache,
-        snapshot: &Snapshot,
+        snapshot: &dyn TargetSamples,
     ) -> Vec<Option<SeriesId>> {
         let before = &previous.snapshot;
-        let same_series = before.db == snapshot.db
-            && before.labels == snapshot.labels
-            && before.samples.len() == snapshot.samples.len()
+        let same_series = before.db() == snapshot.db()
+            && before.labels() == snapshot.labels()
+            && before.samples().len() == snapshot.samples().len()
             && before
-                .samples
+                .samples()
                 .iter()
-                .zip(&snapshot.samples)
+                .zip(snapshot.samples())
                 .all(|(old, new)| {
                     std::ptr::eq(old.desc, new.desc)
                         && old.suffix == new.suffix
@@ -714,11 +718,11 @@ impl History {
     }
 
     /// The series of each sample of a snapshot, created as needed.
-    fn map_snapshot(&mut self, snapshot: &Snapshot) -> Vec<Option<SeriesId>> {
-        let mut common: Vec<(&str, &str)> = Vec::with_capacity(2 + snapshot.labels.len());
-        common.push(("target", snapshot.target.as_str()));
-        common.push(("db", snapshot.db));
-        for (name, value) in &snapshot.labels {
+    fn map_snapshot(&mut self, snapshot: &dyn TargetSamples) -> Vec<Option<SeriesId>> {
+        let mut common: Vec<(&str, &str)> = Vec::with_capacity(2 + snapshot.labels().len());
+        common.push(("target", snapshot.target()));
+        common.push(("db", snapshot.db()));
+        for (name, value) in snapshot.labels() {
             if !common
                 .iter()
                 .any(|(existing, _)| *existing == name.as_str())
@@ -726,10 +730,10 @@ impl History {
                 common.push((name.as_str(), value.as_str()));
             }
         }
-        let mut ids = Vec::with_capacity(snapshot.samples.len());
+        let mut ids = Vec::with_capacity(snapshot.samples().len());
         let mut seen: FxHashSet<SeriesId> = FxHashSet::default();
         let mut pairs: Vec<(&str, &str)> = Vec::with_capacity(16);
-        for sample in &snapshot.samples {
+        for sample in snapshot.samples() {
             let name = sample.desc.name;
             if !self.filter.keeps(name) {
                 ids.push(None);
@@ -937,9 +941,9 @@ pub fn points_between<'a>(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use dbwatch_collectors::{MetricDesc, MetricKind};
+    use crate::source::TargetScrape;
+    use dbwatch_metric::{MetricDesc, MetricKind};
     use std::collections::BTreeMap;
-    use std::time::SystemTime;
 
     static UP: MetricDesc = MetricDesc {
         name: "db_up",
@@ -954,19 +958,15 @@ mod tests {
         labels: &["replica"],
     };
 
-    fn snapshot(target: &str, samples: Vec<dbwatch_collectors::Sample>) -> Arc<Snapshot> {
+    fn snapshot(target: &str, samples: Vec<dbwatch_metric::Sample>) -> Arc<dyn TargetSamples> {
         let mut labels = BTreeMap::new();
         labels.insert("env".to_owned(), "prod".to_owned());
         labels.insert("empty".to_owned(), String::new());
-        Arc::new(Snapshot {
+        Arc::new(TargetScrape {
             target: target.to_owned(),
-            db: "postgres",
+            db: "postgres".to_owned(),
             labels,
-            taken_at: SystemTime::UNIX_EPOCH,
-            up: true,
-            error_kind: None,
             samples,
-            families: Vec::new(),
         })
     }
 
