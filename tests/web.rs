@@ -411,15 +411,15 @@ fn invalid_files_are_rejected_naming_the_file_and_key() {
     assert_eq!(
         error_of(&pki, "basic_auth_user:\n  prometheus: x\n"),
         format!(
-            "{file}: unknown field `basic_auth_user`, expected one of `tls_server_config`, \
-             `http_server_config`, `basic_auth_users`, `write_users`"
+            "{file} has 1 problem\n  {file}:1:1: basic_auth_user: unknown key \"basic_auth_user\", \
+             expected one of: basic_auth_users, http_server_config, tls_server_config, write_users"
         )
     );
     let nested = error_of(&pki, &format!("{tls}  key_fil: server.key\n"));
     assert!(
-        nested.starts_with(&format!(
-            "{file}: tls_server_config: unknown field `key_fil`"
-        )) && nested.contains("line 4"),
+        nested.contains(&format!(
+            "{file}:4:3: tls_server_config.key_fil: unknown key \"key_fil\""
+        )),
         "{nested}"
     );
     assert_eq!(

@@ -41,11 +41,13 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use axum::http::{HeaderName, HeaderValue};
+use dbwatch_yaml::node::{self, Node};
+use dbwatch_yaml::read::{Fields, Reader};
+use dbwatch_yaml::{ConfigError, ConfigErrors};
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use rustls::server::WebPkiClientVerifier;
 use rustls::{RootCertStore, ServerConfig};
-use serde::Deserialize;
 
 /// What went wrong with the web configuration file, naming the file and, when there is one, the key.
 #[derive(Debug, thiserror::Error)]
@@ -55,11 +57,8 @@ pub enum WebConfigError {
         path: PathBuf,
         source: std::io::Error,
     },
-    #[error("{path}: {source}")]
-    Parse {
-        path: PathBuf,
-        source: serde_yaml::Error,
-    },
+    #[error(transparent)]
+    Parse(ConfigErrors),
     #[error("{path}: {key}: {message}")]
     Invalid {
         path: PathBuf,
@@ -69,44 +68,82 @@ pub enum WebConfigError {
 }
 
 /// The file as written; unknown keys are errors, as in the dbwatch configuration.
-#[derive(Deserialize, Default)]
-#[serde(deny_unknown_fields)]
+#[derive(Default)]
 struct RawWebConfig {
-    #[serde(default)]
     tls_server_config: Option<RawTls>,
-    #[serde(default)]
     http_server_config: Option<RawHttp>,
-    #[serde(default)]
     basic_auth_users: BTreeMap<String, String>,
     /// dbwatch's own key: the `basic_auth_users` who may change state.
-    #[serde(default)]
     write_users: Vec<String>,
 }
 
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
 struct RawTls {
     cert_file: Option<PathBuf>,
     key_file: Option<PathBuf>,
-    #[serde(default)]
     client_auth_type: Option<String>,
-    #[serde(default)]
     client_ca_file: Option<PathBuf>,
-    #[serde(default)]
     min_version: Option<String>,
-    #[serde(default)]
     max_version: Option<String>,
 }
 
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
 struct RawHttp {
-    /// Accepted for compatibility with files written for other exporters; dbwatch serves HTTP/1.1.
-    #[serde(default)]
-    #[allow(dead_code)]
-    http2: Option<bool>,
-    #[serde(default)]
     headers: BTreeMap<String, String>,
+}
+
+impl RawWebConfig {
+    fn read(reader: &mut Reader<'_>, root: &Node) -> RawWebConfig {
+        let Some(mut fields) = Fields::of(reader, root, "") else {
+            return RawWebConfig::default();
+        };
+        let tls_server_config = fields
+            .take("tls_server_config")
+            .and_then(|(node, path)| RawTls::read(reader, node, &path));
+        let http_server_config = fields
+            .take("http_server_config")
+            .and_then(|(node, path)| RawHttp::read(reader, node, &path));
+        let basic_auth_users = fields
+            .take("basic_auth_users")
+            .and_then(|(node, path)| reader.labels(node, &path))
+            .unwrap_or_default();
+        let write_users = fields.strings(reader, "write_users").unwrap_or_default();
+        fields.finish(reader);
+        RawWebConfig {
+            tls_server_config,
+            http_server_config,
+            basic_auth_users,
+            write_users,
+        }
+    }
+}
+
+impl RawTls {
+    fn read(reader: &mut Reader<'_>, node: &Node, path: &str) -> Option<RawTls> {
+        let mut fields = Fields::of(reader, node, path)?;
+        let tls = RawTls {
+            cert_file: fields.string(reader, "cert_file").map(PathBuf::from),
+            key_file: fields.string(reader, "key_file").map(PathBuf::from),
+            client_auth_type: fields.string(reader, "client_auth_type"),
+            client_ca_file: fields.string(reader, "client_ca_file").map(PathBuf::from),
+            min_version: fields.string(reader, "min_version"),
+            max_version: fields.string(reader, "max_version"),
+        };
+        fields.finish(reader);
+        Some(tls)
+    }
+}
+
+impl RawHttp {
+    fn read(reader: &mut Reader<'_>, node: &Node, path: &str) -> Option<RawHttp> {
+        let mut fields = Fields::of(reader, node, path)?;
+        // Accepted for compatibility with files written for other exporters; dbwatch serves HTTP/1.1.
+        let _http2 = fields.boolean(reader, "http2");
+        let headers = fields
+            .take("headers")
+            .and_then(|(node, path)| reader.labels(node, &path))
+            .unwrap_or_default();
+        fields.finish(reader);
+        Some(RawHttp { headers })
+    }
 }
 
 /// The security headers the exporter-toolkit allows to be set, and only those.
@@ -194,14 +231,12 @@ impl WebConfig {
             message,
         };
         // An empty file is valid and means plain HTTP without authentication.
-        let raw: RawWebConfig = if text.trim().is_empty() {
-            RawWebConfig::default()
-        } else {
-            serde_yaml::from_str(text).map_err(|source| WebConfigError::Parse {
-                path: path.to_owned(),
-                source,
-            })?
-        };
+        let raw = parse_raw(text).map_err(|errors| {
+            WebConfigError::Parse(ConfigErrors {
+                file: path.to_owned(),
+                errors,
+            })
+        })?;
 
         for (user, hash) in &raw.basic_auth_users {
             let key = format!("basic_auth_users.{user}");
@@ -264,6 +299,26 @@ impl WebConfig {
             headers: Arc::new(headers),
             unauthenticated_writes: None,
         })
+    }
+}
+
+/// The file's keys, every problem reported with its line, column and key path. Nothing is expanded: the format
+/// has no `${VAR}`, and a bcrypt hash is full of `$`.
+fn parse_raw(text: &str) -> Result<RawWebConfig, Vec<ConfigError>> {
+    let root = node::parse(text).map_err(|error| {
+        vec![ConfigError {
+            line: error.mark.line,
+            column: error.mark.column,
+            path: String::new(),
+            message: format!("invalid YAML: {}", error.message),
+        }]
+    })?;
+    let mut reader = Reader::literal();
+    let raw = RawWebConfig::read(&mut reader, &root);
+    if reader.errors.is_empty() {
+        Ok(raw)
+    } else {
+        Err(reader.errors)
     }
 }
 

@@ -14,14 +14,24 @@ use crate::ConfigError;
 pub type EnvLookup<'a> = &'a dyn Fn(&str) -> Option<String>;
 
 pub struct Reader<'a> {
-    env: EnvLookup<'a>,
+    /// `None`: scalars are taken literally, for formats defined without `${VAR}` (the exporter-toolkit's web
+    /// configuration, where a `$` belongs to a bcrypt hash).
+    env: Option<EnvLookup<'a>>,
     pub errors: Vec<ConfigError>,
 }
 
 impl<'a> Reader<'a> {
     pub fn new(env: EnvLookup<'a>) -> Self {
         Reader {
-            env,
+            env: Some(env),
+            errors: Vec::new(),
+        }
+    }
+
+    /// A reader that expands nothing: every scalar is the text as written.
+    pub fn literal() -> Reader<'static> {
+        Reader {
+            env: None,
             errors: Vec::new(),
         }
     }
@@ -45,7 +55,10 @@ impl<'a> Reader<'a> {
             );
             return None;
         };
-        match interpolate(text, self.env) {
+        let Some(env) = self.env else {
+            return Some(text.clone());
+        };
+        match interpolate(text, env) {
             Ok(expanded) => Some(expanded),
             Err(message) => {
                 self.error(node.mark, path, message);
