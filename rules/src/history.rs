@@ -30,8 +30,7 @@ use super::labels::{FxHashMap, FxHashSet, FxHasher, Label, Metric, METRIC_NAME};
 use super::promql::Selector;
 use crate::source::TargetSamples;
 
-/// How far back an instant selector looks for a sample (Prometheus' default `--query.lookback-delta`).
-pub const LOOKBACK_MS: i64 = 5 * 60 * 1000;
+pub use crate::promql::LOOKBACK_MS;
 
 /// Prometheus' staleness marker: a NaN with a payload no computation produces.
 const STALE_NAN_BITS: u64 = 0x7ff0_0000_0000_0002;

@@ -3,6 +3,7 @@
 //! `sort`, `sort_desc` and `quantile_over_time`.
 
 use super::matching::Grouping;
+use crate::labels::{is_valid_label_name, FxHashMap, Metric};
 use crate::promql::{AggOp, Aggregate};
 use crate::value::{EvalError, Overwrite, Sample};
 
@@ -88,6 +89,7 @@ pub fn aggregation(
                 group.value += delta * (value - group.mean);
             }
             AggOp::Topk | AggOp::Bottomk | AggOp::Quantile => group.members.push(sample.clone()),
+            AggOp::CountValues => {}
         }
     }
     let mut out = Overwrite::over(previous, groups.len());
@@ -115,6 +117,8 @@ pub fn aggregation(
                 quantile(param, &mut values)
             }
             AggOp::Sum | AggOp::Group | AggOp::Min | AggOp::Max => group.value,
+            // Evaluated by count_values: its groups depend on the values.
+            AggOp::CountValues => continue,
         };
         out.push(metric, value, 0);
     }
@@ -164,4 +168,125 @@ pub fn quantile(q: f64, values: &mut [f64]) -> f64 {
     let upper = (n - 1.0).min(lower + 1.0);
     let weight = rank - rank.floor();
     values[lower as usize] * (1.0 - weight) + values[upper as usize] * weight
+}
+
+/// `count_values("label", v)`: how many elements have each value, by the grouping and the value written as
+/// Go's `strconv.FormatFloat(v, 'f', -1, 64)` under `label` (Prometheus 2.42's `aggregation`): `by` keeps
+/// the listed labels and `label`, `without` drops the listed labels (after setting `label`) and the name.
+pub fn count_values(
+    aggregate: &Aggregate,
+    label: &str,
+    samples: &[Sample],
+) -> Result<Vec<Sample>, EvalError> {
+    if !is_valid_label_name(label) {
+        return Err(EvalError::Type(format!("invalid label name {label:?}")));
+    }
+    let mut groups: Vec<(Metric, usize)> = Vec::new();
+    let mut index: FxHashMap<Metric, usize> = FxHashMap::default();
+    for sample in samples {
+        let value = go_format_float(sample.value);
+        let mut builder = sample.metric.builder();
+        builder.set(label, &value);
+        if aggregate.without {
+            builder.del(&aggregate.grouping).del_name();
+        } else {
+            let mut kept: Vec<&str> = aggregate.grouping.iter().map(String::as_str).collect();
+            kept.push(label);
+            builder.keep(&kept);
+        }
+        let metric = builder.build();
+        match index.get(&metric) {
+            Some(&position) => groups[position].1 += 1,
+            None => {
+                index.insert(metric.clone(), groups.len());
+                groups.push((metric, 1));
+            }
+        }
+    }
+    Ok(groups
+        .into_iter()
+        .map(|(metric, count)| Sample {
+            metric,
+            value: count as f64,
+            t: 0,
+        })
+        .collect())
+}
+
+/// Go's `strconv.FormatFloat(value, 'f', -1, 64)`: the shortest decimal that reads back, never an exponent.
+fn go_format_float(value: f64) -> String {
+    if value == f64::INFINITY {
+        "+Inf".to_owned()
+    } else if value == f64::NEG_INFINITY {
+        "-Inf".to_owned()
+    } else {
+        // Rust's shortest representation is Go's, and it never uses an exponent either.
+        format!("{value}")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::labels::METRIC_NAME;
+    use crate::promql::compile_query;
+    use crate::promql::Expr;
+
+    fn sample(pairs: &[(&str, &str)], value: f64) -> Sample {
+        Sample {
+            metric: Metric::from_pairs(pairs.iter().copied()),
+            value,
+            t: 0,
+        }
+    }
+
+    fn counted(text: &str, samples: &[Sample]) -> Vec<(String, f64)> {
+        let Ok(Expr::Aggregate(aggregate)) = compile_query(text) else {
+            panic!("{text} is an aggregation");
+        };
+        let mut out: Vec<(String, f64)> = count_values(&aggregate, "v", samples)
+            .expect("counts")
+            .into_iter()
+            .map(|sample| (sample.metric.to_string(), sample.value))
+            .collect();
+        out.sort_by(|a, b| a.0.cmp(&b.0));
+        out
+    }
+
+    #[test]
+    fn count_values_groups_by_value_as_go_writes_it() {
+        let samples = [
+            sample(&[(METRIC_NAME, "x"), ("job", "a"), ("i", "1")], 0.1),
+            sample(&[(METRIC_NAME, "x"), ("job", "a"), ("i", "2")], 0.1),
+            sample(&[(METRIC_NAME, "x"), ("job", "b"), ("i", "3")], 1e21),
+            sample(
+                &[(METRIC_NAME, "x"), ("job", "b"), ("i", "4")],
+                f64::INFINITY,
+            ),
+        ];
+        assert_eq!(
+            counted("count_values(\"v\", x)", &samples),
+            [
+                ("{v=\"+Inf\"}".to_owned(), 1.0),
+                ("{v=\"0.1\"}".to_owned(), 2.0),
+                ("{v=\"1000000000000000000000\"}".to_owned(), 1.0),
+            ]
+        );
+        assert_eq!(
+            counted("count_values by (job) (\"v\", x)", &samples),
+            [
+                ("{job=\"a\", v=\"0.1\"}".to_owned(), 2.0),
+                ("{job=\"b\", v=\"+Inf\"}".to_owned(), 1.0),
+                ("{job=\"b\", v=\"1000000000000000000000\"}".to_owned(), 1.0),
+            ]
+        );
+        assert_eq!(
+            counted("count_values without (i, job) (\"v\", x)", &samples).len(),
+            3
+        );
+        let Ok(Expr::Aggregate(aggregate)) = compile_query("count_values(\"v\", x)") else {
+            panic!("an aggregation");
+        };
+        assert!(count_values(&aggregate, "not-a-label", &samples).is_err());
+    }
 }

@@ -4,10 +4,11 @@
 
 use super::aggregation::{ascending_nan_last, descending_nan_last, quantile};
 use super::dates::date_part;
-use super::gofloat::{go_max, go_min};
+use super::gofloat::{go_log10, go_log2, go_max, go_min};
 use super::label_functions::{label_join, label_replace};
 use super::matching::{check_unique, has_uniform_names};
 use crate::history::Point;
+use crate::labels::{FxHashMap, Metric};
 use crate::promql::{Call, Func};
 use crate::value::{EvalError, Sample};
 
@@ -48,8 +49,47 @@ pub fn range_value(
             let mut values: Vec<f64> = points.iter().map(|point| point.v).collect();
             Some(quantile(scalars[0], &mut values))
         }
+        Func::HoltWinters => holt_winters(points, scalars[0], scalars[1]),
         _ => None,
     }
+}
+
+/// Refuses the arguments a range function fails on whatever the series (Prometheus panics with these
+/// messages during the evaluation).
+pub fn check_range_arguments(func: Func, scalars: &[f64]) -> Result<(), EvalError> {
+    if func == Func::HoltWinters {
+        let (smoothing, trend) = (scalars[0], scalars[1]);
+        if smoothing <= 0.0 || smoothing >= 1.0 {
+            return Err(EvalError::Type(format!(
+                "invalid smoothing factor. Expected: 0 < sf < 1, got: {smoothing:.6}"
+            )));
+        }
+        if trend <= 0.0 || trend >= 1.0 {
+            return Err(EvalError::Type(format!(
+                "invalid trend factor. Expected: 0 < tf < 1, got: {trend:.6}"
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// `holt_winters(v, sf, tf)`: double exponential smoothing (Prometheus 2.42's `funcHoltWinters`).
+fn holt_winters(points: &[Point], smoothing: f64, trend: f64) -> Option<f64> {
+    if points.len() < 2 {
+        return None;
+    }
+    let (mut s0, mut s1) = (0.0f64, points[0].v);
+    let mut b = points[1].v - points[0].v;
+    for (i, point) in points.iter().enumerate().skip(1) {
+        let x = smoothing * point.v;
+        // The trend at this point (`calcTrendValue`): the initial one at the first step.
+        if i > 1 {
+            b = trend * (s1 - s0) + (1.0 - trend) * b;
+        }
+        let y = (1.0 - smoothing) * (s1 + b);
+        (s0, s1) = (s1, x + y);
+    }
+    Some(s1)
 }
 
 /// A function of an instant vector `samples` and its other arguments, already evaluated.
@@ -68,8 +108,8 @@ pub fn apply_instant(
         Func::Exp => Some(f64::exp),
         Func::Sqrt => Some(f64::sqrt),
         Func::Ln => Some(f64::ln),
-        Func::Log2 => Some(f64::log2),
-        Func::Log10 => Some(f64::log10),
+        Func::Log2 => Some(go_log2),
+        Func::Log10 => Some(go_log10),
         Func::Sin => Some(f64::sin),
         Func::Cos => Some(f64::cos),
         Func::Tan => Some(f64::tan),
@@ -398,3 +438,193 @@ fn linear_regression(points: &[Point], intercept_time: i64) -> (f64, f64) {
 }
 
 // === Labels ===
+
+/// `histogram_quantile(q, buckets)` over classic histograms: the `_bucket` series grouped by their labels
+/// but `le`, each group's quantile interpolated linearly within its bucket (Prometheus 2.42's
+/// `funcHistogramQuantile` and `bucketQuantile`). Elements without a numeric `le` are ignored; the output
+/// has neither `le` nor the metric name.
+pub fn histogram_quantile(q: f64, samples: &[Sample]) -> Vec<Sample> {
+    let mut groups: Vec<(Metric, Vec<(f64, f64)>)> = Vec::new();
+    let mut index: FxHashMap<Metric, usize> = FxHashMap::default();
+    for sample in samples {
+        let Some(upper_bound) = sample.metric.get("le").and_then(parse_go_float) else {
+            continue;
+        };
+        // Grouped with the name (two histograms whose other labels agree stay apart, and then collide).
+        let key = sample.metric.builder().del(&["le"]).build();
+        let position = match index.get(&key) {
+            Some(&position) => position,
+            None => {
+                index.insert(key.clone(), groups.len());
+                groups.push((key, Vec::new()));
+                groups.len() - 1
+            }
+        };
+        groups[position].1.push((upper_bound, sample.value));
+    }
+    groups
+        .into_iter()
+        .map(|(key, mut buckets)| Sample {
+            metric: key.without_name(),
+            value: bucket_quantile(q, &mut buckets),
+            t: 0,
+        })
+        .collect()
+}
+
+/// Go's `strconv.ParseFloat(text, 64)` for the values `le` takes (`+Inf`, `1e0`, `.2`...).
+fn parse_go_float(text: &str) -> Option<f64> {
+    let trimmed = text.strip_prefix('+').unwrap_or(text);
+    match trimmed.to_ascii_lowercase().as_str() {
+        "inf" | "infinity" => {
+            return Some(if text.starts_with('-') {
+                f64::NEG_INFINITY
+            } else {
+                f64::INFINITY
+            })
+        }
+        "-inf" | "-infinity" => return Some(f64::NEG_INFINITY),
+        "nan" => return Some(f64::NAN),
+        _ => {}
+    }
+    text.parse::<f64>().ok()
+}
+
+/// The quantile `q` of one histogram's `(upper bound, cumulative count)` buckets (`bucketQuantile`): NaN
+/// without a `+Inf` bucket or observations, the lower bound's side for out-of-range `q`, buckets with the
+/// same bound merged, and counts that go down (a scrape caught mid-update) raised to stay monotonic.
+fn bucket_quantile(q: f64, buckets: &mut Vec<(f64, f64)>) -> f64 {
+    if q.is_nan() {
+        return f64::NAN;
+    }
+    if q < 0.0 {
+        return f64::NEG_INFINITY;
+    }
+    if q > 1.0 {
+        return f64::INFINITY;
+    }
+    buckets.sort_by(|a, b| a.0.partial_cmp(&b.0).unwrap_or(std::cmp::Ordering::Equal));
+    if buckets.last().is_none_or(|last| last.0 != f64::INFINITY) {
+        return f64::NAN;
+    }
+    coalesce_buckets(buckets);
+    ensure_monotonic(buckets);
+    if buckets.len() < 2 {
+        return f64::NAN;
+    }
+    let observations = buckets[buckets.len() - 1].1;
+    if observations == 0.0 {
+        return f64::NAN;
+    }
+    let mut rank = q * observations;
+    // sort.Search over all but the +Inf bucket: the first whose count reaches the rank.
+    let b = buckets[..buckets.len() - 1]
+        .iter()
+        .position(|bucket| bucket.1 >= rank)
+        .unwrap_or(buckets.len() - 1);
+    if b == buckets.len() - 1 {
+        return buckets[buckets.len() - 2].0;
+    }
+    if b == 0 && buckets[0].0 <= 0.0 {
+        return buckets[0].0;
+    }
+    let mut bucket_start = 0.0;
+    let bucket_end = buckets[b].0;
+    let mut count = buckets[b].1;
+    if b > 0 {
+        bucket_start = buckets[b - 1].0;
+        count -= buckets[b - 1].1;
+        rank -= buckets[b - 1].1;
+    }
+    bucket_start + (bucket_end - bucket_start) * (rank / count)
+}
+
+/// Merges buckets with the same upper bound, adding their counts (`coalesceBuckets`).
+fn coalesce_buckets(buckets: &mut Vec<(f64, f64)>) {
+    let mut merged: Vec<(f64, f64)> = Vec::with_capacity(buckets.len());
+    for &(bound, count) in buckets.iter() {
+        match merged.last_mut() {
+            Some(last) if last.0 == bound => last.1 += count,
+            _ => merged.push((bound, count)),
+        }
+    }
+    *buckets = merged;
+}
+
+/// Raises any count below an earlier one to it (`ensureMonotonic`).
+fn ensure_monotonic(buckets: &mut [(f64, f64)]) {
+    let mut max = f64::NEG_INFINITY;
+    for bucket in buckets {
+        if bucket.1 > max {
+            max = bucket.1;
+        } else if bucket.1 < max {
+            bucket.1 = max;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn buckets(pairs: &[(&str, f64)]) -> Vec<Sample> {
+        pairs
+            .iter()
+            .map(|(le, value)| Sample {
+                metric: Metric::from_pairs([("__name__", "d_bucket"), ("job", "a"), ("le", *le)]),
+                value: *value,
+                t: 0,
+            })
+            .collect()
+    }
+
+    fn quantile_of(q: f64, pairs: &[(&str, f64)]) -> f64 {
+        let out = histogram_quantile(q, &buckets(pairs));
+        assert_eq!(out.len(), 1);
+        assert_eq!(out[0].metric.to_string(), "{job=\"a\"}");
+        out[0].value
+    }
+
+    #[test]
+    fn histogram_quantile_follows_prometheus() {
+        let classic = [("0.1", 10.0), ("0.5", 30.0), ("1", 40.0), ("+Inf", 40.0)];
+        // Rank 20 of 40 falls halfway into (0.1, 0.5].
+        assert_eq!(quantile_of(0.5, &classic), 0.30000000000000004);
+        // Rank 4 within the first bucket, which starts at 0.
+        assert_eq!(quantile_of(0.1, &classic), 0.04000000000000001);
+        // Past the last finite bucket: its upper bound.
+        assert_eq!(
+            quantile_of(1.0, &[("0.1", 10.0), ("1", 20.0), ("+Inf", 30.0)]),
+            1.0
+        );
+        assert_eq!(quantile_of(-0.5, &classic), f64::NEG_INFINITY);
+        assert_eq!(quantile_of(1.5, &classic), f64::INFINITY);
+        assert!(quantile_of(f64::NAN, &classic).is_nan());
+        // No +Inf bucket, no observations: NaN.
+        assert!(quantile_of(0.5, &[("0.1", 1.0), ("1", 2.0)]).is_nan());
+        assert!(quantile_of(0.5, &[("0.1", 0.0), ("+Inf", 0.0)]).is_nan());
+        // A count that goes down is raised to the one before: (0.1: 10, 0.5: 10→... 1: 40).
+        assert_eq!(
+            quantile_of(
+                0.5,
+                &[("0.1", 10.0), ("0.5", 5.0), ("1", 40.0), ("+Inf", 40.0)]
+            ),
+            0.6666666666666666
+        );
+        // The same bound twice (`1` and `1.0`) counts once, summed.
+        assert_eq!(
+            quantile_of(
+                0.5,
+                &[("1", 10.0), ("1.0", 10.0), ("2", 40.0), ("+Inf", 40.0)]
+            ),
+            1.0
+        );
+        // A bucket without a numeric le is ignored.
+        let mut with_bad = buckets(&classic);
+        with_bad.extend(buckets(&[("x", 100.0)]));
+        assert_eq!(
+            histogram_quantile(0.5, &with_bad)[0].value,
+            0.30000000000000004
+        );
+    }
+}

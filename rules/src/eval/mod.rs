@@ -22,16 +22,21 @@ pub(crate) mod plans;
 
 use std::sync::Arc;
 
-use self::aggregation::aggregation;
+use self::aggregation::{aggregation, count_values};
 use self::cache::{EvalCache, SharedKey};
 use self::dates::date_part;
-use self::functions::{apply_instant, duration_seconds, range_value};
+use self::functions::{
+    apply_instant, check_range_arguments, duration_seconds, histogram_quantile, range_value,
+};
 use self::label_functions::absent_labels;
 use self::matching::{check_unique, group, has_uniform_names, pair};
 use self::operators::{scalar_binop, vector_and, vector_or, vector_scalar_binop, vector_unless};
 use super::history::{points_between, value_at, History, Point};
-use super::labels::Metric;
-use super::promql::{Aggregate, BinOp, Binary, Call, Expr, Func, Selector, Shared, ValueType};
+use super::labels::{FxHashMap, Metric};
+use super::promql::{
+    AggOp, Aggregate, At, BinOp, Binary, Call, Expr, Func, Selector, Shared, Subquery, ValueType,
+    DEFAULT_SUBQUERY_STEP_MS,
+};
 use super::value::{elem_binop, Overwrite};
 pub use super::value::{EvalError, Sample, Value};
 
@@ -48,6 +53,7 @@ pub fn evaluate(
         history,
         cache,
         t,
+        query_t: t,
         points: Vec::with_capacity(64),
     };
     evaluator.eval_root(expr)
@@ -61,7 +67,10 @@ enum Operand {
 struct Evaluator<'h> {
     history: &'h History,
     cache: &'h mut EvalCache,
+    /// The time this evaluation is at: the query's, or a step of a subquery.
     t: i64,
+    /// The query's own time, which `@ start()` and `@ end()` name, inside subqueries too.
+    query_t: i64,
     /// Reused buffer for range selections.
     points: Vec<Point>,
 }
@@ -88,6 +97,10 @@ impl Evaluator<'_> {
             Expr::Matrix(selector, _) => Err(EvalError::Type(format!(
                 "range vector {} is only allowed as a function argument",
                 selector.text
+            ))),
+            Expr::Subquery(subquery) => Err(EvalError::Type(format!(
+                "subquery {} is only allowed as a function argument",
+                subquery.text
             ))),
             Expr::Negate(inner) => match self.eval(inner)? {
                 Value::Scalar(value) => Ok(Value::Scalar(-value)),
@@ -144,9 +157,18 @@ impl Evaluator<'_> {
         }
     }
 
+    /// The time a selector or a subquery reads at: the evaluation's, or its `@` time, before its offset.
+    fn base_time(&self, at: Option<At>) -> i64 {
+        match at {
+            None => self.t,
+            Some(At::Time(millis)) => millis,
+            Some(At::QueryTime) => self.query_t,
+        }
+    }
+
     /// The instant vector of `selector`, written over `previous` (see [`Overwrite`]).
     fn select(&self, selector: &Selector, previous: Vec<Sample>) -> Vec<Sample> {
-        let at = self.t - selector.offset_ms;
+        let at = self.base_time(selector.at) - selector.offset_ms;
         let mut out = Overwrite::over(previous, self.history.candidates(selector));
         self.history.for_each_selected(selector, |metric, points| {
             if let Some(point) = value_at(points, at) {
@@ -189,7 +211,10 @@ impl Evaluator<'_> {
                 let index = call
                     .args
                     .iter()
-                    .position(|arg| matches!(arg, Expr::Matrix(..)))?;
+                    .position(|arg| matches!(arg, Expr::Matrix(..) | Expr::Subquery(..)))?;
+                if let Expr::Subquery(subquery) = &call.args[index] {
+                    return Some(self.subquery_call(call, index, subquery).map(Arc::new));
+                }
                 Some(self.shared_range_call(call, index))
             }
             _ => None,
@@ -297,6 +322,19 @@ impl Evaluator<'_> {
         aggregate: &Aggregate,
         previous: Vec<Sample>,
     ) -> Result<Value, EvalError> {
+        if aggregate.op == AggOp::CountValues {
+            let label = match aggregate.param.as_ref().map(|param| self.eval(param)) {
+                Some(Ok(Value::String(label))) => label,
+                Some(Err(error)) => return Err(error),
+                _ => {
+                    return Err(EvalError::Type(
+                        "count_values takes a label name".to_owned(),
+                    ))
+                }
+            };
+            let samples = self.vector(&aggregate.expr)?;
+            return count_values(aggregate, &label, &samples).map(Value::Vector);
+        }
         let param = match &aggregate.param {
             Some(param) => Some(self.scalar(param)?),
             None => None,
@@ -358,6 +396,13 @@ impl Evaluator<'_> {
                     check_unique(&samples)?;
                 }
                 return Ok(Value::Vector(samples));
+            }
+            Func::HistogramQuantile => {
+                let q = self.scalar(&call.args[0])?;
+                let samples = self.vector(&call.args[1])?;
+                let out = histogram_quantile(q, &samples);
+                check_unique(&out)?;
+                return Ok(Value::Vector(out));
             }
             Func::Absent => {
                 let samples = self.vector(&call.args[0])?;
@@ -431,6 +476,7 @@ impl Evaluator<'_> {
         for scalar in &scalars {
             expr.push_str(&format!("\u{0}{:x}", scalar.to_bits()));
         }
+        check_range_arguments(call.func, &scalars)?;
         let key = SharedKey { expr, t: self.t };
         let reads = selector.name.as_ref().map(std::slice::from_ref);
         self.shared(key, reads, |evaluator, previous| {
@@ -449,7 +495,7 @@ impl Evaluator<'_> {
         previous: Vec<Sample>,
     ) -> Result<Vec<Sample>, EvalError> {
         let func = call.func;
-        let maxt = self.t - selector.offset_ms;
+        let maxt = self.base_time(selector.at) - selector.offset_ms;
         let mint = maxt - range_ms;
         let range_seconds = duration_seconds(range_ms);
         let t = self.t;
@@ -485,6 +531,121 @@ impl Evaluator<'_> {
             check_unique(&out)?;
         }
         Ok(out)
+    }
+}
+
+impl Evaluator<'_> {
+    /// A function of a subquery: the subquery evaluated into a range of each series' points, then the
+    /// function over each series as over a range selector's. Not shared between rules: the inner
+    /// expression's results at each step are.
+    fn subquery_call(
+        &mut self,
+        call: &Call,
+        matrix_index: usize,
+        subquery: &Subquery,
+    ) -> Result<Vec<Sample>, EvalError> {
+        let func = call.func;
+        let mut scalars = Vec::new();
+        for (index, arg) in call.args.iter().enumerate() {
+            if index != matrix_index {
+                scalars.push(self.scalar(arg)?);
+            }
+        }
+        check_range_arguments(func, &scalars)?;
+        let maxt = self.base_time(subquery.at) - subquery.offset_ms;
+        let mint = maxt - subquery.range_ms;
+        let series = self.subquery_range(subquery, mint, maxt)?;
+        let range_seconds = duration_seconds(subquery.range_ms);
+        let t = self.t;
+        if func == Func::AbsentOverTime {
+            if series.is_empty() {
+                return Ok(vec![Sample {
+                    metric: Metric::default(),
+                    value: 1.0,
+                    t,
+                }]);
+            }
+            return Ok(Vec::new());
+        }
+        let mut out = Vec::with_capacity(series.len());
+        for (metric, points) in &series {
+            let Some(value) = range_value(func, points, mint, maxt, range_seconds, t, &scalars)
+            else {
+                continue;
+            };
+            let metric = if func == Func::LastOverTime {
+                metric.clone()
+            } else {
+                metric.without_name()
+            };
+            out.push(Sample { metric, value, t });
+        }
+        check_unique(&out)?;
+        Ok(out)
+    }
+
+    /// The inner expression of `subquery` at every multiple of its step in `[mint, maxt]`, as Prometheus
+    /// aligns them (to the step, not to the evaluation time): each series with its points, in the order
+    /// the series first appear.
+    fn subquery_range(
+        &mut self,
+        subquery: &Subquery,
+        mint: i64,
+        maxt: i64,
+    ) -> Result<Vec<(Metric, Vec<Point>)>, EvalError> {
+        /// A subquery evaluates its inner expression this many times at most, so that a hostile or
+        /// mistaken `[30d:1s]` fails instead of stalling the evaluation.
+        const MAX_STEPS: i64 = 1_000_000;
+        let step = subquery.step_ms.unwrap_or(DEFAULT_SUBQUERY_STEP_MS);
+        let mut start = mint.div_euclid(step) * step;
+        if start < mint {
+            start += step;
+        }
+        if (maxt - start) / step >= MAX_STEPS {
+            return Err(EvalError::Type(format!(
+                "subquery {} has more than {MAX_STEPS} steps",
+                subquery.text
+            )));
+        }
+        let mut series: Vec<(Metric, Vec<Point>)> = Vec::new();
+        let mut index: FxHashMap<Metric, usize> = FxHashMap::default();
+        let mut ts = start;
+        while ts <= maxt {
+            let mut inner = Evaluator {
+                history: self.history,
+                cache: &mut *self.cache,
+                t: ts,
+                query_t: self.query_t,
+                points: std::mem::take(&mut self.points),
+            };
+            let value = inner.eval(&subquery.expr);
+            self.points = inner.points;
+            let samples = match value? {
+                Value::Vector(samples) => samples,
+                Value::Scalar(value) => vec![Sample {
+                    metric: Metric::default(),
+                    value,
+                    t: ts,
+                }],
+                Value::String(_) => return Err(EvalError::Type("subquery of a string".to_owned())),
+            };
+            for sample in samples {
+                let position = match index.get(&sample.metric) {
+                    Some(&position) => position,
+                    None => {
+                        index.insert(sample.metric.clone(), series.len());
+                        series.push((sample.metric, Vec::new()));
+                        series.len() - 1
+                    }
+                };
+                series[position].1.push(Point {
+                    t: ts,
+                    v: sample.value,
+                });
+            }
+            ts += step;
+        }
+        Ok(series)
     }
 }
 

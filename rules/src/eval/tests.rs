@@ -399,3 +399,63 @@ fn civil_dates_round_trip() {
     assert_eq!(date_part(Func::DayOfYear, 19_782 * 86_400), 60.0);
     assert_eq!(date_part(Func::DaysInMonth, 19_782 * 86_400), 29.0);
 }
+
+#[test]
+fn subqueries_evaluate_at_every_aligned_step() {
+    // x rises by 1 every minute: 0 at 0, 10 at 10m.
+    let points: Vec<(i64, f64)> = (0..=10).map(|i| (i * MINUTE, i as f64)).collect();
+    let h = history(&[("x{j=\"a\"}", &points)]);
+    // Steps at 6m..10m (aligned to the minute): 6+7+8+9+10.
+    assert_eq!(
+        run(&h, "sum_over_time(x[4m:1m])", 10 * MINUTE).expect("valid"),
+        [("{j=\"a\"}".to_owned(), 40.0)]
+    );
+    // At 10m30s the steps are still 7m..10m... and 6m30s is not a step: 7+8+9+10, the instant selector
+    // reading each step's latest sample.
+    assert_eq!(
+        run(&h, "sum_over_time(x[4m:1m])", 10 * MINUTE + 30_000).expect("valid"),
+        [("{j=\"a\"}".to_owned(), 34.0)]
+    );
+    // A subquery of a range function; the name stays only for last_over_time.
+    assert_eq!(
+        run(&h, "max_over_time(rate(x[2m])[5m:1m])", 10 * MINUTE).expect("valid"),
+        [("{j=\"a\"}".to_owned(), 1.0 / 60.0)]
+    );
+    assert_eq!(
+        run(&h, "last_over_time(x[3m:1m] offset 2m)", 10 * MINUTE).expect("valid"),
+        [("{__name__=\"x\", j=\"a\"}".to_owned(), 8.0)]
+    );
+    // Nothing in range: absent_over_time answers, present_over_time does not.
+    assert_eq!(
+        run(&h, "absent_over_time(nothing[5m:1m])", 10 * MINUTE).expect("valid"),
+        [("{}".to_owned(), 1.0)]
+    );
+    assert!(run(&h, "present_over_time(nothing[5m:1m])", 10 * MINUTE)
+        .expect("valid")
+        .is_empty());
+    assert_eq!(
+        run(&h, "present_over_time(x[5m:1m])", 10 * MINUTE).expect("valid"),
+        [("{j=\"a\"}".to_owned(), 1.0)]
+    );
+}
+
+#[test]
+fn at_modifiers_and_negative_offsets_read_other_times() {
+    let points: Vec<(i64, f64)> = (0..=10).map(|i| (i * MINUTE, i as f64)).collect();
+    let h = history(&[("x", &points)]);
+    let at = |text: &str, t: i64| run(&h, text, t).expect("valid")[0].1;
+    assert_eq!(at("x @ 180", 10 * MINUTE), 3.0);
+    assert_eq!(at("x @ 180 offset 1m", 10 * MINUTE), 2.0);
+    assert_eq!(at("x @ end()", 4 * MINUTE), 4.0);
+    assert_eq!(at("x offset -2m", 4 * MINUTE), 6.0);
+    assert_eq!(
+        at("sum_over_time(x[2m] @ 300)", 10 * MINUTE),
+        3.0 + 4.0 + 5.0
+    );
+    // start() inside a subquery is the query's time, not the step's.
+    assert_eq!(
+        at("sum_over_time((x @ start())[3m:1m])", 5 * MINUTE),
+        4.0 * 5.0
+    );
+    assert_eq!(at("timestamp(x @ 125)", 10 * MINUTE), 120.0);
+}
