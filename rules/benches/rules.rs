@@ -21,8 +21,9 @@ use std::time::Duration;
 
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion};
 use dbwatch_metric::{MetricDesc, MetricKind, Sample};
-use dbwatch_rules::alerting::GroupState;
 use dbwatch_rules::engine::{evaluate_once, history_for};
+use dbwatch_rules::eval::cache::EvalCache;
+use dbwatch_rules::group::GroupState;
 use dbwatch_rules::history::History;
 use dbwatch_rules::load::parse_rule_file;
 use dbwatch_rules::{EngineOptions, RuleSet};
@@ -134,6 +135,7 @@ fn rules(alerting: bool) -> RuleSet {
 struct Scenario {
     rules: RuleSet,
     history: History,
+    cache: EvalCache,
     states: Vec<GroupState>,
     step: i64,
 }
@@ -142,12 +144,14 @@ impl Scenario {
     fn new(name: &str, alerting: bool, descriptors: &[&'static MetricDesc]) -> Scenario {
         let rules = rules(alerting);
         let mut history = history_for(&rules, &EngineOptions::default());
+        let mut cache = EvalCache::default();
         let mut states: Vec<GroupState> = rules.groups.iter().map(GroupState::for_group).collect();
         let mut alerts = 0;
         for step in 0..=20 {
             alerts = evaluate_once(
                 &rules,
                 &mut history,
+                &mut cache,
                 &mut states,
                 &snapshots(descriptors, step),
                 step * STEP_MS,
@@ -166,6 +170,7 @@ impl Scenario {
         Scenario {
             rules,
             history,
+            cache,
             states,
             step: 21,
         }
@@ -175,6 +180,7 @@ impl Scenario {
         evaluate_once(
             &self.rules,
             &mut self.history,
+            &mut self.cache,
             &mut self.states,
             snapshots,
             t,
@@ -196,6 +202,7 @@ fn cycle(c: &mut Criterion) {
             let Scenario {
                 rules,
                 history,
+                cache,
                 states,
                 step,
             } = scenario;
@@ -204,7 +211,7 @@ fn cycle(c: &mut Criterion) {
                     *step += 1;
                     (snapshots(&descriptors, *step), *step * STEP_MS)
                 },
-                |(snapshots, t)| evaluate_once(rules, history, states, &snapshots, t),
+                |(snapshots, t)| evaluate_once(rules, history, cache, states, &snapshots, t),
                 BatchSize::PerIteration,
             );
         });

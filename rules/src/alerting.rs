@@ -1,6 +1,6 @@
-//! One evaluation of a rule group: recording rules write series, alerting rules move their alerts through the
-//! Prometheus 2.42 state machine (`rules/alerting.go`), and both write their output, `ALERTS` and
-//! `ALERTS_FOR_STATE` included, into the history with staleness markers for what disappeared.
+//! The alert state machine of Prometheus 2.42 (`rules/alerting.go`): how one alerting rule's result moves its
+//! alerts, and the `ALERTS` and `ALERTS_FOR_STATE` series that show them. [`crate::group`] evaluates the
+//! rules and writes what they produce.
 //!
 //! An alert instance is identified by its labels: the result sample's labels without `__name__`, the rule's
 //! templated labels on top, and `alertname`. A new instance is pending at the evaluation time; it fires once
@@ -12,11 +12,11 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use super::eval::{evaluate, Sample};
-use super::history::{stale_nan, History};
+use super::history::History;
 use super::labels::{FxHashMap, FxHashSet, Label, Metric, ALERT_NAME};
-use super::model::{millis, AlertingRule, Group, RecordingRule, Rule};
+use super::model::{millis, AlertingRule};
 use super::template::{Template, TemplateData};
+use super::value::Sample;
 
 /// How long a resolved alert is kept (Prometheus' `resolvedRetention`).
 pub const RESOLVED_RETENTION_MS: i64 = 15 * 60 * 1000;
@@ -89,20 +89,6 @@ pub struct RuleState {
     pub last_evaluation: Option<i64>,
 }
 
-/// What a group keeps between evaluations: one state per rule, in rule order.
-#[derive(Debug, Default)]
-pub struct GroupState {
-    pub rules: Vec<RuleState>,
-}
-
-impl GroupState {
-    pub fn for_group(group: &Group) -> GroupState {
-        GroupState {
-            rules: group.rules.iter().map(|_| RuleState::default()).collect(),
-        }
-    }
-}
-
 /// Labels and URL shown to templates.
 #[derive(Debug, Clone, Default)]
 pub struct EvalEnv {
@@ -110,143 +96,36 @@ pub struct EvalEnv {
     pub external_url: String,
 }
 
-/// A rule evaluation that failed; the rule's alerts keep their state.
-#[derive(Debug, Clone, PartialEq)]
-pub struct RuleFailure {
-    pub rule: String,
-    pub message: String,
+/// Where and when an alerting rule is evaluated, and where the changes it makes besides its state go.
+pub(crate) struct AlertingEval<'a> {
+    pub group: &'a str,
+    pub t: i64,
+    /// The group's `limit` (0: none).
+    pub limit: usize,
+    pub env: &'a EvalEnv,
+    pub names: SeriesNames,
+    pub transitions: &'a mut Vec<AlertTransition>,
+    pub template_errors: &'a mut u64,
 }
 
-#[derive(Debug, Default)]
-pub struct GroupOutcome {
-    pub transitions: Vec<AlertTransition>,
-    pub failures: Vec<RuleFailure>,
-    pub template_errors: u64,
-    /// Series written (recording results, `ALERTS`, `ALERTS_FOR_STATE`).
-    pub samples: usize,
-}
-
-/// Evaluates every rule of the group, in order, at `t` (Unix milliseconds).
-pub fn evaluate_group(
-    group: &Group,
-    state: &mut GroupState,
-    history: &mut History,
-    t: i64,
-    env: &EvalEnv,
-) -> GroupOutcome {
-    let mut outcome = GroupOutcome::default();
-    if state.rules.len() != group.rules.len() {
-        *state = GroupState::for_group(group);
-    }
-    for (rule, rule_state) in group.rules.iter().zip(&mut state.rules) {
-        rule_state.last_evaluation = Some(t);
-        let result = evaluate(rule.expr(), history, t).map_err(|error| error.to_string());
-        let written = result.and_then(|value| {
-            let vector = value.into_vector(t);
-            match rule {
-                Rule::Alerting(alerting) => evaluate_alerting(
-                    alerting,
-                    &group.name,
-                    rule_state,
-                    vector,
-                    t,
-                    group.limit,
-                    env,
-                    SeriesNames::new(alerting, history),
-                    &mut outcome,
-                ),
-                // Checked and counted against the limit even when no rule reads what it records.
-                Rule::Recording(recording) => {
-                    record(recording, vector, group.limit).map(|written| {
-                        if history.keeps(&recording.name) {
-                            written
-                        } else {
-                            Vec::new()
-                        }
-                    })
-                }
-            }
-        });
-        let written = match written {
-            Ok(written) => written,
-            Err(message) => {
-                tracing::warn!(group = %group.name, rule = %rule.name(), error = %message, "rule evaluation failed");
-                rule_state.last_error = Some(message.clone());
-                outcome.failures.push(RuleFailure {
-                    rule: rule.name().to_owned(),
-                    message,
-                });
-                continue;
-            }
-        };
-        rule_state.last_error = None;
-        let mut returned = FxHashSet::default();
-        for (metric, value) in written {
-            if history.append(&metric, t, value) {
-                outcome.samples += 1;
-                returned.insert(metric);
-            }
-        }
-        for metric in &rule_state.written {
-            if !returned.contains(metric) {
-                history.append(metric, t, stale_nan());
-            }
-        }
-        rule_state.written = returned;
-    }
-    outcome
-}
-
-fn record(
-    rule: &RecordingRule,
-    vector: Vec<Sample>,
-    limit: usize,
-) -> Result<Vec<(Metric, f64)>, String> {
-    let name: std::sync::Arc<str> = std::sync::Arc::from(rule.name.as_str());
-    let mut out = Vec::with_capacity(vector.len());
-    let mut seen = FxHashSet::default();
-    for sample in vector {
-        let metric = if rule.labels.is_empty() {
-            sample.metric.with_name(std::sync::Arc::clone(&name))
-        } else {
-            let mut builder = sample
-                .metric
-                .with_name(std::sync::Arc::clone(&name))
-                .builder();
-            for (label, value) in &rule.labels {
-                builder.set(label, value);
-            }
-            builder.build()
-        };
-        if !seen.insert(metric.clone()) {
-            return Err(
-                "vector contains metrics with the same labelset after applying rule labels"
-                    .to_owned(),
-            );
-        }
-        out.push((metric, sample.value));
-    }
-    if limit > 0 && out.len() > limit {
-        return Err(format!(
-            "exceeded limit of {limit} with {} series",
-            out.len()
-        ));
-    }
-    Ok(out)
-}
-
-#[allow(clippy::too_many_arguments)]
-fn evaluate_alerting(
+/// Moves the rule's alerts by the result `vector` of its expression; returns the `ALERTS` and
+/// `ALERTS_FOR_STATE` samples to write. On an error the rule's state is left as it was, except for a broken
+/// limit, which drops every alert as Prometheus does.
+pub(crate) fn evaluate_alerting(
     rule: &AlertingRule,
-    group: &str,
     state: &mut RuleState,
     vector: Vec<Sample>,
-    t: i64,
-    limit: usize,
-    env: &EvalEnv,
-    names: SeriesNames,
-    outcome: &mut GroupOutcome,
+    eval: AlertingEval<'_>,
 ) -> Result<Vec<(Metric, f64)>, String> {
+    let AlertingEval {
+        group,
+        t,
+        limit,
+        env,
+        names,
+        transitions,
+        template_errors,
+    } = eval;
     let hold = millis(rule.hold);
     let keep_firing_for = millis(rule.keep_firing_for);
 
@@ -270,7 +149,7 @@ fn evaluate_alerting(
             match fixed {
                 Some((name, value)) => builder.set_arc(name, value),
                 None => {
-                    let value = expand(template, &data, &mut outcome.template_errors, &rule.name);
+                    let value = expand(template, &data, template_errors, &rule.name);
                     builder.set(name, &value)
                 }
             };
@@ -278,12 +157,7 @@ fn evaluate_alerting(
         builder.set_arc(&names.alertname_label, &names.alertname);
         let labels = builder.build();
         for template in rule.annotations.values() {
-            texts.push(expand(
-                template,
-                &data,
-                &mut outcome.template_errors,
-                &rule.name,
-            ));
+            texts.push(expand(template, &data, template_errors, &rule.name));
         }
         if !in_result.insert(labels.clone()) {
             return Err(
@@ -379,9 +253,7 @@ fn evaluate_alerting(
             alert.state
         };
         if from != to {
-            outcome
-                .transitions
-                .push(transition(group, rule, alert, from, to, t));
+            transitions.push(transition(group, rule, alert, from, to, t));
         }
         if remove {
             removed.push(key.clone());
@@ -426,7 +298,7 @@ fn set_annotations(
 /// evaluation rather than once per alert. A series no rule selects is not written to the history: only rules
 /// read it there (`/metrics` shows `ALERTS` from the alerts themselves), and a storm would otherwise write two
 /// series per alert at every evaluation.
-struct SeriesNames {
+pub(crate) struct SeriesNames {
     keep_alerts: bool,
     keep_for_state: bool,
     alerts: Arc<str>,
@@ -442,7 +314,7 @@ struct SeriesNames {
 }
 
 impl SeriesNames {
-    fn new(rule: &AlertingRule, history: &History) -> SeriesNames {
+    pub(crate) fn new(rule: &AlertingRule, history: &History) -> SeriesNames {
         SeriesNames {
             keep_alerts: history.keeps(ALERTS_METRIC),
             keep_for_state: history.keeps(ALERTS_FOR_STATE_METRIC),
@@ -562,277 +434,5 @@ pub fn unix_millis(time: SystemTime) -> i64 {
     match time.duration_since(UNIX_EPOCH) {
         Ok(since) => i64::try_from(since.as_millis()).unwrap_or(i64::MAX),
         Err(before) => -i64::try_from(before.duration().as_millis()).unwrap_or(i64::MAX),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::history::NameFilter;
-    use crate::load::parse_rule_file;
-    use std::path::Path;
-
-    const MINUTE: i64 = 60_000;
-
-    fn group(text: &str) -> Group {
-        let mut groups = parse_rule_file(Path::new("test.yml"), text).expect("valid rules");
-        groups.remove(0)
-    }
-
-    fn firing(state: &GroupState) -> Vec<(String, AlertState)> {
-        let mut out: Vec<_> = state.rules[0]
-            .alerts
-            .values()
-            .map(|alert| (alert.labels.to_string(), alert.state))
-            .collect();
-        out.sort();
-        out
-    }
-
-    #[test]
-    fn an_alert_goes_pending_fires_keeps_firing_and_resolves() {
-        let group = group(
-            "groups:\n  - name: g\n    rules:\n      - alert: lag\n        expr: lag > 300\n        for: 2m\n        keep_firing_for: 2m\n        labels:\n          severity: warning\n        annotations:\n          summary: \"{{ $labels.target }} lags {{ $value }}s\"\n",
-        );
-        let mut state = GroupState::for_group(&group);
-        let mut history = History::new(NameFilter::All, None);
-        let metric = Metric::from_pairs([("__name__", "lag"), ("target", "a")]);
-        let env = EvalEnv::default();
-        let mut transitions = Vec::new();
-        // Values per minute: above the threshold (and growing) for 0..=4, then back to normal.
-        for minute in 0..=10 {
-            let value = if minute <= 4 {
-                400.0 + minute as f64
-            } else {
-                10.0
-            };
-            history.append(&metric, minute * MINUTE, value);
-            let outcome = evaluate_group(&group, &mut state, &mut history, minute * MINUTE, &env);
-            assert!(outcome.failures.is_empty(), "{:?}", outcome.failures);
-            for transition in outcome.transitions {
-                transitions.push((minute, transition.from, transition.to));
-            }
-            // The annotations follow the value at every evaluation while the alert is active.
-            let summary = state.rules[0]
-                .alerts
-                .values()
-                .map(|alert| alert.annotations["summary"].clone())
-                .next();
-            let latest = 400 + minute.min(4);
-            assert_eq!(
-                summary,
-                Some(format!("a lags {latest}s")),
-                "minute {minute}"
-            );
-            match minute {
-                0 | 1 => assert_eq!(firing(&state)[0].1, AlertState::Pending),
-                2..=6 => assert_eq!(firing(&state)[0].1, AlertState::Firing, "minute {minute}"),
-                7..=10 => assert_eq!(firing(&state)[0].1, AlertState::Inactive, "minute {minute}"),
-                _ => {}
-            }
-        }
-        assert_eq!(
-            transitions,
-            vec![
-                (0, AlertState::Inactive, AlertState::Pending),
-                (2, AlertState::Pending, AlertState::Firing),
-                (7, AlertState::Firing, AlertState::Inactive),
-            ]
-        );
-        let alert = state.rules[0]
-            .alerts
-            .values()
-            .next()
-            .expect("kept after resolving");
-        assert_eq!(alert.annotations["summary"], "a lags 404s");
-        assert_eq!(
-            alert.labels.to_string(),
-            "{alertname=\"lag\", severity=\"warning\", target=\"a\"}"
-        );
-    }
-
-    #[test]
-    fn a_pending_alert_that_clears_is_dropped() {
-        let group = group("groups:\n  - name: g\n    rules:\n      - alert: up\n        expr: db_up == 0\n        for: 5m\n");
-        let mut state = GroupState::for_group(&group);
-        let mut history = History::new(NameFilter::All, None);
-        let metric = Metric::from_pairs([("__name__", "db_up"), ("target", "a")]);
-        history.append(&metric, 0, 0.0);
-        evaluate_group(&group, &mut state, &mut history, 0, &EvalEnv::default());
-        history.append(&metric, MINUTE, 1.0);
-        let outcome = evaluate_group(
-            &group,
-            &mut state,
-            &mut history,
-            MINUTE,
-            &EvalEnv::default(),
-        );
-        assert!(state.rules[0].alerts.is_empty());
-        assert_eq!(outcome.transitions.len(), 1);
-        assert_eq!(outcome.transitions[0].to, AlertState::Inactive);
-        assert!(outcome.transitions[0].fired_at.is_none());
-    }
-
-    #[test]
-    fn alerts_series_are_written_and_go_stale() {
-        let group = group(
-            "groups:\n  - name: g\n    rules:\n      - alert: down\n        expr: db_up == 0\n",
-        );
-        let mut state = GroupState::for_group(&group);
-        let mut history = History::new(NameFilter::All, None);
-        let metric = Metric::from_pairs([("__name__", "db_up"), ("target", "a")]);
-        history.append(&metric, 0, 0.0);
-        evaluate_group(&group, &mut state, &mut history, 0, &EvalEnv::default());
-        let query = |history: &History, at: i64| {
-            let expr = crate::promql::compile("ALERTS").expect("valid");
-            crate::eval::evaluate(&expr, history, at)
-                .expect("evaluates")
-                .into_vector(at)
-        };
-        let alerts = query(&history, 0);
-        assert_eq!(alerts.len(), 1);
-        assert_eq!(alerts[0].metric.get("alertstate"), Some("firing"));
-        history.append(&metric, MINUTE, 1.0);
-        evaluate_group(
-            &group,
-            &mut state,
-            &mut history,
-            MINUTE,
-            &EvalEnv::default(),
-        );
-        assert!(query(&history, MINUTE).is_empty());
-    }
-
-    #[test]
-    fn alert_series_no_rule_selects_are_not_stored_but_the_alerts_are_kept() {
-        let group = group(
-            "groups:\n  - name: g\n    rules:\n      - alert: down\n        expr: db_up == 0\n        labels:\n          team: '{{ $labels.target }}-db'\n",
-        );
-        let selectors = [crate::promql::compile("db_up").expect("valid")];
-        let filter = NameFilter::for_selectors(selectors.iter().filter_map(|expr| match expr {
-            crate::promql::Expr::Vector(selector) => Some(selector),
-            _ => None,
-        }));
-        let mut state = GroupState::for_group(&group);
-        let mut history = History::new(filter, None);
-        history.append(
-            &Metric::from_pairs([("__name__", "db_up"), ("target", "a")]),
-            0,
-            0.0,
-        );
-        let outcome = evaluate_group(&group, &mut state, &mut history, 0, &EvalEnv::default());
-        assert_eq!(history.stats().series, 1, "only db_up is stored");
-        assert_eq!(outcome.samples, 0);
-        assert_eq!(outcome.transitions.len(), 1);
-        let alert = state.rules[0].alerts.values().next().expect("one alert");
-        assert_eq!(alert.state, AlertState::Firing);
-        assert_eq!(alert.labels.get("team"), Some("a-db"));
-        assert_eq!(alert.labels.get(ALERT_NAME), Some("down"));
-    }
-
-    #[test]
-    fn a_template_error_keeps_the_alert_with_the_raw_text() {
-        let group = group(
-            "groups:\n  - name: g\n    rules:\n      - alert: a\n        expr: x > 0\n        annotations:\n          summary: \"{{ $labels.target | humanize }}\"\n",
-        );
-        let mut state = GroupState::for_group(&group);
-        let mut history = History::new(NameFilter::All, None);
-        history.append(
-            &Metric::from_pairs([("__name__", "x"), ("target", "pg")]),
-            0,
-            1.0,
-        );
-        let outcome = evaluate_group(&group, &mut state, &mut history, 0, &EvalEnv::default());
-        assert_eq!(outcome.template_errors, 1);
-        let alert = state.rules[0].alerts.values().next().expect("alert kept");
-        assert_eq!(
-            alert.annotations["summary"],
-            "{{ $labels.target | humanize }}"
-        );
-        assert_eq!(alert.state, AlertState::Firing);
-    }
-
-    #[test]
-    fn recording_rules_write_series_that_later_rules_read() {
-        let group = group(
-            "groups:\n  - name: g\n    rules:\n      - record: target:x:sum\n        expr: sum by (target) (x)\n        labels:\n          source: rule\n      - alert: big\n        expr: target:x:sum > 5\n",
-        );
-        let mut state = GroupState::for_group(&group);
-        let mut history = History::new(NameFilter::All, None);
-        history.append(
-            &Metric::from_pairs([("__name__", "x"), ("target", "a"), ("i", "1")]),
-            0,
-            4.0,
-        );
-        history.append(
-            &Metric::from_pairs([("__name__", "x"), ("target", "a"), ("i", "2")]),
-            0,
-            4.0,
-        );
-        evaluate_group(&group, &mut state, &mut history, 0, &EvalEnv::default());
-        assert_eq!(state.rules[1].alerts.len(), 1);
-        let alert = state.rules[1].alerts.values().next().expect("alert");
-        assert_eq!(
-            alert.labels.to_string(),
-            "{alertname=\"big\", source=\"rule\", target=\"a\"}"
-        );
-        assert_eq!(alert.value, 8.0);
-    }
-
-    #[test]
-    fn a_selection_shared_by_rules_sees_what_a_recording_rule_wrote_at_the_same_instant() {
-        // The first alert reads target:x:sum before the recording rule writes it, the third after: the
-        // selection shared within the instant must not hand the third rule the first one's empty result.
-        let group = group(
-            "groups:\n  - name: g\n    rules:\n      - alert: early\n        expr: target:x:sum > 5\n      - record: target:x:sum\n        expr: sum by (target) (x)\n      - alert: late\n        expr: target:x:sum > 5\n      - alert: rate_early\n        expr: rate(x[1m]) > 0\n",
-        );
-        let mut state = GroupState::for_group(&group);
-        let mut history = History::new(NameFilter::All, None);
-        let x = Metric::from_pairs([("__name__", "x"), ("target", "a")]);
-        history.append(&x, 0, 4.0);
-        history.append(&x, 30_000, 9.0);
-        evaluate_group(
-            &group,
-            &mut state,
-            &mut history,
-            30_000,
-            &EvalEnv::default(),
-        );
-        assert_eq!(state.rules[0].alerts.len(), 0);
-        assert_eq!(state.rules[2].alerts.len(), 1);
-        assert_eq!(state.rules[3].alerts.len(), 1);
-        // A new sample at the same instant (a late poll merged in) changes what later rules select.
-        history.append(
-            &Metric::from_pairs([("__name__", "x"), ("target", "b")]),
-            30_000,
-            7.0,
-        );
-        evaluate_group(
-            &group,
-            &mut state,
-            &mut history,
-            30_000,
-            &EvalEnv::default(),
-        );
-        assert_eq!(state.rules[2].alerts.len(), 2);
-    }
-
-    #[test]
-    fn evaluation_errors_keep_the_state() {
-        let group =
-            group("groups:\n  - name: g\n    rules:\n      - alert: a\n        expr: x + on() y\n");
-        let mut state = GroupState::for_group(&group);
-        let mut history = History::new(NameFilter::All, None);
-        history.append(&Metric::from_pairs([("__name__", "x"), ("i", "1")]), 0, 1.0);
-        history.append(&Metric::from_pairs([("__name__", "y"), ("i", "1")]), 0, 1.0);
-        history.append(&Metric::from_pairs([("__name__", "y"), ("i", "2")]), 0, 1.0);
-        let outcome = evaluate_group(&group, &mut state, &mut history, 0, &EvalEnv::default());
-        assert_eq!(outcome.failures.len(), 1);
-        assert!(
-            outcome.failures[0].message.contains("many-to-many"),
-            "{:?}",
-            outcome.failures
-        );
-        assert!(state.rules[0].last_error.is_some());
     }
 }

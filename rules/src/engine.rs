@@ -22,9 +22,11 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use super::alerting::{
-    evaluate_group, system_time, unix_millis, AlertState, AlertTransition, EvalEnv, GroupState,
-    ALERTS_FOR_STATE_METRIC, ALERTS_METRIC,
+    system_time, unix_millis, AlertState, AlertTransition, EvalEnv, ALERTS_FOR_STATE_METRIC,
+    ALERTS_METRIC,
 };
+use super::eval::cache::EvalCache;
+use super::group::{evaluate_group, GroupState};
 use super::history::{History, NameFilter, LOOKBACK_MS};
 use super::labels::Metric;
 use super::model::{millis, Rule, RuleSet};
@@ -203,6 +205,8 @@ pub struct RulesEngine {
 struct Core {
     rules: Arc<RuleSet>,
     history: History,
+    /// The evaluator's caches over `history`, kept from rule to rule and cycle to cycle.
+    cache: EvalCache,
     states: Vec<GroupState>,
     env: EvalEnv,
     state_dir: Option<PathBuf>,
@@ -261,6 +265,7 @@ impl RulesEngine {
         }
         let core = Core {
             history: history_for(&rules, &options),
+            cache: EvalCache::default(),
             rules: Arc::clone(&rules),
             states,
             env: EvalEnv {
@@ -455,6 +460,7 @@ impl Core {
                 &self.rules.groups[index],
                 &mut self.states[index],
                 &mut self.history,
+                &mut self.cache,
                 t,
                 &self.env,
             );
@@ -465,7 +471,8 @@ impl Core {
             template_errors += outcome.template_errors;
             transitions.extend(outcome.transitions);
         }
-        self.history.trim(t);
+        let cutoff = self.history.trim(t);
+        self.cache.end_cycle(cutoff);
         let view = self.view(t);
         let active = view
             .alerts
@@ -650,6 +657,7 @@ fn retention_ms(rules: &RuleSet, options: &EngineOptions) -> i64 {
 pub fn evaluate_once(
     rules: &RuleSet,
     history: &mut History,
+    cache: &mut EvalCache,
     states: &mut [GroupState],
     snapshots: &[Arc<dyn TargetSamples>],
     t: i64,
@@ -658,14 +666,15 @@ pub fn evaluate_once(
     let env = EvalEnv::default();
     let mut alerts = 0;
     for (group, state) in rules.groups.iter().zip(states.iter_mut()) {
-        evaluate_group(group, state, history, t, &env);
+        evaluate_group(group, state, history, cache, t, &env);
         alerts += state
             .rules
             .iter()
             .map(|rule| rule.alerts.len())
             .sum::<usize>();
     }
-    history.trim(t);
+    let cutoff = history.trim(t);
+    cache.end_cycle(cutoff);
     alerts
 }
 

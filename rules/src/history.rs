@@ -21,21 +21,16 @@
 //! values are dropped, as Prometheus does on ingestion. Only metrics some rule can select are kept, and only for
 //! as long as the longest range (plus offset and lookback) needs.
 
-use std::any::Any;
-use std::cell::RefCell;
 use std::hash::Hasher;
 use std::sync::Arc;
 
 use promql_parser::label::Matcher;
 
-use super::eval::Sample;
 use super::labels::{FxHashMap, FxHashSet, FxHasher, Label, Metric, METRIC_NAME};
-use super::plans::Plans;
 use super::promql::Selector;
 use crate::source::TargetSamples;
 
-/// How far back an instant selector looks for a sample (Prometheus' default `--query.lookback-delta`).
-pub const LOOKBACK_MS: i64 = 5 * 60 * 1000;
+pub use crate::promql::LOOKBACK_MS;
 
 /// Prometheus' staleness marker: a NaN with a payload no computation produces.
 const STALE_NAN_BITS: u64 = 0x7ff0_0000_0000_0002;
@@ -201,103 +196,6 @@ struct TargetCache {
     checked_at: u64,
 }
 
-/// What a shared result is the result of: an expression that reads the history directly (a selector, or a
-/// function of a range selector with its arguments), as text precise enough that equal keys mean equal
-/// results, and the evaluation time.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
-pub struct SharedKey {
-    pub expr: String,
-    pub t: i64,
-}
-
-/// Selections made at one instant, shared by every rule evaluated at that instant: a rule pack reads the same
-/// few families again and again (`db_up`, the latency, the utilization...), and walking the history is the
-/// costly part of a selection. Any change to the history drops the results it may change.
-#[derive(Debug, Default)]
-struct SharedResults {
-    entries: FxHashMap<SharedKey, SharedEntry>,
-    /// How many entries read each exact metric name.
-    names: FxHashMap<Arc<str>, usize>,
-    /// How many entries read selectors without an exact name (any append may change them).
-    nameless: usize,
-    /// The results of the previous evaluation cycle by expression, no longer shared with anyone: the next
-    /// result of the same expression is written over its predecessor (see [`super::eval::Overwrite`]).
-    recycled: FxHashMap<String, Vec<Sample>>,
-}
-
-#[derive(Debug)]
-struct SharedEntry {
-    /// The metric names the result was read from; `None`: any.
-    reads: Option<Vec<Arc<str>>>,
-    samples: Arc<Vec<Sample>>,
-}
-
-impl SharedResults {
-    fn clear(&mut self) {
-        if !self.entries.is_empty() {
-            self.entries.clear();
-            self.names.clear();
-            self.nameless = 0;
-        }
-    }
-
-    /// Clears the results, keeping for reuse those nobody holds any more. What the previous recycling kept
-    /// and nobody reused since is dropped: recycled memory lasts one cycle.
-    fn recycle(&mut self) {
-        let mut recycled = std::mem::take(&mut self.recycled);
-        recycled.clear();
-        for (key, entry) in self.entries.drain() {
-            if let Ok(samples) = Arc::try_unwrap(entry.samples) {
-                recycled.insert(key.expr, samples);
-            }
-        }
-        self.recycled = recycled;
-        self.names.clear();
-        self.nameless = 0;
-    }
-
-    /// Drops what a new sample of `name` may change.
-    fn invalidate(&mut self, name: Option<&str>) {
-        let affected = self.nameless > 0 || name.is_some_and(|name| self.names.contains_key(name));
-        if !affected {
-            return;
-        }
-        self.entries.retain(|_, entry| {
-            entry
-                .reads
-                .as_ref()
-                .is_some_and(|reads| !reads.iter().any(|read| Some(read.as_ref()) == name))
-        });
-        self.names.clear();
-        self.nameless = 0;
-        for entry in self.entries.values() {
-            count(&mut self.names, &mut self.nameless, entry.reads.as_deref());
-        }
-    }
-
-    fn insert(&mut self, key: SharedKey, reads: Option<&[Arc<str>]>, samples: Arc<Vec<Sample>>) {
-        count(&mut self.names, &mut self.nameless, reads);
-        self.entries.insert(
-            key,
-            SharedEntry {
-                reads: reads.map(<[Arc<str>]>::to_vec),
-                samples,
-            },
-        );
-    }
-}
-
-fn count(names: &mut FxHashMap<Arc<str>, usize>, nameless: &mut usize, reads: Option<&[Arc<str>]>) {
-    match reads {
-        Some(reads) => {
-            for name in reads {
-                *names.entry(Arc::clone(name)).or_default() += 1;
-            }
-        }
-        None => *nameless += 1,
-    }
-}
-
 /// The values one scrape read, by slot index; the first value read for a slot wins, as a series' later
 /// sample at the same time would be refused.
 #[derive(Debug, Default)]
@@ -360,9 +258,12 @@ pub struct History {
     /// The values of the scrape under way, by slot; kept to reuse its memory.
     read: ReadValues,
     last_scrape: Option<i64>,
-    shared: RefCell<SharedResults>,
-    /// Vector matchings and groupings kept between evaluations while their operands keep the same series.
-    plans: RefCell<Plans>,
+    /// Bumped at every scrape: caches of results read from the history drop them all (see
+    /// [`crate::eval::cache`]).
+    epoch: u64,
+    /// The metric names samples were appended under since the scrape (`None`: a series without a name), each
+    /// run of the same name once: caches drop the results that read them.
+    appended: Vec<Option<Arc<str>>>,
     /// How many samples a series holds at most, to size its buffer once (0: unknown, let it grow).
     points_per_series: usize,
     /// Series created since the series were last laid out by name.
@@ -408,7 +309,8 @@ impl History {
             return;
         }
         let previous_scrape = self.last_scrape.replace(t);
-        self.shared.get_mut().clear();
+        self.epoch += 1;
+        self.appended.clear();
         let mut read = std::mem::take(&mut self.read);
         read.clear();
         let mut caches = std::mem::take(&mut self.targets);
@@ -468,7 +370,11 @@ impl History {
     /// Appends a sample to a series, creating it; out-of-order and duplicate samples are dropped, as
     /// Prometheus' storage refuses them. Returns whether the sample was kept.
     pub fn append(&mut self, metric: &Metric, t: i64, value: f64) -> bool {
-        self.shared.get_mut().invalidate(metric.name());
+        let name = metric.name();
+        if self.appended.last().map(Option::as_deref) != Some(name) {
+            let name = name.map(|name| self.intern(name));
+            self.appended.push(name);
+        }
         let id = self.find_or_insert_metric(metric);
         match self.series_mut(id) {
             Some(series) => series.points.push(t, value),
@@ -476,50 +382,15 @@ impl History {
         }
     }
 
-    /// The result of `key`'s expression, computed by `compute` only when no rule at this instant has asked for
-    /// it since the history last changed. `reads` are the metric names the expression reads (`None`: any).
-    /// `compute` is handed the previous cycle's result of the same expression, if any, to write over.
-    pub fn shared<E>(
-        &self,
-        key: SharedKey,
-        reads: Option<&[Arc<str>]>,
-        compute: impl FnOnce(Vec<Sample>) -> Result<Vec<Sample>, E>,
-    ) -> Result<Arc<Vec<Sample>>, E> {
-        let previous = {
-            let mut shared = self.shared.borrow_mut();
-            if let Some(entry) = shared.entries.get(&key) {
-                return Ok(Arc::clone(&entry.samples));
-            }
-            shared.recycled.remove(&key.expr).unwrap_or_default()
-        };
-        // Not borrowed while computing: the computation reads the history.
-        let samples = Arc::new(compute(previous)?);
-        self.shared
-            .borrow_mut()
-            .insert(key, reads, Arc::clone(&samples));
-        Ok(samples)
+    /// Changes with every scrape (see [`History::appended`]).
+    pub fn epoch(&self) -> u64 {
+        self.epoch
     }
 
-    /// The plan (a [`Pairing`](super::matching::Pairing) or a [`Grouping`](super::matching::Grouping)) of
-    /// the operation written `key` over `operands`: the one kept from an earlier evaluation if the operands
-    /// still hold the same series, otherwise the one `build` makes, kept for the next evaluations.
-    pub(crate) fn plan<P: Any + Send + Sync, E>(
-        &self,
-        key: &str,
-        operands: &[&[Sample]],
-        t: i64,
-        build: impl FnOnce() -> Result<P, E>,
-    ) -> Result<Arc<P>, E> {
-        let kept = self.plans.borrow_mut().find(key, operands, t);
-        if let Some(plan) = kept {
-            return Ok(plan);
-        }
-        // Not borrowed while building: nothing stops a builder from reading the history.
-        let plan = Arc::new(build()?);
-        self.plans
-            .borrow_mut()
-            .keep(key, operands, Arc::clone(&plan), t);
-        Ok(plan)
+    /// The metric names samples were appended under since the last scrape, in order, each run of one name
+    /// once; what a cache of results read from the history must drop.
+    pub fn appended(&self) -> &[Option<Arc<str>>] {
+        &self.appended
     }
 
     /// How many series a selector may match, to size its result.
@@ -560,13 +431,12 @@ impl History {
     /// oldest sample is a quarter of the retention past it, so that each series' samples are read every few
     /// evaluations rather than at every one (a series gains one sample per evaluation, so it would otherwise
     /// lose one at each); the history holds at most 1.25 times the retention.
-    pub fn trim(&mut self, now: i64) {
-        self.shared.get_mut().recycle();
-        let Some(retention) = self.retention_ms else {
-            return;
-        };
+    ///
+    /// Returns the cutoff (`None`: the history keeps everything), for the caches to forget what only older
+    /// evaluations used ([`crate::eval::cache::EvalCache::end_cycle`]).
+    pub fn trim(&mut self, now: i64) -> Option<i64> {
+        let retention = self.retention_ms?;
         let cutoff = now.saturating_sub(retention);
-        self.plans.get_mut().forget_unused_since(cutoff);
         let due = cutoff.saturating_sub(retention / 4);
         let mut dead = Vec::new();
         for (index, slot) in self.slots.iter_mut().enumerate() {
@@ -591,6 +461,7 @@ impl History {
         if self.created_since_layout > live / 8 {
             self.lay_out_by_name();
         }
+        Some(cutoff)
     }
 
     /// Moves the series so that those of one metric name sit side by side, their sample buffers and label sets

@@ -16,10 +16,13 @@
 //!   construct, anything dbwatch would not evaluate exactly like Prometheus ([`promql`], [`template`]).
 //! - [`history`] is a bounded in-memory series store fed from snapshots; its module documentation explains how
 //!   snapshots map onto Prometheus' scrapes and staleness markers.
-//! - [`eval`] is a pure PromQL evaluator (the time is an argument) matching Prometheus 2.42 bit for bit;
-//!   `matching` pairs and groups vectors by their labels, and `plans` keeps those pairings and groupings
-//!   between evaluations while the operands hold the same series.
-//! - [`alerting`] evaluates a group: `for`, `keep_firing_for`, templating, `ALERTS`/`ALERTS_FOR_STATE`.
+//! - [`value`] holds what expressions evaluate to and the errors they end in, shared by all of [`eval`].
+//! - [`eval`] is a pure PromQL evaluator (the time is an argument) matching Prometheus 2.42 bit for bit: the
+//!   tree walk, then operators, aggregation and functions over evaluated values; `eval::matching` pairs and
+//!   groups vectors by their labels, and [`eval::cache`] (owned by the engine, passed to every evaluation)
+//!   shares results between rules and keeps pairings and groupings while the operands hold the same series.
+//! - [`group`] evaluates a group's rules in order and writes what they produce; [`alerting`] is the alert
+//!   state machine: `for`, `keep_firing_for`, templating, `ALERTS`/`ALERTS_FOR_STATE`.
 //! - [`state`] persists alert state across restarts; [`engine`] is the task that ties it all together.
 //! - [`unittest`] runs `promtool test rules` files on a virtual clock; [`export`] writes rules back out for a
 //!   Prometheus server, and holds the shipped rules (`alerts/*.yml`) built into the binary.
@@ -28,17 +31,17 @@ pub mod alerting;
 pub mod engine;
 pub mod eval;
 pub mod export;
+pub mod group;
 pub mod history;
 pub mod labels;
 pub mod load;
-mod matching;
 pub mod model;
-mod plans;
 pub mod promql;
 pub mod source;
 pub mod state;
 pub mod template;
 pub mod unittest;
+pub mod value;
 
 pub use alerting::{AlertState, AlertTransition};
 pub use engine::{

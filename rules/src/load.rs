@@ -554,10 +554,10 @@ mod tests {
     #[test]
     fn every_problem_is_reported_with_group_and_rule() {
         let found = errors(
-            "groups:\n  - name: g\n    rules:\n      - alert: a\n        expr: max_over_time(rate(x[5m])[30m:1m]) > 0\n      - alert: b\n        expr: x > 1\n        fore: 5m\n        annotations:\n          summary: \"{{ if $value }}x{{ end }}\"\n      - record: bad name\n        expr: x\n        for: 1m\n  - name: g\n",
+            "groups:\n  - name: g\n    rules:\n      - alert: a\n        expr: histogram_count(rate(x[5m])) > 0\n      - alert: b\n        expr: x > 1\n        fore: 5m\n        annotations:\n          summary: \"{{ if $value }}x{{ end }}\"\n      - record: bad name\n        expr: x\n        for: 1m\n  - name: g\n",
         );
         let all = found.join("\n");
-        assert!(all.contains("rules.yml:5:15: groups[0].rules[0].expr (group \"g\", alert \"a\"): unsupported PromQL construct: subquery"), "{all}");
+        assert!(all.contains("rules.yml:5:15: groups[0].rules[0].expr (group \"g\", alert \"a\"): unsupported PromQL construct: the function `histogram_count` (native histograms"), "{all}");
         assert!(
             all.contains("(group \"g\", alert \"b\"): unknown key \"fore\""),
             "{all}"

@@ -5,27 +5,34 @@
 //! `promtool` in the CI image is 2.42): closed range intervals, a 5 minute lookback, staleness markers.
 //!
 //! Supported: number and string literals; instant and range vector selectors with `=`, `!=`, `=~`, `!~`
-//! matchers and a positive `offset`; unary minus; arithmetic, comparison (with or without `bool`), `atan2` and
-//! set operators with `on`/`ignoring` and `group_left`/`group_right`; the aggregations `sum`, `avg`, `count`,
-//! `min`, `max`, `group`, `stddev`, `stdvar`, `topk`, `bottomk`, `quantile` with `by`/`without`; the
-//! functions listed in [`Func`].
+//! matchers, `offset` (negative too) and the `@` modifier (a time, `start()`, `end()`); subqueries
+//! (`expr[range:step]`, with `offset` and `@`); unary minus; arithmetic, comparison (with or without
+//! `bool`), `atan2` and set operators with `on`/`ignoring` and `group_left`/`group_right`; the aggregations
+//! `sum`, `avg`, `count`, `min`, `max`, `group`, `stddev`, `stdvar`, `topk`, `bottomk`, `quantile` and
+//! `count_values` with `by`/`without`; the functions listed in [`Func`], `histogram_quantile` over classic
+//! `_bucket` series included.
 //!
-//! Refused: subqueries, the `@` modifier, negative offsets, `or` inside label matchers, `fill` modifiers,
-//! `count_values`, `limitk`, `limit_ratio`, histogram functions (dbwatch has no histograms) and the functions
-//! Prometheus 2.42 does not have.
+//! Refused: native histograms (the `histogram_*` functions other than `histogram_quantile`), `or` inside
+//! label matchers, `fill` modifiers, `limitk`, `limit_ratio` and the functions Prometheus 2.42 does not
+//! have.
 
 use std::fmt;
 use std::sync::Arc;
 
 use promql_parser::label::{MatchOp, Matcher};
 use promql_parser::parser::token::{
-    T_ADD, T_ATAN2, T_AVG, T_BOTTOMK, T_COUNT, T_DIV, T_EQLC, T_GROUP, T_GTE, T_GTR, T_LAND, T_LOR,
-    T_LSS, T_LTE, T_LUNLESS, T_MAX, T_MIN, T_MOD, T_MUL, T_NEQ, T_POW, T_QUANTILE, T_STDDEV,
-    T_STDVAR, T_SUB, T_SUM, T_TOPK,
+    T_ADD, T_ATAN2, T_AVG, T_BOTTOMK, T_COUNT, T_COUNT_VALUES, T_DIV, T_EQLC, T_GROUP, T_GTE,
+    T_GTR, T_LAND, T_LOR, T_LSS, T_LTE, T_LUNLESS, T_MAX, T_MIN, T_MOD, T_MUL, T_NEQ, T_POW,
+    T_QUANTILE, T_STDDEV, T_STDVAR, T_SUB, T_SUM, T_TOPK,
 };
-use promql_parser::parser::{self as ast, LabelModifier, Offset, VectorMatchCardinality};
+use promql_parser::parser::{
+    self as ast, AtModifier, LabelModifier, Offset, VectorMatchCardinality,
+};
 
 use super::labels::METRIC_NAME;
+
+/// How far back an instant selector looks for a sample (Prometheus' default `--query.lookback-delta`).
+pub const LOOKBACK_MS: i64 = 5 * 60 * 1000;
 
 /// Why an expression does not load.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -84,6 +91,34 @@ pub enum Expr {
     Binary(Box<Binary>),
     Aggregate(Box<Aggregate>),
     Call(Box<Call>),
+    /// `expr[range:step]`: a range vector; only ever a function argument.
+    Subquery(Box<Subquery>),
+}
+
+/// A subquery: the inner expression evaluated at every step of the range.
+#[derive(Debug)]
+pub struct Subquery {
+    pub expr: Expr,
+    pub range_ms: i64,
+    /// `None`: the default step (see [`DEFAULT_SUBQUERY_STEP_MS`]).
+    pub step_ms: Option<i64>,
+    pub offset_ms: i64,
+    pub at: Option<At>,
+    /// As written, for messages and keys.
+    pub text: String,
+}
+
+/// The step of a subquery written without one: Prometheus uses its global evaluation interval, 1m by
+/// default (and `promtool`'s test files assume it).
+pub const DEFAULT_SUBQUERY_STEP_MS: i64 = 60_000;
+
+/// The `@` modifier of a selector or a subquery.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum At {
+    /// Unix milliseconds.
+    Time(i64),
+    /// `start()` and `end()`: the query's own time (a rule's evaluation time, an instant query's time).
+    QueryTime,
 }
 
 impl Expr {
@@ -114,6 +149,7 @@ impl Expr {
                     arg.names_read(reads);
                 }
             }
+            Expr::Subquery(subquery) => subquery.expr.names_read(reads),
         }
     }
 
@@ -135,30 +171,53 @@ impl Expr {
             }
             Expr::Aggregate(_) => ValueType::Vector,
             Expr::Call(call) => call.func.return_type(),
+            Expr::Subquery(_) => ValueType::Matrix,
         }
     }
 
-    /// Visits every selector with its range (`None` for an instant selector).
+    /// Visits every selector with how far back before the evaluation time it reads besides its offset: its
+    /// range (`None` for an instant selector). A selector inside a subquery reads its own range (or the
+    /// lookback) further back than the subquery's range and offset, which is what it is visited with.
     pub fn visit_selectors<'a>(&'a self, visit: &mut impl FnMut(&'a Selector, Option<i64>)) {
+        self.visit_within(visit, 0);
+    }
+
+    fn visit_within<'a>(&'a self, visit: &mut impl FnMut(&'a Selector, Option<i64>), extra: i64) {
+        let mut selector = |selector: &'a Selector, range: Option<i64>| {
+            if extra == 0 {
+                visit(selector, range);
+            } else {
+                visit(
+                    selector,
+                    Some(range.unwrap_or(LOOKBACK_MS).saturating_add(extra)),
+                );
+            }
+        };
         match self {
             Expr::Number(_) | Expr::String(_) => {}
-            Expr::Vector(selector) => visit(selector, None),
-            Expr::Matrix(selector, range) => visit(selector, Some(*range)),
-            Expr::Negate(inner) => inner.visit_selectors(visit),
+            Expr::Vector(vector) => selector(vector, None),
+            Expr::Matrix(matrix, range) => selector(matrix, Some(*range)),
+            Expr::Negate(inner) => inner.visit_within(visit, extra),
             Expr::Binary(binary) => {
-                binary.lhs.visit_selectors(visit);
-                binary.rhs.visit_selectors(visit);
+                binary.lhs.visit_within(visit, extra);
+                binary.rhs.visit_within(visit, extra);
             }
             Expr::Aggregate(aggregate) => {
                 if let Some(param) = &aggregate.param {
-                    param.visit_selectors(visit);
+                    param.visit_within(visit, extra);
                 }
-                aggregate.expr.visit_selectors(visit);
+                aggregate.expr.visit_within(visit, extra);
             }
             Expr::Call(call) => {
                 for arg in &call.args {
-                    arg.visit_selectors(visit);
+                    arg.visit_within(visit, extra);
                 }
+            }
+            Expr::Subquery(subquery) => {
+                let reach = extra
+                    .saturating_add(subquery.range_ms)
+                    .saturating_add(subquery.offset_ms.max(0));
+                subquery.expr.visit_within(visit, reach);
             }
         }
     }
@@ -170,7 +229,9 @@ pub struct Selector {
     pub name: Option<Arc<str>>,
     /// Every matcher besides the exact name, in the order written.
     pub matchers: Vec<Matcher>,
+    /// Negative for a negative offset (a sample after the evaluation time).
     pub offset_ms: i64,
+    pub at: Option<At>,
     /// As written, for messages.
     pub text: String,
 }
@@ -315,6 +376,8 @@ pub enum AggOp {
     Topk,
     Bottomk,
     Quantile,
+    /// Its parameter is the string naming the output label.
+    CountValues,
 }
 
 #[derive(Debug)]
@@ -384,6 +447,8 @@ functions! {
     Deriv = "deriv": Vector,
     Exp = "exp": Vector,
     Floor = "floor": Vector,
+    HistogramQuantile = "histogram_quantile": Vector,
+    HoltWinters = "holt_winters": Vector,
     Hour = "hour": Vector,
     Idelta = "idelta": Vector,
     Increase = "increase": Vector,
@@ -426,7 +491,7 @@ functions! {
 
 /// Parses and compiles a rule expression.
 pub fn compile(text: &str) -> Result<Expr, CompileError> {
-    let parsed = promql_parser::parser::parse(text).map_err(CompileError::Parse)?;
+    let parsed = parse(text)?;
     let expr = compile_node(&parsed)?;
     match expr.value_type() {
         ValueType::Vector | ValueType::Scalar => Ok(expr),
@@ -436,8 +501,63 @@ pub fn compile(text: &str) -> Result<Expr, CompileError> {
 
 /// Parses and compiles any expression, whatever its type (for `promql_expr_test`).
 pub fn compile_query(text: &str) -> Result<Expr, CompileError> {
-    let parsed = promql_parser::parser::parse(text).map_err(CompileError::Parse)?;
-    compile_node(&parsed)
+    compile_node(&parse(text)?)
+}
+
+/// The name `promql-parser` knows Prometheus 2.42's `holt_winters` by (Prometheus 3 renamed it).
+const HOLT_WINTERS_RENAMED: &str = "double_exponential_smoothing";
+
+/// Parses PromQL as Prometheus 2.42 does: `holt_winters` is handed to the parser under its later name, and
+/// that later name, which 2.42 does not know, is refused.
+fn parse(text: &str) -> Result<ast::Expr, CompileError> {
+    let mut rewritten = String::with_capacity(text.len());
+    let mut rest = text;
+    while !rest.is_empty() {
+        let Some(c) = rest.chars().next() else {
+            break;
+        };
+        if matches!(c, '"' | '\'' | '`') {
+            // A string literal, copied as is up to its closing quote (backslash escapes but in raw strings).
+            let mut end = rest.len();
+            let mut escaped = false;
+            for (index, next) in rest.char_indices().skip(1) {
+                if escaped {
+                    escaped = false;
+                } else if next == '\\' && c != '`' {
+                    escaped = true;
+                } else if next == c {
+                    end = index + next.len_utf8();
+                    break;
+                }
+            }
+            rewritten.push_str(&rest[..end]);
+            rest = &rest[end..];
+            continue;
+        }
+        if c.is_ascii_alphabetic() || c == '_' {
+            let end = rest
+                .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_' || c == ':'))
+                .unwrap_or(rest.len());
+            let word = &rest[..end];
+            let called = rest[end..].trim_start().starts_with('(');
+            if called && word == HOLT_WINTERS_RENAMED {
+                return Err(unsupported(
+                    format!("the function `{word}` (not in dbwatch's evaluator (Prometheus 2.42 functions only))"),
+                    text,
+                ));
+            }
+            rewritten.push_str(if called && word == "holt_winters" {
+                HOLT_WINTERS_RENAMED
+            } else {
+                word
+            });
+            rest = &rest[end..];
+            continue;
+        }
+        rewritten.push(c);
+        rest = &rest[c.len_utf8()..];
+    }
+    promql_parser::parser::parse(&rewritten).map_err(CompileError::Parse)
 }
 
 fn unsupported(construct: impl Into<String>, near: impl fmt::Display) -> CompileError {
@@ -470,10 +590,37 @@ fn compile_node(node: &ast::Expr) -> Result<Expr, CompileError> {
             }
             Ok(Expr::Matrix(selector, range))
         }
-        ast::Expr::Subquery(_) => Err(unsupported(
-            "subquery (dbwatch evaluates rules over a short in-memory history; use a recording rule)",
-            node,
-        )),
+        ast::Expr::Subquery(subquery) => {
+            let expr = compile_node(&subquery.expr)?;
+            if expr.value_type() != ValueType::Vector {
+                return Err(CompileError::Parse(format!(
+                    "subquery is only allowed on instant vector, got {} instead",
+                    expr.value_type()
+                )));
+            }
+            let range_ms = i64::try_from(subquery.range.as_millis()).unwrap_or(i64::MAX);
+            let step_ms = match subquery.step {
+                Some(step) => {
+                    let step = i64::try_from(step.as_millis()).unwrap_or(i64::MAX);
+                    if step <= 0 {
+                        return Err(unsupported("a zero subquery step", node));
+                    }
+                    Some(step)
+                }
+                None => None,
+            };
+            if range_ms <= 0 {
+                return Err(unsupported("a zero range", node));
+            }
+            Ok(Expr::Subquery(Box::new(Subquery {
+                expr,
+                range_ms,
+                step_ms,
+                offset_ms: offset_ms(subquery.offset.as_ref()),
+                at: subquery.at.as_ref().map(at_of),
+                text: node.to_string(),
+            })))
+        }
         ast::Expr::Unary(unary) => Ok(Expr::Negate(Box::new(compile_node(&unary.expr)?))),
         ast::Expr::Binary(binary) => compile_binary(binary, node),
         ast::Expr::Aggregate(aggregate) => compile_aggregate(aggregate, node),
@@ -486,20 +633,10 @@ fn compile_selector(
     selector: &ast::VectorSelector,
     node: &ast::Expr,
 ) -> Result<Selector, CompileError> {
-    if selector.at.is_some() {
-        return Err(unsupported(
-            "the @ modifier (dbwatch keeps only recent history)",
-            node,
-        ));
-    }
     if !selector.matchers.or_matchers.is_empty() {
         return Err(unsupported("`or` inside label matchers", node));
     }
-    let offset_ms = match &selector.offset {
-        None => 0,
-        Some(Offset::Pos(duration)) => i64::try_from(duration.as_millis()).unwrap_or(i64::MAX),
-        Some(Offset::Neg(_)) => return Err(unsupported("a negative offset", node)),
-    };
+    let offset_ms = offset_ms(selector.offset.as_ref());
     let mut name: Option<Arc<str>> = selector.name.as_deref().map(Arc::from);
     let mut matchers = Vec::with_capacity(selector.matchers.matchers.len());
     for matcher in &selector.matchers.matchers {
@@ -513,8 +650,29 @@ fn compile_selector(
         name,
         matchers,
         offset_ms,
+        at: selector.at.as_ref().map(at_of),
         text: node.to_string(),
     })
+}
+
+fn offset_ms(offset: Option<&Offset>) -> i64 {
+    let millis =
+        |duration: &std::time::Duration| i64::try_from(duration.as_millis()).unwrap_or(i64::MAX);
+    match offset {
+        None => 0,
+        Some(Offset::Pos(duration)) => millis(duration),
+        Some(Offset::Neg(duration)) => -millis(duration),
+    }
+}
+
+fn at_of(at: &AtModifier) -> At {
+    match at {
+        AtModifier::Start | AtModifier::End => At::QueryTime,
+        AtModifier::At(time) => At::Time(match time.duration_since(std::time::UNIX_EPOCH) {
+            Ok(after) => i64::try_from(after.as_millis()).unwrap_or(i64::MAX),
+            Err(before) => -i64::try_from(before.duration().as_millis()).unwrap_or(i64::MAX),
+        }),
+    }
 }
 
 fn compile_binary(binary: &ast::BinaryExpr, node: &ast::Expr) -> Result<Expr, CompileError> {
@@ -635,6 +793,7 @@ fn compile_aggregate(
         T_TOPK => AggOp::Topk,
         T_BOTTOMK => AggOp::Bottomk,
         T_QUANTILE => AggOp::Quantile,
+        T_COUNT_VALUES => AggOp::CountValues,
         _ => {
             return Err(unsupported(
                 format!("the aggregation `{}`", aggregate.op),
@@ -652,9 +811,14 @@ fn compile_aggregate(
     let param = match &aggregate.param {
         Some(param) => {
             let param = compile_node(param)?;
-            if param.value_type() != ValueType::Scalar {
+            let wanted = if op == AggOp::CountValues {
+                ValueType::String
+            } else {
+                ValueType::Scalar
+            };
+            if param.value_type() != wanted {
                 return Err(CompileError::Parse(format!(
-                    "expected type scalar in aggregation parameter, got {}",
+                    "expected type {wanted} in aggregation parameter, got {}",
                     param.value_type()
                 )));
             }
@@ -684,10 +848,13 @@ fn compile_aggregate(
 }
 
 fn compile_call(call: &ast::Call, node: &ast::Expr) -> Result<Expr, CompileError> {
-    let name = call.func.name;
+    let name = match call.func.name {
+        HOLT_WINTERS_RENAMED => Func::HoltWinters.name(),
+        other => other,
+    };
     let Some(func) = Func::from_name(name) else {
         let why = if name.starts_with("histogram_") {
-            "dbwatch has no histograms"
+            "native histograms are not supported; histogram_quantile over classic `_bucket` series is"
         } else {
             "not in dbwatch's evaluator (Prometheus 2.42 functions only)"
         };
@@ -834,6 +1001,13 @@ mod tests {
             "label_replace(db_up, \"host\", \"$1\", \"target\", \"(.*):.*\")",
             "topk(3, x) unless y",
             "x offset 5m",
+            "x offset -5m",
+            "x @ 100",
+            "x @ start() offset 1m",
+            "max_over_time(rate(x[5m])[30m:1m])",
+            "min_over_time(x[10m:] @ end())",
+            "count_values(\"v\", x)",
+            "histogram_quantile(0.9, sum by (le) (rate(x_bucket[5m])))",
             "-x",
             "1 + 2",
         ] {
@@ -845,11 +1019,33 @@ mod tests {
 
     #[test]
     fn unsupported_constructs_are_named() {
-        assert!(refused("rate(x[5m])[30m:1m]").contains("subquery"));
-        assert!(refused("x @ 100").contains("@ modifier"));
-        assert!(refused("count_values(\"v\", x)").contains("count_values"));
-        assert!(refused("histogram_quantile(0.9, x)").contains("histograms"));
-        assert!(refused("x offset -5m").contains("negative offset"));
+        let subquery = match compile_query("max_over_time(x[30m:1m] offset 5m @ 100)") {
+            Ok(Expr::Call(call)) => call,
+            other => panic!("{other:?}"),
+        };
+        let Expr::Subquery(subquery) = &subquery.args[0] else {
+            panic!("a subquery argument");
+        };
+        assert_eq!(
+            (
+                subquery.range_ms,
+                subquery.step_ms,
+                subquery.offset_ms,
+                subquery.at
+            ),
+            (1_800_000, Some(60_000), 300_000, Some(At::Time(100_000)))
+        );
+        let Ok(Expr::Vector(selector)) = compile_query("x offset -1m @ end()") else {
+            panic!("a selector");
+        };
+        assert_eq!(
+            (selector.offset_ms, selector.at),
+            (-60_000, Some(At::QueryTime))
+        );
+        assert!(refused("rate(x[5m])[30m:1m]").contains("range vector"));
+        assert!(refused("histogram_count(x)").contains("native histograms"));
+        assert!(refused("histogram_fraction(0, 1, x)").contains("native histograms"));
+        assert!(refused("limitk(2, x)").contains("limitk"));
         assert!(refused("mad_over_time(x[5m])").contains("mad_over_time"));
         assert!(refused("x[5m]").contains("range vector"));
         assert!(refused("\"text\"").contains("string"));

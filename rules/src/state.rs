@@ -22,7 +22,8 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use super::alerting::{Alert, AlertState, GroupState};
+use super::alerting::{Alert, AlertState};
+use super::group::GroupState;
 use super::labels::Metric;
 use super::model::{millis, Rule, RuleSet};
 
@@ -248,7 +249,9 @@ pub fn restore(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::alerting::{evaluate_group, EvalEnv};
+    use crate::alerting::EvalEnv;
+    use crate::eval::cache::EvalCache;
+    use crate::group::evaluate_group;
     use crate::history::{History, NameFilter};
     use crate::load::parse_rule_file;
 
@@ -271,7 +274,14 @@ mod tests {
             up,
         );
         for (group, state) in rules.groups.iter().zip(states.iter_mut()) {
-            evaluate_group(group, state, history, t, &EvalEnv::default());
+            evaluate_group(
+                group,
+                state,
+                history,
+                &mut EvalCache::default(),
+                t,
+                &EvalEnv::default(),
+            );
         }
     }
 
@@ -327,6 +337,7 @@ mod tests {
             &rules.groups[0],
             &mut restored[0],
             &mut history,
+            &mut EvalCache::default(),
             15 * MINUTE,
             &EvalEnv::default(),
         );

@@ -4,14 +4,14 @@
 //! A rule is evaluated every interval over the same series: `a / on(target) b` joins the same pairs and
 //! `sum by (db) (x)` forms the same groups at every evaluation, while only the values change. So the joins and
 //! groups are worked out here, from labels alone, into a [`Pairing`] or a [`Grouping`] that the evaluator keeps
-//! (see [`super::plans`]) and applies to each evaluation's values. Building one hashes every label set and
+//! (see [`super::cache`]) and applies to each evaluation's values. Building one hashes every label set and
 //! allocates every result label set; applying one is a pass over the values.
 
 use std::hash::Hasher as _;
 
-use super::eval::{elem_binop, EvalError, Overwrite, Sample};
-use super::labels::{FxHashMap, FxHashSet, FxHasher, Metric, MetricBuilder};
-use super::promql::{Aggregate, BinOp, Card, Matching};
+use crate::labels::{FxHashMap, FxHashSet, FxHasher, Metric, MetricBuilder};
+use crate::promql::{Aggregate, BinOp, Card, Matching};
+use crate::value::{elem_binop, EvalError, Overwrite, Sample};
 
 /// How the elements of two vectors meet in an arithmetic or comparison operator: every pair the labels join,
 /// in the order Prometheus produces them, with the result's label set.
@@ -371,3 +371,31 @@ fn result_metric(many: &Metric, one: &Metric, op: BinOp, matching: &Matching) ->
     }
     builder.build()
 }
+
+/// True when every sample has the same metric name: dropping it then cannot create duplicates.
+pub(crate) fn has_uniform_names(samples: &[Sample]) -> bool {
+    samples
+        .windows(2)
+        .all(|pair| pair[0].metric.name() == pair[1].metric.name())
+}
+
+/// Prometheus refuses a result with two elements of the same label set.
+pub(crate) fn check_unique(samples: &[Sample]) -> Result<(), EvalError> {
+    if samples.len() < 2 {
+        return Ok(());
+    }
+    let mut seen = HashChains::with_capacity(samples.len());
+    for sample in samples {
+        let hash = sample.metric.fingerprint();
+        if seen
+            .positions(hash)
+            .any(|other| samples[other].metric == sample.metric)
+        {
+            return Err(EvalError::DuplicateLabelset);
+        }
+        seen.push(hash);
+    }
+    Ok(())
+}
+
+// === Arithmetic ===

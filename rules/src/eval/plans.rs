@@ -11,10 +11,10 @@ use std::any::Any;
 use std::fmt;
 use std::sync::Arc;
 
-use super::eval::Sample;
-use super::labels::{FxHashMap, Metric};
+use crate::labels::{FxHashMap, Metric};
+use crate::value::Sample;
 
-/// Plans by the text of the expression they serve ([`super::promql::Shared::key`]): a
+/// Plans by the text of the expression they serve ([`crate::promql::Shared::key`]): a
 /// [`Pairing`](super::matching::Pairing) or a [`Grouping`](super::matching::Grouping).
 #[derive(Default)]
 pub(crate) struct Plans {

@@ -14,15 +14,18 @@ use std::collections::BTreeMap;
 use std::fmt;
 use std::path::{Path, PathBuf};
 
-use serde::Deserialize;
+mod file;
 
-use super::alerting::{evaluate_group, AlertState, EvalEnv, GroupState};
-use super::eval::{evaluate, Value};
-use super::history::{stale_nan, History, NameFilter};
-use super::labels::{Metric, ALERT_NAME};
-use super::load::{load_rule_files, resolve_rule_files};
-use super::model::{format_duration, millis, parse_duration, Rule, RuleSet};
-use super::promql::compile_query;
+use self::file::{read_test_file, AlertTest, ExprTest, TestGroup};
+use crate::alerting::{AlertState, EvalEnv};
+use crate::eval::cache::EvalCache;
+use crate::eval::{evaluate, Value};
+use crate::group::{evaluate_group, GroupState};
+use crate::history::{stale_nan, History, NameFilter};
+use crate::labels::{Metric, ALERT_NAME};
+use crate::load::{load_rule_files, resolve_rule_files};
+use crate::model::{format_duration, Rule, RuleSet};
+use crate::promql::compile_query;
 
 /// Why a test file could not run at all.
 #[derive(Debug, thiserror::Error)]
@@ -88,125 +91,12 @@ pub fn run_tests(files: &[PathBuf]) -> Result<TestReport, TestError> {
     Ok(report)
 }
 
-// === The file format ===
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct TestFile {
-    #[serde(default)]
-    rule_files: Vec<String>,
-    #[serde(default)]
-    evaluation_interval: Option<DurationText>,
-    #[serde(default)]
-    group_eval_order: Vec<String>,
-    #[serde(default)]
-    tests: Vec<TestGroup>,
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct TestGroup {
-    #[serde(default)]
-    interval: Option<DurationText>,
-    #[serde(default)]
-    input_series: Vec<InputSeries>,
-    #[serde(default)]
-    alert_rule_test: Vec<AlertTest>,
-    #[serde(default)]
-    promql_expr_test: Vec<ExprTest>,
-    #[serde(default)]
-    external_labels: BTreeMap<String, Scalar>,
-    #[serde(default)]
-    external_url: String,
-    #[serde(default)]
-    name: String,
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct InputSeries {
-    series: String,
-    #[serde(default)]
-    values: Scalar,
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct AlertTest {
-    #[serde(default)]
-    eval_time: DurationText,
-    #[serde(default)]
-    alertname: String,
-    #[serde(default)]
-    exp_alerts: Vec<ExpectedAlert>,
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct ExpectedAlert {
-    #[serde(default)]
-    exp_labels: BTreeMap<String, Scalar>,
-    #[serde(default)]
-    exp_annotations: BTreeMap<String, Scalar>,
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct ExprTest {
-    expr: String,
-    #[serde(default)]
-    eval_time: DurationText,
-    #[serde(default)]
-    exp_samples: Vec<ExpectedSample>,
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct ExpectedSample {
-    #[serde(default)]
-    labels: String,
-    value: f64,
-}
-
-/// A YAML scalar as text: strings, numbers and booleans all read as strings, like Go's yaml.v2 into a string.
-#[derive(Debug, Default, Clone)]
-struct Scalar(String);
-
-impl<'de> Deserialize<'de> for Scalar {
-    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        let value = serde_yaml::Value::deserialize(deserializer)?;
-        match value {
-            serde_yaml::Value::String(text) => Ok(Scalar(text)),
-            serde_yaml::Value::Number(number) => Ok(Scalar(number.to_string())),
-            serde_yaml::Value::Bool(flag) => Ok(Scalar(flag.to_string())),
-            serde_yaml::Value::Null => Ok(Scalar(String::new())),
-            other => Err(serde::de::Error::custom(format!(
-                "expected a scalar, found {other:?}"
-            ))),
-        }
-    }
-}
-
-/// A Prometheus duration written as text (or `0`).
-#[derive(Debug, Default, Clone, Copy)]
-struct DurationText(i64);
-
-impl<'de> Deserialize<'de> for DurationText {
-    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        let Scalar(text) = Scalar::deserialize(deserializer)?;
-        parse_duration(&text)
-            .map(|duration| DurationText(millis(duration)))
-            .map_err(serde::de::Error::custom)
-    }
-}
-
 // === Running ===
 
 fn run_file(path: &Path) -> Result<Vec<String>, String> {
     let text = std::fs::read_to_string(path)
         .map_err(|error| format!("cannot read {}: {error}", path.display()))?;
-    let file: TestFile =
-        serde_yaml::from_str(&text).map_err(|error| format!("{}: {error}", path.display()))?;
+    let file = read_test_file(path, &text)?;
     let base = path.parent().unwrap_or_else(|| Path::new("."));
     let rule_paths = resolve_rule_files(&file.rule_files, base)?;
     let rules = load_rule_files(&rule_paths).map_err(|errors| errors.to_string())?;
@@ -256,6 +146,7 @@ fn run_group(
         .interval
         .map_or(evaluation_interval, |interval| interval.0);
     let mut history = History::new(NameFilter::All, None);
+    let mut cache = EvalCache::default();
     for input in &test.input_series {
         let metric = parse_metric(&input.series)
             .map_err(|error| format!("{test_name}    series {:?}: {error}", input.series))?;
@@ -316,6 +207,7 @@ fn run_group(
                 &rules.groups[index],
                 &mut states[index],
                 &mut history,
+                &mut cache,
                 t,
                 &env,
             );
@@ -352,7 +244,7 @@ fn run_group(
     }
 
     for expr_test in &test.promql_expr_test {
-        if let Some(failure) = check_expr(expr_test, &history, &test_name) {
+        if let Some(failure) = check_expr(expr_test, &history, &mut cache, &test_name) {
             failures.push(failure);
         }
     }
@@ -435,7 +327,7 @@ fn show_alerts(alerts: &[LabelsAndAnnotations]) -> String {
     let show = |pairs: &[(String, String)]| {
         let inner: Vec<String> = pairs
             .iter()
-            .map(|(k, v)| format!("{k}={}", super::labels::go_quote(v)))
+            .map(|(k, v)| format!("{k}={}", crate::labels::go_quote(v)))
             .collect();
         format!("{{{}}}", inner.join(", "))
     };
@@ -451,7 +343,12 @@ fn show_alerts(alerts: &[LabelsAndAnnotations]) -> String {
     out
 }
 
-fn check_expr(test: &ExprTest, history: &History, test_name: &str) -> Option<String> {
+fn check_expr(
+    test: &ExprTest,
+    history: &History,
+    cache: &mut EvalCache,
+    test_name: &str,
+) -> Option<String> {
     let fail = |message: String| {
         Some(format!(
             "{test_name}    expr: {:?}, time: {}, err: {message}",
@@ -463,7 +360,7 @@ fn check_expr(test: &ExprTest, history: &History, test_name: &str) -> Option<Str
         Ok(expr) => expr,
         Err(error) => return fail(error.to_string()),
     };
-    let mut got: Vec<(Metric, f64)> = match evaluate(&expr, history, test.eval_time.0) {
+    let mut got: Vec<(Metric, f64)> = match evaluate(&expr, history, cache, test.eval_time.0) {
         Ok(Value::Vector(samples)) => samples
             .into_iter()
             .map(|sample| (sample.metric, sample.value))
