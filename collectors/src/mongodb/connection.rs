@@ -12,6 +12,8 @@ use tokio::time::Instant;
 
 use crate::backoff::Backoff;
 use crate::error::{CollectError, ErrorKind};
+use crate::password::read_password;
+use crate::view::ViewError;
 
 use super::MongoOptions;
 
@@ -88,13 +90,36 @@ pub fn classify(error: &MongoError) -> ErrorKind {
 }
 
 /// A command's failure as a poll failure, naming the view.
-pub fn view_error(view: &'static str, error: &MongoError) -> CollectError {
-    let reason = error.to_string();
-    match classify(error) {
-        ErrorKind::Connect => CollectError::ConnectionLost { view, reason },
+pub fn view_error(view: &'static str, error: MongoError) -> CollectError {
+    match classify(&error) {
+        ErrorKind::Connect => CollectError::ConnectionLost {
+            view,
+            source: Box::new(error),
+        },
         ErrorKind::Timeout => CollectError::Timeout { view },
-        ErrorKind::Decode => CollectError::Decode { view, reason },
-        _ => CollectError::Query { view, reason },
+        ErrorKind::Decode => CollectError::Decode {
+            view,
+            source: Box::new(error),
+        },
+        _ => CollectError::Query {
+            view,
+            source: Box::new(error),
+        },
+    }
+}
+
+/// A command of a view. A command the server lacks is a capability, not a failure to warn about.
+impl ViewError for MongoError {
+    fn kind(&self) -> ErrorKind {
+        classify(self)
+    }
+
+    fn lacks_view(&self) -> bool {
+        classify(self) == ErrorKind::Unsupported
+    }
+
+    fn into_collect_error(self, _target: &str, view: &'static str) -> CollectError {
+        view_error(view, self)
     }
 }
 
@@ -242,16 +267,17 @@ impl MongoSession {
             Ok(Err(error)) => {
                 return Err(CollectError::Connect {
                     target,
-                    reason: format!("invalid connection string: {error}"),
+                    source: Box::new(InvalidUrl { source: error }),
                 })
             }
             Err(_) => {
                 return Err(CollectError::Connect {
                     target,
-                    reason: format!(
+                    source: format!(
                         "connection string not resolved within {}ms",
                         options.connect_timeout.as_millis()
-                    ),
+                    )
+                    .into(),
                 })
             }
         };
@@ -280,11 +306,7 @@ impl MongoSession {
             if let Some(user) = &options.user {
                 credential.username = Some(user.clone());
             }
-            if let Some(source) = &options.password {
-                let password = source.read().map_err(|error| CollectError::Auth {
-                    target: target.clone(),
-                    reason: format!("cannot read the password: {error}"),
-                })?;
+            if let Some(password) = read_password(&target, options.password.as_ref())? {
                 credential.password = Some(password.expose().to_owned());
             }
             if let Some(auth_source) = &options.auth_source {
@@ -293,7 +315,7 @@ impl MongoSession {
             if credential.username.is_none() {
                 return Err(CollectError::Auth {
                     target,
-                    reason: "a password is configured but no user".into(),
+                    source: "a password is configured but no user".into(),
                 });
             }
             client_options.credential = Some(credential);
@@ -301,7 +323,7 @@ impl MongoSession {
         let client =
             Client::with_options(client_options).map_err(|error| CollectError::Connect {
                 target,
-                reason: error.to_string(),
+                source: Box::new(error),
             })?;
         Ok(Conn {
             client,
@@ -316,14 +338,27 @@ impl MongoSession {
 }
 
 /// The failure of the first commands on a new client as a connection failure of the target.
-pub fn connect_error(target: &str, view: &'static str, error: &MongoError) -> CollectError {
+pub fn connect_error(target: &str, view: &'static str, error: MongoError) -> CollectError {
     let target = target.to_owned();
-    let reason = error.to_string();
-    match classify(error) {
-        ErrorKind::Auth => CollectError::Auth { target, reason },
-        ErrorKind::Connect | ErrorKind::Timeout => CollectError::Connect { target, reason },
+    match classify(&error) {
+        ErrorKind::Auth => CollectError::Auth {
+            target,
+            source: Box::new(error),
+        },
+        ErrorKind::Connect | ErrorKind::Timeout => CollectError::Connect {
+            target,
+            source: Box::new(error),
+        },
         _ => view_error(view, error),
     }
+}
+
+/// A connection string the driver refused.
+#[derive(Debug, thiserror::Error)]
+#[error("invalid connection string: {source}")]
+struct InvalidUrl {
+    #[source]
+    source: mongodb::error::Error,
 }
 
 #[cfg(test)]

@@ -9,7 +9,9 @@ use tokio::time::Instant;
 
 use crate::backoff::Backoff;
 use crate::error::{CollectError, ErrorKind};
+use crate::password::read_password;
 use crate::secret::PasswordSource;
+use crate::view::ViewError;
 
 /// How to reach a PostgreSQL server or a PgBouncer admin console.
 #[derive(Debug, Clone)]
@@ -116,7 +118,7 @@ impl PgSession {
             Some(connection) => Ok((connection, fresh)),
             None => Err(CollectError::Connect {
                 target: self.options.target.clone(),
-                reason: "connection vanished".into(),
+                source: "connection vanished".into(),
             }),
         }
     }
@@ -150,13 +152,14 @@ impl PgSession {
         .await;
         let result = match attempt {
             Ok(Ok(connection)) => Ok(connection),
-            Ok(Err(error)) => Err(self.connect_error(&error)),
+            Ok(Err(error)) => Err(self.connect_error(error)),
             Err(_) => Err(CollectError::Connect {
                 target: self.options.target.clone(),
-                reason: format!(
+                source: format!(
                     "no answer within {}",
                     humanize(self.options.connect_timeout)
-                ),
+                )
+                .into(),
             }),
         };
         match &result {
@@ -174,11 +177,7 @@ impl PgSession {
             .username(&options.user)
             .database(&options.database)
             .ssl_mode(options.tls.mode.to_sqlx());
-        if let Some(source) = &options.password {
-            let password = source.read().map_err(|error| CollectError::Auth {
-                target: options.target.clone(),
-                reason: format!("cannot read the password: {error}"),
-            })?;
+        if let Some(password) = read_password(&options.target, options.password.as_ref())? {
             connect = connect.password(password.expose());
         }
         if let Some(ca) = &options.tls.ca_file {
@@ -209,14 +208,22 @@ impl PgSession {
         Ok(connect)
     }
 
-    fn connect_error(&self, error: &sqlx::Error) -> CollectError {
+    fn connect_error(&self, error: sqlx::Error) -> CollectError {
         let target = self.options.target.clone();
-        let reason = error.to_string();
-        match classify(error) {
-            ErrorKind::Auth => CollectError::Auth { target, reason },
+        match classify(&error) {
+            ErrorKind::Auth => CollectError::Auth {
+                target,
+                source: Box::new(error),
+            },
             // A handshake that failed (a certificate that does not verify): its own kind, at connect only.
-            _ if matches!(error, sqlx::Error::Tls(_)) => CollectError::Tls { target, reason },
-            _ => CollectError::Connect { target, reason },
+            _ if matches!(error, sqlx::Error::Tls(_)) => CollectError::Tls {
+                target,
+                source: Box::new(error),
+            },
+            _ => CollectError::Connect {
+                target,
+                source: Box::new(error),
+            },
         }
     }
 }
@@ -243,22 +250,28 @@ pub fn classify(error: &sqlx::Error) -> ErrorKind {
     }
 }
 
-/// A view's query error as a poll error, naming the view.
-pub fn view_error(view: &'static str, error: &sqlx::Error) -> CollectError {
-    match classify(error) {
-        ErrorKind::Connect => CollectError::ConnectionLost {
-            view,
-            reason: error.to_string(),
-        },
-        ErrorKind::Timeout => CollectError::Timeout { view },
-        ErrorKind::Decode => CollectError::Decode {
-            view,
-            reason: error.to_string(),
-        },
-        _ => CollectError::Query {
-            view,
-            reason: error.to_string(),
-        },
+/// A query of a view: sqlx's error is the view error; the connection is lost when it is not the server's answer.
+impl ViewError for sqlx::Error {
+    fn kind(&self) -> ErrorKind {
+        classify(self)
+    }
+
+    fn into_collect_error(self, _target: &str, view: &'static str) -> CollectError {
+        match classify(&self) {
+            ErrorKind::Connect => CollectError::ConnectionLost {
+                view,
+                source: Box::new(self),
+            },
+            ErrorKind::Timeout => CollectError::Timeout { view },
+            ErrorKind::Decode => CollectError::Decode {
+                view,
+                source: Box::new(self),
+            },
+            _ => CollectError::Query {
+                view,
+                source: Box::new(self),
+            },
+        }
     }
 }
 
