@@ -104,6 +104,26 @@ pub enum CollectError {
 }
 
 impl CollectError {
+    /// A view's failure as the poll's error, by the failure's class.
+    pub fn view_failed(kind: ErrorKind, view: &'static str, source: Cause) -> CollectError {
+        match kind {
+            ErrorKind::Connect => CollectError::ConnectionLost { view, source },
+            ErrorKind::Timeout => CollectError::Timeout { view },
+            ErrorKind::Decode => CollectError::Decode { view, source },
+            _ => CollectError::Query { view, source },
+        }
+    }
+
+    /// A failed connect as the poll's error: credentials and TLS apart from the network.
+    pub fn connect_failed(kind: ErrorKind, target: &str, source: Cause) -> CollectError {
+        let target = target.to_owned();
+        match kind {
+            ErrorKind::Auth => CollectError::Auth { target, source },
+            ErrorKind::Tls => CollectError::Tls { target, source },
+            _ => CollectError::Connect { target, source },
+        }
+    }
+
     pub fn kind(&self) -> ErrorKind {
         match self {
             CollectError::Connect { .. }

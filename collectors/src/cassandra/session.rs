@@ -112,14 +112,7 @@ impl CqlSession {
     }
 
     async fn connect(&mut self) -> Result<Session, CollectError> {
-        let now = Instant::now();
-        if let Some(remaining) = self.backoff.wait_remaining(now) {
-            return Err(CollectError::BackingOff {
-                target: self.options.target.clone(),
-                failures: self.backoff.failures(),
-                remaining,
-            });
-        }
+        self.backoff.ready(&self.options.target)?;
         let result = self.build().await;
         match &result {
             Ok(_) => self.backoff.record_success(),

@@ -57,13 +57,7 @@ impl AwsSession {
         if let Some(clients) = &self.clients {
             return Ok((clients.clone(), false));
         }
-        if let Some(remaining) = self.backoff.wait_remaining(Instant::now()) {
-            return Err(CollectError::BackingOff {
-                target: self.settings.target.clone(),
-                failures: self.backoff.failures(),
-                remaining,
-            });
-        }
+        self.backoff.ready(&self.settings.target)?;
         match self.build().await {
             Ok(clients) => {
                 self.clients = Some(clients.clone());

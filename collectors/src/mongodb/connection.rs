@@ -26,12 +26,12 @@ pub enum MongoError {
     #[error("no answer within {}ms", .0.as_millis())]
     NoAnswer(Duration),
     #[error("unexpected answer: {0}")]
-    Decode(String),
+    Decode(#[from] super::fields::Missing),
 }
 
 impl MongoError {
-    pub fn decode(reason: impl Into<String>) -> Self {
-        MongoError::Decode(reason.into())
+    pub fn decode(what: &'static str) -> Self {
+        MongoError::Decode(super::fields::Missing(what))
     }
 
     /// The server's error code, when the server answered with one.
@@ -91,21 +91,7 @@ pub fn classify(error: &MongoError) -> ErrorKind {
 
 /// A command's failure as a poll failure, naming the view.
 pub fn view_error(view: &'static str, error: MongoError) -> CollectError {
-    match classify(&error) {
-        ErrorKind::Connect => CollectError::ConnectionLost {
-            view,
-            source: Box::new(error),
-        },
-        ErrorKind::Timeout => CollectError::Timeout { view },
-        ErrorKind::Decode => CollectError::Decode {
-            view,
-            source: Box::new(error),
-        },
-        _ => CollectError::Query {
-            view,
-            source: Box::new(error),
-        },
-    }
+    CollectError::view_failed(classify(&error), view, Box::new(error))
 }
 
 /// A command of a view. A command the server lacks is a capability, not a failure to warn about.
@@ -209,13 +195,7 @@ impl MongoSession {
         if let Some(conn) = &self.conn {
             return Ok((conn.clone(), false));
         }
-        if let Some(remaining) = self.backoff.wait_remaining(Instant::now()) {
-            return Err(CollectError::BackingOff {
-                target: self.options.target.clone(),
-                failures: self.backoff.failures(),
-                remaining,
-            });
-        }
+        self.backoff.ready(&self.options.target)?;
         match self.create().await {
             Ok(conn) => {
                 self.conn = Some(conn.clone());

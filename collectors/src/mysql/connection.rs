@@ -148,21 +148,7 @@ impl ViewError for QueryError {
     }
 
     fn into_collect_error(self, _target: &str, view: &'static str) -> CollectError {
-        match QueryError::kind(&self) {
-            ErrorKind::Connect => CollectError::ConnectionLost {
-                view,
-                source: Box::new(self),
-            },
-            ErrorKind::Timeout => CollectError::Timeout { view },
-            ErrorKind::Decode => CollectError::Decode {
-                view,
-                source: Box::new(self),
-            },
-            _ => CollectError::Query {
-                view,
-                source: Box::new(self),
-            },
-        }
+        CollectError::view_failed(QueryError::kind(&self), view, Box::new(self))
     }
 }
 
@@ -285,13 +271,7 @@ impl MysqlSession {
     }
 
     async fn open(&mut self) -> Result<(MySqlConnection, ServerInfo), CollectError> {
-        if let Some(remaining) = self.backoff.wait_remaining(Instant::now()) {
-            return Err(CollectError::BackingOff {
-                target: self.options.target.clone(),
-                failures: self.backoff.failures(),
-                remaining,
-            });
-        }
+        self.backoff.ready(&self.options.target)?;
         let connect_options = self.connect_options()?;
         let target = self.options.target.clone();
         let timeout = self.options.connect_timeout;
@@ -407,22 +387,13 @@ impl MysqlSession {
 }
 
 fn connect_error(target: &str, error: sqlx::Error) -> CollectError {
-    let target = target.to_owned();
-    match classify(&error) {
-        ErrorKind::Auth => CollectError::Auth {
-            target,
-            source: Box::new(error),
-        },
+    let kind = match classify(&error) {
+        ErrorKind::Auth => ErrorKind::Auth,
         // A handshake that failed (a certificate that does not verify): its own kind, at connect only.
-        _ if matches!(error, sqlx::Error::Tls(_)) => CollectError::Tls {
-            target,
-            source: Box::new(error),
-        },
-        _ => CollectError::Connect {
-            target,
-            source: Box::new(error),
-        },
-    }
+        _ if matches!(error, sqlx::Error::Tls(_)) => ErrorKind::Tls,
+        _ => ErrorKind::Connect,
+    };
+    CollectError::connect_failed(kind, target, Box::new(error))
 }
 
 /// The bounded class of a driver error, from the server's error number.

@@ -136,14 +136,7 @@ impl PgSession {
     }
 
     async fn connect(&mut self) -> Result<PgConnection, CollectError> {
-        let now = Instant::now();
-        if let Some(remaining) = self.backoff.wait_remaining(now) {
-            return Err(CollectError::BackingOff {
-                target: self.options.target.clone(),
-                failures: self.backoff.failures(),
-                remaining,
-            });
-        }
+        self.backoff.ready(&self.options.target)?;
         let connect_options = self.connect_options()?;
         let attempt = tokio::time::timeout(
             self.options.connect_timeout,
@@ -209,22 +202,13 @@ impl PgSession {
     }
 
     fn connect_error(&self, error: sqlx::Error) -> CollectError {
-        let target = self.options.target.clone();
-        match classify(&error) {
-            ErrorKind::Auth => CollectError::Auth {
-                target,
-                source: Box::new(error),
-            },
+        let kind = match classify(&error) {
+            ErrorKind::Auth => ErrorKind::Auth,
             // A handshake that failed (a certificate that does not verify): its own kind, at connect only.
-            _ if matches!(error, sqlx::Error::Tls(_)) => CollectError::Tls {
-                target,
-                source: Box::new(error),
-            },
-            _ => CollectError::Connect {
-                target,
-                source: Box::new(error),
-            },
-        }
+            _ if matches!(error, sqlx::Error::Tls(_)) => ErrorKind::Tls,
+            _ => ErrorKind::Connect,
+        };
+        CollectError::connect_failed(kind, &self.options.target, Box::new(error))
     }
 }
 
@@ -257,21 +241,7 @@ impl ViewError for sqlx::Error {
     }
 
     fn into_collect_error(self, _target: &str, view: &'static str) -> CollectError {
-        match classify(&self) {
-            ErrorKind::Connect => CollectError::ConnectionLost {
-                view,
-                source: Box::new(self),
-            },
-            ErrorKind::Timeout => CollectError::Timeout { view },
-            ErrorKind::Decode => CollectError::Decode {
-                view,
-                source: Box::new(self),
-            },
-            _ => CollectError::Query {
-                view,
-                source: Box::new(self),
-            },
-        }
+        CollectError::view_failed(classify(&self), view, Box::new(self))
     }
 }
 
