@@ -105,6 +105,8 @@ macro_rules! engines {
 
         impl RawEngine {
             /// Validates the engine part of the target `target`.
+            // With no engine compiled in, there is nothing to validate.
+            #[allow(unused_variables)]
             pub fn validate(self, target: TargetLimits<'_>, errors: &mut Errors<'_>) -> Option<Engine> {
                 match self {
                     $($(
