@@ -10,9 +10,12 @@ demo:
 test:
 	deploy/local/test
 
+# Formatting, clippy on everything, and every engine feature built alone and with none (deploy/lint/each-feature,
+# which installs cargo-hack when missing).
 lint:
 	cargo fmt --all -- --check
 	cargo clippy --workspace --all-targets --all-features --locked -- -D warnings
+	deploy/lint/each-feature
 
 # Benchmarks, not tests: rendering /metrics and one PostgreSQL poll, one rules-engine cycle (criterion), then dbwatch side by side with
 # postgres_exporter and mysqld_exporter on the local fleet. Method and figures: docs/benchmarks.md.

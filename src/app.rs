@@ -12,7 +12,7 @@ use tokio_util::task::TaskTracker;
 
 use crate::config::{self, Config};
 use crate::http::{self, HttpState};
-use crate::scheduler::{self, TargetTask};
+use crate::scheduler::TargetTask;
 use crate::self_metrics::SelfMetrics;
 use crate::store::SnapshotStore;
 use crate::supervise::{supervise, Components};
@@ -159,7 +159,7 @@ pub async fn run(
     let tracker = TaskTracker::new();
 
     for target in config.targets {
-        let collector = scheduler::build_collector(&target.engine);
+        let collector = target.engine.build_collector();
         let task = TargetTask::new(target, collector, Arc::clone(&store), metrics.clone());
         tracker.spawn(task.run(shutdown.clone()));
     }

@@ -6,6 +6,7 @@
 
 pub mod app;
 pub mod config;
+pub mod engines;
 pub mod exposition;
 pub mod http;
 pub mod logging;

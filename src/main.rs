@@ -198,7 +198,7 @@ fn rules_command(command: RulesCommand) -> ExitCode {
             namespace,
         } => {
             let set = if files.is_empty() {
-                rules::load_builtin()
+                dbwatch::engines::shipped_rules()
             } else {
                 rules::load_rule_files(&files)
             };

@@ -12,7 +12,7 @@ use dbwatch_collectors::{fleet, CollectError, Collected, Collector, Sample};
 use tokio::time::{Instant, MissedTickBehavior};
 use tokio_util::sync::CancellationToken;
 
-use crate::config::{Engine, Target};
+use crate::config::Target;
 use crate::exposition;
 use crate::self_metrics::{self, SelfMetrics};
 use crate::store::{Snapshot, SnapshotStore};
@@ -20,34 +20,6 @@ use crate::store::{Snapshot, SnapshotStore};
 /// How long a collector may take to say goodbye at shutdown.
 const CLOSE_TIMEOUT: Duration = Duration::from_secs(2);
 const MAX_START_OFFSET: Duration = Duration::from_secs(5);
-
-/// Builds the collector for a target. It does not connect; the first poll does.
-pub fn build_collector(engine: &Engine) -> Box<dyn Collector> {
-    match engine {
-        Engine::Postgres(options) => Box::new(
-            dbwatch_collectors::postgres::PostgresCollector::new(options.clone()),
-        ),
-        Engine::PgBouncer(options) => Box::new(
-            dbwatch_collectors::pgbouncer::PgBouncerCollector::new(options.clone()),
-        ),
-        #[cfg(feature = "mysql")]
-        Engine::Mysql(options) => Box::new(dbwatch_collectors::mysql::MysqlCollector::new(
-            options.clone(),
-        )),
-        #[cfg(feature = "mongodb")]
-        Engine::Mongodb(options) => Box::new(dbwatch_collectors::mongodb::MongoCollector::new(
-            options.clone(),
-        )),
-        #[cfg(feature = "dynamodb")]
-        Engine::Dynamodb(options) => Box::new(
-            dbwatch_collectors::dynamodb::DynamoDbCollector::new(options.clone()),
-        ),
-        #[cfg(feature = "cassandra")]
-        Engine::Cassandra(options) => Box::new(
-            dbwatch_collectors::cassandra::CassandraCollector::new(options.clone()),
-        ),
-    }
-}
 
 /// Why a poll produced no data.
 #[derive(Debug)]

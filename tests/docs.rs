@@ -68,13 +68,8 @@ fn metrics_in_code() -> BTreeMap<String, (String, String, String)> {
     rows
 }
 
-#[cfg(all(
-    feature = "postgres",
-    feature = "mysql",
-    feature = "mongodb",
-    feature = "cassandra",
-    feature = "dynamodb"
-))]
+/// With every engine compiled in (the default), the table is exactly the code's; a build without some engines
+/// lacks their metrics, so there every metric it has must still be listed, row for row.
 #[test]
 fn docs_metrics_lists_every_metric() {
     const BEGIN: &str =
@@ -96,6 +91,16 @@ fn docs_metrics_lists_every_metric() {
     let end = text.find(END).expect("docs/metrics.md has the end marker");
     let expected = table(&metrics_in_code());
     let current = &text[begin + BEGIN.len()..end];
+    if !dbwatch::engines::all_compiled() {
+        let listed: Vec<&str> = current.lines().collect();
+        for row in expected.lines() {
+            assert!(
+                listed.contains(&row),
+                "docs/metrics.md lacks or differs on: {row}"
+            );
+        }
+        return;
+    }
     if std::env::var_os("DBWATCH_BLESS").is_some() {
         let updated = format!("{}{BEGIN}\n{expected}{}", &text[..begin], &text[end..]);
         std::fs::write(path, updated).expect("write docs/metrics.md");

@@ -3,6 +3,8 @@
 use std::time::Duration;
 use tokio::time::Instant;
 
+use crate::error::CollectError;
+
 /// Exponential backoff between connection attempts: 1 s, 2 s, 4 s ... capped, reset by a success.
 ///
 /// Polls that fall inside the backoff window report the target down without touching the network, so a dead
@@ -29,6 +31,19 @@ impl Backoff {
     pub fn wait_remaining(&self, now: Instant) -> Option<Duration> {
         let next = self.next_attempt?;
         (next > now).then(|| next - now)
+    }
+
+    /// `Err(BackingOff)` while an attempt may not be made yet, so that the poll reports `target` down without
+    /// touching the network.
+    pub fn ready(&self, target: &str) -> Result<(), CollectError> {
+        match self.wait_remaining(Instant::now()) {
+            None => Ok(()),
+            Some(remaining) => Err(CollectError::BackingOff {
+                target: target.to_owned(),
+                failures: self.failures,
+                remaining,
+            }),
+        }
     }
 
     pub fn failures(&self) -> u32 {

@@ -46,15 +46,33 @@ impl ErrorKind {
     }
 }
 
+/// The cause of a failure as the driver or a check of ours gave it, kept whole for `source()`.
+pub type Cause = Box<dyn std::error::Error + Send + Sync>;
+
 /// Why a poll of a whole target failed.
+///
+/// The messages also print the cause: they go to the log and the status page as one line, where a reader
+/// would otherwise see "cannot connect to pg-main" and nothing of why.
 #[derive(Debug, thiserror::Error)]
 pub enum CollectError {
-    #[error("cannot connect to {target}: {reason}")]
-    Connect { target: String, reason: String },
-    #[error("authentication to {target} failed: {reason}")]
-    Auth { target: String, reason: String },
-    #[error("TLS to {target} failed: {reason}")]
-    Tls { target: String, reason: String },
+    #[error("cannot connect to {target}: {source}")]
+    Connect {
+        target: String,
+        #[source]
+        source: Cause,
+    },
+    #[error("authentication to {target} failed: {source}")]
+    Auth {
+        target: String,
+        #[source]
+        source: Cause,
+    },
+    #[error("TLS to {target} failed: {source}")]
+    Tls {
+        target: String,
+        #[source]
+        source: Cause,
+    },
     #[error(
         "connection to {target} is backing off for {remaining:?} after {failures} failed attempts"
     )]
@@ -63,17 +81,49 @@ pub enum CollectError {
         failures: u32,
         remaining: Duration,
     },
-    #[error("connection lost during {view}: {reason}")]
-    ConnectionLost { view: &'static str, reason: String },
-    #[error("view {view} failed: {reason}")]
-    Query { view: &'static str, reason: String },
+    #[error("connection lost during {view}: {source}")]
+    ConnectionLost {
+        view: &'static str,
+        #[source]
+        source: Cause,
+    },
+    #[error("view {view} failed: {source}")]
+    Query {
+        view: &'static str,
+        #[source]
+        source: Cause,
+    },
     #[error("view {view} timed out")]
     Timeout { view: &'static str },
-    #[error("view {view} answered an unexpected shape: {reason}")]
-    Decode { view: &'static str, reason: String },
+    #[error("view {view} answered an unexpected shape: {source}")]
+    Decode {
+        view: &'static str,
+        #[source]
+        source: Cause,
+    },
 }
 
 impl CollectError {
+    /// A view's failure as the poll's error, by the failure's class.
+    pub fn view_failed(kind: ErrorKind, view: &'static str, source: Cause) -> CollectError {
+        match kind {
+            ErrorKind::Connect => CollectError::ConnectionLost { view, source },
+            ErrorKind::Timeout => CollectError::Timeout { view },
+            ErrorKind::Decode => CollectError::Decode { view, source },
+            _ => CollectError::Query { view, source },
+        }
+    }
+
+    /// A failed connect as the poll's error: credentials and TLS apart from the network.
+    pub fn connect_failed(kind: ErrorKind, target: &str, source: Cause) -> CollectError {
+        let target = target.to_owned();
+        match kind {
+            ErrorKind::Auth => CollectError::Auth { target, source },
+            ErrorKind::Tls => CollectError::Tls { target, source },
+            _ => CollectError::Connect { target, source },
+        }
+    }
+
     pub fn kind(&self) -> ErrorKind {
         match self {
             CollectError::Connect { .. }

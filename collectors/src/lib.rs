@@ -13,6 +13,9 @@ pub mod error;
 pub mod fleet;
 pub use dbwatch_metric as metric;
 pub use dbwatch_secret as secret;
+pub mod password;
+pub mod top;
+pub mod view;
 pub mod view_log;
 
 #[cfg(feature = "cassandra")]
@@ -58,8 +61,25 @@ pub trait Collector: Send {
     /// The engine name used as the `db` label, e.g. `postgres`.
     fn db(&self) -> &'static str;
 
+    /// One pass over the target's views; [`Collector::collect`] is what the daemon calls.
+    async fn poll(&mut self) -> Result<Collected, CollectError>;
+
+    /// Whether a failed poll leaves the connection worth nothing, so that [`Collector::collect`] drops it: by
+    /// default a failure of the connection or of the credentials. A failed query on a healthy connection keeps it.
+    fn drops_connection(&self, error: &CollectError) -> bool {
+        matches!(error.kind(), ErrorKind::Connect | ErrorKind::Auth)
+    }
+
     /// Polls the target once. `Err` means the target as a whole could not be read (`db_up 0`).
-    async fn collect(&mut self) -> Result<Collected, CollectError>;
+    async fn collect(&mut self) -> Result<Collected, CollectError> {
+        let result = self.poll().await;
+        if let Err(error) = &result {
+            if self.drops_connection(error) {
+                self.abandon_connection();
+            }
+        }
+        result
+    }
 
     /// Called after a poll was cut by the daemon's client-side timeout. The connection may be mid-query, so the
     /// collector drops it; the next poll reconnects.
@@ -71,6 +91,8 @@ pub trait Collector: Send {
 
 /// Every metric descriptor a build of this crate can emit, for documentation and lint tests.
 pub fn all_descriptors() -> Vec<&'static MetricDesc> {
+    // With no engine compiled in, only the fleet's.
+    #[allow(unused_mut)]
     let mut all: Vec<&'static MetricDesc> = fleet::DESCRIPTORS.to_vec();
     #[cfg(feature = "postgres")]
     {

@@ -29,6 +29,11 @@ impl ViewLog {
         }
     }
 
+    /// The target the log is for.
+    pub fn target(&self) -> &str {
+        &self.target
+    }
+
     /// Records a failure; returns whether it was logged at warn (the first of a run of failures).
     pub fn failed(&mut self, view: &'static str, error: &dyn Display) -> bool {
         let node = self.node.as_deref();

@@ -138,7 +138,7 @@ fn mysql_rows(rows: &[dbwatch_collectors::mysql::row::TextRow]) {
         }
     }
     if let Ok(digests) = events_statements_summary_by_digest::parse(rows) {
-        events_statements_summary_by_digest::TopDigests::samples(&digests, &mut out);
+        events_statements_summary_by_digest::top_samples(&digests, &mut out);
     }
     let _ = events_statements_summary_global_by_event_name::StatementTotals::from_rows(rows);
 }

@@ -48,7 +48,9 @@ pub use engine::{
     AlertSummary, AlertsHandle, AlertsView, EngineOptions, RuleMetrics, RulesEngine,
     DEFAULT_EVALUATION_INTERVAL,
 };
-pub use export::{export, load_builtin, ExportError, ExportFormat, BUILTIN_RULE_FILES};
+#[cfg(test)]
+pub(crate) use export::load_builtin;
+pub use export::{export, load_embedded, ExportError, ExportFormat};
 pub use load::{load_rule_files, resolve_rule_files, RuleError, RuleErrors};
 pub use model::RuleSet;
 pub use source::{Latest, SampleSource, TargetSamples, TargetScrape};

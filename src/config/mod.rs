@@ -4,8 +4,6 @@
 //! path. Validation ([`validate`]) is pure: it applies defaults and cross-field rules and yields the types the
 //! daemon runs on. Nothing here does network IO; password files are read when a collector connects.
 
-mod engines;
-mod targets;
 pub mod validate;
 
 use std::path::{Path, PathBuf};
@@ -13,10 +11,12 @@ use std::time::Duration;
 
 use std::collections::BTreeMap;
 
+use crate::engines::{spanned_duration, RawEngine};
+pub use crate::engines::{Engine, Spanned};
 pub use dbwatch_secret::{PasswordSource, Secret};
 use dbwatch_yaml::{node as yaml, read};
 pub use dbwatch_yaml::{ConfigError, ConfigErrors};
-pub use validate::{AlertingConfig, Config, Engine, RulesConfig, Target};
+pub use validate::{AlertingConfig, Config, RulesConfig, Target};
 
 #[derive(Debug, thiserror::Error)]
 pub enum LoadError {
@@ -67,14 +67,6 @@ pub fn load_str(file: &Path, text: &str, env: read::EnvLookup<'_>) -> Result<Con
     }
 }
 
-/// A value with where it was written, for validation messages.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Spanned<T> {
-    pub value: T,
-    pub mark: yaml::Mark,
-    pub path: String,
-}
-
 /// The file as written: every field optional, nothing defaulted or cross-checked yet.
 #[derive(Debug, Default)]
 pub struct RawConfig {
@@ -99,7 +91,7 @@ pub struct RawTarget {
     pub interval: Option<Spanned<Duration>>,
     pub timeout: Option<Spanned<Duration>>,
     /// `None` when the type was missing or unknown (already reported).
-    pub engine: Option<targets::RawEngine>,
+    pub engine: Option<RawEngine>,
 }
 
 impl RawConfig {
@@ -208,7 +200,7 @@ impl RawTarget {
         });
         let interval = spanned_duration(reader, &mut fields, "interval");
         let timeout = spanned_duration(reader, &mut fields, "timeout");
-        let engine = targets::RawEngine::read(reader, &mut fields, node.mark);
+        let engine = RawEngine::read(reader, &mut fields, node.mark);
         fields.finish(reader);
         Some(RawTarget {
             mark: node.mark,
@@ -220,18 +212,4 @@ impl RawTarget {
             engine,
         })
     }
-}
-
-fn spanned_duration(
-    reader: &mut read::Reader<'_>,
-    fields: &mut read::Fields<'_>,
-    key: &'static str,
-) -> Option<Spanned<Duration>> {
-    let (node, path) = fields.take(key)?;
-    let value = reader.duration(node, &path)?;
-    Some(Spanned {
-        value,
-        mark: node.mark,
-        path,
-    })
 }

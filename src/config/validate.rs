@@ -4,17 +4,13 @@ use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use dbwatch_collectors::postgres::{PgConnectionOptions, PostgresOptions};
-use dbwatch_collectors::secret::PasswordSource;
-
-use super::targets::{RawEngine, RawPgConnection};
 use super::{ConfigError, RawConfig, RawTarget, Spanned};
+use crate::engines::{check_positive, Engine, Errors, TargetLimits};
 use dbwatch_yaml::node::Mark;
 
 pub const DEFAULT_INTERVAL: Duration = Duration::from_secs(15);
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(5);
 const MIN_INTERVAL: Duration = Duration::from_secs(1);
-const DEFAULT_LOCK_TIMEOUT: Duration = Duration::from_secs(1);
 
 /// Labels every series already carries; a target's own labels may not reuse them.
 const RESERVED_LABELS: &[&str] = &["target", "db"];
@@ -55,52 +51,6 @@ pub struct Target {
     pub interval: Duration,
     pub timeout: Duration,
     pub engine: Engine,
-}
-
-/// The closed list of engines; each variant holds what its collector is built from.
-#[derive(Debug, Clone)]
-pub enum Engine {
-    Postgres(PostgresOptions),
-    PgBouncer(PgConnectionOptions),
-    #[cfg(feature = "mysql")]
-    Mysql(dbwatch_collectors::mysql::MysqlOptions),
-    #[cfg(feature = "mongodb")]
-    Mongodb(dbwatch_collectors::mongodb::MongoOptions),
-    #[cfg(feature = "dynamodb")]
-    Dynamodb(dbwatch_collectors::dynamodb::DynamoDbOptions),
-    #[cfg(feature = "cassandra")]
-    Cassandra(dbwatch_collectors::cassandra::CassandraOptions),
-}
-
-impl Engine {
-    /// The `db` label value of the engine's series.
-    pub fn db(&self) -> &'static str {
-        match self {
-            Engine::Postgres(_) => "postgres",
-            Engine::PgBouncer(_) => "pgbouncer",
-            #[cfg(feature = "mysql")]
-            Engine::Mysql(_) => "mysql",
-            #[cfg(feature = "mongodb")]
-            Engine::Mongodb(_) => "mongodb",
-            #[cfg(feature = "dynamodb")]
-            Engine::Dynamodb(_) => "dynamodb",
-            #[cfg(feature = "cassandra")]
-            Engine::Cassandra(_) => "cassandra",
-        }
-    }
-}
-
-struct Errors<'a>(&'a mut Vec<ConfigError>);
-
-impl Errors<'_> {
-    fn at(&mut self, mark: Mark, path: &str, message: impl Into<String>) {
-        self.0.push(ConfigError {
-            line: mark.line,
-            column: mark.column,
-            path: path.to_owned(),
-            message: message.into(),
-        });
-    }
 }
 
 /// Applies defaults and cross-field rules. Returns `None` when a target could not be built at all; every
@@ -274,149 +224,19 @@ fn validate_target(
         );
     }
     let name = name?;
-    let engine = match raw.engine? {
-        RawEngine::Postgres {
-            connection,
-            views,
-            statement_timeout,
-            lock_timeout,
-        } => {
-            let connection = validate_pg_connection(errors, connection, &name, timeout)?;
-            // The server-side limits stay inside the client-side one, so the server cancels a stuck query
-            // before the daemon abandons the connection.
-            let statement_timeout = statement_timeout.map_or(timeout / 2, |spanned| {
-                if spanned.value >= timeout {
-                    errors.at(
-                        spanned.mark,
-                        &spanned.path,
-                        "statement_timeout must be shorter than the target's timeout",
-                    );
-                }
-                spanned.value
-            });
-            let lock_timeout =
-                lock_timeout.map_or(DEFAULT_LOCK_TIMEOUT.min(timeout / 4), |spanned| {
-                    if spanned.value >= timeout {
-                        errors.at(
-                            spanned.mark,
-                            &spanned.path,
-                            "lock_timeout must be shorter than the target's timeout",
-                        );
-                    }
-                    spanned.value
-                });
-            Engine::Postgres(PostgresOptions {
-                connection,
-                statement_timeout,
-                lock_timeout,
-                views,
-            })
-        }
-        RawEngine::PgBouncer { connection } => {
-            Engine::PgBouncer(validate_pg_connection(errors, connection, &name, timeout)?)
-        }
-        #[cfg(feature = "mysql")]
-        RawEngine::Mysql(mut options) => {
-            options.connection.target = name.clone();
-            options.connection.connect_timeout = options.connection.connect_timeout.min(timeout);
-            // The server-side bound stays inside the poll's deadline, as for PostgreSQL.
-            options.statement_timeout = options.statement_timeout.min(timeout / 2);
-            Engine::Mysql(options)
-        }
-        #[cfg(feature = "mongodb")]
-        RawEngine::Mongodb(mut options) => {
-            options.target = name.clone();
-            options.connect_timeout = options.connect_timeout.min(timeout);
-            options.server_selection_timeout = options.server_selection_timeout.min(timeout);
-            options.command_timeout = options.command_timeout.min(timeout / 2);
-            Engine::Mongodb(options)
-        }
-        #[cfg(feature = "dynamodb")]
-        RawEngine::Dynamodb(mut options) => {
-            options.target = name.clone();
-            Engine::Dynamodb(options)
-        }
-        #[cfg(feature = "cassandra")]
-        RawEngine::Cassandra(mut options) => {
-            options.target = name.clone();
-            options.connect_timeout = options.connect_timeout.min(timeout);
-            options.request_timeout = options.request_timeout.min(timeout / 2);
-            if let Some(canary) = options.canary.as_mut() {
-                // A canary that can outlive the poll would only ever be cut by the deadline.
-                canary.timeout = canary.timeout.min(timeout * 3 / 4);
-            }
-            Engine::Cassandra(options)
-        }
-    };
+    let engine = raw.engine?.validate(
+        TargetLimits {
+            name: &name,
+            timeout,
+        },
+        errors,
+    )?;
     Some(Target {
         name,
         labels,
         interval,
         timeout,
         engine,
-    })
-}
-
-fn validate_pg_connection(
-    errors: &mut Errors<'_>,
-    raw: RawPgConnection,
-    target: &str,
-    timeout: Duration,
-) -> Option<PgConnectionOptions> {
-    let mut missing = |key: &str| {
-        errors.at(
-            raw.mark,
-            &format!("{}.{key}", raw.path),
-            format!("missing key {key}"),
-        );
-    };
-    let host = raw.host.clone().or_else(|| {
-        missing("host");
-        None
-    });
-    let user = raw.user.clone().or_else(|| {
-        missing("user");
-        None
-    });
-    let password = match (raw.password, raw.password_file) {
-        (Some(_), Some(_)) => {
-            errors.at(
-                raw.mark,
-                &raw.path,
-                "password and password_file are both set; keep one",
-            );
-            None
-        }
-        (Some(secret), None) => Some(PasswordSource::Inline(secret)),
-        (None, Some(path)) => Some(PasswordSource::File(path)),
-        (None, None) => None,
-    };
-    let tls = raw.tls;
-    if tls.cert_file.is_some() != tls.key_file.is_some() {
-        errors.at(
-            raw.tls_mark,
-            &format!("{}.tls", raw.path),
-            "cert_file and key_file go together",
-        );
-    }
-    let connect_timeout = match raw.connect_timeout {
-        Some(spanned) => {
-            check_positive(errors, &spanned);
-            spanned.value.min(timeout)
-        }
-        None => timeout,
-    };
-    Some(PgConnectionOptions {
-        target: target.to_owned(),
-        host: host?,
-        port: raw.port.unwrap_or(5432),
-        user: user?,
-        database: raw
-            .database
-            .unwrap_or_else(|| raw.default_database.to_owned()),
-        password,
-        tls,
-        connect_timeout,
     })
 }
 
@@ -430,12 +250,6 @@ fn check_interval(errors: &mut Errors<'_>, interval: &Spanned<Duration>) {
                 humantime::format_duration(interval.value)
             ),
         );
-    }
-}
-
-fn check_positive(errors: &mut Errors<'_>, duration: &Spanned<Duration>) {
-    if duration.value.is_zero() {
-        errors.at(duration.mark, &duration.path, "must be longer than 0s");
     }
 }
 

@@ -288,7 +288,8 @@ impl CassandraCollector {
         }
     }
 
-    async fn poll(&mut self) -> Result<Collected, CollectError> {
+    /// One pass over the target's views.
+    async fn read_views(&mut self) -> Result<Collected, CollectError> {
         let (session, fresh) = self.session.session().await?;
         if fresh {
             self.forget_connection_facts();
@@ -298,7 +299,7 @@ impl CassandraCollector {
         if nodes.is_empty() {
             return Err(CollectError::Connect {
                 target: self.session.target().to_owned(),
-                reason: "the cluster metadata lists no node".into(),
+                source: "the cluster metadata lists no node".into(),
             });
         }
         let host_ids: Vec<String> = nodes.iter().map(|node| node.host_id.to_string()).collect();
@@ -415,7 +416,7 @@ impl CassandraCollector {
         if reachable == 0 {
             return Err(CollectError::Connect {
                 target: self.session.target().to_owned(),
-                reason: format!("none of the {} nodes answered", nodes.len()),
+                source: format!("none of the {} nodes answered", nodes.len()).into(),
             });
         }
 
@@ -451,15 +452,8 @@ impl Collector for CassandraCollector {
         "cassandra"
     }
 
-    async fn collect(&mut self) -> Result<Collected, CollectError> {
-        let result = self.poll().await;
-        if let Err(error) = &result {
-            if matches!(error.kind(), ErrorKind::Connect | ErrorKind::Auth) {
-                self.session.drop_session();
-                self.forget_connection_facts();
-            }
-        }
-        result
+    async fn poll(&mut self) -> Result<Collected, CollectError> {
+        self.read_views().await
     }
 
     fn abandon_connection(&mut self) {

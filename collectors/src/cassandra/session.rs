@@ -28,6 +28,7 @@ use tokio::time::Instant;
 
 use crate::backoff::Backoff;
 use crate::error::{CollectError, ErrorKind};
+use crate::password::read_password;
 use crate::secret::PasswordSource;
 
 use super::tls::{self, CassandraTls, CassandraTlsMode};
@@ -111,14 +112,7 @@ impl CqlSession {
     }
 
     async fn connect(&mut self) -> Result<Session, CollectError> {
-        let now = Instant::now();
-        if let Some(remaining) = self.backoff.wait_remaining(now) {
-            return Err(CollectError::BackingOff {
-                target: self.options.target.clone(),
-                failures: self.backoff.failures(),
-                remaining,
-            });
-        }
+        self.backoff.ready(&self.options.target)?;
         let result = self.build().await;
         match &result {
             Ok(_) => self.backoff.record_success(),
@@ -155,19 +149,14 @@ impl CqlSession {
             .default_execution_profile_handle(profile.into_handle())
             .custom_identity(SelfIdentity::new().with_application_name("dbwatch"));
         if let Some(user) = &options.user {
-            let password = match &options.password {
-                Some(source) => source.read().map_err(|error| CollectError::Auth {
-                    target: options.target.clone(),
-                    reason: format!("cannot read the password: {error}"),
-                })?,
-                None => crate::secret::Secret::new(String::new()),
-            };
+            let password = read_password(&options.target, options.password.as_ref())?
+                .unwrap_or_else(|| crate::secret::Secret::new(String::new()));
             builder = builder.user(user.clone(), password.expose().to_owned());
         }
         // Built at each connect, so rotated certificates and CAs are read again.
         let tls_config = tls::client_config(&options.tls).map_err(|error| CollectError::Tls {
             target: options.target.clone(),
-            reason: error.to_string(),
+            source: Box::new(error),
         })?;
         if let Some(config) = tls_config {
             builder = builder.tls_context(Some(config));
@@ -177,17 +166,31 @@ impl CqlSession {
         let deadline = options.connect_timeout + options.request_timeout;
         match tokio::time::timeout(deadline, builder.build()).await {
             Ok(Ok(session)) => Ok(session),
-            Ok(Err(error)) => Err(self.connect_error(&error)),
+            Ok(Err(error)) => Err(self.connect_error(error)),
             Err(_) => Err(CollectError::Connect {
                 target: options.target.clone(),
-                reason: format!("no session within {}ms", deadline.as_millis()),
+                source: format!("no session within {}ms", deadline.as_millis()).into(),
             }),
         }
     }
 
-    fn connect_error(&self, error: &NewSessionError) -> CollectError {
+    fn connect_error(&self, error: NewSessionError) -> CollectError {
         let target = self.options.target.clone();
-        let reason = error.to_string();
+        let kind = self.connect_failure(&error);
+        let source: crate::error::Cause = match kind {
+            ConnectFailure::TlsRefused => Box::new(TlsRefused { source: error }),
+            _ => Box::new(error),
+        };
+        match kind {
+            ConnectFailure::Auth => CollectError::Auth { target, source },
+            ConnectFailure::Tls | ConnectFailure::TlsRefused => {
+                CollectError::Tls { target, source }
+            }
+            ConnectFailure::Connect => CollectError::Connect { target, source },
+        }
+    }
+
+    fn connect_failure(&self, error: &NewSessionError) -> ConnectFailure {
         let last_connection_error = match error {
             NewSessionError::MetadataError(MetadataError::ConnectionPoolError(
                 ConnectionPoolError::Broken {
@@ -197,27 +200,42 @@ impl CqlSession {
             _ => None,
         };
         match last_connection_error {
-            Some(last) if is_auth_failure(last) => CollectError::Auth { target, reason },
-            Some(last) if is_tls_failure(last) => CollectError::Tls { target, reason },
+            Some(last) if is_auth_failure(last) => ConnectFailure::Auth,
+            Some(last) if is_tls_failure(last) => ConnectFailure::Tls,
             // Under TLS 1.3 the client's handshake completes before the node has judged the client
             // certificate; a node that refuses it closes the connection, which the driver sees only as broken
             // during its first request. The handshake itself succeeded, so the node speaks TLS: the refusal is
             // of this client's TLS identity, not a network fault.
             Some(ConnectionError::ConnectionSetupRequestError(setup))
                 if self.options.tls.mode != CassandraTlsMode::Disable
-                    && matches!(setup.error, ConnectionSetupRequestErrorKind::BrokenConnection(_)) =>
+                    && matches!(
+                        setup.error,
+                        ConnectionSetupRequestErrorKind::BrokenConnection(_)
+                    ) =>
             {
-                CollectError::Tls {
-                    target,
-                    reason: format!(
-                        "{reason} (the node closed the connection right after the TLS handshake: it probably \
-                         refused the client certificate, or requires one and tls.cert_file is not set)"
-                    ),
-                }
+                ConnectFailure::TlsRefused
             }
-            _ => CollectError::Connect { target, reason },
+            _ => ConnectFailure::Connect,
         }
     }
+}
+
+/// How a session that could not be built failed, judged from the driver's error before it is moved.
+#[derive(Debug, Clone, Copy)]
+enum ConnectFailure {
+    Auth,
+    Tls,
+    /// The node closed the connection right after a TLS handshake that succeeded.
+    TlsRefused,
+    Connect,
+}
+
+/// A node that closed the connection right after the TLS handshake.
+#[derive(Debug, thiserror::Error)]
+#[error("{source} (the node closed the connection right after the TLS handshake: it probably refused the client certificate, or requires one and tls.cert_file is not set)")]
+struct TlsRefused {
+    #[source]
+    source: NewSessionError,
 }
 
 /// A connection that failed in its TLS handshake. The driver's error is `transparent` over the I/O error, so

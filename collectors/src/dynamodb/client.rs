@@ -13,6 +13,7 @@ use tokio::time::Instant;
 
 use crate::backoff::Backoff;
 use crate::error::{CollectError, ErrorKind};
+use crate::view::ViewError;
 
 /// How to reach AWS. Credentials are deliberately absent: they come from the standard chain (environment,
 /// shared profile, web identity, container or instance metadata), never from dbwatch's own configuration.
@@ -56,13 +57,7 @@ impl AwsSession {
         if let Some(clients) = &self.clients {
             return Ok((clients.clone(), false));
         }
-        if let Some(remaining) = self.backoff.wait_remaining(Instant::now()) {
-            return Err(CollectError::BackingOff {
-                target: self.settings.target.clone(),
-                failures: self.backoff.failures(),
-                remaining,
-            });
-        }
+        self.backoff.ready(&self.settings.target)?;
         match self.build().await {
             Ok(clients) => {
                 self.clients = Some(clients.clone());
@@ -115,10 +110,11 @@ impl AwsSession {
         let Ok(config) = tokio::time::timeout(settings.api_timeout, loader.load()).await else {
             return Err(CollectError::Connect {
                 target: settings.target.clone(),
-                reason: format!(
+                source: format!(
                     "AWS configuration not loaded within {}ms",
                     settings.api_timeout.as_millis()
-                ),
+                )
+                .into(),
             });
         };
 
@@ -133,10 +129,11 @@ impl AwsSession {
             Err(_) => {
                 return Err(CollectError::Connect {
                     target: settings.target.clone(),
-                    reason: format!(
+                    source: format!(
                         "credentials not resolved within {}ms",
                         settings.api_timeout.as_millis()
-                    ),
+                    )
+                    .into(),
                 })
             }
         }
@@ -150,7 +147,7 @@ impl AwsSession {
     fn auth_error(&self, reason: String) -> CollectError {
         CollectError::Auth {
             target: self.settings.target.clone(),
-            reason: format!("cannot resolve AWS credentials: {reason}"),
+            source: format!("cannot resolve AWS credentials: {reason}").into(),
         }
     }
 }
@@ -180,26 +177,33 @@ impl ApiError {
             bare_server_error: false,
         }
     }
+}
 
-    /// The failure as a poll error naming the view.
-    pub fn into_collect_error(self, target: &str, view: &'static str) -> CollectError {
+/// A call of a view. The class is decided when the error is made (and may be raised to unsupported by the
+/// collector's count of bare 500s), so the runner reads it as it is.
+impl ViewError for ApiError {
+    fn kind(&self) -> ErrorKind {
+        self.kind
+    }
+
+    fn into_collect_error(self, target: &str, view: &'static str) -> CollectError {
         match self.kind {
             ErrorKind::Connect | ErrorKind::Tls => CollectError::ConnectionLost {
                 view,
-                reason: self.reason,
+                source: Box::new(self),
             },
             ErrorKind::Auth => CollectError::Auth {
                 target: target.to_owned(),
-                reason: format!("{view}: {}", self.reason),
+                source: format!("{view}: {}", self.reason).into(),
             },
             ErrorKind::Timeout => CollectError::Timeout { view },
             ErrorKind::Decode => CollectError::Decode {
                 view,
-                reason: self.reason,
+                source: Box::new(self),
             },
             ErrorKind::Query | ErrorKind::Unsupported => CollectError::Query {
                 view,
-                reason: self.reason,
+                source: Box::new(self),
             },
         }
     }

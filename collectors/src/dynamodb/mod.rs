@@ -67,7 +67,8 @@ use tokio::time::Instant;
 use crate::error::{CollectError, ErrorKind};
 use crate::fleet;
 use crate::metric::{bool_value, MetricDesc, MetricKind, Sample};
-use crate::{Collected, Collector, ViewOutcome};
+use crate::view::ViewRunner;
+use crate::{Collected, Collector};
 
 use api_usage::{PollUsage, UsageTotals};
 use client::{ApiError, AwsSession, ClientSettings, Clients};
@@ -302,7 +303,7 @@ impl DynamoDbCollector {
         self.samplers.get(table).map(|sampler| &sampler.histogram)
     }
 
-    async fn poll(&mut self, usage: &mut PollUsage) -> Result<Collected, CollectError> {
+    async fn poll_counted(&mut self, usage: &mut PollUsage) -> Result<Collected, CollectError> {
         // Held apart for the poll (and given back whatever it returns): the view runner counts into it while the poll borrows the collector.
         let mut bare_500s = std::mem::take(&mut self.bare_500s);
         let mut log = std::mem::take(&mut self.view_log);
@@ -323,13 +324,10 @@ impl DynamoDbCollector {
             self.capabilities = Capabilities::default();
             bare_500s.clear();
         }
-        let target = self.options.target.clone();
         let mut collected = Collected::default();
-        let mut run = ViewRunner {
-            views: &mut collected.views,
-            target: &target,
+        let mut run = Calls {
+            run: ViewRunner::merging(&mut collected.views, log),
             bare_500s,
-            log,
         };
         let samples = &mut collected.samples;
 
@@ -413,7 +411,7 @@ impl DynamoDbCollector {
         &mut self,
         clients: &Clients,
         tables: &[String],
-        run: &mut ViewRunner<'_>,
+        run: &mut Calls<'_>,
         usage: &mut PollUsage,
     ) -> Result<(), CollectError> {
         let refresh_due = self
@@ -511,7 +509,7 @@ impl DynamoDbCollector {
         &self,
         clients: &Clients,
         window: Window,
-        run: &mut ViewRunner<'_>,
+        run: &mut Calls<'_>,
         usage: &mut PollUsage,
         samples: &mut Vec<Sample>,
     ) -> Result<(), CollectError> {
@@ -552,7 +550,7 @@ impl DynamoDbCollector {
         &mut self,
         clients: &Clients,
         tables: &[String],
-        run: &mut ViewRunner<'_>,
+        run: &mut Calls<'_>,
         usage: &mut PollUsage,
     ) -> Result<(), CollectError> {
         let now = Instant::now();
@@ -594,14 +592,20 @@ impl Collector for DynamoDbCollector {
         "dynamodb"
     }
 
-    async fn collect(&mut self) -> Result<Collected, CollectError> {
+    /// A failed poll keeps the clients: the SDK reconnects by itself, and the session's own backoff (recorded
+    /// below) is what spaces the attempts.
+    fn drops_connection(&self, _error: &CollectError) -> bool {
+        false
+    }
+
+    async fn poll(&mut self) -> Result<Collected, CollectError> {
         let started = Instant::now();
         let interval = self
             .last_poll_started
             .map(|previous| started.duration_since(previous));
         self.last_poll_started = Some(started);
         let mut usage = PollUsage::default();
-        let result = self.poll(&mut usage).await;
+        let result = self.poll_counted(&mut usage).await;
         match result {
             Ok(mut collected) => {
                 self.usage.record(&usage, interval, &mut collected.samples);
@@ -640,31 +644,22 @@ fn normalized(mut options: DynamoDbOptions) -> DynamoDbOptions {
     options
 }
 
-/// Runs one API call as a view: times it and records its outcome, one entry per view and poll (durations of
-/// repeated calls add up; the first failure's class is kept).
-struct ViewRunner<'a> {
-    views: &'a mut Vec<ViewOutcome>,
-    target: &'a str,
+/// The poll's API calls as views, one outcome per view and poll (durations of repeated calls add up; the
+/// first failure's class is kept), with DynamoDB's own judgement of bare 500s on top of the shared runner.
+struct Calls<'a> {
+    run: ViewRunner<'a>,
     /// Per view, the 500s without an error code since its last success (see `BARE_500S_FOR_UNSUPPORTED`).
     bare_500s: &'a mut HashMap<&'static str, u32>,
-    log: &'a mut crate::view_log::ViewLog,
 }
 
-impl ViewRunner<'_> {
+impl Calls<'_> {
     /// A call the poll cannot do without: any failure fails the poll.
     async fn required<T>(
         &mut self,
         view: &'static str,
         call: impl Future<Output = Result<T, ApiError>>,
     ) -> Result<T, CollectError> {
-        let started = Instant::now();
-        let result = call.await;
-        self.record(
-            view,
-            started.elapsed(),
-            result.as_ref().err().map(|error| error.kind),
-        );
-        result.map_err(|error| error.into_collect_error(self.target, view))
+        self.run.required(view, call).await
     }
 
     /// A call the poll can do without: a failure is recorded and returned as its class, except a lost
@@ -677,16 +672,12 @@ impl ViewRunner<'_> {
         let started = Instant::now();
         let result = call.await;
         let duration = started.elapsed();
-        match result {
+        let result = match result {
             Ok(value) => {
                 self.bare_500s.remove(view);
-                self.log.succeeded(view);
-                self.record(view, duration, None);
-                Ok(Ok(value))
+                Ok(value)
             }
-            Err(error) if error.kind == ErrorKind::Connect => {
-                Err(error.into_collect_error(self.target, view))
-            }
+            Err(error) if error.kind == ErrorKind::Connect => Err(error),
             Err(mut error) => {
                 if error.bare_server_error {
                     let count = self.bare_500s.entry(view).or_insert(0);
@@ -697,34 +688,15 @@ impl ViewRunner<'_> {
                 } else {
                     self.bare_500s.remove(view);
                 }
-                self.log.failed(view, &error);
-                self.record(view, duration, Some(error.kind));
-                Ok(Err(error.kind))
+                Err(error)
             }
-        }
+        };
+        self.run.settle(view, duration, result)
     }
 
     /// Whether `view`'s last answer was a 500 without an error code, not yet judged unsupported.
     fn bare_500_pending(&self, view: &str) -> bool {
         self.bare_500s.contains_key(view)
-    }
-
-    fn record(
-        &mut self,
-        view: &'static str,
-        duration: std::time::Duration,
-        error: Option<ErrorKind>,
-    ) {
-        if let Some(outcome) = self.views.iter_mut().find(|outcome| outcome.view == view) {
-            outcome.duration += duration;
-            outcome.error = outcome.error.or(error);
-            return;
-        }
-        self.views.push(ViewOutcome {
-            view,
-            duration,
-            error,
-        });
     }
 }
 
@@ -741,11 +713,10 @@ mod tests {
         };
         let mut views = Vec::new();
         let mut bare_500s = HashMap::new();
-        let mut run = ViewRunner {
-            views: &mut views,
-            target: "sessions",
+        let mut log = crate::view_log::ViewLog::new("sessions");
+        let mut run = Calls {
+            run: ViewRunner::merging(&mut views, &mut log),
             bare_500s: &mut bare_500s,
-            log: &mut crate::view_log::ViewLog::new("sessions"),
         };
         let once = run
             .view("describe_limits", async { Err::<(), _>(bare()) })

@@ -46,7 +46,7 @@ pub async fn fetch(conn: &Conn) -> Result<BalancerStatus, MongoError> {
     parse(&answer).map_err(MongoError::Decode)
 }
 
-pub fn parse(answer: &Document) -> Result<BalancerStatus, String> {
+pub fn parse(answer: &Document) -> Result<BalancerStatus, fields::Missing> {
     let mode = fields::str_at(answer, "mode").ok_or("balancerStatus has no mode")?;
     Ok(BalancerStatus {
         enabled: mode == "full",

@@ -40,7 +40,7 @@ pub async fn fetch(conn: &Conn) -> Result<BuildInfo, MongoError> {
     parse(&answer).map_err(MongoError::Decode)
 }
 
-pub fn parse(answer: &Document) -> Result<BuildInfo, String> {
+pub fn parse(answer: &Document) -> Result<BuildInfo, fields::Missing> {
     let version = fields::str_at(answer, "version")
         .ok_or("buildInfo has no version")?
         .to_owned();

@@ -12,6 +12,8 @@ use tokio::time::Instant;
 
 use crate::backoff::Backoff;
 use crate::error::{CollectError, ErrorKind};
+use crate::password::read_password;
+use crate::view::ViewError;
 
 use super::MongoOptions;
 
@@ -24,12 +26,12 @@ pub enum MongoError {
     #[error("no answer within {}ms", .0.as_millis())]
     NoAnswer(Duration),
     #[error("unexpected answer: {0}")]
-    Decode(String),
+    Decode(#[from] super::fields::Missing),
 }
 
 impl MongoError {
-    pub fn decode(reason: impl Into<String>) -> Self {
-        MongoError::Decode(reason.into())
+    pub fn decode(what: &'static str) -> Self {
+        MongoError::Decode(super::fields::Missing(what))
     }
 
     /// The server's error code, when the server answered with one.
@@ -88,13 +90,22 @@ pub fn classify(error: &MongoError) -> ErrorKind {
 }
 
 /// A command's failure as a poll failure, naming the view.
-pub fn view_error(view: &'static str, error: &MongoError) -> CollectError {
-    let reason = error.to_string();
-    match classify(error) {
-        ErrorKind::Connect => CollectError::ConnectionLost { view, reason },
-        ErrorKind::Timeout => CollectError::Timeout { view },
-        ErrorKind::Decode => CollectError::Decode { view, reason },
-        _ => CollectError::Query { view, reason },
+pub fn view_error(view: &'static str, error: MongoError) -> CollectError {
+    CollectError::view_failed(classify(&error), view, Box::new(error))
+}
+
+/// A command of a view. A command the server lacks is a capability, not a failure to warn about.
+impl ViewError for MongoError {
+    fn kind(&self) -> ErrorKind {
+        classify(self)
+    }
+
+    fn lacks_view(&self) -> bool {
+        classify(self) == ErrorKind::Unsupported
+    }
+
+    fn into_collect_error(self, _target: &str, view: &'static str) -> CollectError {
+        view_error(view, self)
     }
 }
 
@@ -184,13 +195,7 @@ impl MongoSession {
         if let Some(conn) = &self.conn {
             return Ok((conn.clone(), false));
         }
-        if let Some(remaining) = self.backoff.wait_remaining(Instant::now()) {
-            return Err(CollectError::BackingOff {
-                target: self.options.target.clone(),
-                failures: self.backoff.failures(),
-                remaining,
-            });
-        }
+        self.backoff.ready(&self.options.target)?;
         match self.create().await {
             Ok(conn) => {
                 self.conn = Some(conn.clone());
@@ -242,16 +247,17 @@ impl MongoSession {
             Ok(Err(error)) => {
                 return Err(CollectError::Connect {
                     target,
-                    reason: format!("invalid connection string: {error}"),
+                    source: Box::new(InvalidUrl { source: error }),
                 })
             }
             Err(_) => {
                 return Err(CollectError::Connect {
                     target,
-                    reason: format!(
+                    source: format!(
                         "connection string not resolved within {}ms",
                         options.connect_timeout.as_millis()
-                    ),
+                    )
+                    .into(),
                 })
             }
         };
@@ -280,11 +286,7 @@ impl MongoSession {
             if let Some(user) = &options.user {
                 credential.username = Some(user.clone());
             }
-            if let Some(source) = &options.password {
-                let password = source.read().map_err(|error| CollectError::Auth {
-                    target: target.clone(),
-                    reason: format!("cannot read the password: {error}"),
-                })?;
+            if let Some(password) = read_password(&target, options.password.as_ref())? {
                 credential.password = Some(password.expose().to_owned());
             }
             if let Some(auth_source) = &options.auth_source {
@@ -293,7 +295,7 @@ impl MongoSession {
             if credential.username.is_none() {
                 return Err(CollectError::Auth {
                     target,
-                    reason: "a password is configured but no user".into(),
+                    source: "a password is configured but no user".into(),
                 });
             }
             client_options.credential = Some(credential);
@@ -301,7 +303,7 @@ impl MongoSession {
         let client =
             Client::with_options(client_options).map_err(|error| CollectError::Connect {
                 target,
-                reason: error.to_string(),
+                source: Box::new(error),
             })?;
         Ok(Conn {
             client,
@@ -316,14 +318,27 @@ impl MongoSession {
 }
 
 /// The failure of the first commands on a new client as a connection failure of the target.
-pub fn connect_error(target: &str, view: &'static str, error: &MongoError) -> CollectError {
+pub fn connect_error(target: &str, view: &'static str, error: MongoError) -> CollectError {
     let target = target.to_owned();
-    let reason = error.to_string();
-    match classify(error) {
-        ErrorKind::Auth => CollectError::Auth { target, reason },
-        ErrorKind::Connect | ErrorKind::Timeout => CollectError::Connect { target, reason },
+    match classify(&error) {
+        ErrorKind::Auth => CollectError::Auth {
+            target,
+            source: Box::new(error),
+        },
+        ErrorKind::Connect | ErrorKind::Timeout => CollectError::Connect {
+            target,
+            source: Box::new(error),
+        },
         _ => view_error(view, error),
     }
+}
+
+/// A connection string the driver refused.
+#[derive(Debug, thiserror::Error)]
+#[error("invalid connection string: {source}")]
+struct InvalidUrl {
+    #[source]
+    source: mongodb::error::Error,
 }
 
 #[cfg(test)]

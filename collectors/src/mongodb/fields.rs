@@ -2,6 +2,17 @@
 
 use mongodb::bson::{Bson, Document};
 
+/// An answer that lacks what a view needs, naming what is missing.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct Missing(pub &'static str);
+
+impl From<&'static str> for Missing {
+    fn from(what: &'static str) -> Self {
+        Missing(what)
+    }
+}
+
 /// A numeric field as f64. The same counter travels as int32, int64 or double depending on the server version
 /// and its magnitude (opcounters went from int32 to int64 in 5.0), so every numeric type is accepted.
 pub fn number(value: &Bson) -> Option<f64> {

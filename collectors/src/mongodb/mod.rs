@@ -25,7 +25,6 @@ pub mod server_status;
 pub mod sharded_data_distribution;
 
 use std::fmt;
-use std::future::Future;
 use std::time::Duration;
 
 use tokio::time::Instant;
@@ -33,10 +32,11 @@ use tokio::time::Instant;
 use crate::error::{CollectError, ErrorKind};
 use crate::metric::{bool_value, MetricDesc, MetricKind, Sample};
 use crate::secret::PasswordSource;
+use crate::view::ViewRunner;
 use crate::{Collected, Collector, ViewOutcome};
 
 use build_info::BuildInfo;
-use connection::{classify, Conn, MongoError, MongoSession};
+use connection::{Conn, MongoError, MongoSession};
 use hello::Topology;
 use list_collections::DatabaseFilter;
 
@@ -378,7 +378,8 @@ impl MongoCollector {
         }
     }
 
-    async fn poll(&mut self) -> Result<Collected, CollectError> {
+    /// One pass over the target's views.
+    async fn read_views(&mut self) -> Result<Collected, CollectError> {
         let (conn, fresh) = self.session.conn().await?;
         let commands_before = conn.commands_sent();
         let mut collected = Collected::default();
@@ -397,7 +398,7 @@ impl MongoCollector {
                     return Err(connection::connect_error(
                         self.session.target(),
                         view,
-                        &error,
+                        error,
                     ));
                 }
             }
@@ -416,19 +417,16 @@ impl MongoCollector {
         let Some(server) = server.as_mut() else {
             return Err(CollectError::Decode {
                 view: build_info::VIEW,
-                reason: "server facts missing after detection".into(),
+                source: "server facts missing after detection".into(),
             });
         };
         let samples = &mut collected.samples;
-        let mut run = ViewRunner {
-            views: &mut collected.views,
-            log: view_log,
-        };
+        let mut run = ViewRunner::new(&mut collected.views, view_log);
         let capabilities = &mut server.capabilities;
         samples.push(server.build.sample());
 
         if let Ok(status) = run
-            .view(server_status::VIEW, server_status::fetch(&conn))
+            .try_view(server_status::VIEW, server_status::fetch(&conn))
             .await?
         {
             capabilities.record_server_status(&status);
@@ -437,7 +435,7 @@ impl MongoCollector {
 
         if views.replication && capabilities.get(Capability::ReplicaSet) {
             match run
-                .view(repl_set_get_status::VIEW, repl_set_get_status::fetch(&conn))
+                .try_view(repl_set_get_status::VIEW, repl_set_get_status::fetch(&conn))
                 .await?
             {
                 Ok(status) => status.samples(samples),
@@ -450,7 +448,7 @@ impl MongoCollector {
         }
 
         if views.oplog && capabilities.get(Capability::Oplog) {
-            match run.view(oplog::VIEW, oplog::fetch(&conn)).await? {
+            match run.try_view(oplog::VIEW, oplog::fetch(&conn)).await? {
                 Ok(bounds) => bounds.samples(samples),
                 Err(ErrorKind::Unsupported) => capabilities.set(Capability::Oplog, false),
                 Err(_) => {}
@@ -477,7 +475,7 @@ impl MongoCollector {
 
         if views.sharding && capabilities.get(Capability::Sharding) {
             if let Ok(balancer) = run
-                .view(balancer_status::VIEW, balancer_status::fetch(&conn))
+                .try_view(balancer_status::VIEW, balancer_status::fetch(&conn))
                 .await?
             {
                 balancer.samples(samples);
@@ -485,7 +483,7 @@ impl MongoCollector {
             let mut chunks_instead = !capabilities.get(Capability::ShardedDataDistribution);
             if !chunks_instead {
                 match run
-                    .view(
+                    .try_view(
                         sharded_data_distribution::VIEW,
                         sharded_data_distribution::fetch(&conn),
                     )
@@ -506,7 +504,7 @@ impl MongoCollector {
             }
             if chunks_instead {
                 if let Ok(chunks) = run
-                    .view(config_chunks::VIEW, config_chunks::fetch(&conn))
+                    .try_view(config_chunks::VIEW, config_chunks::fetch(&conn))
                     .await?
                 {
                     config_chunks::samples(&chunks, samples);
@@ -573,7 +571,7 @@ async fn index_round(
     state: &mut index_stats::IndexStatsState,
 ) -> Result<IndexOutcome, CollectError> {
     let discovery = match run
-        .view(
+        .try_view(
             list_collections::VIEW,
             list_collections::fetch(conn, filter, views.max_collections),
         )
@@ -583,7 +581,7 @@ async fn index_round(
         Err(_) => return Ok(IndexOutcome::Failed),
     };
     let round = match run
-        .view(
+        .try_view(
             index_stats::VIEW,
             index_stats::fetch(conn, &discovery.namespaces),
         )
@@ -611,15 +609,8 @@ impl Collector for MongoCollector {
         "mongodb"
     }
 
-    async fn collect(&mut self) -> Result<Collected, CollectError> {
-        let result = self.poll().await;
-        if let Err(error) = &result {
-            if matches!(error.kind(), ErrorKind::Connect | ErrorKind::Auth) {
-                self.session.drop_connection();
-                self.server = None;
-            }
-        }
-        result
+    async fn poll(&mut self) -> Result<Collected, CollectError> {
+        self.read_views().await
     }
 
     fn abandon_connection(&mut self) {
@@ -629,62 +620,6 @@ impl Collector for MongoCollector {
 
     async fn close(&mut self) {
         self.session.close().await;
-    }
-}
-
-/// Runs one view, timing it and recording its outcome.
-///
-/// A command the server refuses (a privilege, a missing feature) is recorded and the poll goes on; the caller
-/// gets the bounded kind to turn "unsupported" into a capability. A lost connection ends the poll.
-struct ViewRunner<'a> {
-    views: &'a mut Vec<ViewOutcome>,
-    log: &'a mut crate::view_log::ViewLog,
-}
-
-impl ViewRunner<'_> {
-    async fn view<T>(
-        &mut self,
-        view: &'static str,
-        command: impl Future<Output = Result<T, MongoError>>,
-    ) -> Result<Result<T, ErrorKind>, CollectError> {
-        let started = Instant::now();
-        let result = command.await;
-        let duration = started.elapsed();
-        match result {
-            Ok(value) => {
-                self.log.succeeded(view);
-                self.views.push(ViewOutcome {
-                    view,
-                    duration,
-                    error: None,
-                });
-                Ok(Ok(value))
-            }
-            Err(error) => {
-                let kind = classify(&error);
-                if kind == ErrorKind::Connect {
-                    return Err(connection::view_error(view, &error));
-                }
-                if kind == ErrorKind::Unsupported {
-                    tracing::info!(view, error = %error, "server lacks the view; not asked again on this connection");
-                } else {
-                    self.log.failed(view, &error);
-                }
-                self.views.push(ViewOutcome {
-                    view,
-                    duration,
-                    error: Some(kind),
-                });
-                Ok(Err(kind))
-            }
-        }
-    }
-
-    /// Marks the view that just ran as failed although it produced data (some collections were unreadable).
-    fn mark_last_failed(&mut self, kind: ErrorKind) {
-        if let Some(last) = self.views.last_mut() {
-            last.error = Some(kind);
-        }
     }
 }
 

@@ -88,7 +88,7 @@ pub async fn fetch(conn: &Conn) -> Result<ReplSetStatus, MongoError> {
     parse(&answer).map_err(MongoError::Decode)
 }
 
-pub fn parse(answer: &Document) -> Result<ReplSetStatus, String> {
+pub fn parse(answer: &Document) -> Result<ReplSetStatus, fields::Missing> {
     let members = answer
         .get("members")
         .and_then(Bson::as_array)

@@ -88,7 +88,7 @@ pub async fn fetch(conn: &Conn) -> Result<Vec<CollectionDistribution>, MongoErro
     parse(&rows).map_err(MongoError::Decode)
 }
 
-pub fn parse(rows: &[Document]) -> Result<Vec<CollectionDistribution>, String> {
+pub fn parse(rows: &[Document]) -> Result<Vec<CollectionDistribution>, fields::Missing> {
     let mut collections = Vec::with_capacity(rows.len());
     for row in rows {
         let namespace = fields::str_at(row, "ns").ok_or("distribution row has no ns")?;

@@ -10,7 +10,9 @@ use tokio::time::Instant;
 
 use crate::backoff::Backoff;
 use crate::error::{CollectError, ErrorKind};
+use crate::password::read_password;
 use crate::secret::PasswordSource;
+use crate::view::ViewError;
 
 use super::global_variables;
 use super::row::{ShapeError, TextRow};
@@ -133,15 +135,37 @@ impl QueryError {
     pub fn ends_connection(&self) -> bool {
         matches!(self, QueryError::ClientTimeout(_)) || self.kind() == ErrorKind::Connect
     }
+}
 
-    /// This error as the failure of the whole poll, naming the view.
-    pub fn into_collect_error(self, view: &'static str) -> CollectError {
-        let reason = self.to_string();
-        match self.kind() {
-            ErrorKind::Connect => CollectError::ConnectionLost { view, reason },
-            ErrorKind::Timeout => CollectError::Timeout { view },
-            ErrorKind::Decode => CollectError::Decode { view, reason },
-            _ => CollectError::Query { view, reason },
+/// A statement of a view. A client-side timeout leaves the connection mid-answer, so it ends the poll too.
+impl ViewError for QueryError {
+    fn kind(&self) -> ErrorKind {
+        QueryError::kind(self)
+    }
+
+    fn ends_poll(&self) -> bool {
+        self.ends_connection()
+    }
+
+    fn into_collect_error(self, _target: &str, view: &'static str) -> CollectError {
+        CollectError::view_failed(QueryError::kind(&self), view, Box::new(self))
+    }
+}
+
+/// A statement of opening a connection that failed after the handshake.
+#[derive(Debug, thiserror::Error)]
+#[error("cannot {step}: {source}")]
+pub struct SetupError {
+    step: &'static str,
+    #[source]
+    source: QueryError,
+}
+
+impl SetupError {
+    fn connect(target: &str, step: &'static str, source: QueryError) -> CollectError {
+        CollectError::Connect {
+            target: target.to_owned(),
+            source: Box::new(SetupError { step, source }),
         }
     }
 }
@@ -229,7 +253,7 @@ impl MysqlSession {
             }),
             None => Err(CollectError::Connect {
                 target: self.options.target.clone(),
-                reason: "connection vanished".into(),
+                source: "connection vanished".into(),
             }),
         }
     }
@@ -247,23 +271,17 @@ impl MysqlSession {
     }
 
     async fn open(&mut self) -> Result<(MySqlConnection, ServerInfo), CollectError> {
-        if let Some(remaining) = self.backoff.wait_remaining(Instant::now()) {
-            return Err(CollectError::BackingOff {
-                target: self.options.target.clone(),
-                failures: self.backoff.failures(),
-                remaining,
-            });
-        }
+        self.backoff.ready(&self.options.target)?;
         let connect_options = self.connect_options()?;
         let target = self.options.target.clone();
         let timeout = self.options.connect_timeout;
         let mut connection = match tokio::time::timeout(timeout, connect_options.connect()).await {
             Ok(Ok(connection)) => connection,
-            Ok(Err(error)) => return Err(connect_error(&target, &error)),
+            Ok(Err(error)) => return Err(connect_error(&target, error)),
             Err(_) => {
                 return Err(CollectError::Connect {
                     target,
-                    reason: format!("no answer within {}ms", timeout.as_millis()),
+                    source: format!("no answer within {}ms", timeout.as_millis()).into(),
                 })
             }
         };
@@ -276,10 +294,7 @@ impl MysqlSession {
                     .ok_or_else(|| ShapeError::Other("no row for @@version".into()))?;
                 Ok(ServerVersion::from_row(row)?)
             })
-            .map_err(|error| CollectError::Connect {
-                target: target.clone(),
-                reason: format!("cannot read the server version: {error}"),
-            })?;
+            .map_err(|error| SetupError::connect(&target, "read the server version", error))?;
         let settings = version.session_settings(self.statement_timeout);
         let statement_timeout = match execute(
             &mut connection,
@@ -290,10 +305,11 @@ impl MysqlSession {
         {
             Ok(()) => version.has_statement_timeout(),
             Err(error) if error.ends_connection() => {
-                return Err(CollectError::Connect {
-                    target,
-                    reason: format!("cannot apply the session settings: {error}"),
-                })
+                return Err(SetupError::connect(
+                    &target,
+                    "apply the session settings",
+                    error,
+                ))
             }
             Err(error) => {
                 // The polls can still run, only without the server-side bound; the capability gauge says so.
@@ -316,10 +332,11 @@ impl MysqlSession {
                 }
             },
             Err(error) if error.ends_connection() => {
-                return Err(CollectError::Connect {
-                    target,
-                    reason: format!("cannot read performance_schema: {error}"),
-                })
+                return Err(SetupError::connect(
+                    &target,
+                    "read performance_schema",
+                    error,
+                ))
             }
             Err(error) => {
                 tracing::warn!(target = %target, error = %error, "performance_schema unknown");
@@ -353,11 +370,7 @@ impl MysqlSession {
             Some(socket) => connect.socket(socket),
             None => connect.host(&options.host).port(options.port),
         };
-        if let Some(source) = &options.password {
-            let password = source.read().map_err(|error| CollectError::Auth {
-                target: options.target.clone(),
-                reason: format!("cannot read the password: {error}"),
-            })?;
+        if let Some(password) = read_password(&options.target, options.password.as_ref())? {
             connect = connect.password(password.expose());
         }
         if let Some(ca) = &options.tls.ca_file {
@@ -373,15 +386,14 @@ impl MysqlSession {
     }
 }
 
-fn connect_error(target: &str, error: &sqlx::Error) -> CollectError {
-    let target = target.to_owned();
-    let reason = error.to_string();
-    match classify(error) {
-        ErrorKind::Auth => CollectError::Auth { target, reason },
+fn connect_error(target: &str, error: sqlx::Error) -> CollectError {
+    let kind = match classify(&error) {
+        ErrorKind::Auth => ErrorKind::Auth,
         // A handshake that failed (a certificate that does not verify): its own kind, at connect only.
-        _ if matches!(error, sqlx::Error::Tls(_)) => CollectError::Tls { target, reason },
-        _ => CollectError::Connect { target, reason },
-    }
+        _ if matches!(error, sqlx::Error::Tls(_)) => ErrorKind::Tls,
+        _ => ErrorKind::Connect,
+    };
+    CollectError::connect_failed(kind, target, Box::new(error))
 }
 
 /// The bounded class of a driver error, from the server's error number.

@@ -1,10 +1,9 @@
 //! The top statement digests by execution time, opt-in (`top_digests`, 0 = off).
 //!
 //! Bounded and stable: at most `top_digests` digests are exported, and the set is sticky (see
-//! [`TopDigests::select`]). The labels are the schema and the DIGEST hash only, never the digest text:
+//! [`crate::top::StickyTop::select`]). The labels are the schema and the DIGEST hash only, never the digest text:
 //! statement text has unbounded cardinality and can carry literals.
 
-use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -90,58 +89,16 @@ pub fn parse(rows: &[TextRow]) -> Result<Vec<(DigestKey, DigestTotals)>, ShapeEr
 }
 
 /// The sticky set of exported digests.
-#[derive(Debug, Default)]
-pub struct TopDigests {
-    limit: usize,
-    selected: Vec<DigestKey>,
-}
+pub type TopDigests = crate::top::StickyTop<DigestKey>;
 
-impl TopDigests {
-    pub fn new(limit: usize) -> Self {
-        TopDigests {
-            limit,
-            selected: Vec::new(),
-        }
-    }
-
-    /// How many rows to ask for: twice the limit, the window in which a selected digest keeps its place.
-    pub fn window(&self) -> usize {
-        self.limit.saturating_mul(2)
-    }
-
-    /// Keeps every selected digest still within the window, then fills free places in rank order. A digest
-    /// loses its series only when it falls out of the top 2N, not when it slips from rank N to N+1, and at
-    /// most `limit` digests are ever exported.
-    pub fn select(
-        &mut self,
-        ranked: &[(DigestKey, DigestTotals)],
-    ) -> Vec<(DigestKey, DigestTotals)> {
-        let in_window: HashSet<&DigestKey> = ranked.iter().map(|(key, _)| key).collect();
-        self.selected.retain(|key| in_window.contains(key));
-        for (key, _) in ranked {
-            if self.selected.len() >= self.limit {
-                break;
-            }
-            if !self.selected.contains(key) {
-                self.selected.push(key.clone());
-            }
-        }
-        let selected: HashSet<&DigestKey> = self.selected.iter().collect();
-        ranked
-            .iter()
-            .filter(|(key, _)| selected.contains(key))
-            .cloned()
-            .collect()
-    }
-
-    pub fn samples(chosen: &[(DigestKey, DigestTotals)], out: &mut Vec<Sample>) {
-        for ((schema, digest), totals) in chosen {
-            let labels = [schema.as_str(), digest.as_str()];
-            out.push(CALLS.sample_with(labels, totals.calls));
-            out.push(SECONDS.sample_with(labels, totals.seconds));
-            out.push(ROWS_EXAMINED.sample_with(labels, totals.rows_examined));
-            out.push(ROWS_SENT.sample_with(labels, totals.rows_sent));
-        }
+/// The series of the chosen digests.
+pub fn top_samples(chosen: &[(DigestKey, DigestTotals)], out: &mut Vec<Sample>) {
+    for ((schema, digest), totals) in chosen {
+        let labels = [schema.as_str(), digest.as_str()];
+        out.push(CALLS.sample_with(labels, totals.calls));
+        out.push(SECONDS.sample_with(labels, totals.seconds));
+        out.push(ROWS_EXAMINED.sample_with(labels, totals.rows_examined));
+        out.push(ROWS_SENT.sample_with(labels, totals.rows_sent));
     }
 }
 
@@ -216,7 +173,7 @@ mod tests {
         );
         assert_eq!(ranked[0].1.seconds, 2.0);
         let mut out = Vec::new();
-        TopDigests::samples(&ranked, &mut out);
+        top_samples(&ranked, &mut out);
         assert_eq!(out.len(), 4);
         assert!(out.iter().all(|sample| sample.labels.iter().count() == 2));
     }

@@ -27,7 +27,6 @@ pub mod replica_status;
 pub mod row;
 pub mod server_version;
 
-use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -36,12 +35,13 @@ use tokio::time::Instant;
 use crate::error::{CollectError, ErrorKind};
 use crate::fleet;
 use crate::metric::{bool_value, MetricDesc, MetricKind};
-use crate::{Collected, Collector, ViewOutcome};
+use crate::view::ViewRunner;
+use crate::{Collected, Collector};
 
 pub use connection::{MysqlConnectionOptions, MysqlTls, MysqlTlsMode};
 pub use heartbeat::{HeartbeatOptions, HeartbeatTable, InvalidHeartbeatTable};
 
-use connection::{MysqlSession, QueryError};
+use connection::MysqlSession;
 
 pub static CAPABILITY: MetricDesc = MetricDesc {
     name: "mysql_capability_available",
@@ -164,7 +164,8 @@ impl MysqlCollector {
         }
     }
 
-    async fn poll(&mut self) -> Result<Collected, CollectError> {
+    /// One pass over the target's views.
+    async fn read_views(&mut self) -> Result<Collected, CollectError> {
         let target = self.session.target().to_owned();
         let timeout = self.session.client_timeout();
         let live = self.session.connection().await?;
@@ -175,10 +176,7 @@ impl MysqlCollector {
             self.latency.forget();
         }
         let mut collected = Collected::default();
-        let mut run = ViewRunner {
-            views: &mut collected.views,
-            log: &mut self.view_log,
-        };
+        let mut run = ViewRunner::new(&mut collected.views, &mut self.view_log);
         let samples = &mut collected.samples;
         server.version.samples(samples);
         samples.push(
@@ -304,7 +302,7 @@ impl MysqlCollector {
                 .await?
             {
                 let chosen = self.top_digests.select(&ranked);
-                events_statements_summary_by_digest::TopDigests::samples(&chosen, samples);
+                events_statements_summary_by_digest::top_samples(&chosen, samples);
             }
         }
 
@@ -318,19 +316,17 @@ impl Collector for MysqlCollector {
         "mysql"
     }
 
-    async fn collect(&mut self) -> Result<Collected, CollectError> {
-        let result = self.poll().await;
-        if let Err(error) = &result {
-            // A cut statement leaves the connection mid-answer; a connection or credential failure leaves
-            // nothing worth keeping. A failed query on a healthy connection keeps it.
-            if matches!(
-                error.kind(),
-                ErrorKind::Connect | ErrorKind::Auth | ErrorKind::Timeout
-            ) {
-                self.session.drop_connection();
-            }
-        }
-        result
+    async fn poll(&mut self) -> Result<Collected, CollectError> {
+        self.read_views().await
+    }
+
+    fn drops_connection(&self, error: &CollectError) -> bool {
+        // A cut statement leaves the connection mid-answer; a connection or credential failure leaves
+        // nothing worth keeping. A failed query on a healthy connection keeps it.
+        matches!(
+            error.kind(),
+            ErrorKind::Connect | ErrorKind::Auth | ErrorKind::Timeout
+        )
     }
 
     fn abandon_connection(&mut self) {
@@ -339,71 +335,6 @@ impl Collector for MysqlCollector {
 
     async fn close(&mut self) {
         self.session.close().await;
-    }
-}
-
-/// Runs one view, timing it and recording its outcome.
-///
-/// A view that fails on the server (a privilege, a statement the server refuses) is recorded and skipped,
-/// and the poll goes on. A failure of the connection itself, or a client-side timeout that leaves the
-/// connection mid-answer, ends the poll: the remaining views could not run either.
-struct ViewRunner<'a> {
-    views: &'a mut Vec<ViewOutcome>,
-    log: &'a mut crate::view_log::ViewLog,
-}
-
-impl ViewRunner<'_> {
-    /// Runs a view the poll cannot do without: any failure fails the poll.
-    async fn required<T>(
-        &mut self,
-        view: &'static str,
-        query: impl Future<Output = Result<T, QueryError>>,
-    ) -> Result<T, CollectError> {
-        let started = Instant::now();
-        let result = query.await;
-        let duration = started.elapsed();
-        match result {
-            Ok(value) => {
-                self.views.push(ViewOutcome {
-                    view,
-                    duration,
-                    error: None,
-                });
-                Ok(value)
-            }
-            Err(error) => Err(error.into_collect_error(view)),
-        }
-    }
-
-    async fn view<T>(
-        &mut self,
-        view: &'static str,
-        query: impl Future<Output = Result<T, QueryError>>,
-    ) -> Result<Option<T>, CollectError> {
-        let started = Instant::now();
-        let result = query.await;
-        let duration = started.elapsed();
-        match result {
-            Ok(value) => {
-                self.log.succeeded(view);
-                self.views.push(ViewOutcome {
-                    view,
-                    duration,
-                    error: None,
-                });
-                Ok(Some(value))
-            }
-            Err(error) if error.ends_connection() => Err(error.into_collect_error(view)),
-            Err(error) => {
-                self.log.failed(view, &error);
-                self.views.push(ViewOutcome {
-                    view,
-                    duration,
-                    error: Some(error.kind()),
-                });
-                Ok(None)
-            }
-        }
     }
 }
 

@@ -11,11 +11,11 @@ pub mod show_stats_totals;
 use sqlx::postgres::PgRow;
 use sqlx::Row;
 
-use crate::error::{CollectError, ErrorKind};
+use crate::error::CollectError;
 use crate::fleet;
 use crate::metric::MetricDesc;
 use crate::postgres::connection::{PgConnectionOptions, PgSession, SessionSettings};
-use crate::postgres::ViewRunner;
+use crate::view::ViewRunner;
 use crate::{Collected, Collector};
 
 pub static DESCRIPTORS: &[&MetricDesc] = &[
@@ -43,16 +43,14 @@ impl PgBouncerCollector {
         }
     }
 
-    async fn poll(&mut self) -> Result<Collected, CollectError> {
+    /// One pass over the target's views.
+    async fn read_views(&mut self) -> Result<Collected, CollectError> {
         let (connection, fresh) = self.session.connection().await?;
         if fresh {
             self.previous_totals = None;
         }
         let mut collected = Collected::default();
-        let mut run = ViewRunner {
-            views: &mut collected.views,
-            log: &mut self.view_log,
-        };
+        let mut run = ViewRunner::new(&mut collected.views, &mut self.view_log);
         let pools = run
             .required(show_pools::VIEW, show_pools::fetch(connection))
             .await?;
@@ -97,14 +95,8 @@ impl Collector for PgBouncerCollector {
         "pgbouncer"
     }
 
-    async fn collect(&mut self) -> Result<Collected, CollectError> {
-        let result = self.poll().await;
-        if let Err(error) = &result {
-            if matches!(error.kind(), ErrorKind::Connect | ErrorKind::Auth) {
-                self.session.drop_connection();
-            }
-        }
-        result
+    async fn poll(&mut self) -> Result<Collected, CollectError> {
+        self.read_views().await
     }
 
     fn abandon_connection(&mut self) {

@@ -9,7 +9,9 @@ use tokio::time::Instant;
 
 use crate::backoff::Backoff;
 use crate::error::{CollectError, ErrorKind};
+use crate::password::read_password;
 use crate::secret::PasswordSource;
+use crate::view::ViewError;
 
 /// How to reach a PostgreSQL server or a PgBouncer admin console.
 #[derive(Debug, Clone)]
@@ -116,7 +118,7 @@ impl PgSession {
             Some(connection) => Ok((connection, fresh)),
             None => Err(CollectError::Connect {
                 target: self.options.target.clone(),
-                reason: "connection vanished".into(),
+                source: "connection vanished".into(),
             }),
         }
     }
@@ -134,14 +136,7 @@ impl PgSession {
     }
 
     async fn connect(&mut self) -> Result<PgConnection, CollectError> {
-        let now = Instant::now();
-        if let Some(remaining) = self.backoff.wait_remaining(now) {
-            return Err(CollectError::BackingOff {
-                target: self.options.target.clone(),
-                failures: self.backoff.failures(),
-                remaining,
-            });
-        }
+        self.backoff.ready(&self.options.target)?;
         let connect_options = self.connect_options()?;
         let attempt = tokio::time::timeout(
             self.options.connect_timeout,
@@ -150,13 +145,14 @@ impl PgSession {
         .await;
         let result = match attempt {
             Ok(Ok(connection)) => Ok(connection),
-            Ok(Err(error)) => Err(self.connect_error(&error)),
+            Ok(Err(error)) => Err(self.connect_error(error)),
             Err(_) => Err(CollectError::Connect {
                 target: self.options.target.clone(),
-                reason: format!(
+                source: format!(
                     "no answer within {}",
                     humanize(self.options.connect_timeout)
-                ),
+                )
+                .into(),
             }),
         };
         match &result {
@@ -174,11 +170,7 @@ impl PgSession {
             .username(&options.user)
             .database(&options.database)
             .ssl_mode(options.tls.mode.to_sqlx());
-        if let Some(source) = &options.password {
-            let password = source.read().map_err(|error| CollectError::Auth {
-                target: options.target.clone(),
-                reason: format!("cannot read the password: {error}"),
-            })?;
+        if let Some(password) = read_password(&options.target, options.password.as_ref())? {
             connect = connect.password(password.expose());
         }
         if let Some(ca) = &options.tls.ca_file {
@@ -209,15 +201,14 @@ impl PgSession {
         Ok(connect)
     }
 
-    fn connect_error(&self, error: &sqlx::Error) -> CollectError {
-        let target = self.options.target.clone();
-        let reason = error.to_string();
-        match classify(error) {
-            ErrorKind::Auth => CollectError::Auth { target, reason },
+    fn connect_error(&self, error: sqlx::Error) -> CollectError {
+        let kind = match classify(&error) {
+            ErrorKind::Auth => ErrorKind::Auth,
             // A handshake that failed (a certificate that does not verify): its own kind, at connect only.
-            _ if matches!(error, sqlx::Error::Tls(_)) => CollectError::Tls { target, reason },
-            _ => CollectError::Connect { target, reason },
-        }
+            _ if matches!(error, sqlx::Error::Tls(_)) => ErrorKind::Tls,
+            _ => ErrorKind::Connect,
+        };
+        CollectError::connect_failed(kind, &self.options.target, Box::new(error))
     }
 }
 
@@ -243,22 +234,14 @@ pub fn classify(error: &sqlx::Error) -> ErrorKind {
     }
 }
 
-/// A view's query error as a poll error, naming the view.
-pub fn view_error(view: &'static str, error: &sqlx::Error) -> CollectError {
-    match classify(error) {
-        ErrorKind::Connect => CollectError::ConnectionLost {
-            view,
-            reason: error.to_string(),
-        },
-        ErrorKind::Timeout => CollectError::Timeout { view },
-        ErrorKind::Decode => CollectError::Decode {
-            view,
-            reason: error.to_string(),
-        },
-        _ => CollectError::Query {
-            view,
-            reason: error.to_string(),
-        },
+/// A query of a view: sqlx's error is the view error; the connection is lost when it is not the server's answer.
+impl ViewError for sqlx::Error {
+    fn kind(&self) -> ErrorKind {
+        classify(self)
+    }
+
+    fn into_collect_error(self, _target: &str, view: &'static str) -> CollectError {
+        CollectError::view_failed(classify(&self), view, Box::new(self))
     }
 }
 

@@ -15,14 +15,12 @@ pub mod pg_stat_replication;
 pub mod pg_stat_statements;
 pub mod pg_stat_wal_receiver;
 
-use std::future::Future;
 use std::time::Duration;
 
-use tokio::time::Instant;
-
-use crate::error::{CollectError, ErrorKind};
+use crate::error::CollectError;
 use crate::metric::{MetricDesc, MetricKind};
-use crate::{Collected, Collector, ViewOutcome};
+use crate::view::ViewRunner;
+use crate::{Collected, Collector};
 
 pub use connection::{PgConnectionOptions, PgTls, PgTlsMode};
 use connection::{PgSession, SessionSettings};
@@ -115,14 +113,12 @@ impl PostgresCollector {
         }
     }
 
-    async fn poll(&mut self) -> Result<Collected, CollectError> {
+    /// One pass over the target's views.
+    async fn read_views(&mut self) -> Result<Collected, CollectError> {
         let target = self.session.target().to_owned();
         let (connection, fresh) = self.session.connection().await?;
         let mut collected = Collected::default();
-        let mut run = ViewRunner {
-            views: &mut collected.views,
-            log: &mut self.view_log,
-        };
+        let mut run = ViewRunner::new(&mut collected.views, &mut self.view_log);
 
         if fresh || self.server.is_none() {
             self.statements.forget();
@@ -139,7 +135,7 @@ impl PostgresCollector {
         let Some(server) = self.server else {
             return Err(CollectError::Decode {
                 view: "server_info",
-                reason: "server facts missing after detection".into(),
+                source: "server facts missing after detection".into(),
             });
         };
         let samples = &mut collected.samples;
@@ -187,7 +183,7 @@ impl PostgresCollector {
                         .await?
                     {
                         let chosen = self.top_statements.select(&ranked);
-                        pg_stat_statements::TopStatements::samples(&chosen, samples);
+                        pg_stat_statements::top_samples(&chosen, samples);
                     }
                 }
             }
@@ -248,15 +244,8 @@ impl Collector for PostgresCollector {
         "postgres"
     }
 
-    async fn collect(&mut self) -> Result<Collected, CollectError> {
-        let result = self.poll().await;
-        if let Err(error) = &result {
-            if matches!(error.kind(), ErrorKind::Connect | ErrorKind::Auth) {
-                self.session.drop_connection();
-                self.server = None;
-            }
-        }
-        result
+    async fn poll(&mut self) -> Result<Collected, CollectError> {
+        self.read_views().await
     }
 
     fn abandon_connection(&mut self) {
@@ -266,73 +255,6 @@ impl Collector for PostgresCollector {
 
     async fn close(&mut self) {
         self.session.close().await;
-    }
-}
-
-/// Runs one view, timing it and recording its outcome.
-///
-/// A view that fails on the server (a permission, a missing function) is recorded and skipped, and the poll
-/// goes on. A failure of the connection itself ends the poll: the remaining views could not run either.
-pub(crate) struct ViewRunner<'a> {
-    pub(crate) views: &'a mut Vec<ViewOutcome>,
-    pub(crate) log: &'a mut crate::view_log::ViewLog,
-}
-
-impl ViewRunner<'_> {
-    /// Runs a view the poll cannot do without: any failure fails the poll.
-    pub(crate) async fn required<T>(
-        &mut self,
-        view: &'static str,
-        query: impl Future<Output = Result<T, sqlx::Error>>,
-    ) -> Result<T, CollectError> {
-        let started = Instant::now();
-        let result = query.await;
-        let duration = started.elapsed();
-        match result {
-            Ok(value) => {
-                self.views.push(ViewOutcome {
-                    view,
-                    duration,
-                    error: None,
-                });
-                Ok(value)
-            }
-            Err(error) => Err(connection::view_error(view, &error)),
-        }
-    }
-
-    pub(crate) async fn view<T>(
-        &mut self,
-        view: &'static str,
-        query: impl Future<Output = Result<T, sqlx::Error>>,
-    ) -> Result<Option<T>, CollectError> {
-        let started = Instant::now();
-        let result = query.await;
-        let duration = started.elapsed();
-        match result {
-            Ok(value) => {
-                self.log.succeeded(view);
-                self.views.push(ViewOutcome {
-                    view,
-                    duration,
-                    error: None,
-                });
-                Ok(Some(value))
-            }
-            Err(error) => {
-                let kind = connection::classify(&error);
-                if kind == ErrorKind::Connect {
-                    return Err(connection::view_error(view, &error));
-                }
-                self.log.failed(view, &error);
-                self.views.push(ViewOutcome {
-                    view,
-                    duration,
-                    error: Some(kind),
-                });
-                Ok(None)
-            }
-        }
     }
 }
 

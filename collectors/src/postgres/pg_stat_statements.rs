@@ -2,9 +2,9 @@
 //!
 //! The average latency of an interval is the change in total execution time over the change in calls between
 //! two polls. Totals per database keep cardinality fixed; the opt-in top-N list is sticky (see
-//! [`TopStatements::select`]) and carries the queryid only, never the query text.
+//! [`crate::top::StickyTop::select`]) and carries the queryid only, never the query text.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 
 use sqlx::postgres::PgConnection;
 use sqlx::Row;
@@ -187,54 +187,15 @@ impl StatementsState {
 }
 
 /// The sticky set of exported top statements.
-#[derive(Debug, Default)]
-pub struct TopStatements {
-    limit: usize,
-    selected: Vec<StatementKey>,
-}
+pub type TopStatements = crate::top::StickyTop<StatementKey>;
 
-impl TopStatements {
-    pub fn new(limit: usize) -> Self {
-        TopStatements {
-            limit,
-            selected: Vec::new(),
-        }
-    }
-
-    /// How many rows to ask for: twice the limit, the window in which a selected statement keeps its place.
-    pub fn window(&self) -> usize {
-        self.limit.saturating_mul(2)
-    }
-
-    /// Keeps every selected statement that is still within the window, then fills free places in rank order.
-    /// A statement therefore loses its series only when it falls out of the top 2N, not when it slips from
-    /// rank N to N+1, and at most `limit` statements are ever exported.
-    pub fn select(&mut self, ranked: &[(StatementKey, Totals)]) -> Vec<(StatementKey, Totals)> {
-        let in_window: HashSet<&StatementKey> = ranked.iter().map(|(key, _)| key).collect();
-        self.selected.retain(|key| in_window.contains(key));
-        for (key, _) in ranked {
-            if self.selected.len() >= self.limit {
-                break;
-            }
-            if !self.selected.contains(key) {
-                self.selected.push(key.clone());
-            }
-        }
-        let selected: HashSet<&StatementKey> = self.selected.iter().collect();
-        ranked
-            .iter()
-            .filter(|(key, _)| selected.contains(key))
-            .cloned()
-            .collect()
-    }
-
-    pub fn samples(chosen: &[(StatementKey, Totals)], out: &mut Vec<Sample>) {
-        for ((database, queryid), totals) in chosen {
-            let labels = [database.as_str(), queryid.as_str()];
-            out.push(TOP_CALLS.sample_with(labels, totals.calls));
-            out.push(TOP_EXEC_SECONDS.sample_with(labels, totals.exec_seconds));
-            out.push(TOP_ROWS.sample_with(labels, totals.rows));
-        }
+/// The series of the chosen top statements.
+pub fn top_samples(chosen: &[(StatementKey, Totals)], out: &mut Vec<Sample>) {
+    for ((database, queryid), totals) in chosen {
+        let labels = [database.as_str(), queryid.as_str()];
+        out.push(TOP_CALLS.sample_with(labels, totals.calls));
+        out.push(TOP_EXEC_SECONDS.sample_with(labels, totals.exec_seconds));
+        out.push(TOP_ROWS.sample_with(labels, totals.rows));
     }
 }
 

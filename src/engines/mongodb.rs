@@ -2,11 +2,43 @@
 
 use dbwatch_collectors::mongodb::MongoOptions;
 
-use crate::config::targets::{collector_fields, connection_fields, read_password};
+use super::read::{Errors, TargetLimits, collector_fields, connection_fields, read_password};
 use dbwatch_yaml::node::Mark;
 use dbwatch_yaml::read::{Fields, Reader};
 
-pub fn read(
+use super::TargetType;
+
+/// `type: mongodb`.
+pub struct Mongodb;
+
+impl TargetType for Mongodb {
+    type Raw = MongoOptions;
+    type Options = MongoOptions;
+    const RULES: &'static [(&'static str, &'static str)] =
+        &[("mongodb.yml", include_str!("../../alerts/mongodb.yml"))];
+
+    fn read(reader: &mut Reader<'_>, fields: &mut Fields<'_>, target_mark: Mark) -> Option<MongoOptions> {
+        read_options(reader, fields, target_mark)
+    }
+
+    fn validate(
+        mut options: MongoOptions,
+        target: TargetLimits<'_>,
+        _errors: &mut Errors<'_>,
+    ) -> Option<MongoOptions> {
+        options.target = target.name.to_owned();
+        options.connect_timeout = options.connect_timeout.min(target.timeout);
+        options.server_selection_timeout = options.server_selection_timeout.min(target.timeout);
+        options.command_timeout = options.command_timeout.min(target.timeout / 2);
+        Some(options)
+    }
+
+    fn build(options: &MongoOptions) -> Box<dyn dbwatch_collectors::Collector> {
+        Box::new(dbwatch_collectors::mongodb::MongoCollector::new(options.clone()))
+    }
+}
+
+fn read_options(
     reader: &mut Reader<'_>,
     fields: &mut Fields<'_>,
     target_mark: Mark,

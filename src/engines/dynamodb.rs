@@ -3,11 +3,40 @@
 
 use dbwatch_collectors::dynamodb::DynamoDbOptions;
 
-use crate::config::targets::{collector_fields, connection_fields};
+use super::read::{Errors, TargetLimits, collector_fields, connection_fields};
 use dbwatch_yaml::node::Mark;
 use dbwatch_yaml::read::{Fields, Reader};
 
-pub fn read(
+use super::TargetType;
+
+/// `type: dynamodb`.
+pub struct Dynamodb;
+
+impl TargetType for Dynamodb {
+    type Raw = DynamoDbOptions;
+    type Options = DynamoDbOptions;
+    const RULES: &'static [(&'static str, &'static str)] =
+        &[("dynamodb.yml", include_str!("../../alerts/dynamodb.yml"))];
+
+    fn read(reader: &mut Reader<'_>, fields: &mut Fields<'_>, target_mark: Mark) -> Option<DynamoDbOptions> {
+        read_options(reader, fields, target_mark)
+    }
+
+    fn validate(
+        mut options: DynamoDbOptions,
+        target: TargetLimits<'_>,
+        _errors: &mut Errors<'_>,
+    ) -> Option<DynamoDbOptions> {
+        options.target = target.name.to_owned();
+        Some(options)
+    }
+
+    fn build(options: &DynamoDbOptions) -> Box<dyn dbwatch_collectors::Collector> {
+        Box::new(dbwatch_collectors::dynamodb::DynamoDbCollector::new(options.clone()))
+    }
+}
+
+fn read_options(
     reader: &mut Reader<'_>,
     fields: &mut Fields<'_>,
     target_mark: Mark,

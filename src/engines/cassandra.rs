@@ -6,11 +6,47 @@ use dbwatch_collectors::cassandra::{
     CanaryConsistency, CanaryOptions, CassandraOptions, CassandraTls, CassandraTlsMode,
 };
 
-use crate::config::targets::{collector_fields, connection_fields, read_password};
+use super::read::{Errors, TargetLimits, collector_fields, connection_fields, read_password};
 use dbwatch_yaml::node::Mark;
 use dbwatch_yaml::read::{Fields, Reader};
 
-pub fn read(
+use super::TargetType;
+
+/// `type: cassandra`.
+pub struct Cassandra;
+
+impl TargetType for Cassandra {
+    type Raw = CassandraOptions;
+    type Options = CassandraOptions;
+    const RULES: &'static [(&'static str, &'static str)] =
+        &[("cassandra.yml", include_str!("../../alerts/cassandra.yml"))];
+
+    fn read(reader: &mut Reader<'_>, fields: &mut Fields<'_>, target_mark: Mark) -> Option<CassandraOptions> {
+        read_options(reader, fields, target_mark)
+    }
+
+    fn validate(
+        mut options: CassandraOptions,
+        target: TargetLimits<'_>,
+        _errors: &mut Errors<'_>,
+    ) -> Option<CassandraOptions> {
+        let timeout = target.timeout;
+        options.target = target.name.to_owned();
+        options.connect_timeout = options.connect_timeout.min(timeout);
+        options.request_timeout = options.request_timeout.min(timeout / 2);
+        if let Some(canary) = options.canary.as_mut() {
+            // A canary that can outlive the poll would only ever be cut by the deadline.
+            canary.timeout = canary.timeout.min(timeout * 3 / 4);
+        }
+        Some(options)
+    }
+
+    fn build(options: &CassandraOptions) -> Box<dyn dbwatch_collectors::Collector> {
+        Box::new(dbwatch_collectors::cassandra::CassandraCollector::new(options.clone()))
+    }
+}
+
+fn read_options(
     reader: &mut Reader<'_>,
     fields: &mut Fields<'_>,
     target_mark: Mark,

@@ -5,11 +5,43 @@ use dbwatch_collectors::mysql::{
 
 use std::path::PathBuf;
 
-use crate::config::targets::{collector_fields, connection_fields, read_password};
+use super::read::{Errors, TargetLimits, collector_fields, connection_fields, read_password};
 use dbwatch_yaml::node::Mark;
 use dbwatch_yaml::read::{Fields, Reader};
 
-pub fn read(
+use super::TargetType;
+
+/// `type: mysql`.
+pub struct Mysql;
+
+impl TargetType for Mysql {
+    type Raw = MysqlOptions;
+    type Options = MysqlOptions;
+    const RULES: &'static [(&'static str, &'static str)] =
+        &[("mysql.yml", include_str!("../../alerts/mysql.yml"))];
+
+    fn read(reader: &mut Reader<'_>, fields: &mut Fields<'_>, target_mark: Mark) -> Option<MysqlOptions> {
+        read_options(reader, fields, target_mark)
+    }
+
+    fn validate(
+        mut options: MysqlOptions,
+        target: TargetLimits<'_>,
+        _errors: &mut Errors<'_>,
+    ) -> Option<MysqlOptions> {
+        options.connection.target = target.name.to_owned();
+        options.connection.connect_timeout = options.connection.connect_timeout.min(target.timeout);
+        // The server-side bound stays inside the poll's deadline, as for PostgreSQL.
+        options.statement_timeout = options.statement_timeout.min(target.timeout / 2);
+        Some(options)
+    }
+
+    fn build(options: &MysqlOptions) -> Box<dyn dbwatch_collectors::Collector> {
+        Box::new(dbwatch_collectors::mysql::MysqlCollector::new(options.clone()))
+    }
+}
+
+fn read_options(
     reader: &mut Reader<'_>,
     fields: &mut Fields<'_>,
     target_mark: Mark,
