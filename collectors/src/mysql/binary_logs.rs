@@ -9,7 +9,7 @@ use sqlx::mysql::MySqlConnection;
 
 use crate::metric::{MetricDesc, MetricKind, Sample};
 
-use super::connection::{fetch_rows, QueryError};
+use super::query::{fetch_rows, QueryError};
 use super::row::{ShapeError, TextRow};
 
 pub const VIEW: &str = "binary_logs";

@@ -11,8 +11,8 @@ use sqlx::mysql::MySqlConnection;
 
 use crate::metric::{MetricDesc, MetricKind, Sample};
 
-use super::connection::{fetch_rows, QueryError};
 use super::events_statements_summary_global_by_event_name::PICOSECONDS_PER_SECOND;
+use super::query::{fetch_rows, QueryError};
 use super::row::{ShapeError, TextRow};
 
 pub const VIEW: &str = "events_statements_summary_by_digest";

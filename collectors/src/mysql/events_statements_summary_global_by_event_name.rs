@@ -18,7 +18,7 @@ use sqlx::mysql::MySqlConnection;
 use crate::fleet;
 use crate::metric::{MetricDesc, MetricKind, Sample};
 
-use super::connection::{fetch_rows, QueryError};
+use super::query::{fetch_rows, QueryError};
 use super::row::{ShapeError, TextRow};
 
 pub const VIEW: &str = "events_statements_summary_global_by_event_name";

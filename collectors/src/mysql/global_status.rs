@@ -12,7 +12,7 @@ use sqlx::mysql::MySqlConnection;
 
 use crate::metric::{MetricDesc, MetricKind, Sample};
 
-use super::connection::{fetch_rows, QueryError};
+use super::query::{fetch_rows, QueryError};
 use super::row::{parse_number, ShapeError, TextRow};
 
 pub const VIEW: &str = "global_status";

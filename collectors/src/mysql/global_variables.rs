@@ -8,7 +8,7 @@ use sqlx::mysql::MySqlConnection;
 
 use crate::metric::{bool_value, MetricDesc, MetricKind, Sample};
 
-use super::connection::{fetch_rows, QueryError};
+use super::query::{fetch_rows, QueryError};
 use super::row::{parse_flag, ShapeError, TextRow};
 
 pub const VIEW: &str = "global_variables";

@@ -26,7 +26,7 @@ use sqlx::mysql::MySqlConnection;
 
 use crate::metric::{MetricDesc, MetricKind, Sample};
 
-use super::connection::{execute, fetch_rows, QueryError};
+use super::query::{execute, fetch_rows, QueryError};
 use super::replica_status::ReplicaChannel;
 use super::row::{ShapeError, TextRow};
 

@@ -23,6 +23,7 @@ pub mod events_statements_summary_global_by_event_name;
 pub mod global_status;
 pub mod global_variables;
 pub mod heartbeat;
+pub mod query;
 pub mod replica_status;
 pub mod row;
 pub mod server_version;

@@ -15,7 +15,7 @@ use sqlx::mysql::MySqlConnection;
 use crate::fleet;
 use crate::metric::{bool_value, MetricDesc, MetricKind, Sample};
 
-use super::connection::{fetch_rows, QueryError};
+use super::query::{fetch_rows, QueryError};
 use super::row::{ShapeError, TextRow};
 
 pub const VIEW: &str = "replica_status";
