@@ -16,17 +16,14 @@ use promqltest::{run_file, Outcome};
 /// Constructs dbwatch refuses, by the name its compiler gives them, with why.
 const REFUSED: &[(&str, &str)] = &[];
 
+/// `shared/conformance/promql-testdata-v2.42.0/` beside the repository (`rules/../../shared/...`), or the
+/// folder `DBWATCH_PROMQL_TESTDATA` names (a checkout elsewhere, such as a worktree).
 fn testdata() -> PathBuf {
-    if let Some(dir) = std::env::var_os("DBWATCH_PROMQL_TESTDATA") {
-        return PathBuf::from(dir);
+    match std::env::var_os("DBWATCH_PROMQL_TESTDATA") {
+        Some(dir) => PathBuf::from(dir),
+        None => PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+            .join("../../shared/conformance/promql-testdata-v2.42.0"),
     }
-    // rules/ → the repository → the folder beside it; a worktree elsewhere names it by the variable.
-    let manifest = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
-    let beside = manifest.join("../../shared/conformance/promql-testdata-v2.42.0");
-    if beside.is_dir() {
-        return beside;
-    }
-    PathBuf::from("/work/shared/conformance/promql-testdata-v2.42.0")
 }
 
 #[test]
