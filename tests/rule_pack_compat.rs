@@ -11,8 +11,9 @@ use std::process::Command;
 
 use dbwatch_rules as rules;
 
-/// Alerts of the pack dbwatch refuses today: 29 use `histogram_quantile`, one `count_values`, one a subquery.
-const REFUSED_ALERTS: usize = 31;
+/// Alerts of the pack dbwatch refuses today (31 before it evaluated `histogram_quantile`, `count_values` and
+/// subqueries).
+const REFUSED_ALERTS: usize = 0;
 
 fn pack() -> Vec<PathBuf> {
     let dir =
