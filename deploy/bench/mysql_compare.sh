@@ -77,9 +77,10 @@ admin <<<'SELECT 1' >/dev/null 2>&1 || die "cannot reach the fleet primary as $A
 SERVER_VERSION=$(admin <<<'SELECT VERSION()')
 case $SERVER_VERSION in
   *MariaDB*) SERVER_NAME="MariaDB ${SERVER_VERSION%%-*}" MONITOR_GRANTS='PROCESS, BINLOG MONITOR, SLAVE MONITOR'
-    EXPORTER_DSN_OPTIONS='' ;;
+    EXPORTER_DSN_OPTIONS='' GLOBAL_STATUS_TABLE=information_schema.GLOBAL_STATUS ;;
+  # MySQL 8 moved the status table to performance_schema (no information_schema.GLOBAL_STATUS).
   *) SERVER_NAME="MySQL $SERVER_VERSION" MONITOR_GRANTS='PROCESS, REPLICATION CLIENT'
-    EXPORTER_DSN_OPTIONS='?allowPublicKeyRetrieval=true' ;;
+    EXPORTER_DSN_OPTIONS='?allowPublicKeyRetrieval=true' GLOBAL_STATUS_TABLE=performance_schema.global_status ;;
 esac
 
 # The bench accounts, with the grants README.md gives the monitoring account on this flavour. Names are ours,
@@ -104,7 +105,7 @@ snapshot() {
 SELECT EVENT_NAME, COUNT_STAR, SUM_TIMER_WAIT FROM performance_schema.events_statements_summary_by_user_by_event_name
 WHERE USER = '$USER_NOW' AND COUNT_STAR > 0;
 SELECT 'connections', COALESCE((SELECT TOTAL_CONNECTIONS FROM performance_schema.users WHERE USER = '$USER_NOW'), 0), 0;
-SELECT 'global', VARIABLE_VALUE, 0 FROM information_schema.GLOBAL_STATUS WHERE VARIABLE_NAME = 'CONNECTIONS';
+SELECT 'global', VARIABLE_VALUE, 0 FROM $GLOBAL_STATUS_TABLE WHERE VARIABLE_NAME = 'CONNECTIONS';
 SQL
 }
 snapshot_before() { snapshot "$WORK/before"; }
