@@ -31,7 +31,7 @@
 # MariaDB PROCESS, BINLOG MONITOR, SLAVE MONITOR, on MySQL PROCESS, REPLICATION CLIENT; SELECT on
 # performance_schema; created by fleet_admin when missing, password = name): bench_dbwatch and
 # bench_mysqld_exporter, so their statements are separable. On MySQL 8 both log in without TLS, so
-# caching_sha2_password sends the password RSA-encrypted (the exporter's DSN allows the key retrieval).
+# caching_sha2_password sends the password encrypted with the server's RSA key, which both clients ask for.
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
@@ -77,10 +77,10 @@ admin <<<'SELECT 1' >/dev/null 2>&1 || die "cannot reach the fleet primary as $A
 SERVER_VERSION=$(admin <<<'SELECT VERSION()')
 case $SERVER_VERSION in
   *MariaDB*) SERVER_NAME="MariaDB ${SERVER_VERSION%%-*}" MONITOR_GRANTS='PROCESS, BINLOG MONITOR, SLAVE MONITOR'
-    EXPORTER_DSN_OPTIONS='' GLOBAL_STATUS_TABLE=information_schema.GLOBAL_STATUS ;;
+    GLOBAL_STATUS_TABLE=information_schema.GLOBAL_STATUS ;;
   # MySQL 8 moved the status table to performance_schema (no information_schema.GLOBAL_STATUS).
   *) SERVER_NAME="MySQL $SERVER_VERSION" MONITOR_GRANTS='PROCESS, REPLICATION CLIENT'
-    EXPORTER_DSN_OPTIONS='?allowPublicKeyRetrieval=true' GLOBAL_STATUS_TABLE=performance_schema.global_status ;;
+    GLOBAL_STATUS_TABLE=performance_schema.global_status ;;
 esac
 
 # The bench accounts, with the grants README.md gives the monitoring account on this flavour. Names are ours,
@@ -153,7 +153,7 @@ EOF
 run_exporter() {
   USER_NOW=$EXPORTER_USER
   say "=== mysqld_exporter $EXPORTER_VERSION: $N scrapes 1 s apart, user $USER_NOW, default collectors"
-  start_exporter "$USER_NOW:$USER_NOW@tcp($MY_HOST:$MY_PORT)/$EXPORTER_DSN_OPTIONS"
+  start_exporter "$USER_NOW:$USER_NOW@tcp($MY_HOST:$MY_PORT)/"
   exporter_window "http://$EXPORTER_ADDRESS/metrics" '^mysql_up 1' snapshot_before user_sessions snapshot_after
   stop_daemon
   record exporter 'mysql_exporter_|mysqld_exporter_|mysql_up'
