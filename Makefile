@@ -18,12 +18,13 @@ lint:
 	deploy/lint/each-feature
 
 # Benchmarks, not tests: rendering /metrics and one PostgreSQL poll, one rules-engine cycle (criterion), then dbwatch side by side with
-# postgres_exporter and mysqld_exporter on the local fleet. Method and figures: docs/benchmarks.md.
+# postgres_exporter and mysqld_exporter (MariaDB and MySQL 8.0) on the local fleet. Method and figures: docs/benchmarks.md.
 .PHONY: bench
 bench:
-	deploy/local/fleet up postgres mariadb
+	deploy/local/fleet up postgres mariadb mysql
 	eval "$$(deploy/local/fleet env postgres)" && cargo bench --workspace --all-features --locked --bench render
 	cargo bench --workspace --all-features --locked --bench rules
 	cargo bench --workspace --all-features --locked --bench notify
 	deploy/bench/pg_compare.sh
 	deploy/bench/mysql_compare.sh
+	SERVER=mysql8 deploy/bench/mysql_compare.sh

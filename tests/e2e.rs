@@ -149,6 +149,19 @@ fn workload() -> Command {
 #[derive(Debug, Clone, Copy)]
 enum Injection {
     Workload(&'static [&'static str]),
+    /// The same fault on the MySQL 8.0 pair: the workload's MySQL URLs pointed at it (see `on_mysql8`).
+    Mysql8(&'static [&'static str]),
+}
+
+/// The workload with its MySQL URLs (DBWATCH_MYSQL_ADMIN_URL, DBWATCH_MYSQL_REPLICA_ADMIN_URL) pointed at the
+/// fleet's MySQL 8.0 pair instead of MariaDB; in the environment, never on the command line.
+fn on_mysql8(command: &mut Command) -> &mut Command {
+    command
+        .env("DBWATCH_MYSQL_ADMIN_URL", env("DBWATCH_MYSQL8_ADMIN_URL"))
+        .env(
+            "DBWATCH_MYSQL_REPLICA_ADMIN_URL",
+            env("DBWATCH_MYSQL8_REPLICA_ADMIN_URL"),
+        )
 }
 
 /// A started fault, cleared when dropped, whatever happened in the test.
@@ -181,9 +194,15 @@ impl Fault {
     }
 
     fn command(&self, start: bool) -> Command {
-        let Injection::Workload(args) = self.injection;
+        let (args, mysql8) = match self.injection {
+            Injection::Workload(args) => (args, false),
+            Injection::Mysql8(args) => (args, true),
+        };
         let (name, rest) = args.split_first().expect("a fault name");
         let mut command = workload();
+        if mysql8 {
+            on_mysql8(&mut command);
+        }
         command
             .args(["fault", name, if start { "start" } else { "clear" }])
             .args(rest)
@@ -701,6 +720,57 @@ async fn replication_lag_reaches_slack_and_resolves() {
         "orders-replica",
         &mysql_target("orders-replica", "DBWATCH_MYSQL_REPLICA_URL"),
         Injection::Workload(&["replica-lag", "--engine", "mysql", "--delay", "30s"]),
+        SLACK,
+    )
+    .await;
+}
+
+/// The three seed alerts on MySQL 8.0 (the fleet's 8.0.31 pair), as on MariaDB above: slow queries, held
+/// connections, a delayed replica while the workload's orders flow on the primary.
+#[tokio::test]
+async fn the_three_seed_alerts_fire_and_resolve_on_mysql_8() {
+    let _serial = FAULTS.lock().await;
+    fault_case(
+        "high_latency",
+        "mysql8",
+        "orders-mysql8",
+        &mysql_target("orders-mysql8", "DBWATCH_MYSQL8_PRIMARY_URL"),
+        Injection::Mysql8(&["slow-queries", "--engine", "mysql"]),
+        SLACK_AND_EMAIL,
+    )
+    .await;
+    fault_case(
+        "connection_pool_exhausted",
+        "mysql8",
+        "orders-mysql8",
+        &mysql_target("orders-mysql8", "DBWATCH_MYSQL8_PRIMARY_URL"),
+        Injection::Mysql8(&["connections", "--engine", "mysql", "--fraction", "0.95"]),
+        PAGERDUTY,
+    )
+    .await;
+    let log_dir = tempfile::tempdir().expect("temp dir");
+    let log = std::fs::File::create(log_dir.path().join("workload.log")).expect("create the log");
+    let _workload = Process(
+        on_mysql8(&mut workload())
+            .args([
+                "--stores",
+                "mysql",
+                "--rate",
+                "10",
+                "--progress-interval",
+                "60s",
+            ])
+            .stdout(log.try_clone().expect("log handle"))
+            .stderr(log)
+            .spawn()
+            .expect("start the workload"),
+    );
+    fault_case(
+        "replication_lag",
+        "mysql8",
+        "orders-mysql8-replica",
+        &mysql_target("orders-mysql8-replica", "DBWATCH_MYSQL8_REPLICA_URL"),
+        Injection::Mysql8(&["replica-lag", "--engine", "mysql", "--delay", "30s"]),
         SLACK,
     )
     .await;

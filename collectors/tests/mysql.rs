@@ -5,8 +5,9 @@
 //! process-wide lock and run one at a time; each that changes replication restores it even when its
 //! assertions fail (the body runs in a task; the restore runs after it, whatever happened).
 //!
-//! MySQL 8.0/8.4 output shapes cannot be produced here: the parser tests on the fixtures transcribed from the
-//! vendor manuals (collectors/tests/fixtures/mysql/) live beside the parsers, in the module's unit tests.
+//! MySQL 8.0 has its own suite on the fleet's real 8.0.31 pair (collectors/tests/mysql8.rs); 8.4 cannot be had
+//! here, so the parser tests on the fixtures transcribed from the vendor manuals (collectors/tests/fixtures/mysql/)
+//! live beside the parsers, in the module's unit tests.
 
 #![cfg(feature = "mysql")]
 

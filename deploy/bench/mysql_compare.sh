@@ -1,11 +1,13 @@
 #!/usr/bin/env bash
-# Compares what dbwatch and mysqld_exporter cost the same MariaDB server and the machine they run on.
+# Compares what dbwatch and mysqld_exporter cost the same MariaDB or MySQL server and the machine they run on.
 # A benchmark, not a test: it prints figures and goal checks, and exits non-zero only when it cannot measure.
 #
-#   deploy/bench/mysql_compare.sh         # N=30 polls/scrapes per tool
+#   deploy/bench/mysql_compare.sh                 # N=30 polls/scrapes per tool, the MariaDB 10.11 primary
+#   SERVER=mysql8 deploy/bench/mysql_compare.sh   # the MySQL 8.0 primary
 #   N=60 deploy/bench/mysql_compare.sh
 #
-# Needs the local fleet (`deploy/local/fleet up mariadb`: primary on 127.0.0.1:13306, performance_schema on),
+# Needs the local fleet (`deploy/local/fleet up mariadb`: primary on 127.0.0.1:13306; with SERVER=mysql8,
+# `deploy/local/fleet up mysql`: primary on 127.0.0.1:13316; performance_schema on),
 # the mariadb client, curl, and Debian's prometheus-mysqld-exporter (installed with apt-get when missing; its
 # service is stopped at once: this script starts the binary itself, on 127.0.0.1:19104; dbwatch on 19631).
 #
@@ -25,9 +27,11 @@
 #   * The global Connections status counter moves with every client on the server (this script's own
 #     mariadb calls included), so it is only printed, per poll, beside the per-user figure.
 #
-# Each tool logs in as its own account, with the same grants as the fleet's dbwatch account (PROCESS,
-# BINLOG MONITOR, SLAVE MONITOR, SELECT on performance_schema; created by fleet_admin when missing, password =
-# name): bench_dbwatch and bench_mysqld_exporter, so their statements are separable.
+# Each tool logs in as its own account, with the same grants as the fleet's dbwatch account (README.md's: on
+# MariaDB PROCESS, BINLOG MONITOR, SLAVE MONITOR, on MySQL PROCESS, REPLICATION CLIENT; SELECT on
+# performance_schema; created by fleet_admin when missing, password = name): bench_dbwatch and
+# bench_mysqld_exporter, so their statements are separable. On MySQL 8 both log in without TLS, so
+# caching_sha2_password sends the password encrypted with the server's RSA key, which both clients ask for.
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
@@ -45,12 +49,19 @@ source "$ROOT/deploy/bench/lib.sh"
 
 command -v mariadb >/dev/null || die "the mariadb client is missing (apt-get install mariadb-client)"
 
-if [[ -z ${DBWATCH_MYSQL_ADMIN_URL:-} ]]; then
-  eval "$("$ROOT/deploy/local/fleet" env mariadb)"
+SERVER=${SERVER:-mariadb}
+case $SERVER in
+  mariadb) ADMIN_URL_VAR=DBWATCH_MYSQL_ADMIN_URL COMPONENT=mariadb ;;
+  mysql8) ADMIN_URL_VAR=DBWATCH_MYSQL8_ADMIN_URL COMPONENT=mysql ;;
+  *) die "SERVER is mariadb or mysql8, not $SERVER" ;;
+esac
+if [[ -z ${!ADMIN_URL_VAR:-} ]]; then
+  eval "$("$ROOT/deploy/local/fleet" env "$COMPONENT")"
 fi
+ADMIN_URL=${!ADMIN_URL_VAR}
 # mysql://user:password@host:port/database
 url_re='^mysql://([^:]+):([^@]+)@([^:/]+):([0-9]+)/?(.*)$'
-[[ $DBWATCH_MYSQL_ADMIN_URL =~ $url_re ]] || die "cannot parse DBWATCH_MYSQL_ADMIN_URL"
+[[ $ADMIN_URL =~ $url_re ]] || die "cannot parse $ADMIN_URL_VAR"
 ADMIN_USER=${BASH_REMATCH[1]}
 ADMIN_PASSWORD=${BASH_REMATCH[2]}
 MY_HOST=${BASH_REMATCH[3]}
@@ -61,16 +72,24 @@ admin() {
   MYSQL_PWD=$ADMIN_PASSWORD mariadb --no-defaults --protocol=tcp --host="$MY_HOST" --port="$MY_PORT" \
     --user="$ADMIN_USER" --batch --skip-column-names
 }
-admin <<<'SELECT 1' >/dev/null 2>&1 || die "cannot reach the fleet primary as $ADMIN_USER: run deploy/local/fleet up mariadb"
+admin <<<'SELECT 1' >/dev/null 2>&1 || die "cannot reach the fleet primary as $ADMIN_USER: run deploy/local/fleet up $COMPONENT"
 [[ $(admin <<<'SELECT @@performance_schema') == 1 ]] || die "performance_schema is off on $MY_HOST:$MY_PORT"
+SERVER_VERSION=$(admin <<<'SELECT VERSION()')
+case $SERVER_VERSION in
+  *MariaDB*) SERVER_NAME="MariaDB ${SERVER_VERSION%%-*}" MONITOR_GRANTS='PROCESS, BINLOG MONITOR, SLAVE MONITOR'
+    GLOBAL_STATUS_TABLE=information_schema.GLOBAL_STATUS ;;
+  # MySQL 8 moved the status table to performance_schema (no information_schema.GLOBAL_STATUS).
+  *) SERVER_NAME="MySQL $SERVER_VERSION" MONITOR_GRANTS='PROCESS, REPLICATION CLIENT'
+    GLOBAL_STATUS_TABLE=performance_schema.global_status ;;
+esac
 
-# The bench accounts, with the grants README.md gives the monitoring account on MariaDB. Names are ours, so
-# interpolating them is safe.
+# The bench accounts, with the grants README.md gives the monitoring account on this flavour. Names are ours,
+# so interpolating them is safe.
 for user in "$DBWATCH_USER" "$EXPORTER_USER"; do
   admin <<SQL
 CREATE USER IF NOT EXISTS '$user'@'$MY_HOST' IDENTIFIED BY '$user';
 ALTER USER '$user'@'$MY_HOST' IDENTIFIED BY '$user';
-GRANT PROCESS, BINLOG MONITOR, SLAVE MONITOR ON *.* TO '$user'@'$MY_HOST';
+GRANT $MONITOR_GRANTS ON *.* TO '$user'@'$MY_HOST';
 GRANT SELECT ON performance_schema.* TO '$user'@'$MY_HOST';
 SQL
 done
@@ -86,7 +105,7 @@ snapshot() {
 SELECT EVENT_NAME, COUNT_STAR, SUM_TIMER_WAIT FROM performance_schema.events_statements_summary_by_user_by_event_name
 WHERE USER = '$USER_NOW' AND COUNT_STAR > 0;
 SELECT 'connections', COALESCE((SELECT TOTAL_CONNECTIONS FROM performance_schema.users WHERE USER = '$USER_NOW'), 0), 0;
-SELECT 'global', VARIABLE_VALUE, 0 FROM information_schema.GLOBAL_STATUS WHERE VARIABLE_NAME = 'CONNECTIONS';
+SELECT 'global', VARIABLE_VALUE, 0 FROM $GLOBAL_STATUS_TABLE WHERE VARIABLE_NAME = 'CONNECTIONS';
 SQL
 }
 snapshot_before() { snapshot "$WORK/before"; }
@@ -121,12 +140,12 @@ run_dbwatch() {
   USER_NOW=$DBWATCH_USER
   say "=== dbwatch: $N polls at a 1 s interval, user $USER_NOW, collectors $DBWATCH_COLLECTORS (digests off by default)"
   start_dbwatch "$USER_NOW" <<EOF
-  - name: mariadb-primary
+  - name: $SERVER-primary
     type: mysql
     connection: {host: $MY_HOST, port: $MY_PORT, user: $USER_NOW, password: '\${BENCH_PASSWORD}', tls: {mode: disabled}}
     collectors: $DBWATCH_COLLECTORS
 EOF
-  dbwatch_window mariadb-primary "$DBWATCH_ADDRESS" snapshot_before user_sessions snapshot_after
+  dbwatch_window "$SERVER-primary" "$DBWATCH_ADDRESS" snapshot_before user_sessions snapshot_after
   stop_daemon
   record dbwatch dbwatch_
 }
@@ -142,8 +161,8 @@ run_exporter() {
 
 run_tools
 
-printf '\nmysql_compare: %s, N=%s, MariaDB %s on %s:%s, mysqld_exporter %s, users %s/%s, %s cores, load %s\n' \
-  "$(date -u +%Y-%m-%dT%H:%MZ)" "$N" "$(admin <<<'SELECT VERSION()')" "$MY_HOST" "$MY_PORT" \
+printf '\nmysql_compare: %s, N=%s, %s on %s:%s, mysqld_exporter %s, users %s/%s, %s cores, load %s\n' \
+  "$(date -u +%Y-%m-%dT%H:%MZ)" "$N" "$SERVER_NAME" "$MY_HOST" "$MY_PORT" \
   "$EXPORTER_VERSION" "$DBWATCH_USER" "$EXPORTER_USER" "$(nproc)" "$(cut -d' ' -f1-3 /proc/loadavg)"
 table_header
 row "polls measured" polls ""

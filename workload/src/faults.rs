@@ -7,12 +7,13 @@
 //! stopped, a node stopped), so the server is the state; `replication-broken` on PostgreSQL also keeps the
 //! replica's original `primary_conninfo` there, to put it back.
 //!
-//! - `replica-lag`: PostgreSQL `pg_wal_replay_pause()` on the replica; MariaDB `STOP SLAVE SQL_THREAD` on the
+//! - `replica-lag`: PostgreSQL `pg_wal_replay_pause()` on the replica; MariaDB `STOP SLAVE SQL_THREAD` (MySQL 8:
+//!   `STOP REPLICA SQL_THREAD`, each flavour's statements chosen from `@@version`) on the
 //!   replica (the IO thread keeps fetching and the relay log grows, but with the SQL thread stopped
 //!   Seconds_Behind_Master is NULL: replication reads broken, not lagging). With `--delay`, MariaDB instead
-//!   replays every event that much later (`CHANGE MASTER TO MASTER_DELAY`): both threads run and
+//!   replays every event that much later (`CHANGE MASTER TO MASTER_DELAY`, MySQL 8 `SOURCE_DELAY`): both threads run and
 //!   Seconds_Behind_Master climbs to the delay while writes flow, the shape of a replica that falls behind.
-//! - `replication-broken`: MariaDB `STOP SLAVE`; PostgreSQL: the replica's `primary_conninfo` pointed at port 1
+//! - `replication-broken`: MariaDB `STOP SLAVE`, MySQL 8 `STOP REPLICA`; PostgreSQL: the replica's `primary_conninfo` pointed at port 1
 //!   (nothing listens), with a reload: the WAL receiver stops and keeps failing to connect, the replica stays up
 //!   and answers read-only queries, as with a network partition.
 //! - `connections`: idle connections held on the primary until `--fraction` of the usable maximum is in use
@@ -71,7 +72,7 @@ pub struct FaultArgs {
     #[arg(long, value_name = "N", default_value_t = 5.0)]
     pub throttle_rate: f64,
 
-    /// replica-lag on MariaDB: hold every event back this long (MASTER_DELAY, whole seconds) instead of
+    /// replica-lag on MariaDB or MySQL: hold every event back this long (MASTER_DELAY / SOURCE_DELAY, whole seconds) instead of
     /// stopping the SQL thread.
     #[arg(long, value_name = "DURATION", value_parser = humantime::parse_duration)]
     pub delay: Option<Duration>,
@@ -103,7 +104,7 @@ pub struct FaultArgs {
     )]
     pub pg_replica_url: Option<String>,
 
-    /// The MariaDB primary, as an administrator.
+    /// The MariaDB (or MySQL 8: DBWATCH_MYSQL8_ADMIN_URL) primary, as an administrator.
     #[arg(
         long,
         value_name = "URL",
@@ -112,7 +113,7 @@ pub struct FaultArgs {
     )]
     pub mysql_primary_url: Option<String>,
 
-    /// The MariaDB replica, as an administrator.
+    /// The MariaDB (or MySQL 8: DBWATCH_MYSQL8_REPLICA_ADMIN_URL) replica, as an administrator.
     #[arg(
         long,
         value_name = "URL",
@@ -317,14 +318,24 @@ async fn hold_connections(args: &FaultArgs) -> anyhow::Result<()> {
             "DBWATCH_MYSQL_ADMIN_URL",
         )?;
         let mut first = mysql_connect(url).await?;
-        let row = sqlx::raw_sql(
-            "SELECT CAST(@@global.max_connections AS DOUBLE),
-                    CAST((SELECT VARIABLE_VALUE FROM information_schema.GLOBAL_STATUS
-                           WHERE VARIABLE_NAME = 'THREADS_CONNECTED') AS DOUBLE)",
-        )
-        .fetch_one(&mut first)
-        .await
-        .context("reading MariaDB's connection limit")?;
+        // MySQL 8 has no information_schema.GLOBAL_STATUS any more (performance_schema's replaces it);
+        // MariaDB keeps it, and has the other only with performance_schema on.
+        let statement = match MysqlFlavour::of(&mut first).await? {
+            MysqlFlavour::MariaDb => {
+                "SELECT CAST(@@global.max_connections AS DOUBLE),
+                        CAST((SELECT VARIABLE_VALUE FROM information_schema.GLOBAL_STATUS
+                               WHERE VARIABLE_NAME = 'THREADS_CONNECTED') AS DOUBLE)"
+            }
+            MysqlFlavour::Mysql => {
+                "SELECT CAST(@@global.max_connections AS DOUBLE),
+                        CAST((SELECT VARIABLE_VALUE FROM performance_schema.global_status
+                               WHERE VARIABLE_NAME = 'Threads_connected') AS DOUBLE)"
+            }
+        };
+        let row = sqlx::raw_sql(statement)
+            .fetch_one(&mut first)
+            .await
+            .context("reading the MySQL server's connection limit")?;
         let (usable, in_use): (f64, f64) = (row.try_get(0)?, row.try_get(1)?);
         let more = connections_to_open(args.fraction, usable, in_use);
         mysql.push(first);
@@ -695,7 +706,7 @@ async fn clear_holder(args: &FaultArgs) -> anyhow::Result<()> {
                 .bind(format!("%{MYSQL_SLEEP_TAG}%"))
                 .fetch_all(&mut connection)
                 .await
-                .context("finding the fault's MariaDB sleeps")?;
+                .context("finding the fault's MySQL sleeps")?;
             for row in rows {
                 // MariaDB types PROCESSLIST.ID as a signed BIGINT, MySQL 8 as BIGINT UNSIGNED.
                 let id: u64 = match row.try_get::<i64, _>(0) {
@@ -764,7 +775,10 @@ async fn replica_lag(args: &FaultArgs, start: bool) -> anyhow::Result<()> {
             "DBWATCH_MYSQL_REPLICA_ADMIN_URL",
         )?;
         let mut replica = mysql_connect(url).await?;
-        let statements = mariadb_replica_lag(start, args.delay);
+        let statements = match MysqlFlavour::of(&mut replica).await? {
+            MysqlFlavour::MariaDb => mariadb_replica_lag(start, args.delay),
+            MysqlFlavour::Mysql => mysql_replica_lag(start, args.delay),
+        };
         for statement in &statements {
             sqlx::raw_sql(sqlx::AssertSqlSafe(statement.clone()))
                 .execute(&mut replica)
@@ -794,6 +808,61 @@ pub fn mariadb_replica_lag(start: bool, delay: Option<Duration>) -> Vec<String> 
             "CHANGE MASTER TO MASTER_DELAY = 0".to_owned(),
             "START SLAVE".to_owned(),
         ],
+    }
+}
+
+/// The same, in MySQL 8's words (8.0.22+; 8.4 removed the SLAVE/MASTER spellings).
+pub fn mysql_replica_lag(start: bool, delay: Option<Duration>) -> Vec<String> {
+    match (start, delay) {
+        (true, None) => vec!["STOP REPLICA SQL_THREAD".to_owned()],
+        (true, Some(delay)) => vec![
+            "STOP REPLICA".to_owned(),
+            format!(
+                "CHANGE REPLICATION SOURCE TO SOURCE_DELAY = {}",
+                delay.as_secs().max(1)
+            ),
+            "START REPLICA".to_owned(),
+        ],
+        (false, _) => vec![
+            "STOP REPLICA".to_owned(),
+            "CHANGE REPLICATION SOURCE TO SOURCE_DELAY = 0".to_owned(),
+            "START REPLICA".to_owned(),
+        ],
+    }
+}
+
+/// Which replication statements a MySQL-protocol server takes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MysqlFlavour {
+    MariaDb,
+    /// MySQL 8.0.22 or later (the fleet's 8.0.31).
+    Mysql,
+}
+
+impl MysqlFlavour {
+    pub fn from_version(version: &str) -> Self {
+        match version.to_ascii_lowercase().contains("mariadb") {
+            true => MysqlFlavour::MariaDb,
+            false => MysqlFlavour::Mysql,
+        }
+    }
+
+    async fn of(connection: &mut MySqlConnection) -> anyhow::Result<Self> {
+        let version: String = sqlx::query_scalar("SELECT @@version")
+            .fetch_one(&mut *connection)
+            .await
+            .context("reading the server's @@version")?;
+        Ok(MysqlFlavour::from_version(&version))
+    }
+
+    /// Both replication threads stopped, or started again.
+    pub fn replication_threads(self, start: bool) -> &'static str {
+        match (self, start) {
+            (MysqlFlavour::MariaDb, true) => "START SLAVE",
+            (MysqlFlavour::MariaDb, false) => "STOP SLAVE",
+            (MysqlFlavour::Mysql, true) => "START REPLICA",
+            (MysqlFlavour::Mysql, false) => "STOP REPLICA",
+        }
     }
 }
 
@@ -860,7 +929,10 @@ async fn replication_broken(args: &FaultArgs, start: bool) -> anyhow::Result<()>
             "DBWATCH_MYSQL_REPLICA_ADMIN_URL",
         )?;
         let mut replica = mysql_connect(url).await?;
-        let statement = if start { "STOP SLAVE" } else { "START SLAVE" };
+        // Starting the fault stops the threads.
+        let statement = MysqlFlavour::of(&mut replica)
+            .await?
+            .replication_threads(!start);
         sqlx::raw_sql(statement)
             .execute(&mut replica)
             .await
@@ -980,6 +1052,36 @@ mod tests {
     #[test]
     fn literals_double_their_quotes() {
         assert_eq!(quote_literal("a'b"), "'a''b'");
+    }
+
+    #[test]
+    fn mysql_8_replica_lag_uses_the_replica_and_source_words() {
+        assert_eq!(mysql_replica_lag(true, None), ["STOP REPLICA SQL_THREAD"]);
+        assert_eq!(
+            mysql_replica_lag(true, Some(Duration::from_secs(30))),
+            [
+                "STOP REPLICA",
+                "CHANGE REPLICATION SOURCE TO SOURCE_DELAY = 30",
+                "START REPLICA"
+            ]
+        );
+        assert_eq!(
+            mysql_replica_lag(false, Some(Duration::from_secs(30))),
+            mysql_replica_lag(false, None)
+        );
+        assert_eq!(
+            MysqlFlavour::from_version("10.11.19-MariaDB-0+deb12u1-log"),
+            MysqlFlavour::MariaDb
+        );
+        assert_eq!(MysqlFlavour::from_version("8.0.31"), MysqlFlavour::Mysql);
+        assert_eq!(
+            MysqlFlavour::Mysql.replication_threads(false),
+            "STOP REPLICA"
+        );
+        assert_eq!(
+            MysqlFlavour::MariaDb.replication_threads(false),
+            "STOP SLAVE"
+        );
     }
 
     #[test]

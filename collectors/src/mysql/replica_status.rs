@@ -40,7 +40,7 @@ pub static SQL_RUNNING: MetricDesc = MetricDesc {
 };
 pub static LAG: MetricDesc = MetricDesc {
     name: "mysql_replica_lag_seconds",
-    help: "Seconds_Behind_Master/Source of the channel; NaN when the server reports NULL (a thread is stopped)",
+    help: "Seconds_Behind_Master/Source of the channel; NaN when the server reports NULL (a thread is stopped) or a thread is not running",
     kind: MetricKind::Gauge,
     labels: &["channel"],
 };
@@ -237,7 +237,13 @@ impl ReplicaChannel {
         let channel = self.channel.as_str();
         out.push(IO_RUNNING.sample_with([channel], bool_value(self.io_running)));
         out.push(SQL_RUNNING.sample_with([channel], bool_value(self.sql_running)));
-        out.push(LAG.sample_with([channel], self.seconds_behind.unwrap_or(f64::NAN)));
+        // Only a channel whose threads both run has a lag: MySQL 8.0 reports 0, not NULL, for a channel whose
+        // receiver is still connecting (an unreachable source) once the relay log is applied.
+        let lag = match self.io_running && self.sql_running {
+            true => self.seconds_behind.unwrap_or(f64::NAN),
+            false => f64::NAN,
+        };
+        out.push(LAG.sample_with([channel], lag));
         for (thread, errno) in [("io", self.last_io_errno), ("sql", self.last_sql_errno)] {
             let class = ErrorClass::of(errno).as_str();
             out.push(LAST_ERRNO.sample_with([channel, thread, class], f64::from(errno)));
@@ -381,11 +387,19 @@ mod tests {
             .find(|sample| sample.name() == "mysql_replica_lag_seconds")
             .expect("channel lag present");
         assert!(channel_lag.value.is_nan());
-        // Even a number next to a stopped IO thread is not trusted as the fleet's lag.
+        // Even a number next to a stopped IO thread is not trusted as the fleet's lag, nor as the channel's:
+        // MySQL 8.0 reports Seconds_Behind_Source 0 while the receiver of an unreachable source connects.
         assert_eq!(
             fleet_state(&[channel(false, true, Some(0.0))]),
             (None, false)
         );
+        let mut out = Vec::new();
+        channel(false, true, Some(0.0)).samples(&mut out);
+        let connecting = out
+            .iter()
+            .find(|sample| sample.name() == "mysql_replica_lag_seconds")
+            .expect("channel lag present");
+        assert!(connecting.value.is_nan());
     }
 
     #[test]
