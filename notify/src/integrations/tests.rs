@@ -1,0 +1,288 @@
+//! The four integrations' renderings side by side: limits, and hostile label values that must arrive as text.
+
+use std::collections::BTreeMap;
+
+use super::pagerduty::{self, pagerduty_severity, PagerDutyConfig, PAGERDUTY_EVENT_MAX};
+use super::slack::{self, SlackConfig, SLACK_MAX_BLOCKS, SLACK_TEXT_MAX};
+use crate::render::{fingerprint, Notice};
+use crate::store::{AlertRecord, Payload};
+use dbwatch_secret::{PasswordSource, Secret};
+
+fn record(index: usize, resolved: bool) -> AlertRecord {
+    let labels: BTreeMap<String, String> = [
+        ("alertname", "high_latency".to_owned()),
+        ("target", format!("db{index}")),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_owned(), v))
+    .collect();
+    AlertRecord {
+        fingerprint: fingerprint(&labels),
+        labels,
+        annotations: [("summary".to_owned(), "x".repeat(2000))]
+            .into_iter()
+            .collect(),
+        starts_at: 1_700_000_000_000,
+        ends_at: resolved.then_some(1_700_000_100_000),
+    }
+}
+
+#[test]
+fn a_large_slack_group_is_summarised_within_the_limits() {
+    let group_labels: BTreeMap<String, String> =
+        [("alertname".to_owned(), "high_latency".to_owned())].into();
+    let notice = Notice {
+        receiver: "slack",
+        group_key: "{}:{alertname=\"high_latency\"}",
+        group_labels: &group_labels,
+        firing: (0..120).map(|i| record(i, false)).collect(),
+        resolved: Vec::new(),
+        external_url: "",
+        now: 1_700_000_000_000,
+        episode: 1_700_000_000_000,
+        first_of_episode: true,
+    };
+    let config = SlackConfig {
+        api_url: PasswordSource::Inline(Secret::new("http://x".into())),
+        channel: None,
+        username: None,
+        icon_emoji: None,
+        icon_url: None,
+        send_resolved: true,
+    };
+    let Payload::Slack { body } = slack::render(&config, &notice) else {
+        panic!("not a slack payload");
+    };
+    let blocks = body["blocks"].as_array().expect("blocks");
+    assert_eq!(blocks.len(), SLACK_MAX_BLOCKS);
+    assert_eq!(blocks[48]["elements"][0]["text"], "+73 more alerts");
+    assert!(body["text"]
+        .as_str()
+        .expect("text")
+        .starts_with("[FIRING:120] high_latency: high_latency"));
+    assert!(body["text"].as_str().expect("text").chars().count() <= SLACK_TEXT_MAX);
+}
+
+#[test]
+fn severities_map_onto_pagerduty_levels() {
+    assert_eq!(pagerduty_severity(Some("critical")), "critical");
+    assert_eq!(pagerduty_severity(Some("Warning")), "warning");
+    assert_eq!(pagerduty_severity(Some("info")), "info");
+    assert_eq!(pagerduty_severity(None), "error");
+}
+
+fn hostile() -> AlertRecord {
+    let labels: BTreeMap<String, String> = [
+        ("alertname", "database_bloat"),
+        ("database", "<!channel>"),
+        ("replica", "<https://evil.example|Runbook>"),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_owned(), v.to_owned()))
+    .collect();
+    AlertRecord {
+        fingerprint: fingerprint(&labels),
+        labels,
+        annotations: [
+            ("summary".to_owned(), "bloat in <!channel> & co".to_owned()),
+            (
+                "runbook_url".to_owned(),
+                "<https://evil.example|Runbook>".to_owned(),
+            ),
+        ]
+        .into_iter()
+        .collect(),
+        starts_at: 1_700_000_000_000,
+        ends_at: None,
+    }
+}
+
+fn pagerduty_config() -> PagerDutyConfig {
+    PagerDutyConfig {
+        routing_key: PasswordSource::Inline(Secret::new("k".into())),
+        url: "http://x".into(),
+        client: "dbwatch".into(),
+        client_url: None,
+        severity: None,
+        class: None,
+        component: None,
+        group: None,
+        source: None,
+        details: BTreeMap::new(),
+        links: Vec::new(),
+        send_resolved: true,
+    }
+}
+
+fn hostile_notice(group_labels: &BTreeMap<String, String>) -> Notice<'_> {
+    Notice {
+        receiver: "<!here>",
+        group_key: "{}:{database=\"<!channel>\"}",
+        group_labels,
+        firing: vec![hostile()],
+        resolved: Vec::new(),
+        external_url: "http://dbwatch.example:9630",
+        now: 1_700_000_000_000,
+        episode: 1_700_000_000_000,
+        first_of_episode: true,
+    }
+}
+
+#[test]
+fn slack_mrkdwn_escapes_every_label_and_annotation_value() {
+    let group_labels: BTreeMap<String, String> =
+        [("database".to_owned(), "<!channel>".to_owned())].into();
+    let config = SlackConfig {
+        api_url: PasswordSource::Inline(Secret::new("http://x".into())),
+        channel: None,
+        username: None,
+        icon_emoji: None,
+        icon_url: None,
+        send_resolved: true,
+    };
+    let Payload::Slack { body } = slack::render(&config, &hostile_notice(&group_labels)) else {
+        panic!("not a slack payload");
+    };
+    let blocks = body["blocks"].as_array().expect("blocks");
+    let mrkdwn: Vec<&str> = [
+        &body["text"],
+        &blocks[1]["text"]["text"],
+        &blocks[2]["elements"][0]["text"],
+    ]
+    .into_iter()
+    .map(|value| value.as_str().expect("text"))
+    .collect();
+    for text in &mrkdwn {
+        assert!(
+            !text.contains("<!") && !text.contains("<https://evil"),
+            "{text}"
+        );
+    }
+    assert!(
+        mrkdwn[0].contains("database=\"&lt;!channel&gt;\""),
+        "{}",
+        mrkdwn[0]
+    );
+    assert!(
+        mrkdwn[1].contains("bloat in &lt;!channel&gt; &amp; co")
+            && mrkdwn[1].contains("`replica=&lt;https://evil.example|Runbook&gt;`")
+            && mrkdwn[1].contains("Runbook: &lt;https://evil.example|Runbook&gt;"),
+        "{}",
+        mrkdwn[1]
+    );
+    // The footer's receiver name is escaped, the external URL stays a link.
+    assert!(
+        mrkdwn[2].contains("&lt;!here&gt;")
+            && mrkdwn[2].contains("<http://dbwatch.example:9630|open>"),
+        "{}",
+        mrkdwn[2]
+    );
+    // The header is plain_text, which Slack never parses for mentions or links.
+    assert_eq!(blocks[0]["text"]["type"], "plain_text");
+}
+
+#[test]
+fn pagerduty_and_email_carry_hostile_names_as_plain_text() {
+    let group_labels: BTreeMap<String, String> =
+        [("database".to_owned(), "<!channel>".to_owned())].into();
+    let notice = hostile_notice(&group_labels);
+    let config = pagerduty_config();
+    let Payload::PagerDuty { event } = pagerduty::render(&config, &notice) else {
+        panic!("not a pagerduty payload");
+    };
+    // PagerDuty renders these fields as text: the value arrives verbatim (JSON-encoded), not as markup.
+    assert_eq!(
+        event["payload"]["custom_details"]["alerts"][0]["labels"]["database"],
+        "<!channel>"
+    );
+    // A runbook that is not a plain URL is never a link.
+    assert!(event.get("links").is_none(), "{event:#}");
+
+    let no_env = |_: &str| None;
+    let routing = crate::load_str(
+        std::path::Path::new("r.yml"),
+        "route:\n  receiver: m\nreceivers:\n  - name: m\n    email_configs:\n      - {to: a@example.com, from: b@example.com, smarthost: 'mail:25'}\n",
+        &no_env,
+    )
+    .expect("valid routing");
+    let email = &routing.receivers[0].integrations[0];
+    assert_eq!(email.kind(), super::Kind::Email);
+    let Payload::Email { html, .. } = email.render(&notice) else {
+        panic!("not an email payload");
+    };
+    assert!(
+        !html.contains("<!channel>") && !html.contains("<https://evil"),
+        "{html}"
+    );
+    assert!(html.contains("&lt;!channel&gt;"), "{html}");
+}
+
+#[test]
+fn a_huge_pagerduty_group_stays_under_the_event_limit() {
+    let group_labels: BTreeMap<String, String> = BTreeMap::new();
+    let firing: Vec<AlertRecord> = (0..60)
+        .map(|index| {
+            let mut alert = record(index, false);
+            alert
+                .annotations
+                .insert("description".into(), "d".repeat(20_000));
+            alert
+        })
+        .collect();
+    let notice = Notice {
+        receiver: "pd",
+        group_key: "{}:{}",
+        group_labels: &group_labels,
+        firing,
+        resolved: Vec::new(),
+        external_url: "",
+        now: 1_700_000_000_000,
+        episode: 1_700_000_000_000,
+        first_of_episode: true,
+    };
+    let config = pagerduty_config();
+    let Payload::PagerDuty { event } = pagerduty::render(&config, &notice) else {
+        panic!("not a pagerduty payload");
+    };
+    let size = serde_json::to_vec(&event).expect("encodes").len();
+    assert!(size <= PAGERDUTY_EVENT_MAX, "{size} bytes");
+    let details = &event["payload"]["custom_details"];
+    assert_eq!(details["num_firing"], 60);
+    let listed = details["alerts"].as_array().expect("alerts").len();
+    assert!((1..50).contains(&listed), "{listed} listed");
+    assert_eq!(details["truncated_alerts"], 60 - listed);
+}
+
+#[test]
+fn answers_are_classified_per_integration() {
+    use super::http::{any_success, Verdict};
+    use super::Outcome;
+    use reqwest::StatusCode;
+    use std::time::Duration;
+    assert_eq!(
+        pagerduty::classify(StatusCode::ACCEPTED, ""),
+        Verdict::Accepted
+    );
+    assert_eq!(
+        pagerduty::classify(StatusCode::BAD_REQUEST, ""),
+        Verdict::Refused
+    );
+    assert_eq!(
+        slack::classify(StatusCode::TOO_MANY_REQUESTS, ""),
+        Verdict::Retry
+    );
+    assert!(matches!(
+        Verdict::Retry.outcome(String::new(), Some(Duration::from_secs(3))),
+        Outcome::Retry { retry_after: Some(after), .. } if after == Duration::from_secs(3)
+    ));
+    assert_eq!(
+        slack::classify(StatusCode::GONE, "channel_is_archived"),
+        Verdict::Refused
+    );
+    assert_eq!(
+        slack::classify(StatusCode::OK, "{\"ok\":false,\"error\":\"x\"}"),
+        Verdict::Refused
+    );
+    assert_eq!(any_success(StatusCode::BAD_GATEWAY, ""), Verdict::Retry);
+    assert_eq!(any_success(StatusCode::NO_CONTENT, ""), Verdict::Accepted);
+}
