@@ -58,24 +58,36 @@ pub fn secret(
             );
             None
         }
+        // Empty is unset, as in Alertmanager (an empty `smtp_auth_password`, an empty `api_url` falling back to
+        // the global one).
+        (Some((node, _)), None) | (None, Some((node, _))) if node.is_null() => None,
         (Some((node, path)), None) => reader
-            .string(node, &path)
+            .scalar(node, &path)
+            .filter(|value| !value.is_empty())
             .map(|value| PasswordSource::Inline(Secret::new(value))),
         (None, Some((node, path))) => reader
-            .string(node, &path)
+            .scalar(node, &path)
+            .filter(|value| !value.is_empty())
             .map(|value| PasswordSource::File(PathBuf::from(value))),
         (None, None) => None,
     }
 }
 
-/// A plain string that must not be a Go template.
+/// A plain string that must not be a Go template. Empty or null is the same as absent, as in Alertmanager,
+/// whose empty strings mean "use the default" (`smtp_hello: ''`, `from: ''` falling back to `smtp_from`).
 pub fn plain(
     reader: &mut Reader<'_>,
     fields: &mut Fields<'_>,
     key: &'static str,
 ) -> Option<String> {
     let (node, path) = fields.take(key)?;
-    let value = reader.string(node, &path)?;
+    if node.is_null() {
+        return None;
+    }
+    let value = reader.scalar(node, &path)?;
+    if value.is_empty() {
+        return None;
+    }
     if value.contains("{{") {
         reader.error(
             node.mark,

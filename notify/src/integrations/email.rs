@@ -116,14 +116,14 @@ pub fn read(
         reader.error(node.mark, path, "no smarthost and no global smtp_smarthost");
     }
     if let Some(host) = &smarthost {
-        if !host
-            .rsplit_once(':')
-            .is_some_and(|(h, p)| !h.is_empty() && p.parse::<u16>().is_ok())
-        {
+        if split_smarthost(host).is_none() {
             reader.error(
                 node.mark,
                 &format!("{path}.smarthost"),
-                format!("expected host:port, found {host:?}"),
+                format!(
+                    "expected host:port (the port a number or smtp, submission, smtps, submissions), found \
+                     {host:?}"
+                ),
             );
         }
     }
@@ -377,12 +377,24 @@ fn is_loopback(host: &str) -> bool {
             .is_ok_and(|address| address.is_loopback())
 }
 
+/// `host:port` as Alertmanager takes it: Go's `net.SplitHostPort`, the port required, the host may be empty
+/// (Go then dials this host), the port a number or a service name.
+fn split_smarthost(smarthost: &str) -> Option<(String, u16)> {
+    let (host, port) = smarthost.rsplit_once(':')?;
+    let port = match port {
+        "smtp" => 25,
+        "submission" => 587,
+        "smtps" | "submissions" => 465,
+        number => number.parse::<u16>().ok()?,
+    };
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    let host = if host.is_empty() { "localhost" } else { host };
+    Some((host.to_owned(), port))
+}
+
 fn transport(config: &EmailConfig) -> Result<AsyncSmtpTransport<Tokio1Executor>, Outcome> {
     let permanent = |reason: String| Outcome::Permanent { reason };
-    let (host, port) = config
-        .smarthost
-        .rsplit_once(':')
-        .and_then(|(host, port)| Some((host.to_owned(), port.parse::<u16>().ok()?)))
+    let (host, port) = split_smarthost(&config.smarthost)
         .ok_or_else(|| permanent(format!("invalid smarthost {:?}", config.smarthost)))?;
     let server_name = config
         .tls
@@ -434,6 +446,20 @@ fn transport(config: &EmailConfig) -> Result<AsyncSmtpTransport<Tokio1Executor>,
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn smarthosts_split_as_go_does() {
+        assert_eq!(split_smarthost("mail:25"), Some(("mail".into(), 25)));
+        assert_eq!(split_smarthost(":25"), Some(("localhost".into(), 25)));
+        assert_eq!(
+            split_smarthost("mail.example.com:submission"),
+            Some(("mail.example.com".into(), 587))
+        );
+        assert_eq!(split_smarthost("[::1]:465"), Some(("::1".into(), 465)));
+        assert_eq!(split_smarthost("mail"), None);
+        assert_eq!(split_smarthost("mail:"), None);
+        assert_eq!(split_smarthost("mail:70000"), None);
+    }
 
     #[test]
     fn only_a_relay_on_this_host_may_take_credentials_without_tls() {

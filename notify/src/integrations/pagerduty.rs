@@ -20,6 +20,9 @@ use dbwatch_yaml::node::Node;
 use dbwatch_yaml::read::{Fields, Reader};
 
 pub const DEFAULT_PAGERDUTY_URL: &str = "https://events.pagerduty.com/v2/enqueue";
+/// Where Alertmanager sends Events API v1 events (`service_key`).
+pub const PAGERDUTY_V1_URL: &str =
+    "https://events.pagerduty.com/generic/2010-04-15/create_event.json";
 pub const PAGERDUTY_SUMMARY_MAX: usize = 1024;
 /// Alerts listed in PagerDuty's custom details; the event must stay under 512 KB.
 const PAGERDUTY_DETAIL_ALERTS: usize = 50;
@@ -31,7 +34,9 @@ const PAGERDUTY_LINE_MAX: usize = 1024;
 
 #[derive(Debug, Clone)]
 pub struct PagerDutyConfig {
+    /// The routing key (v2) or the service key (v1): a secret, added at send time only.
     pub routing_key: PasswordSource,
+    pub api: EventsApi,
     pub url: String,
     /// A fixed severity; without it the alert's `severity` label is mapped.
     pub severity: Option<String>,
@@ -70,14 +75,22 @@ impl Integration for PagerDutyConfig {
                 return mismatch(Kind::PagerDuty);
             };
             // The key is added at send time only: the outbox on disk never holds it.
-            let key = match read_secret(&self.routing_key, "pagerduty routing_key") {
+            let (field, what) = match self.api {
+                EventsApi::V2 => ("routing_key", "pagerduty routing_key"),
+                EventsApi::V1 => ("service_key", "pagerduty service_key"),
+            };
+            let key = match read_secret(&self.routing_key, what) {
                 Ok(key) => key,
                 Err(outcome) => return outcome,
             };
             let mut event = event.clone();
             if let Some(object) = event.as_object_mut() {
-                object.insert("routing_key".into(), Value::String(key));
+                object.insert(field.into(), Value::String(key));
             }
+            let classify = match self.api {
+                EventsApi::V2 => classify,
+                EventsApi::V1 => classify_v1,
+            };
             http::post(
                 client,
                 &self.url,
@@ -91,6 +104,14 @@ impl Integration for PagerDutyConfig {
     }
 }
 
+/// Events API v1: 200 accepted; 403 is its rate limit and retried, as Alertmanager does; 400 is permanent.
+pub fn classify_v1(status: StatusCode, _body: &str) -> Verdict {
+    if status == StatusCode::FORBIDDEN {
+        return Verdict::Retry;
+    }
+    Verdict::of(status, status.is_success())
+}
+
 /// 202 (or any 2xx) accepted; 400 is an invalid event, permanent.
 pub fn classify(status: StatusCode, _body: &str) -> Verdict {
     Verdict::of(
@@ -101,6 +122,15 @@ pub fn classify(status: StatusCode, _body: &str) -> Verdict {
 
 const PAGERDUTY_SEVERITIES: [&str; 4] = ["critical", "error", "warning", "info"];
 
+/// Which of PagerDuty's Events APIs an entry speaks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EventsApi {
+    /// `service_key`: `create_event.json`, `event_type` trigger/resolve, `incident_key`.
+    V1,
+    /// `routing_key`: `/v2/enqueue`, `event_action`, `dedup_key`.
+    V2,
+}
+
 pub fn read(
     reader: &mut Reader<'_>,
     node: &Node,
@@ -109,18 +139,6 @@ pub fn read(
 ) -> Option<Arc<dyn Integration>> {
     let mut fields = Fields::of(reader, node, path)?;
     refuse_common(reader, &mut fields);
-    refuse(
-        reader,
-        &mut fields,
-        "service_key",
-        "the Events API v1 is not supported; use routing_key",
-    );
-    refuse(
-        reader,
-        &mut fields,
-        "service_key_file",
-        "the Events API v1 is not supported; use routing_key_file",
-    );
     for key in ["description", "images", "timeout"] {
         refuse(
             reader,
@@ -129,39 +147,31 @@ pub fn read(
             "dbwatch builds the PagerDuty event itself",
         );
     }
+    // Alertmanager sends an entry with a service key to the Events API v1 and one with a routing key to v2.
     let routing_key = secret(reader, &mut fields, "routing_key", "routing_key_file");
-    if routing_key.is_none() {
-        reader.error(
-            node.mark,
-            path,
-            "routing_key or routing_key_file is required",
-        );
-    }
-    if let Some(PasswordSource::Inline(key)) = &routing_key {
-        if key.expose().len() != 32 {
+    let service_key = secret(reader, &mut fields, "service_key", "service_key_file");
+    let (api, key) = match (routing_key, service_key) {
+        (Some(key), None) => (EventsApi::V2, Some(key)),
+        (None, Some(key)) => (EventsApi::V1, Some(key)),
+        (Some(_), Some(_)) => {
             reader.error(
                 node.mark,
-                &format!("{path}.routing_key"),
-                "a routing key has 32 characters",
+                path,
+                "set routing_key (Events API v2) or service_key (v1), not both",
             );
+            (EventsApi::V2, None)
         }
-    }
-    let severity = match fields.take("severity") {
-        Some((sev_node, sev_path)) => {
-            let value = reader.string(sev_node, &sev_path);
-            if let Some(value) = &value {
-                if !PAGERDUTY_SEVERITIES.contains(&value.as_str()) {
-                    reader.error(
-                        sev_node.mark,
-                        &sev_path,
-                        format!("expected one of critical, error, warning, info, found {value:?}"),
-                    );
-                }
-            }
-            value
+        (None, None) => {
+            reader.error(
+                node.mark,
+                path,
+                "one of routing_key, routing_key_file, service_key or service_key_file is required",
+            );
+            (EventsApi::V2, None)
         }
-        None => None,
     };
+    // Sent as given; a value PagerDuty does not know is mapped like a `severity` label at render time.
+    let severity = plain(reader, &mut fields, "severity");
     let details = match fields.take("details") {
         Some((details_node, details_path)) => reader
             .labels(details_node, &details_path)
@@ -194,11 +204,17 @@ pub fn read(
             }
         }
     }
+    let url = plain(reader, &mut fields, "url")
+        .or_else(|| global.pagerduty_url.clone())
+        .unwrap_or_else(|| DEFAULT_PAGERDUTY_URL.to_owned());
     let config = PagerDutyConfig {
-        routing_key: routing_key?,
-        url: plain(reader, &mut fields, "url")
-            .or_else(|| global.pagerduty_url.clone())
-            .unwrap_or_else(|| DEFAULT_PAGERDUTY_URL.to_owned()),
+        routing_key: key?,
+        api,
+        // Alertmanager posts v1 events to the v1 endpoint whatever `url` says.
+        url: match api {
+            EventsApi::V2 => url,
+            EventsApi::V1 => PAGERDUTY_V1_URL.to_owned(),
+        },
         severity,
         client: plain(reader, &mut fields, "client").unwrap_or_else(|| "dbwatch".to_owned()),
         client_url: plain(reader, &mut fields, "client_url"),
@@ -214,6 +230,57 @@ pub fn read(
     Some(Arc::new(config))
 }
 
+/// An Events API v1 event, as Alertmanager's `notifyV1` builds it: `event_type` trigger or resolve, the group's
+/// hash as `incident_key`, the title as `description` (at most 1,024 characters), string `details` (the
+/// firing alerts, counts, and the configured details); `client` and `client_url` on triggers only.
+pub fn render_v1(config: &PagerDutyConfig, notice: &Notice<'_>) -> Payload {
+    let firing = notice.is_firing();
+    let mut description = notice.title();
+    if let Some(text) = notice.common_annotations().get("summary") {
+        let _ = write!(description, ": {text}");
+    }
+    let lines: Vec<String> = notice
+        .firing
+        .iter()
+        .take(PAGERDUTY_DETAIL_ALERTS)
+        .map(|alert| truncate(&alert_line(alert), PAGERDUTY_LINE_MAX))
+        .collect();
+    let mut details: BTreeMap<String, String> = BTreeMap::new();
+    details.insert("firing".into(), lines.join("\n"));
+    details.insert("num_firing".into(), notice.firing.len().to_string());
+    details.insert("num_resolved".into(), notice.resolved.len().to_string());
+    for (key, value) in &config.details {
+        details.insert(key.clone(), value.clone());
+    }
+    let mut event = Map::new();
+    event.insert(
+        "event_type".into(),
+        Value::String(if firing { "trigger" } else { "resolve" }.into()),
+    );
+    event.insert(
+        "incident_key".into(),
+        Value::String(group_hash(notice.group_key)),
+    );
+    event.insert(
+        "description".into(),
+        Value::String(truncate(&description, PAGERDUTY_SUMMARY_MAX)),
+    );
+    event.insert("details".into(), json!(details));
+    if firing {
+        event.insert("client".into(), Value::String(config.client.clone()));
+        let client_url = config
+            .client_url
+            .clone()
+            .or_else(|| (!notice.external_url.is_empty()).then(|| notice.external_url.to_owned()));
+        if let Some(url) = client_url {
+            event.insert("client_url".into(), Value::String(url));
+        }
+    }
+    Payload::PagerDuty {
+        event: Value::Object(event),
+    }
+}
+
 /// PagerDuty's severity for an alert's `severity` label.
 pub fn pagerduty_severity(label: Option<&str>) -> &'static str {
     match label.map(str::to_ascii_lowercase).as_deref() {
@@ -225,6 +292,9 @@ pub fn pagerduty_severity(label: Option<&str>) -> &'static str {
 }
 
 pub fn render(config: &PagerDutyConfig, notice: &Notice<'_>) -> Payload {
+    if config.api == EventsApi::V1 {
+        return render_v1(config, notice);
+    }
     let dedup_key = group_hash(notice.group_key);
     if !notice.is_firing() {
         return Payload::PagerDuty {
@@ -232,9 +302,11 @@ pub fn render(config: &PagerDutyConfig, notice: &Notice<'_>) -> Payload {
         };
     }
     let common = notice.common_labels();
-    let severity = config.severity.clone().unwrap_or_else(|| {
-        pagerduty_severity(common.get("severity").map(String::as_str)).to_owned()
-    });
+    let severity = match config.severity.as_deref() {
+        Some(fixed) if PAGERDUTY_SEVERITIES.contains(&fixed) => fixed.to_owned(),
+        Some(other) => pagerduty_severity(Some(other)).to_owned(),
+        None => pagerduty_severity(common.get("severity").map(String::as_str)).to_owned(),
+    };
     let mut summary = notice.title();
     if let Some(text) = notice.common_annotations().get("summary") {
         let _ = write!(summary, ": {text}");

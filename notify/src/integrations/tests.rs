@@ -2,7 +2,7 @@
 
 use std::collections::BTreeMap;
 
-use super::pagerduty::{self, pagerduty_severity, PagerDutyConfig, PAGERDUTY_EVENT_MAX};
+use super::pagerduty::{self, pagerduty_severity, EventsApi, PagerDutyConfig, PAGERDUTY_EVENT_MAX};
 use super::slack::{self, SlackConfig, SLACK_MAX_BLOCKS, SLACK_TEXT_MAX};
 use crate::render::{fingerprint, Notice};
 use crate::store::{AlertRecord, Payload};
@@ -100,6 +100,7 @@ fn hostile() -> AlertRecord {
 fn pagerduty_config() -> PagerDutyConfig {
     PagerDutyConfig {
         routing_key: PasswordSource::Inline(Secret::new("k".into())),
+        api: pagerduty::EventsApi::V2,
         url: "http://x".into(),
         client: "dbwatch".into(),
         client_url: None,
@@ -285,4 +286,131 @@ fn answers_are_classified_per_integration() {
     );
     assert_eq!(any_success(StatusCode::BAD_GATEWAY, ""), Verdict::Retry);
     assert_eq!(any_success(StatusCode::NO_CONTENT, ""), Verdict::Accepted);
+}
+
+fn routing(text: &str) -> crate::NotifyConfig {
+    let no_env = |_: &str| None;
+    crate::load_str(std::path::Path::new("r.yml"), text, &no_env)
+        .unwrap_or_else(|errors| panic!("{errors}"))
+}
+
+#[test]
+fn files_alertmanager_accepts_load_without_dbwatch_only_checks() {
+    // Empty SMTP fields mean "the default", a short PagerDuty key is the service's business, a named port and
+    // an empty host are Go's net.SplitHostPort's.
+    let config = routing(
+        "global:\n  smtp_hello: ''\n  smtp_auth_username: ''\n  smtp_auth_password: ''\n  smtp_from: a@example.com\n  smtp_smarthost: ':smtp'\nroute:\n  receiver: a\nreceivers:\n  - name: a\n    email_configs: [{to: b@example.com, from: ''}]\n    pagerduty_configs: [{routing_key: short, severity: page}]\n",
+    );
+    assert_eq!(config.receivers[0].integrations.len(), 2);
+}
+
+#[test]
+fn a_service_key_speaks_the_events_api_v1() {
+    let config = routing(
+        "route:\n  receiver: pd\nreceivers:\n  - name: pd\n    pagerduty_configs: [{service_key: abc, client_url: 'http://dbwatch:9630', details: {team: db}}]\n",
+    );
+    let pd = &config.receivers[0].integrations[0];
+    assert_eq!(pd.kind(), super::Kind::PagerDuty);
+    let group_labels: BTreeMap<String, String> =
+        [("alertname".to_owned(), "high_latency".to_owned())].into();
+    let mut notice = Notice {
+        receiver: "pd",
+        group_key: "{}:{alertname=\"high_latency\"}",
+        group_labels: &group_labels,
+        firing: vec![record(1, false)],
+        resolved: Vec::new(),
+        external_url: "",
+        now: 1_700_000_000_000,
+        episode: 1_700_000_000_000,
+        first_of_episode: true,
+    };
+    let Payload::PagerDuty { event } = pd.render(&notice) else {
+        panic!("not a pagerduty payload");
+    };
+    assert_eq!(event["event_type"], "trigger");
+    assert_eq!(event["client"], "dbwatch");
+    assert_eq!(event["client_url"], "http://dbwatch:9630");
+    assert_eq!(event["details"]["num_firing"], "1");
+    assert_eq!(event["details"]["team"], "db");
+    assert!(event["description"].as_str().is_some_and(|text| text
+        .starts_with("[FIRING:1] high_latency")
+        && text.chars().count() <= 1024));
+    assert!(event.get("event_action").is_none() && event.get("routing_key").is_none());
+    let key = event["incident_key"].clone();
+    notice.resolved = std::mem::take(&mut notice.firing);
+    let Payload::PagerDuty { event } = pd.render(&notice) else {
+        panic!("not a pagerduty payload");
+    };
+    assert_eq!(event["event_type"], "resolve");
+    assert_eq!(event["incident_key"], key);
+    assert!(event.get("client").is_none());
+    assert!(format!("{pd:?}").contains("create_event.json"));
+    assert_eq!(
+        pagerduty::classify_v1(reqwest::StatusCode::FORBIDDEN, ""),
+        super::http::Verdict::Retry
+    );
+}
+
+/// The v1 event reaches its endpoint with the service key added at send time.
+#[tokio::test]
+async fn a_v1_event_is_posted_with_its_service_key() {
+    use super::Integration;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let address = listener.local_addr().expect("address");
+    let server = tokio::spawn(async move {
+        let (mut socket, _) = listener.accept().await.expect("accept");
+        let mut request = Vec::new();
+        let mut buffer = [0u8; 4096];
+        // Headers, then the body by its Content-Length.
+        loop {
+            let read = socket.read(&mut buffer).await.expect("read");
+            request.extend_from_slice(&buffer[..read]);
+            let text = String::from_utf8_lossy(&request).into_owned();
+            if let Some((head, body)) = text.split_once("\r\n\r\n") {
+                let length: usize = head
+                    .lines()
+                    .find_map(|line| {
+                        line.to_ascii_lowercase()
+                            .strip_prefix("content-length:")
+                            .map(|v| v.trim().parse().unwrap_or(0))
+                    })
+                    .unwrap_or(0);
+                if body.len() >= length || read == 0 {
+                    break;
+                }
+            }
+        }
+        socket
+            .write_all(b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: 20\r\n\r\n{\"status\":\"success\"}")
+            .await
+            .expect("answer");
+        String::from_utf8_lossy(&request).into_owned()
+    });
+    let config = PagerDutyConfig {
+        routing_key: PasswordSource::Inline(Secret::new("v1-service-key".into())),
+        api: EventsApi::V1,
+        url: format!("http://{address}/generic/2010-04-15/create_event.json"),
+        ..pagerduty_config()
+    };
+    let payload = Payload::PagerDuty {
+        event: serde_json::json!({"event_type": "resolve", "incident_key": "k", "description": "d", "details": {}}),
+    };
+    let client = crate::http_client(std::time::Duration::from_secs(2)).expect("client");
+    let outcome = config
+        .send(&client, &payload, std::time::Duration::from_secs(2))
+        .await;
+    assert_eq!(outcome, super::Outcome::Delivered);
+    let request = server.await.expect("server");
+    assert!(
+        request.starts_with("POST /generic/2010-04-15/create_event.json "),
+        "{request}"
+    );
+    let body: serde_json::Value =
+        serde_json::from_str(request.split_once("\r\n\r\n").map_or("", |(_, body)| body))
+            .expect("json");
+    assert_eq!(body["service_key"], "v1-service-key");
+    assert_eq!(body["event_type"], "resolve");
 }
