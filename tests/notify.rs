@@ -1992,3 +1992,52 @@ async fn the_daemon_pushes_to_alertmanager_with_no_routing_file_of_its_own() {
     let _ = daemon.kill();
     let _ = daemon.wait();
 }
+
+/// A route muted for the current minute (UTC) holds the page and sends it once the minute is over; the file
+/// passes amtool too.
+#[tokio::test]
+async fn a_muted_interval_holds_the_notification_and_releases_it_when_it_ends() {
+    let receivers = Receivers::new("muted", &[], "ok").await;
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .expect("clock")
+        .as_secs();
+    let minute = (now % 86_400) / 60;
+    let ends_at = (now / 60 + 1) * 60;
+    let hhmm = |minute: u64| format!("{:02}:{:02}", minute / 60, minute % 60);
+    let routing = format!(
+        "time_intervals:\n  - name: this-minute\n    time_intervals:\n      - times: [{{start_time: '{}', end_time: '{}'}}]\nroute:\n  receiver: hook\n  group_by: [alertname]\n  group_wait: 0s\n  group_interval: 1s\n  routes:\n    - matchers: [severity=\"warning\"]\n      mute_time_intervals: [this-minute]\nreceivers:\n  - name: hook\n    webhook_configs:\n      - url: {}\n",
+        hhmm(minute),
+        hhmm(minute + 1),
+        receivers.url("webhook")
+    );
+    let dir = tempfile::tempdir().expect("temp dir");
+    let file = dir.path().join("routing.yml");
+    std::fs::write(&file, &routing).expect("write routing");
+    amtool_check(&file);
+    let harness = Harness::start(&routing, |_| {});
+    harness.publish(vec![firing(
+        &[("alertname", "replication_lag"), ("severity", "warning")],
+        &[],
+    )]);
+    let requests = receivers
+        .wait(
+            "the held notification",
+            Duration::from_secs(75),
+            |requests| !ok_requests(requests, "webhook").is_empty(),
+        )
+        .await;
+    let first = ok_requests(&requests, "webhook")[0];
+    let at = first["at"].as_f64().expect("arrival time");
+    assert!(
+        at >= ends_at as f64,
+        "delivered at {at}, inside the muted minute ending at {ends_at}"
+    );
+    // Released at the first flush after the interval: group_interval is 1 s.
+    assert!(
+        at < ends_at as f64 + 5.0,
+        "released late: {at} for {ends_at}"
+    );
+    assert_eq!(first["body"]["status"], "firing");
+    assert_all_valid(&requests);
+}

@@ -20,6 +20,7 @@ use super::fields::{read_global, refuse, Global};
 pub use super::integrations::http::MAX_RETRY_AFTER;
 use super::integrations::{email, pagerduty, slack, webhook, Integration};
 use super::matcher::{parse_matchers, MatchOp, Matcher};
+use super::timeinterval::{self, NamedInterval};
 
 /// How each receiver key is read: one line per integration.
 type ReadIntegration = fn(&mut Reader<'_>, &Node, &str, &Global) -> Option<Arc<dyn Integration>>;
@@ -40,6 +41,7 @@ pub struct NotifyConfig {
     pub file: PathBuf,
     pub route: Route,
     pub inhibit_rules: Vec<InhibitRule>,
+    pub time_intervals: Vec<NamedInterval>,
     pub receivers: Vec<Receiver>,
     /// Not part of Alertmanager's schema (so not in the file): set by the daemon or by tests.
     pub delivery: DeliveryOptions,
@@ -48,6 +50,20 @@ pub struct NotifyConfig {
 impl NotifyConfig {
     pub fn receiver(&self, name: &str) -> Option<&Receiver> {
         self.receivers.iter().find(|receiver| receiver.name == name)
+    }
+
+    /// Whether `route`'s notifications are held at `at`: inside one of its `mute_time_intervals`, or outside
+    /// all of its `active_time_intervals` (Alertmanager's time mute and time active stages).
+    pub fn muted_at(&self, route: &Route, at: chrono::DateTime<chrono::Utc>) -> bool {
+        let inside = |names: &[String]| {
+            names.iter().any(|name| {
+                self.time_intervals
+                    .iter()
+                    .any(|interval| interval.name == *name && interval.contains(at))
+            })
+        };
+        inside(&route.mute_time_intervals)
+            || (!route.active_time_intervals.is_empty() && !inside(&route.active_time_intervals))
     }
 }
 
@@ -100,6 +116,12 @@ pub enum GroupBy {
     Labels(Vec<String>),
 }
 
+/// The names a route may refer to.
+struct Known<'a> {
+    receivers: &'a [&'a str],
+    intervals: &'a [&'a str],
+}
+
 #[derive(Debug, Clone)]
 pub struct Route {
     pub receiver: String,
@@ -109,6 +131,10 @@ pub struct Route {
     pub repeat_interval: Duration,
     pub matchers: Vec<Matcher>,
     pub continue_matching: bool,
+    /// Names of `time_intervals` during which this route's notifications are held.
+    pub mute_time_intervals: Vec<String>,
+    /// Names of `time_intervals` outside of which this route's notifications are held.
+    pub active_time_intervals: Vec<String>,
     pub routes: Vec<Route>,
 }
 
@@ -173,30 +199,10 @@ pub fn load_str(file: &Path, text: &str, env: EnvLookup<'_>) -> Result<NotifyCon
 }
 
 /// Keys of Alertmanager's schema that dbwatch refuses, with the reason.
-const UNSUPPORTED_TOP: &[(&str, &str)] = &[
-    (
-        "templates",
-        "dbwatch renders its own messages; Go templates are not supported",
-    ),
-    (
-        "time_intervals",
-        "mute and active time intervals are not supported",
-    ),
-    (
-        "mute_time_intervals",
-        "mute and active time intervals are not supported",
-    ),
-];
-const UNSUPPORTED_ROUTE: &[(&str, &str)] = &[
-    (
-        "mute_time_intervals",
-        "mute and active time intervals are not supported",
-    ),
-    (
-        "active_time_intervals",
-        "mute and active time intervals are not supported",
-    ),
-];
+const UNSUPPORTED_TOP: &[(&str, &str)] = &[(
+    "templates",
+    "dbwatch renders its own messages; Go templates are not supported",
+)];
 const UNSUPPORTED_RECEIVER: &[&str] = &[
     "discord_configs",
     "msteams_configs",
@@ -245,6 +251,36 @@ fn read_root(reader: &mut Reader<'_>, root: &Node, file: &Path) -> Option<Notify
             );
         }
     }
+    // `mute_time_intervals` is the older name of `time_intervals`; Alertmanager reads both into one namespace.
+    let mut time_intervals: Vec<NamedInterval> = Vec::new();
+    for key in ["mute_time_intervals", "time_intervals"] {
+        let Some((node, path)) = fields.take(key) else {
+            continue;
+        };
+        for (index, item) in reader
+            .sequence(node, &path)
+            .unwrap_or(&[])
+            .iter()
+            .enumerate()
+        {
+            let item_path = format!("{path}[{index}]");
+            if let Some(named) = timeinterval::read_named(reader, item, &item_path) {
+                if time_intervals.iter().any(|other| other.name == named.name) {
+                    reader.error(
+                        item.mark,
+                        &item_path,
+                        format!("time interval {:?} is defined more than once", named.name),
+                    );
+                }
+                time_intervals.push(named);
+            }
+        }
+    }
+    let interval_names: Vec<&str> = time_intervals.iter().map(|t| t.name.as_str()).collect();
+    let known = Known {
+        receivers: &names,
+        intervals: &interval_names,
+    };
     let route = match fields.take("route") {
         Some((node, path)) => {
             let defaults = Route {
@@ -255,9 +291,11 @@ fn read_root(reader: &mut Reader<'_>, root: &Node, file: &Path) -> Option<Notify
                 repeat_interval: DEFAULT_REPEAT_INTERVAL,
                 matchers: Vec::new(),
                 continue_matching: false,
+                mute_time_intervals: Vec::new(),
+                active_time_intervals: Vec::new(),
                 routes: Vec::new(),
             };
-            read_route(reader, node, &path, &defaults, true, &names)
+            read_route(reader, node, &path, &defaults, true, &known)
         }
         None => {
             reader.error(root.mark, "route", "a route is required");
@@ -280,6 +318,7 @@ fn read_root(reader: &mut Reader<'_>, root: &Node, file: &Path) -> Option<Notify
         file: file.to_owned(),
         route: route?,
         inhibit_rules,
+        time_intervals,
         receivers,
         delivery: DeliveryOptions::default(),
     })
@@ -290,12 +329,10 @@ fn read_route(
     path: &str,
     parent: &Route,
     root: bool,
-    receivers: &[&str],
+    known: &Known<'_>,
 ) -> Option<Route> {
     let mut fields = Fields::of(reader, node, path)?;
-    for (key, why) in UNSUPPORTED_ROUTE {
-        refuse(reader, &mut fields, key, why);
-    }
+    let receivers = known.receivers;
     let receiver = match fields.take("receiver") {
         Some((node, key_path)) => {
             let name = reader.string(node, &key_path);
@@ -382,6 +419,41 @@ fn read_route(
     if root && continue_matching {
         reader.error(node.mark, path, "the root route cannot have continue");
     }
+    // Not inherited, as in Alertmanager: each route names its own.
+    let mut intervals = |reader: &mut Reader<'_>, key: &'static str| -> Vec<String> {
+        let Some((list, list_path)) = fields.take(key) else {
+            return Vec::new();
+        };
+        if root {
+            reader.error(
+                list.mark,
+                &list_path,
+                format!("the root route cannot have {key}"),
+            );
+        }
+        let mut names = Vec::new();
+        for (index, item) in reader
+            .sequence(list, &list_path)
+            .unwrap_or(&[])
+            .iter()
+            .enumerate()
+        {
+            let item_path = format!("{list_path}[{index}]");
+            if let Some(name) = reader.string(item, &item_path) {
+                if !known.intervals.contains(&name.as_str()) {
+                    reader.error(
+                        item.mark,
+                        &item_path,
+                        format!("undefined time interval {name:?}"),
+                    );
+                }
+                names.push(name);
+            }
+        }
+        names
+    };
+    let mute_time_intervals = intervals(reader, "mute_time_intervals");
+    let active_time_intervals = intervals(reader, "active_time_intervals");
     let mut this = Route {
         receiver: receiver?,
         group_by,
@@ -390,6 +462,8 @@ fn read_route(
         repeat_interval: repeat_interval?,
         matchers,
         continue_matching,
+        mute_time_intervals,
+        active_time_intervals,
         routes: Vec::new(),
     };
     if this.group_interval.is_zero() {
@@ -410,7 +484,7 @@ fn read_route(
                     &format!("{routes_path}[{index}]"),
                     &this,
                     false,
-                    receivers,
+                    known,
                 )
             })
             .collect();
@@ -556,13 +630,11 @@ mod tests {
     #[test]
     fn unsupported_fields_are_refused_by_name_with_position() {
         let found = errors(
-            "route:\n  receiver: a\n  mute_time_intervals: [x]\nreceivers:\n  - name: a\n    opsgenie_configs: [{api_key: k}]\n    slack_configs:\n      - api_url: http://h/x\n        title: '{{ .Status }}'\n",
+            "route:\n  receiver: a\ntemplates: [x]\nreceivers:\n  - name: a\n    opsgenie_configs: [{api_key: k}]\n    slack_configs:\n      - api_url: http://h/x\n        title: '{{ .Status }}'\n",
         );
         assert_eq!(found.len(), 3, "{found:?}");
         assert!(
-            found[0].starts_with(
-                "3:24: route.mute_time_intervals: mute_time_intervals is not supported"
-            ),
+            found[0].starts_with("3:12: templates: templates is not supported"),
             "{found:?}"
         );
         assert!(
@@ -623,5 +695,50 @@ mod tests {
         assert_eq!(child.group_wait, Duration::ZERO);
         assert_eq!(child.group_interval, Duration::from_secs(60));
         assert_eq!(child.repeat_interval, Duration::from_secs(86_400));
+    }
+
+    #[test]
+    fn routes_name_time_intervals_that_mute_or_activate_them() {
+        let config = load_str(
+            Path::new("r.yml"),
+            "time_intervals:\n  - name: nights\n    time_intervals: [{times: [{start_time: '22:00', end_time: '24:00'}]}]\nmute_time_intervals:\n  - name: weekdays\n    time_intervals: [{weekdays: ['monday:friday']}]\nroute:\n  receiver: a\n  routes:\n    - matchers: [severity=\"warning\"]\n      mute_time_intervals: [nights]\n    - matchers: [severity=\"ticket\"]\n      active_time_intervals: [weekdays]\n      routes: [{matchers: [team=\"db\"]}]\nreceivers:\n  - name: a\n",
+            &no_env,
+        )
+        .expect("valid");
+        let at = |text: &str| {
+            chrono::DateTime::parse_from_rfc3339(text)
+                .expect("instant")
+                .with_timezone(&chrono::Utc)
+        };
+        let warning = &config.route.routes[0];
+        let ticket = &config.route.routes[1];
+        // 2024-03-08 is a Friday, 2024-03-09 a Saturday.
+        assert!(config.muted_at(warning, at("2024-03-08T22:30:00Z")));
+        assert!(!config.muted_at(warning, at("2024-03-08T21:59:00Z")));
+        assert!(!config.muted_at(ticket, at("2024-03-08T22:30:00Z")));
+        assert!(config.muted_at(ticket, at("2024-03-09T10:00:00Z")));
+        // Not inherited, as in Alertmanager.
+        assert!(!config.muted_at(&ticket.routes[0], at("2024-03-09T10:00:00Z")));
+        assert!(!config.muted_at(&config.route, at("2024-03-08T22:30:00Z")));
+
+        let found = errors(
+            "time_intervals:\n  - name: x\n    time_intervals: []\n  - name: x\n    time_intervals: []\nroute:\n  receiver: a\n  active_time_intervals: [x]\n  routes:\n    - mute_time_intervals: [y]\nreceivers:\n  - name: a\n",
+        );
+        assert_eq!(found.len(), 3, "{found:?}");
+        assert!(
+            found[0].contains("time_intervals[1]: time interval \"x\" is defined more than once"),
+            "{found:?}"
+        );
+        assert!(
+            found[1].contains(
+                "route.active_time_intervals: the root route cannot have active_time_intervals"
+            ),
+            "{found:?}"
+        );
+        assert!(
+            found[2]
+                .contains("route.routes[0].mute_time_intervals[0]: undefined time interval \"y\""),
+            "{found:?}"
+        );
     }
 }

@@ -29,7 +29,7 @@
 //! incident through the stable `dedup_key`.
 //!
 //! Module order (each uses only modules above it): `clock`, `matcher`, `store`, `html`, `fields`, `render`,
-//! `integrations`, `config`, `route`, `silence`, `metrics`, `reconcile`, `delivery`, `forward`, `notifier`.
+//! `integrations`, `timeinterval`, `config`, `route`, `silence`, `metrics`, `reconcile`, `delivery`, `forward`, `notifier`.
 
 mod clock;
 pub mod config;
@@ -46,6 +46,7 @@ pub mod render;
 pub mod route;
 pub mod silence;
 pub mod store;
+pub mod timeinterval;
 
 pub use config::{load_file, load_str, DeliveryOptions, NotifyConfig, NotifyConfigErrors};
 pub use delivery::MAX_OUTBOX_ENTRIES;

@@ -244,7 +244,17 @@ impl Grouper {
             if due > now {
                 continue;
             }
-            changed |= flush(state, config, group, &muted, wall);
+            // A muted route's notifications are held, not dropped: nothing is logged as told, so the first
+            // flush after the interval ends sends what is due then (Alertmanager's time mute stages).
+            let held = group.route.is_some_and(|route| {
+                chrono::DateTime::from_timestamp_millis(wall)
+                    .is_some_and(|at| config.muted_at(route, at))
+            });
+            if held {
+                tracing::debug!(group = %group.key, "notification held by a time interval");
+            } else {
+                changed |= flush(state, config, group, &muted, wall);
+            }
             let interval = group
                 .route
                 .map(|route| route.group_interval)
