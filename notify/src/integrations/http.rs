@@ -2,11 +2,119 @@
 //! `Retry-After` when it gave one), or permanently refused. Each integration says which answers mean
 //! "accepted"; the rest is the same for all.
 
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use reqwest::StatusCode;
 
-use super::{Kind, Outcome};
+use super::{read_secret, Kind, Outcome};
+use crate::fields::HttpSettings;
+
+/// Where an HTTP integration sends: the daemon's shared client, or, with an `http_config`, a client of its
+/// own (proxy, TLS, redirects), built at the first send and kept; plus the authorization it adds.
+#[derive(Debug, Clone, Default)]
+pub struct Endpoint {
+    settings: Option<HttpSettings>,
+    client: Arc<OnceLock<reqwest::Client>>,
+}
+
+impl Endpoint {
+    pub fn new(settings: Option<HttpSettings>) -> Endpoint {
+        Endpoint {
+            settings,
+            client: Arc::new(OnceLock::new()),
+        }
+    }
+
+    /// The client to send with. A file that cannot be read is retried (it may be mid-rotation); contents that
+    /// are not valid are permanent.
+    fn client(
+        &self,
+        shared: &reqwest::Client,
+        timeout: Duration,
+    ) -> Result<reqwest::Client, Outcome> {
+        let Some(settings) = &self.settings else {
+            return Ok(shared.clone());
+        };
+        if let Some(client) = self.client.get() {
+            return Ok(client.clone());
+        }
+        let read = |path: &std::path::Path, what: &str| {
+            std::fs::read(path).map_err(|error| Outcome::Retry {
+                reason: format!(
+                    "cannot read http_config tls_config {what} {}: {error}",
+                    path.display()
+                ),
+                retry_after: None,
+            })
+        };
+        let permanent = |reason: String| Outcome::Permanent { reason };
+        let mut builder = reqwest::Client::builder()
+            .connect_timeout(timeout)
+            .user_agent(concat!("dbwatch/", env!("CARGO_PKG_VERSION")))
+            .redirect(if settings.follow_redirects {
+                reqwest::redirect::Policy::limited(10)
+            } else {
+                reqwest::redirect::Policy::none()
+            })
+            .danger_accept_invalid_certs(settings.insecure_skip_verify);
+        if let Some(proxy) = &settings.proxy_url {
+            let proxy = reqwest::Proxy::all(proxy.expose())
+                .map_err(|_| permanent("invalid http_config proxy_url".to_owned()))?;
+            builder = builder.proxy(proxy);
+        }
+        if let Some(ca_file) = &settings.ca_file {
+            let pem = read(ca_file, "ca_file")?;
+            let certificates = reqwest::Certificate::from_pem_bundle(&pem).map_err(|error| {
+                permanent(format!("invalid ca_file {}: {error}", ca_file.display()))
+            })?;
+            for certificate in certificates {
+                builder = builder.add_root_certificate(certificate);
+            }
+        }
+        if let (Some(cert_file), Some(key_file)) = (&settings.cert_file, &settings.key_file) {
+            let mut pem = read(cert_file, "cert_file")?;
+            pem.extend_from_slice(b"\n");
+            pem.extend_from_slice(&read(key_file, "key_file")?);
+            let identity = reqwest::Identity::from_pem(&pem).map_err(|error| {
+                permanent(format!(
+                    "invalid cert_file/key_file {}: {error}",
+                    cert_file.display()
+                ))
+            })?;
+            builder = builder.identity(identity);
+        }
+        let client = builder
+            .build()
+            .map_err(|error| permanent(format!("cannot build the HTTP client: {error}")))?;
+        Ok(self.client.get_or_init(|| client).clone())
+    }
+
+    /// Adds `basic_auth` or `authorization` to the request.
+    fn authorize(
+        &self,
+        request: reqwest::RequestBuilder,
+    ) -> Result<reqwest::RequestBuilder, Outcome> {
+        let Some(settings) = &self.settings else {
+            return Ok(request);
+        };
+        if let Some((username, password)) = &settings.basic_auth {
+            let password = match password {
+                Some(source) => Some(read_secret(source, "http_config basic_auth password")?),
+                None => None,
+            };
+            return Ok(request.basic_auth(username, password));
+        }
+        if let Some((kind, credentials)) = &settings.authorization {
+            let credentials = read_secret(credentials, "http_config authorization credentials")?;
+            return Ok(request.header(
+                reqwest::header::AUTHORIZATION,
+                format!("{kind} {credentials}"),
+            ));
+        }
+        Ok(request)
+    }
+}
 
 /// How long a receiver's `Retry-After` may hold a destination back. Slack and PagerDuty ask for seconds to a
 /// minute; an hour still honours any real rate-limit window or maintenance hint, while a broken or hostile
@@ -159,7 +267,12 @@ pub async fn post(
     timeout: Duration,
     kind: Kind,
     classify: Classify,
+    endpoint: &Endpoint,
 ) -> Outcome {
+    let client = match endpoint.client(client, timeout) {
+        Ok(client) => client,
+        Err(outcome) => return outcome,
+    };
     let bytes = match serde_json::to_vec(body) {
         Ok(bytes) => bytes,
         Err(error) => {
@@ -169,13 +282,16 @@ pub async fn post(
         }
     };
     let started = tokio::time::Instant::now();
-    let response = client
+    let request = client
         .post(url)
         .header(reqwest::header::CONTENT_TYPE, "application/json")
         .body(bytes)
-        .timeout(timeout)
-        .send()
-        .await;
+        .timeout(timeout);
+    let request = match endpoint.authorize(request) {
+        Ok(request) => request,
+        Err(outcome) => return outcome,
+    };
+    let response = request.send().await;
     let mut response = match response {
         Ok(response) => response,
         // The URL is a secret for Slack and webhooks: describe the failure without it, with its causes.

@@ -12,7 +12,7 @@ use serde_json::{json, Map, Value};
 
 use super::http::{self, Verdict};
 use super::{mismatch, read_secret, BoxFuture, Integration, Kind, Outcome};
-use crate::fields::{plain, refuse, refuse_common, secret, Global};
+use crate::fields::{http_config, plain, refuse, secret, Global};
 use crate::render::{alert_line, group_hash, link_url, rfc3339, truncate, Notice};
 use crate::store::Payload;
 use dbwatch_secret::PasswordSource;
@@ -49,6 +49,8 @@ pub struct PagerDutyConfig {
     pub details: BTreeMap<String, String>,
     pub links: Vec<(String, String)>,
     pub send_resolved: bool,
+    /// `http_config`: proxy, TLS, authorization, redirects.
+    pub http: http::Endpoint,
 }
 
 impl Integration for PagerDutyConfig {
@@ -98,6 +100,7 @@ impl Integration for PagerDutyConfig {
                 timeout,
                 Kind::PagerDuty,
                 classify,
+                &self.http,
             )
             .await
         })
@@ -138,7 +141,7 @@ pub fn read(
     global: &Global,
 ) -> Option<Arc<dyn Integration>> {
     let mut fields = Fields::of(reader, node, path)?;
-    refuse_common(reader, &mut fields);
+    let http = http::Endpoint::new(http_config(reader, &mut fields, global));
     for key in ["description", "images", "timeout"] {
         refuse(
             reader,
@@ -224,6 +227,7 @@ pub fn read(
         source: plain(reader, &mut fields, "source"),
         details,
         links,
+        http,
         send_resolved: fields.boolean(reader, "send_resolved").unwrap_or(true),
     };
     fields.finish(reader);

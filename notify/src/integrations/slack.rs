@@ -11,7 +11,7 @@ use serde_json::{json, Map, Value};
 
 use super::http::{self, Verdict};
 use super::{mismatch, read_secret, BoxFuture, Integration, Kind, Outcome};
-use crate::fields::{plain, refuse, refuse_common, secret, Global};
+use crate::fields::{http_config, plain, refuse, secret, Global};
 use crate::render::{alert_line, link_url, rfc3339, slack_escape, truncate, Notice};
 use crate::store::{AlertRecord, Payload};
 use dbwatch_secret::PasswordSource;
@@ -36,6 +36,8 @@ pub struct SlackConfig {
     pub icon_emoji: Option<String>,
     pub icon_url: Option<String>,
     pub send_resolved: bool,
+    /// `http_config`: proxy, TLS, authorization, redirects.
+    pub http: http::Endpoint,
 }
 
 impl Integration for SlackConfig {
@@ -65,7 +67,16 @@ impl Integration for SlackConfig {
                 Ok(url) => url,
                 Err(outcome) => return outcome,
             };
-            http::post(client, &url, body, timeout, Kind::Slack, classify).await
+            http::post(
+                client,
+                &url,
+                body,
+                timeout,
+                Kind::Slack,
+                classify,
+                &self.http,
+            )
+            .await
         })
     }
 
@@ -89,7 +100,7 @@ pub fn read(
     global: &Global,
 ) -> Option<Arc<dyn Integration>> {
     let mut fields = Fields::of(reader, node, path)?;
-    refuse_common(reader, &mut fields);
+    let http = http::Endpoint::new(http_config(reader, &mut fields, global));
     for key in [
         "title",
         "title_link",
@@ -133,6 +144,7 @@ pub fn read(
         username: plain(reader, &mut fields, "username"),
         icon_emoji: plain(reader, &mut fields, "icon_emoji"),
         icon_url: plain(reader, &mut fields, "icon_url"),
+        http,
         send_resolved: fields.boolean(reader, "send_resolved").unwrap_or(false),
     };
     fields.finish(reader);

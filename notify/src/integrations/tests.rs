@@ -49,6 +49,7 @@ fn a_large_slack_group_is_summarised_within_the_limits() {
         icon_emoji: None,
         icon_url: None,
         send_resolved: true,
+        http: super::http::Endpoint::default(),
     };
     let Payload::Slack { body } = slack::render(&config, &notice) else {
         panic!("not a slack payload");
@@ -112,6 +113,7 @@ fn pagerduty_config() -> PagerDutyConfig {
         details: BTreeMap::new(),
         links: Vec::new(),
         send_resolved: true,
+        http: super::http::Endpoint::default(),
     }
 }
 
@@ -140,6 +142,7 @@ fn slack_mrkdwn_escapes_every_label_and_annotation_value() {
         icon_emoji: None,
         icon_url: None,
         send_resolved: true,
+        http: super::http::Endpoint::default(),
     };
     let Payload::Slack { body } = slack::render(&config, &hostile_notice(&group_labels)) else {
         panic!("not a slack payload");
@@ -355,40 +358,11 @@ fn a_service_key_speaks_the_events_api_v1() {
 #[tokio::test]
 async fn a_v1_event_is_posted_with_its_service_key() {
     use super::Integration;
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
         .expect("bind");
     let address = listener.local_addr().expect("address");
-    let server = tokio::spawn(async move {
-        let (mut socket, _) = listener.accept().await.expect("accept");
-        let mut request = Vec::new();
-        let mut buffer = [0u8; 4096];
-        // Headers, then the body by its Content-Length.
-        loop {
-            let read = socket.read(&mut buffer).await.expect("read");
-            request.extend_from_slice(&buffer[..read]);
-            let text = String::from_utf8_lossy(&request).into_owned();
-            if let Some((head, body)) = text.split_once("\r\n\r\n") {
-                let length: usize = head
-                    .lines()
-                    .find_map(|line| {
-                        line.to_ascii_lowercase()
-                            .strip_prefix("content-length:")
-                            .map(|v| v.trim().parse().unwrap_or(0))
-                    })
-                    .unwrap_or(0);
-                if body.len() >= length || read == 0 {
-                    break;
-                }
-            }
-        }
-        socket
-            .write_all(b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: 20\r\n\r\n{\"status\":\"success\"}")
-            .await
-            .expect("answer");
-        String::from_utf8_lossy(&request).into_owned()
-    });
+    let server = tokio::spawn(answer_once(listener));
     let config = PagerDutyConfig {
         routing_key: PasswordSource::Inline(Secret::new("v1-service-key".into())),
         api: EventsApi::V1,
@@ -413,4 +387,117 @@ async fn a_v1_event_is_posted_with_its_service_key() {
             .expect("json");
     assert_eq!(body["service_key"], "v1-service-key");
     assert_eq!(body["event_type"], "resolve");
+}
+
+/// Accepts one connection, reads one request (head and body), answers 200, and returns the request's text.
+async fn answer_once(listener: tokio::net::TcpListener) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let (mut socket, _) = listener.accept().await.expect("accept");
+    let mut request = Vec::new();
+    let mut buffer = [0u8; 4096];
+    // Headers, then the body by its Content-Length.
+    loop {
+        let read = socket.read(&mut buffer).await.expect("read");
+        request.extend_from_slice(&buffer[..read]);
+        let text = String::from_utf8_lossy(&request).into_owned();
+        if let Some((head, body)) = text.split_once("\r\n\r\n") {
+            let length: usize = head
+                .lines()
+                .find_map(|line| {
+                    line.to_ascii_lowercase()
+                        .strip_prefix("content-length:")
+                        .map(|v| v.trim().parse().unwrap_or(0))
+                })
+                .unwrap_or(0);
+            if body.len() >= length || read == 0 {
+                break;
+            }
+        }
+    }
+    socket
+        .write_all(b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: 20\r\n\r\n{\"status\":\"success\"}")
+        .await
+        .expect("answer");
+    String::from_utf8_lossy(&request).into_owned()
+}
+
+async fn send_through(
+    routing_text: &str,
+    listener: tokio::net::TcpListener,
+) -> (super::Outcome, String) {
+    let config = routing(routing_text);
+    let integration = &config.receivers[0].integrations[0];
+    let server = tokio::spawn(answer_once(listener));
+    let payload = integration.render(&Notice {
+        receiver: "r",
+        group_key: "{}:{}",
+        group_labels: &BTreeMap::new(),
+        firing: vec![record(1, false)],
+        resolved: Vec::new(),
+        external_url: "",
+        now: 1_700_000_000_000,
+        episode: 1_700_000_000_000,
+        first_of_episode: true,
+    });
+    let client = crate::http_client(std::time::Duration::from_secs(2)).expect("client");
+    let outcome = integration
+        .send(&client, &payload, std::time::Duration::from_secs(2))
+        .await;
+    (outcome, server.await.expect("server"))
+}
+
+/// `http_config` per integration: the proxy gets the absolute URL, basic auth goes along.
+#[tokio::test]
+async fn http_config_sends_through_the_proxy_with_basic_auth() {
+    let proxy = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let address = proxy.local_addr().expect("address");
+    let (outcome, request) = send_through(
+        &format!("route:\n  receiver: r\nreceivers:\n  - name: r\n    webhook_configs:\n      - url: http://hooks.example.invalid/alerts\n        http_config:\n          proxy_url: http://{address}\n          basic_auth: {{username: dbwatch, password: s3cret}}\n"),
+        proxy,
+    )
+    .await;
+    assert_eq!(outcome, super::Outcome::Delivered);
+    assert!(
+        request.starts_with("POST http://hooks.example.invalid/alerts HTTP/1.1"),
+        "{request}"
+    );
+    // base64("dbwatch:s3cret")
+    assert!(
+        request.to_ascii_lowercase().contains(
+            "authorization: basic ZGJ3YXRjaDpzM2NyZXQ="
+                .to_ascii_lowercase()
+                .as_str()
+        ),
+        "{request}"
+    );
+}
+
+/// The global `http_config` applies to an integration without one of its own; `bearer_token` is
+/// `Authorization: Bearer`.
+#[tokio::test]
+async fn the_global_http_config_carries_a_bearer_token() {
+    let receiver = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let address = receiver.local_addr().expect("address");
+    let (outcome, request) = send_through(
+        &format!("global:\n  http_config:\n    bearer_token: t0ken\nroute:\n  receiver: r\nreceivers:\n  - name: r\n    slack_configs:\n      - api_url: http://{address}/hook\n"),
+        receiver,
+    )
+    .await;
+    assert_eq!(outcome, super::Outcome::Delivered);
+    assert!(
+        request.contains("authorization: Bearer t0ken")
+            || request.contains("Authorization: Bearer t0ken"),
+        "{request}"
+    );
+    // The secret never prints with the configuration.
+    let config = routing(&format!("route:\n  receiver: r\nreceivers:\n  - name: r\n    webhook_configs:\n      - url: http://{address}/\n        http_config: {{proxy_url: 'http://u:pw@proxy:3128', authorization: {{credentials: k3y}}}}\n"));
+    let printed = format!("{config:?}");
+    assert!(
+        !printed.contains("pw@") && !printed.contains("k3y"),
+        "{printed}"
+    );
 }

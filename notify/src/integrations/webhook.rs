@@ -8,7 +8,7 @@ use serde_json::{json, Value};
 
 use super::http;
 use super::{mismatch, read_secret, BoxFuture, Integration, Kind, Outcome};
-use crate::fields::{refuse, refuse_common, secret, Global};
+use crate::fields::{http_config, refuse, secret, Global};
 use crate::render::{rfc3339, Notice};
 use crate::store::{AlertRecord, Payload};
 use dbwatch_secret::PasswordSource;
@@ -20,6 +20,8 @@ pub struct WebhookConfig {
     pub url: PasswordSource,
     pub max_alerts: usize,
     pub send_resolved: bool,
+    /// `http_config`: proxy, TLS, authorization, redirects.
+    pub http: http::Endpoint,
 }
 
 impl Integration for WebhookConfig {
@@ -56,6 +58,7 @@ impl Integration for WebhookConfig {
                 timeout,
                 Kind::Webhook,
                 http::any_success,
+                &self.http,
             )
             .await
         })
@@ -66,10 +69,10 @@ pub fn read(
     reader: &mut Reader<'_>,
     node: &Node,
     path: &str,
-    _global: &Global,
+    global: &Global,
 ) -> Option<Arc<dyn Integration>> {
     let mut fields = Fields::of(reader, node, path)?;
-    refuse_common(reader, &mut fields);
+    let http = http::Endpoint::new(http_config(reader, &mut fields, global));
     refuse(
         reader,
         &mut fields,
@@ -85,6 +88,7 @@ pub fn read(
         max_alerts: fields
             .integer(reader, "max_alerts", "a non-negative integer")
             .unwrap_or(0),
+        http,
         send_resolved: fields.boolean(reader, "send_resolved").unwrap_or(true),
     };
     fields.finish(reader);
