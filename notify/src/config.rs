@@ -577,7 +577,8 @@ fn read_receiver(
             reader,
             &mut fields,
             key,
-            "this integration is not implemented",
+            "dbwatch sends to slack_configs, pagerduty_configs, email_configs and webhook_configs only; send \
+             this receiver's alerts through an Alertmanager (alerting.alertmanagers) or a webhook bridge",
         );
     }
     let name = fields.string(reader, "name");
@@ -638,7 +639,7 @@ mod tests {
             "{found:?}"
         );
         assert!(
-            found[1].contains("receivers[0].opsgenie_configs: opsgenie_configs is not supported"),
+            found[1].contains("receivers[0].opsgenie_configs: opsgenie_configs is not supported by dbwatch: dbwatch sends to slack_configs"),
             "{found:?}"
         );
         assert!(
