@@ -14,7 +14,6 @@
 use std::collections::BTreeMap;
 use std::hint::black_box;
 use std::path::Path;
-use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion};
@@ -140,7 +139,6 @@ fn bench(c: &mut Criterion) {
         dir.path(),
         &prometheus::Registry::new(),
         alerts.clone(),
-        Arc::new(tokio::sync::Notify::new()),
     )
     .expect("notifier");
     // The first tick queues every group's notification; the measured ones find them all in the log.

@@ -82,15 +82,9 @@ async fn main() -> ExitCode {
     let alerts_file = PathBuf::from(&args[3]);
     tracing::debug!(state = %args[2], "notify driver started");
     let handle = AlertsHandle::default();
-    let wake = std::sync::Arc::new(tokio::sync::Notify::new());
     let registry = prometheus::Registry::new();
-    let notifier = match Notifier::new(
-        config,
-        &PathBuf::from(&args[2]),
-        &registry,
-        handle.clone(),
-        wake,
-    ) {
+    let notifier = match Notifier::new(config, &PathBuf::from(&args[2]), &registry, handle.clone())
+    {
         Ok(notifier) => notifier,
         Err(error) => {
             eprintln!("{error}");

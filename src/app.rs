@@ -165,7 +165,9 @@ pub async fn run(
     }
 
     // Shared by every instance of the engine and the notifier, so that either can be restarted alone: the
-    // engine publishes the view and wakes the notifier, the notifier reconciles from the view.
+    // engine publishes the view (a watch: each publication wakes the notifier), the notifier reconciles from
+    // it. The engine's own `Notify` wake-up on transitions has no listener left; it stays until the rules
+    // crate drops it from `RulesEngine::new`.
     let components = Components::register(&registry)?;
     let wake = Arc::new(Notify::new());
     let alerts = AlertsHandle::default();
@@ -204,13 +206,7 @@ pub async fn run(
             routing.delivery.alertmanagers = config.alerting.alertmanagers.clone();
             // Built here once so that an unusable state (an unreadable file) fails the start; rebuilt by the
             // supervisor from the saved outbox and log after a failure.
-            let notifier = Notifier::new(
-                routing,
-                &storage_path,
-                &registry,
-                alerts.clone(),
-                Arc::clone(&wake),
-            )?;
+            let notifier = Notifier::new(routing, &storage_path, &registry, alerts.clone())?;
             let api = notifier.api_router();
             let seed = notifier.seed();
             let mut first = Some(notifier);
@@ -238,7 +234,6 @@ pub async fn run(
             let alertmanagers = config.alerting.alertmanagers.clone();
             let external_url = external_url.clone();
             let alerts = alerts.clone();
-            let wake = Arc::clone(&wake);
             tracker.spawn(supervise(
                 "forwarder",
                 components.clone(),
@@ -250,13 +245,7 @@ pub async fn run(
                         delivery.timeout,
                         external_url.clone(),
                     );
-                    Ok(forwarder.run(
-                        alerts.clone(),
-                        Arc::clone(&wake),
-                        client.clone(),
-                        metrics.clone(),
-                        token,
-                    ))
+                    Ok(forwarder.run(alerts.clone(), client.clone(), metrics.clone(), token))
                 },
             ));
             None

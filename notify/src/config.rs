@@ -7,29 +7,41 @@
 //! a notification. The shipped routing file and the test trees are also checked with `amtool check-config`
 //! (tests/notify.rs).
 
-use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
 use dbwatch_rules::model::parse_duration;
-use dbwatch_secret::{PasswordSource, Secret};
 use dbwatch_yaml::node::{self as yaml, Node};
 use dbwatch_yaml::read::{EnvLookup, Fields, Reader};
 use dbwatch_yaml::{ConfigError, ConfigErrors};
 
+use super::fields::{read_global, refuse, Global};
+pub use super::integrations::http::MAX_RETRY_AFTER;
+use super::integrations::{email, pagerduty, slack, webhook, Integration};
 use super::matcher::{parse_matchers, MatchOp, Matcher};
+use super::timeinterval::{self, NamedInterval};
+
+/// How each receiver key is read: one line per integration.
+type ReadIntegration = fn(&mut Reader<'_>, &Node, &str, &Global) -> Option<Arc<dyn Integration>>;
+const INTEGRATIONS: &[(&str, ReadIntegration)] = &[
+    ("slack_configs", slack::read),
+    ("pagerduty_configs", pagerduty::read),
+    ("email_configs", email::read),
+    ("webhook_configs", webhook::read),
+];
 
 /// Alertmanager's defaults.
 pub const DEFAULT_GROUP_WAIT: Duration = Duration::from_secs(30);
 pub const DEFAULT_GROUP_INTERVAL: Duration = Duration::from_secs(5 * 60);
 pub const DEFAULT_REPEAT_INTERVAL: Duration = Duration::from_secs(4 * 3600);
-pub const DEFAULT_PAGERDUTY_URL: &str = "https://events.pagerduty.com/v2/enqueue";
 
 #[derive(Debug, Clone)]
 pub struct NotifyConfig {
     pub file: PathBuf,
     pub route: Route,
     pub inhibit_rules: Vec<InhibitRule>,
+    pub time_intervals: Vec<NamedInterval>,
     pub receivers: Vec<Receiver>,
     /// Not part of Alertmanager's schema (so not in the file): set by the daemon or by tests.
     pub delivery: DeliveryOptions,
@@ -39,13 +51,21 @@ impl NotifyConfig {
     pub fn receiver(&self, name: &str) -> Option<&Receiver> {
         self.receivers.iter().find(|receiver| receiver.name == name)
     }
-}
 
-/// How long a receiver's `Retry-After` may hold a destination back. Slack and PagerDuty ask for seconds to a
-/// minute; an hour still honours any real rate-limit window or maintenance hint, while a broken or hostile
-/// header (`Retry-After: 9300000000000000000`, or a date years ahead) can delay a page by an hour at most, and
-/// never past the notification's own give-up time (`DeliveryOptions::max_age`).
-pub const MAX_RETRY_AFTER: Duration = Duration::from_secs(3600);
+    /// Whether `route`'s notifications are held at `at`: inside one of its `mute_time_intervals`, or outside
+    /// all of its `active_time_intervals` (Alertmanager's time mute and time active stages).
+    pub fn muted_at(&self, route: &Route, at: chrono::DateTime<chrono::Utc>) -> bool {
+        let inside = |names: &[String]| {
+            names.iter().any(|name| {
+                self.time_intervals
+                    .iter()
+                    .any(|interval| interval.name == *name && interval.contains(at))
+            })
+        };
+        inside(&route.mute_time_intervals)
+            || (!route.active_time_intervals.is_empty() && !inside(&route.active_time_intervals))
+    }
+}
 
 /// How the outbox retries.
 #[derive(Debug, Clone)]
@@ -96,6 +116,12 @@ pub enum GroupBy {
     Labels(Vec<String>),
 }
 
+/// The names a route may refer to.
+struct Known<'a> {
+    receivers: &'a [&'a str],
+    intervals: &'a [&'a str],
+}
+
 #[derive(Debug, Clone)]
 pub struct Route {
     pub receiver: String,
@@ -105,6 +131,10 @@ pub struct Route {
     pub repeat_interval: Duration,
     pub matchers: Vec<Matcher>,
     pub continue_matching: bool,
+    /// Names of `time_intervals` during which this route's notifications are held.
+    pub mute_time_intervals: Vec<String>,
+    /// Names of `time_intervals` outside of which this route's notifications are held.
+    pub active_time_intervals: Vec<String>,
     pub routes: Vec<Route>,
 }
 
@@ -118,99 +148,9 @@ pub struct InhibitRule {
 #[derive(Debug, Clone)]
 pub struct Receiver {
     pub name: String,
-    pub integrations: Vec<Integration>,
+    pub integrations: Vec<Arc<dyn Integration>>,
 }
 
-#[derive(Debug, Clone)]
-pub enum Integration {
-    Slack(SlackConfig),
-    PagerDuty(PagerDutyConfig),
-    Email(EmailConfig),
-    Webhook(WebhookConfig),
-}
-
-impl Integration {
-    /// The `integration` label of the metrics.
-    pub fn kind(&self) -> &'static str {
-        match self {
-            Integration::Slack(_) => "slack",
-            Integration::PagerDuty(_) => "pagerduty",
-            Integration::Email(_) => "email",
-            Integration::Webhook(_) => "webhook",
-        }
-    }
-
-    pub fn send_resolved(&self) -> bool {
-        match self {
-            Integration::Slack(config) => config.send_resolved,
-            Integration::PagerDuty(config) => config.send_resolved,
-            Integration::Email(config) => config.send_resolved,
-            Integration::Webhook(config) => config.send_resolved,
-        }
-    }
-}
-
-#[derive(Debug, Clone)]
-pub struct SlackConfig {
-    /// The incoming webhook URL: a secret.
-    pub api_url: PasswordSource,
-    pub channel: Option<String>,
-    pub username: Option<String>,
-    pub icon_emoji: Option<String>,
-    pub icon_url: Option<String>,
-    pub send_resolved: bool,
-}
-
-#[derive(Debug, Clone)]
-pub struct PagerDutyConfig {
-    pub routing_key: PasswordSource,
-    pub url: String,
-    /// A fixed severity; without it the alert's `severity` label is mapped.
-    pub severity: Option<String>,
-    pub client: String,
-    pub client_url: Option<String>,
-    pub class: Option<String>,
-    pub component: Option<String>,
-    pub group: Option<String>,
-    pub source: Option<String>,
-    pub details: BTreeMap<String, String>,
-    pub links: Vec<(String, String)>,
-    pub send_resolved: bool,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct TlsSettings {
-    pub ca_file: Option<PathBuf>,
-    pub server_name: Option<String>,
-    pub insecure_skip_verify: bool,
-}
-
-#[derive(Debug, Clone)]
-pub struct EmailConfig {
-    pub to: Vec<String>,
-    pub from: String,
-    /// `host:port`.
-    pub smarthost: String,
-    pub hello: String,
-    pub auth_username: Option<String>,
-    pub auth_password: Option<PasswordSource>,
-    pub auth_identity: Option<String>,
-    pub require_tls: bool,
-    /// Port 465 or `force_implicit_tls`: TLS from the first byte; otherwise STARTTLS.
-    pub implicit_tls: bool,
-    pub tls: TlsSettings,
-    pub headers: BTreeMap<String, String>,
-    pub send_resolved: bool,
-}
-
-#[derive(Debug, Clone)]
-pub struct WebhookConfig {
-    pub url: PasswordSource,
-    pub max_alerts: usize,
-    pub send_resolved: bool,
-}
-
-/// Why the routing file cannot be used.
 #[derive(Debug, thiserror::Error)]
 pub enum NotifyConfigErrors {
     #[error("cannot read routing file {path}: {source}")]
@@ -259,30 +199,10 @@ pub fn load_str(file: &Path, text: &str, env: EnvLookup<'_>) -> Result<NotifyCon
 }
 
 /// Keys of Alertmanager's schema that dbwatch refuses, with the reason.
-const UNSUPPORTED_TOP: &[(&str, &str)] = &[
-    (
-        "templates",
-        "dbwatch renders its own messages; Go templates are not supported",
-    ),
-    (
-        "time_intervals",
-        "mute and active time intervals are not supported",
-    ),
-    (
-        "mute_time_intervals",
-        "mute and active time intervals are not supported",
-    ),
-];
-const UNSUPPORTED_ROUTE: &[(&str, &str)] = &[
-    (
-        "mute_time_intervals",
-        "mute and active time intervals are not supported",
-    ),
-    (
-        "active_time_intervals",
-        "mute and active time intervals are not supported",
-    ),
-];
+const UNSUPPORTED_TOP: &[(&str, &str)] = &[(
+    "templates",
+    "dbwatch renders its own messages; Go templates are not supported",
+)];
 const UNSUPPORTED_RECEIVER: &[&str] = &[
     "discord_configs",
     "msteams_configs",
@@ -298,29 +218,6 @@ const UNSUPPORTED_RECEIVER: &[&str] = &[
     "rocketchat_configs",
     "incidentio_configs",
 ];
-
-#[derive(Default)]
-struct Global {
-    smtp_from: Option<String>,
-    smtp_smarthost: Option<String>,
-    smtp_hello: Option<String>,
-    smtp_auth_username: Option<String>,
-    smtp_auth_password: Option<PasswordSource>,
-    smtp_auth_identity: Option<String>,
-    smtp_require_tls: Option<bool>,
-    slack_api_url: Option<PasswordSource>,
-    pagerduty_url: Option<String>,
-}
-
-fn refuse(reader: &mut Reader<'_>, fields: &mut Fields<'_>, key: &'static str, why: &str) {
-    if let Some((node, path)) = fields.take(key) {
-        reader.error(
-            node.mark,
-            &path,
-            format!("{key} is not supported by dbwatch: {why}"),
-        );
-    }
-}
 
 fn read_root(reader: &mut Reader<'_>, root: &Node, file: &Path) -> Option<NotifyConfig> {
     let mut fields = Fields::of(reader, root, "")?;
@@ -354,6 +251,36 @@ fn read_root(reader: &mut Reader<'_>, root: &Node, file: &Path) -> Option<Notify
             );
         }
     }
+    // `mute_time_intervals` is the older name of `time_intervals`; Alertmanager reads both into one namespace.
+    let mut time_intervals: Vec<NamedInterval> = Vec::new();
+    for key in ["mute_time_intervals", "time_intervals"] {
+        let Some((node, path)) = fields.take(key) else {
+            continue;
+        };
+        for (index, item) in reader
+            .sequence(node, &path)
+            .unwrap_or(&[])
+            .iter()
+            .enumerate()
+        {
+            let item_path = format!("{path}[{index}]");
+            if let Some(named) = timeinterval::read_named(reader, item, &item_path) {
+                if time_intervals.iter().any(|other| other.name == named.name) {
+                    reader.error(
+                        item.mark,
+                        &item_path,
+                        format!("time interval {:?} is defined more than once", named.name),
+                    );
+                }
+                time_intervals.push(named);
+            }
+        }
+    }
+    let interval_names: Vec<&str> = time_intervals.iter().map(|t| t.name.as_str()).collect();
+    let known = Known {
+        receivers: &names,
+        intervals: &interval_names,
+    };
     let route = match fields.take("route") {
         Some((node, path)) => {
             let defaults = Route {
@@ -364,9 +291,11 @@ fn read_root(reader: &mut Reader<'_>, root: &Node, file: &Path) -> Option<Notify
                 repeat_interval: DEFAULT_REPEAT_INTERVAL,
                 matchers: Vec::new(),
                 continue_matching: false,
+                mute_time_intervals: Vec::new(),
+                active_time_intervals: Vec::new(),
                 routes: Vec::new(),
             };
-            read_route(reader, node, &path, &defaults, true, &names)
+            read_route(reader, node, &path, &defaults, true, &known)
         }
         None => {
             reader.error(root.mark, "route", "a route is required");
@@ -389,104 +318,21 @@ fn read_root(reader: &mut Reader<'_>, root: &Node, file: &Path) -> Option<Notify
         file: file.to_owned(),
         route: route?,
         inhibit_rules,
+        time_intervals,
         receivers,
         delivery: DeliveryOptions::default(),
     })
 }
-
-/// A secret given inline under `key` or as a file under `key_file`, never both.
-fn secret(
-    reader: &mut Reader<'_>,
-    fields: &mut Fields<'_>,
-    key: &'static str,
-    file_key: &'static str,
-) -> Option<PasswordSource> {
-    let inline = fields.take(key);
-    let file = fields.take(file_key);
-    match (inline, file) {
-        (Some((node, path)), Some(_)) => {
-            reader.error(
-                node.mark,
-                &path,
-                format!("set {key} or {file_key}, not both"),
-            );
-            None
-        }
-        (Some((node, path)), None) => reader
-            .string(node, &path)
-            .map(|value| PasswordSource::Inline(Secret::new(value))),
-        (None, Some((node, path))) => reader
-            .string(node, &path)
-            .map(|value| PasswordSource::File(PathBuf::from(value))),
-        (None, None) => None,
-    }
-}
-
-/// A plain string that must not be a Go template.
-fn plain(reader: &mut Reader<'_>, fields: &mut Fields<'_>, key: &'static str) -> Option<String> {
-    let (node, path) = fields.take(key)?;
-    let value = reader.string(node, &path)?;
-    if value.contains("{{") {
-        reader.error(
-            node.mark,
-            &path,
-            "templates are not supported by dbwatch: it renders its own messages",
-        );
-        return None;
-    }
-    Some(value)
-}
-
-fn read_global(reader: &mut Reader<'_>, node: &Node, path: &str) -> Global {
-    let Some(mut fields) = Fields::of(reader, node, path) else {
-        return Global::default();
-    };
-    // Accepted for compatibility: dbwatch's alerts always carry explicit resolves, so there is nothing to time out.
-    let _ = fields.take("resolve_timeout");
-    refuse(
-        reader,
-        &mut fields,
-        "http_config",
-        "proxies and custom HTTP settings are not supported",
-    );
-    refuse(
-        reader,
-        &mut fields,
-        "smtp_auth_secret",
-        "CRAM-MD5 is not supported; use smtp_auth_password",
-    );
-    let global = Global {
-        smtp_from: plain(reader, &mut fields, "smtp_from"),
-        smtp_smarthost: plain(reader, &mut fields, "smtp_smarthost"),
-        smtp_hello: plain(reader, &mut fields, "smtp_hello"),
-        smtp_auth_username: plain(reader, &mut fields, "smtp_auth_username"),
-        smtp_auth_password: secret(
-            reader,
-            &mut fields,
-            "smtp_auth_password",
-            "smtp_auth_password_file",
-        ),
-        smtp_auth_identity: plain(reader, &mut fields, "smtp_auth_identity"),
-        smtp_require_tls: fields.boolean(reader, "smtp_require_tls"),
-        slack_api_url: secret(reader, &mut fields, "slack_api_url", "slack_api_url_file"),
-        pagerduty_url: plain(reader, &mut fields, "pagerduty_url"),
-    };
-    fields.finish(reader);
-    global
-}
-
 fn read_route(
     reader: &mut Reader<'_>,
     node: &Node,
     path: &str,
     parent: &Route,
     root: bool,
-    receivers: &[&str],
+    known: &Known<'_>,
 ) -> Option<Route> {
     let mut fields = Fields::of(reader, node, path)?;
-    for (key, why) in UNSUPPORTED_ROUTE {
-        refuse(reader, &mut fields, key, why);
-    }
+    let receivers = known.receivers;
     let receiver = match fields.take("receiver") {
         Some((node, key_path)) => {
             let name = reader.string(node, &key_path);
@@ -573,6 +419,41 @@ fn read_route(
     if root && continue_matching {
         reader.error(node.mark, path, "the root route cannot have continue");
     }
+    // Not inherited, as in Alertmanager: each route names its own.
+    let mut intervals = |reader: &mut Reader<'_>, key: &'static str| -> Vec<String> {
+        let Some((list, list_path)) = fields.take(key) else {
+            return Vec::new();
+        };
+        if root {
+            reader.error(
+                list.mark,
+                &list_path,
+                format!("the root route cannot have {key}"),
+            );
+        }
+        let mut names = Vec::new();
+        for (index, item) in reader
+            .sequence(list, &list_path)
+            .unwrap_or(&[])
+            .iter()
+            .enumerate()
+        {
+            let item_path = format!("{list_path}[{index}]");
+            if let Some(name) = reader.string(item, &item_path) {
+                if !known.intervals.contains(&name.as_str()) {
+                    reader.error(
+                        item.mark,
+                        &item_path,
+                        format!("undefined time interval {name:?}"),
+                    );
+                }
+                names.push(name);
+            }
+        }
+        names
+    };
+    let mute_time_intervals = intervals(reader, "mute_time_intervals");
+    let active_time_intervals = intervals(reader, "active_time_intervals");
     let mut this = Route {
         receiver: receiver?,
         group_by,
@@ -581,6 +462,8 @@ fn read_route(
         repeat_interval: repeat_interval?,
         matchers,
         continue_matching,
+        mute_time_intervals,
+        active_time_intervals,
         routes: Vec::new(),
     };
     if this.group_interval.is_zero() {
@@ -601,7 +484,7 @@ fn read_route(
                     &format!("{routes_path}[{index}]"),
                     &this,
                     false,
-                    receivers,
+                    known,
                 )
             })
             .collect();
@@ -694,7 +577,8 @@ fn read_receiver(
             reader,
             &mut fields,
             key,
-            "this integration is not implemented",
+            "dbwatch sends to slack_configs, pagerduty_configs, email_configs and webhook_configs only; send \
+             this receiver's alerts through an Alertmanager (alerting.alertmanagers) or a webhook bridge",
         );
     }
     let name = fields.string(reader, "name");
@@ -702,389 +586,27 @@ fn read_receiver(
         reader.error(node.mark, path, "a receiver needs a name");
     }
     let mut integrations = Vec::new();
-    let mut each =
-        |reader: &mut Reader<'_>,
-         fields: &mut Fields<'_>,
-         key: &'static str,
-         read: &dyn Fn(&mut Reader<'_>, &Node, &str, &Global) -> Option<Integration>| {
-            if let Some((list, list_path)) = fields.take(key) {
-                for (index, item) in reader
-                    .sequence(list, &list_path)
-                    .unwrap_or(&[])
-                    .iter()
-                    .enumerate()
+    for (key, read) in INTEGRATIONS {
+        if let Some((list, list_path)) = fields.take(key) {
+            for (index, item) in reader
+                .sequence(list, &list_path)
+                .unwrap_or(&[])
+                .iter()
+                .enumerate()
+            {
+                if let Some(integration) =
+                    read(reader, item, &format!("{list_path}[{index}]"), global)
                 {
-                    if let Some(integration) =
-                        read(reader, item, &format!("{list_path}[{index}]"), global)
-                    {
-                        integrations.push(integration);
-                    }
+                    integrations.push(integration);
                 }
             }
-        };
-    each(reader, &mut fields, "slack_configs", &read_slack);
-    each(reader, &mut fields, "pagerduty_configs", &read_pagerduty);
-    each(reader, &mut fields, "email_configs", &read_email);
-    each(reader, &mut fields, "webhook_configs", &read_webhook);
+        }
+    }
     fields.finish(reader);
     Some(Receiver {
         name: name?,
         integrations,
     })
-}
-
-/// Refusals shared by every integration.
-fn refuse_common(reader: &mut Reader<'_>, fields: &mut Fields<'_>) {
-    refuse(
-        reader,
-        fields,
-        "http_config",
-        "proxies and custom HTTP settings are not supported",
-    );
-}
-
-fn read_slack(
-    reader: &mut Reader<'_>,
-    node: &Node,
-    path: &str,
-    global: &Global,
-) -> Option<Integration> {
-    let mut fields = Fields::of(reader, node, path)?;
-    refuse_common(reader, &mut fields);
-    for key in [
-        "title",
-        "title_link",
-        "text",
-        "pretext",
-        "fallback",
-        "color",
-        "footer",
-        "fields",
-        "actions",
-        "callback_id",
-        "image_url",
-        "thumb_url",
-        "short_fields",
-        "link_names",
-        "mrkdwn_in",
-        "update_message",
-        "app_token",
-        "app_token_file",
-        "app_url",
-    ] {
-        refuse(
-            reader,
-            &mut fields,
-            key,
-            "dbwatch builds the Slack message itself (Block Kit, incoming webhook)",
-        );
-    }
-    let api_url = secret(reader, &mut fields, "api_url", "api_url_file")
-        .or_else(|| global.slack_api_url.clone());
-    let config = SlackConfig {
-        api_url: api_url.or_else(|| {
-            reader.error(
-                node.mark,
-                path,
-                "no api_url, api_url_file or global slack_api_url",
-            );
-            None
-        })?,
-        channel: plain(reader, &mut fields, "channel"),
-        username: plain(reader, &mut fields, "username"),
-        icon_emoji: plain(reader, &mut fields, "icon_emoji"),
-        icon_url: plain(reader, &mut fields, "icon_url"),
-        send_resolved: fields.boolean(reader, "send_resolved").unwrap_or(false),
-    };
-    fields.finish(reader);
-    Some(Integration::Slack(config))
-}
-
-const PAGERDUTY_SEVERITIES: [&str; 4] = ["critical", "error", "warning", "info"];
-
-fn read_pagerduty(
-    reader: &mut Reader<'_>,
-    node: &Node,
-    path: &str,
-    global: &Global,
-) -> Option<Integration> {
-    let mut fields = Fields::of(reader, node, path)?;
-    refuse_common(reader, &mut fields);
-    refuse(
-        reader,
-        &mut fields,
-        "service_key",
-        "the Events API v1 is not supported; use routing_key",
-    );
-    refuse(
-        reader,
-        &mut fields,
-        "service_key_file",
-        "the Events API v1 is not supported; use routing_key_file",
-    );
-    for key in ["description", "images", "timeout"] {
-        refuse(
-            reader,
-            &mut fields,
-            key,
-            "dbwatch builds the PagerDuty event itself",
-        );
-    }
-    let routing_key = secret(reader, &mut fields, "routing_key", "routing_key_file");
-    if routing_key.is_none() {
-        reader.error(
-            node.mark,
-            path,
-            "routing_key or routing_key_file is required",
-        );
-    }
-    if let Some(PasswordSource::Inline(key)) = &routing_key {
-        if key.expose().len() != 32 {
-            reader.error(
-                node.mark,
-                &format!("{path}.routing_key"),
-                "a routing key has 32 characters",
-            );
-        }
-    }
-    let severity = match fields.take("severity") {
-        Some((sev_node, sev_path)) => {
-            let value = reader.string(sev_node, &sev_path);
-            if let Some(value) = &value {
-                if !PAGERDUTY_SEVERITIES.contains(&value.as_str()) {
-                    reader.error(
-                        sev_node.mark,
-                        &sev_path,
-                        format!("expected one of critical, error, warning, info, found {value:?}"),
-                    );
-                }
-            }
-            value
-        }
-        None => None,
-    };
-    let details = match fields.take("details") {
-        Some((details_node, details_path)) => reader
-            .labels(details_node, &details_path)
-            .unwrap_or_default(),
-        None => BTreeMap::new(),
-    };
-    if details.values().any(|value| value.contains("{{")) {
-        reader.error(
-            node.mark,
-            &format!("{path}.details"),
-            "templates are not supported by dbwatch",
-        );
-    }
-    let mut links = Vec::new();
-    if let Some((links_node, links_path)) = fields.take("links") {
-        for (index, item) in reader
-            .sequence(links_node, &links_path)
-            .unwrap_or(&[])
-            .iter()
-            .enumerate()
-        {
-            let item_path = format!("{links_path}[{index}]");
-            if let Some(mut link) = Fields::of(reader, item, &item_path) {
-                let href = plain(reader, &mut link, "href");
-                let text = plain(reader, &mut link, "text").unwrap_or_default();
-                link.finish(reader);
-                if let Some(href) = href {
-                    links.push((href, text));
-                }
-            }
-        }
-    }
-    let config = PagerDutyConfig {
-        routing_key: routing_key?,
-        url: plain(reader, &mut fields, "url")
-            .or_else(|| global.pagerduty_url.clone())
-            .unwrap_or_else(|| DEFAULT_PAGERDUTY_URL.to_owned()),
-        severity,
-        client: plain(reader, &mut fields, "client").unwrap_or_else(|| "dbwatch".to_owned()),
-        client_url: plain(reader, &mut fields, "client_url"),
-        class: plain(reader, &mut fields, "class"),
-        component: plain(reader, &mut fields, "component"),
-        group: plain(reader, &mut fields, "group"),
-        source: plain(reader, &mut fields, "source"),
-        details,
-        links,
-        send_resolved: fields.boolean(reader, "send_resolved").unwrap_or(true),
-    };
-    fields.finish(reader);
-    Some(Integration::PagerDuty(config))
-}
-
-fn read_email(
-    reader: &mut Reader<'_>,
-    node: &Node,
-    path: &str,
-    global: &Global,
-) -> Option<Integration> {
-    let mut fields = Fields::of(reader, node, path)?;
-    for key in ["html", "text", "threading"] {
-        refuse(
-            reader,
-            &mut fields,
-            key,
-            "dbwatch builds the message itself (text and HTML, threaded per group)",
-        );
-    }
-    refuse(
-        reader,
-        &mut fields,
-        "auth_secret",
-        "CRAM-MD5 is not supported; use auth_password",
-    );
-    refuse(
-        reader,
-        &mut fields,
-        "auth_secret_file",
-        "CRAM-MD5 is not supported; use auth_password_file",
-    );
-    let to = plain(reader, &mut fields, "to");
-    if to.is_none() {
-        reader.error(node.mark, path, "to is required");
-    }
-    let from = plain(reader, &mut fields, "from").or_else(|| global.smtp_from.clone());
-    if from.is_none() {
-        reader.error(node.mark, path, "no from and no global smtp_from");
-    }
-    let smarthost =
-        plain(reader, &mut fields, "smarthost").or_else(|| global.smtp_smarthost.clone());
-    if smarthost.is_none() {
-        reader.error(node.mark, path, "no smarthost and no global smtp_smarthost");
-    }
-    if let Some(host) = &smarthost {
-        if !host
-            .rsplit_once(':')
-            .is_some_and(|(h, p)| !h.is_empty() && p.parse::<u16>().is_ok())
-        {
-            reader.error(
-                node.mark,
-                &format!("{path}.smarthost"),
-                format!("expected host:port, found {host:?}"),
-            );
-        }
-    }
-    let force_implicit_tls = fields.boolean(reader, "force_implicit_tls");
-    let tls = match fields.take("tls_config") {
-        Some((tls_node, tls_path)) => read_tls(reader, tls_node, &tls_path),
-        None => TlsSettings {
-            ca_file: None,
-            server_name: None,
-            insecure_skip_verify: false,
-        },
-    };
-    let headers = match fields.take("headers") {
-        Some((headers_node, headers_path)) => {
-            let headers = reader
-                .labels(headers_node, &headers_path)
-                .unwrap_or_default();
-            if headers.values().any(|value| value.contains("{{")) {
-                reader.error(
-                    headers_node.mark,
-                    &headers_path,
-                    "templates are not supported by dbwatch",
-                );
-            }
-            headers
-        }
-        None => BTreeMap::new(),
-    };
-    let auth_password = secret(reader, &mut fields, "auth_password", "auth_password_file")
-        .or_else(|| global.smtp_auth_password.clone());
-    let config = EmailConfig {
-        to: to?
-            .split(',')
-            .map(|address| address.trim().to_owned())
-            .filter(|address| !address.is_empty())
-            .collect(),
-        from: from?,
-        implicit_tls: force_implicit_tls
-            .unwrap_or_else(|| smarthost.as_deref().is_some_and(|h| h.ends_with(":465"))),
-        smarthost: smarthost?,
-        hello: plain(reader, &mut fields, "hello")
-            .or_else(|| global.smtp_hello.clone())
-            .unwrap_or_else(|| "localhost".to_owned()),
-        auth_username: plain(reader, &mut fields, "auth_username")
-            .or_else(|| global.smtp_auth_username.clone()),
-        auth_password,
-        auth_identity: plain(reader, &mut fields, "auth_identity")
-            .or_else(|| global.smtp_auth_identity.clone()),
-        require_tls: fields
-            .boolean(reader, "require_tls")
-            .or(global.smtp_require_tls)
-            .unwrap_or(true),
-        tls,
-        headers,
-        send_resolved: fields.boolean(reader, "send_resolved").unwrap_or(false),
-    };
-    fields.finish(reader);
-    Some(Integration::Email(config))
-}
-
-fn read_tls(reader: &mut Reader<'_>, node: &Node, path: &str) -> TlsSettings {
-    let mut settings = TlsSettings {
-        ca_file: None,
-        server_name: None,
-        insecure_skip_verify: false,
-    };
-    let Some(mut fields) = Fields::of(reader, node, path) else {
-        return settings;
-    };
-    for key in [
-        "cert_file",
-        "key_file",
-        "min_version",
-        "max_version",
-        "ca",
-        "cert",
-        "key",
-    ] {
-        refuse(
-            reader,
-            &mut fields,
-            key,
-            "only ca_file, server_name and insecure_skip_verify are supported",
-        );
-    }
-    settings.ca_file = plain(reader, &mut fields, "ca_file").map(PathBuf::from);
-    settings.server_name = plain(reader, &mut fields, "server_name");
-    settings.insecure_skip_verify = fields
-        .boolean(reader, "insecure_skip_verify")
-        .unwrap_or(false);
-    fields.finish(reader);
-    settings
-}
-
-fn read_webhook(
-    reader: &mut Reader<'_>,
-    node: &Node,
-    path: &str,
-    _global: &Global,
-) -> Option<Integration> {
-    let mut fields = Fields::of(reader, node, path)?;
-    refuse_common(reader, &mut fields);
-    refuse(
-        reader,
-        &mut fields,
-        "timeout",
-        "the delivery timeout is the daemon's",
-    );
-    let url = secret(reader, &mut fields, "url", "url_file");
-    if url.is_none() {
-        reader.error(node.mark, path, "url or url_file is required");
-    }
-    let config = WebhookConfig {
-        url: url?,
-        max_alerts: fields
-            .integer(reader, "max_alerts", "a non-negative integer")
-            .unwrap_or(0),
-        send_resolved: fields.boolean(reader, "send_resolved").unwrap_or(true),
-    };
-    fields.finish(reader);
-    Some(Integration::Webhook(config))
 }
 
 #[cfg(test)]
@@ -1109,17 +631,15 @@ mod tests {
     #[test]
     fn unsupported_fields_are_refused_by_name_with_position() {
         let found = errors(
-            "route:\n  receiver: a\n  mute_time_intervals: [x]\nreceivers:\n  - name: a\n    opsgenie_configs: [{api_key: k}]\n    slack_configs:\n      - api_url: http://h/x\n        title: '{{ .Status }}'\n",
+            "route:\n  receiver: a\ntemplates: [x]\nreceivers:\n  - name: a\n    opsgenie_configs: [{api_key: k}]\n    slack_configs:\n      - api_url: http://h/x\n        title: '{{ .Status }}'\n",
         );
         assert_eq!(found.len(), 3, "{found:?}");
         assert!(
-            found[0].starts_with(
-                "3:24: route.mute_time_intervals: mute_time_intervals is not supported"
-            ),
+            found[0].starts_with("3:12: templates: templates is not supported"),
             "{found:?}"
         );
         assert!(
-            found[1].contains("receivers[0].opsgenie_configs: opsgenie_configs is not supported"),
+            found[1].contains("receivers[0].opsgenie_configs: opsgenie_configs is not supported by dbwatch: dbwatch sends to slack_configs"),
             "{found:?}"
         );
         assert!(
@@ -1176,5 +696,50 @@ mod tests {
         assert_eq!(child.group_wait, Duration::ZERO);
         assert_eq!(child.group_interval, Duration::from_secs(60));
         assert_eq!(child.repeat_interval, Duration::from_secs(86_400));
+    }
+
+    #[test]
+    fn routes_name_time_intervals_that_mute_or_activate_them() {
+        let config = load_str(
+            Path::new("r.yml"),
+            "time_intervals:\n  - name: nights\n    time_intervals: [{times: [{start_time: '22:00', end_time: '24:00'}]}]\nmute_time_intervals:\n  - name: weekdays\n    time_intervals: [{weekdays: ['monday:friday']}]\nroute:\n  receiver: a\n  routes:\n    - matchers: [severity=\"warning\"]\n      mute_time_intervals: [nights]\n    - matchers: [severity=\"ticket\"]\n      active_time_intervals: [weekdays]\n      routes: [{matchers: [team=\"db\"]}]\nreceivers:\n  - name: a\n",
+            &no_env,
+        )
+        .expect("valid");
+        let at = |text: &str| {
+            chrono::DateTime::parse_from_rfc3339(text)
+                .expect("instant")
+                .with_timezone(&chrono::Utc)
+        };
+        let warning = &config.route.routes[0];
+        let ticket = &config.route.routes[1];
+        // 2024-03-08 is a Friday, 2024-03-09 a Saturday.
+        assert!(config.muted_at(warning, at("2024-03-08T22:30:00Z")));
+        assert!(!config.muted_at(warning, at("2024-03-08T21:59:00Z")));
+        assert!(!config.muted_at(ticket, at("2024-03-08T22:30:00Z")));
+        assert!(config.muted_at(ticket, at("2024-03-09T10:00:00Z")));
+        // Not inherited, as in Alertmanager.
+        assert!(!config.muted_at(&ticket.routes[0], at("2024-03-09T10:00:00Z")));
+        assert!(!config.muted_at(&config.route, at("2024-03-08T22:30:00Z")));
+
+        let found = errors(
+            "time_intervals:\n  - name: x\n    time_intervals: []\n  - name: x\n    time_intervals: []\nroute:\n  receiver: a\n  active_time_intervals: [x]\n  routes:\n    - mute_time_intervals: [y]\nreceivers:\n  - name: a\n",
+        );
+        assert_eq!(found.len(), 3, "{found:?}");
+        assert!(
+            found[0].contains("time_intervals[1]: time interval \"x\" is defined more than once"),
+            "{found:?}"
+        );
+        assert!(
+            found[1].contains(
+                "route.active_time_intervals: the root route cannot have active_time_intervals"
+            ),
+            "{found:?}"
+        );
+        assert!(
+            found[2]
+                .contains("route.routes[0].mute_time_intervals[0]: undefined time interval \"y\""),
+            "{found:?}"
+        );
     }
 }

@@ -12,15 +12,15 @@ use std::collections::BTreeMap;
 use std::time::{Duration, SystemTime};
 
 use serde_json::{json, Value};
-use std::sync::Arc;
 
-use tokio::sync::Notify;
 use tokio::task::JoinSet;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
+use super::clock::TICK;
+use super::integrations::http::answer_text;
+use super::metrics::NotifyMetrics;
 use super::render::rfc3339;
-use super::NotifyMetrics;
 use dbwatch_rules::alerting::unix_millis;
 use dbwatch_rules::{AlertState, AlertsHandle, AlertsView};
 use dbwatch_secret::redact_url;
@@ -28,15 +28,19 @@ use dbwatch_secret::redact_url;
 /// What was pushed: each alert's labels and whether it was firing.
 type Signature = Vec<(BTreeMap<String, String>, bool)>;
 
+/// How long pushes in flight at shutdown may still take before they are aborted: a resolve that is on its
+/// way is worth a moment, a hanging Alertmanager must not hold the daemon's exit.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(2);
+
 pub struct Forwarder {
     urls: Vec<String>,
     resend: Duration,
     timeout: Duration,
     external_url: String,
     last: Option<(Instant, Signature)>,
-    /// The push in flight, at most one: owned here, so it is aborted with the notifier that owns the
-    /// forwarder, and cancelled at shutdown.
-    pushes: JoinSet<()>,
+    /// The current push, one task per Alertmanager: owned here, so they end with the notifier (or the
+    /// supervised task) that owns the forwarder, and are given [`SHUTDOWN_GRACE`] at shutdown.
+    pushes: JoinSet<(String, Result<(), String>)>,
 }
 
 impl Forwarder {
@@ -63,10 +67,11 @@ impl Forwarder {
         now: Instant,
         client: &reqwest::Client,
         metrics: &NotifyMetrics,
-        shutdown: &CancellationToken,
     ) {
-        // Reap the finished push; its outcome was logged and counted by the task itself.
-        while self.pushes.try_join_next().is_some() {}
+        // Reap the finished pushes: count and log each.
+        while let Some(joined) = self.pushes.try_join_next() {
+            reap(joined, metrics);
+        }
         if self.urls.is_empty() || view.evaluated_at.is_none() || !self.pushes.is_empty() {
             return;
         }
@@ -109,76 +114,81 @@ impl Forwarder {
             .collect();
         self.last = Some((now, signature));
         let body = Value::Array(alerts).to_string();
-        let urls = self.urls.clone();
-        let client = client.clone();
-        let metrics = metrics.clone();
         let timeout = self.timeout;
-        let shutdown = shutdown.clone();
-        self.pushes.spawn(async move {
-            // Each push is its own task in this set, so they run concurrently and end with it.
-            let mut each = JoinSet::new();
-            for url in urls {
-                let push = push(&client, &url, body.clone(), timeout);
-                each.spawn(async move {
-                    let outcome = tokio::time::timeout(timeout.saturating_add(Duration::from_secs(1)), push)
+        // One task per Alertmanager, so they run concurrently; each bounded by the request timeout.
+        for url in &self.urls {
+            let push = push(client, url, body.clone(), timeout);
+            let url = url.clone();
+            self.pushes.spawn(async move {
+                let outcome =
+                    tokio::time::timeout(timeout.saturating_add(Duration::from_secs(1)), push)
                         .await
                         .unwrap_or_else(|_| Err(format!("no answer within {timeout:?}")));
-                    (url, outcome)
-                });
-            }
-            loop {
-                let joined = tokio::select! {
-                    joined = each.join_next() => joined,
-                    _ = shutdown.cancelled() => break,
-                };
-                let Some(joined) = joined else { break };
-                let (url, outcome) = match joined {
-                    Ok(done) => done,
-                    Err(error) => {
-                        tracing::warn!(error = %error, "an Alertmanager push task failed; the next push repairs it");
-                        continue;
-                    }
-                };
-                let label = match &outcome {
-                    Ok(()) => "delivered",
-                    Err(_) => "retried",
-                };
-                metrics
-                    .notifications
-                    .with_label_values(&["alertmanager", "alertmanager", label])
-                    .inc();
-                if let Err(reason) = outcome {
-                    tracing::warn!(alertmanager = %redact_url(&url), reason = %reason, "cannot push alerts to Alertmanager; the next push repairs it");
-                }
-            }
-        });
+                (url, outcome)
+            });
+        }
     }
 
     /// Pushes on its own, for a dbwatch with `alerting.alertmanagers` and no routing file of its own: the
-    /// notifier's loop reduced to the forwarder, woken by the engine after each change and every tick, until
+    /// notifier's loop reduced to the forwarder, woken by each view the engine publishes and every tick, until
     /// `shutdown`.
     pub async fn run(
         mut self,
         alerts: AlertsHandle,
-        wake: Arc<Notify>,
         client: reqwest::Client,
         metrics: NotifyMetrics,
         shutdown: CancellationToken,
     ) {
+        let mut views = alerts.subscribe();
         loop {
-            self.tick(&alerts.view(), Instant::now(), &client, &metrics, &shutdown);
+            self.tick(&alerts.view(), Instant::now(), &client, &metrics);
             tokio::select! {
                 _ = shutdown.cancelled() => break,
-                _ = wake.notified() => {}
-                _ = tokio::time::sleep(super::TICK) => {}
+                // Never an error while `alerts` holds the sender; the tick covers it if it were.
+                Ok(()) = views.changed() => {}
+                _ = tokio::time::sleep(TICK) => {}
             }
         }
-        self.finish().await;
+        self.finish(&metrics).await;
     }
 
-    /// Waits for (at shutdown: ends) the push in flight.
-    pub async fn finish(&mut self) {
-        while self.pushes.join_next().await.is_some() {}
+    /// At shutdown: waits up to [`SHUTDOWN_GRACE`] for the pushes in flight (counting them), then aborts the
+    /// rest.
+    pub async fn finish(&mut self, metrics: &NotifyMetrics) {
+        let deadline = Instant::now() + SHUTDOWN_GRACE.min(self.timeout);
+        while let Ok(Some(joined)) =
+            tokio::time::timeout_at(deadline, self.pushes.join_next()).await
+        {
+            reap(joined, metrics);
+        }
+        self.pushes.shutdown().await;
+    }
+}
+
+/// Counts and logs one finished push.
+fn reap(
+    joined: Result<(String, Result<(), String>), tokio::task::JoinError>,
+    metrics: &NotifyMetrics,
+) {
+    let (url, outcome) = match joined {
+        Ok(done) => done,
+        Err(error) => {
+            if !error.is_cancelled() {
+                tracing::warn!(error = %error, "an Alertmanager push task failed; the next push repairs it");
+            }
+            return;
+        }
+    };
+    let label = match &outcome {
+        Ok(()) => "delivered",
+        Err(_) => "retried",
+    };
+    metrics
+        .notifications
+        .with_label_values(&["alertmanager", "alertmanager", label])
+        .inc();
+    if let Err(reason) = outcome {
+        tracing::warn!(alertmanager = %redact_url(&url), reason = %reason, "cannot push alerts to Alertmanager; the next push repairs it");
     }
 }
 
@@ -209,7 +219,7 @@ fn push(
         if status.is_success() {
             Ok(())
         } else {
-            let (_, shown) = super::send::answer_text(&mut response, timeout, 300).await;
+            let (_, shown) = answer_text(&mut response, timeout, 300).await;
             Err(format!("answered {}: {shown}", status.as_u16()))
         }
     }

@@ -13,11 +13,11 @@
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
-use std::sync::{Arc, PoisonError, RwLock};
+use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use prometheus::{IntCounter, IntCounterVec, IntGauge, Opts, Registry};
-use tokio::sync::Notify;
+use tokio::sync::{watch, Notify};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
@@ -160,15 +160,29 @@ pub struct AlertsView {
     exposition: String,
 }
 
-/// A cheap handle on the latest [`AlertsView`]; clones share it.
-#[derive(Debug, Clone, Default)]
+/// A cheap handle on the latest [`AlertsView`]; clones share it. A `watch` channel: readers see the latest
+/// state, and a subscriber (the notifier) is woken by each publication without any queue of events.
+#[derive(Debug, Clone)]
 pub struct AlertsHandle {
-    view: Arc<RwLock<Arc<AlertsView>>>,
+    view: Arc<watch::Sender<Arc<AlertsView>>>,
+}
+
+impl Default for AlertsHandle {
+    fn default() -> Self {
+        AlertsHandle {
+            view: Arc::new(watch::Sender::new(Arc::new(AlertsView::default()))),
+        }
+    }
 }
 
 impl AlertsHandle {
     pub fn view(&self) -> Arc<AlertsView> {
-        Arc::clone(&self.view.read().unwrap_or_else(PoisonError::into_inner))
+        Arc::clone(&self.view.borrow())
+    }
+
+    /// A receiver that is marked changed by every publication from now on.
+    pub fn subscribe(&self) -> watch::Receiver<Arc<AlertsView>> {
+        self.view.subscribe()
     }
 
     /// Appends `ALERTS` and `ALERTS_FOR_STATE` in the text exposition format; nothing when no alert is active.
@@ -186,7 +200,7 @@ impl AlertsHandle {
     }
 
     fn publish(&self, view: AlertsView) {
-        *self.view.write().unwrap_or_else(PoisonError::into_inner) = Arc::new(view);
+        self.view.send_replace(Arc::new(view));
     }
 }
 

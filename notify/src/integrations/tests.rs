@@ -1,0 +1,503 @@
+//! The four integrations' renderings side by side: limits, and hostile label values that must arrive as text.
+
+use std::collections::BTreeMap;
+
+use super::pagerduty::{self, pagerduty_severity, EventsApi, PagerDutyConfig, PAGERDUTY_EVENT_MAX};
+use super::slack::{self, SlackConfig, SLACK_MAX_BLOCKS, SLACK_TEXT_MAX};
+use crate::render::{fingerprint, Notice};
+use crate::store::{AlertRecord, Payload};
+use dbwatch_secret::{PasswordSource, Secret};
+
+fn record(index: usize, resolved: bool) -> AlertRecord {
+    let labels: BTreeMap<String, String> = [
+        ("alertname", "high_latency".to_owned()),
+        ("target", format!("db{index}")),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_owned(), v))
+    .collect();
+    AlertRecord {
+        fingerprint: fingerprint(&labels),
+        labels,
+        annotations: [("summary".to_owned(), "x".repeat(2000))]
+            .into_iter()
+            .collect(),
+        starts_at: 1_700_000_000_000,
+        ends_at: resolved.then_some(1_700_000_100_000),
+    }
+}
+
+#[test]
+fn a_large_slack_group_is_summarised_within_the_limits() {
+    let group_labels: BTreeMap<String, String> =
+        [("alertname".to_owned(), "high_latency".to_owned())].into();
+    let notice = Notice {
+        receiver: "slack",
+        group_key: "{}:{alertname=\"high_latency\"}",
+        group_labels: &group_labels,
+        firing: (0..120).map(|i| record(i, false)).collect(),
+        resolved: Vec::new(),
+        external_url: "",
+        now: 1_700_000_000_000,
+        episode: 1_700_000_000_000,
+        first_of_episode: true,
+    };
+    let config = SlackConfig {
+        api_url: PasswordSource::Inline(Secret::new("http://x".into())),
+        channel: None,
+        username: None,
+        icon_emoji: None,
+        icon_url: None,
+        send_resolved: true,
+        http: super::http::Endpoint::default(),
+    };
+    let Payload::Slack { body } = slack::render(&config, &notice) else {
+        panic!("not a slack payload");
+    };
+    let blocks = body["blocks"].as_array().expect("blocks");
+    assert_eq!(blocks.len(), SLACK_MAX_BLOCKS);
+    assert_eq!(blocks[48]["elements"][0]["text"], "+73 more alerts");
+    assert!(body["text"]
+        .as_str()
+        .expect("text")
+        .starts_with("[FIRING:120] high_latency: high_latency"));
+    assert!(body["text"].as_str().expect("text").chars().count() <= SLACK_TEXT_MAX);
+}
+
+#[test]
+fn severities_map_onto_pagerduty_levels() {
+    assert_eq!(pagerduty_severity(Some("critical")), "critical");
+    assert_eq!(pagerduty_severity(Some("Warning")), "warning");
+    assert_eq!(pagerduty_severity(Some("info")), "info");
+    assert_eq!(pagerduty_severity(None), "error");
+}
+
+fn hostile() -> AlertRecord {
+    let labels: BTreeMap<String, String> = [
+        ("alertname", "database_bloat"),
+        ("database", "<!channel>"),
+        ("replica", "<https://evil.example|Runbook>"),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_owned(), v.to_owned()))
+    .collect();
+    AlertRecord {
+        fingerprint: fingerprint(&labels),
+        labels,
+        annotations: [
+            ("summary".to_owned(), "bloat in <!channel> & co".to_owned()),
+            (
+                "runbook_url".to_owned(),
+                "<https://evil.example|Runbook>".to_owned(),
+            ),
+        ]
+        .into_iter()
+        .collect(),
+        starts_at: 1_700_000_000_000,
+        ends_at: None,
+    }
+}
+
+fn pagerduty_config() -> PagerDutyConfig {
+    PagerDutyConfig {
+        routing_key: PasswordSource::Inline(Secret::new("k".into())),
+        api: pagerduty::EventsApi::V2,
+        url: "http://x".into(),
+        client: "dbwatch".into(),
+        client_url: None,
+        severity: None,
+        class: None,
+        component: None,
+        group: None,
+        source: None,
+        details: BTreeMap::new(),
+        links: Vec::new(),
+        send_resolved: true,
+        http: super::http::Endpoint::default(),
+    }
+}
+
+fn hostile_notice(group_labels: &BTreeMap<String, String>) -> Notice<'_> {
+    Notice {
+        receiver: "<!here>",
+        group_key: "{}:{database=\"<!channel>\"}",
+        group_labels,
+        firing: vec![hostile()],
+        resolved: Vec::new(),
+        external_url: "http://dbwatch.example:9630",
+        now: 1_700_000_000_000,
+        episode: 1_700_000_000_000,
+        first_of_episode: true,
+    }
+}
+
+#[test]
+fn slack_mrkdwn_escapes_every_label_and_annotation_value() {
+    let group_labels: BTreeMap<String, String> =
+        [("database".to_owned(), "<!channel>".to_owned())].into();
+    let config = SlackConfig {
+        api_url: PasswordSource::Inline(Secret::new("http://x".into())),
+        channel: None,
+        username: None,
+        icon_emoji: None,
+        icon_url: None,
+        send_resolved: true,
+        http: super::http::Endpoint::default(),
+    };
+    let Payload::Slack { body } = slack::render(&config, &hostile_notice(&group_labels)) else {
+        panic!("not a slack payload");
+    };
+    let blocks = body["blocks"].as_array().expect("blocks");
+    let mrkdwn: Vec<&str> = [
+        &body["text"],
+        &blocks[1]["text"]["text"],
+        &blocks[2]["elements"][0]["text"],
+    ]
+    .into_iter()
+    .map(|value| value.as_str().expect("text"))
+    .collect();
+    for text in &mrkdwn {
+        assert!(
+            !text.contains("<!") && !text.contains("<https://evil"),
+            "{text}"
+        );
+    }
+    assert!(
+        mrkdwn[0].contains("database=\"&lt;!channel&gt;\""),
+        "{}",
+        mrkdwn[0]
+    );
+    assert!(
+        mrkdwn[1].contains("bloat in &lt;!channel&gt; &amp; co")
+            && mrkdwn[1].contains("`replica=&lt;https://evil.example|Runbook&gt;`")
+            && mrkdwn[1].contains("Runbook: &lt;https://evil.example|Runbook&gt;"),
+        "{}",
+        mrkdwn[1]
+    );
+    // The footer's receiver name is escaped, the external URL stays a link.
+    assert!(
+        mrkdwn[2].contains("&lt;!here&gt;")
+            && mrkdwn[2].contains("<http://dbwatch.example:9630|open>"),
+        "{}",
+        mrkdwn[2]
+    );
+    // The header is plain_text, which Slack never parses for mentions or links.
+    assert_eq!(blocks[0]["text"]["type"], "plain_text");
+}
+
+#[test]
+fn pagerduty_and_email_carry_hostile_names_as_plain_text() {
+    let group_labels: BTreeMap<String, String> =
+        [("database".to_owned(), "<!channel>".to_owned())].into();
+    let notice = hostile_notice(&group_labels);
+    let config = pagerduty_config();
+    let Payload::PagerDuty { event } = pagerduty::render(&config, &notice) else {
+        panic!("not a pagerduty payload");
+    };
+    // PagerDuty renders these fields as text: the value arrives verbatim (JSON-encoded), not as markup.
+    assert_eq!(
+        event["payload"]["custom_details"]["alerts"][0]["labels"]["database"],
+        "<!channel>"
+    );
+    // A runbook that is not a plain URL is never a link.
+    assert!(event.get("links").is_none(), "{event:#}");
+
+    let no_env = |_: &str| None;
+    let routing = crate::load_str(
+        std::path::Path::new("r.yml"),
+        "route:\n  receiver: m\nreceivers:\n  - name: m\n    email_configs:\n      - {to: a@example.com, from: b@example.com, smarthost: 'mail:25'}\n",
+        &no_env,
+    )
+    .expect("valid routing");
+    let email = &routing.receivers[0].integrations[0];
+    assert_eq!(email.kind(), super::Kind::Email);
+    let Payload::Email { html, .. } = email.render(&notice) else {
+        panic!("not an email payload");
+    };
+    assert!(
+        !html.contains("<!channel>") && !html.contains("<https://evil"),
+        "{html}"
+    );
+    assert!(html.contains("&lt;!channel&gt;"), "{html}");
+}
+
+#[test]
+fn a_huge_pagerduty_group_stays_under_the_event_limit() {
+    let group_labels: BTreeMap<String, String> = BTreeMap::new();
+    let firing: Vec<AlertRecord> = (0..60)
+        .map(|index| {
+            let mut alert = record(index, false);
+            alert
+                .annotations
+                .insert("description".into(), "d".repeat(20_000));
+            alert
+        })
+        .collect();
+    let notice = Notice {
+        receiver: "pd",
+        group_key: "{}:{}",
+        group_labels: &group_labels,
+        firing,
+        resolved: Vec::new(),
+        external_url: "",
+        now: 1_700_000_000_000,
+        episode: 1_700_000_000_000,
+        first_of_episode: true,
+    };
+    let config = pagerduty_config();
+    let Payload::PagerDuty { event } = pagerduty::render(&config, &notice) else {
+        panic!("not a pagerduty payload");
+    };
+    let size = serde_json::to_vec(&event).expect("encodes").len();
+    assert!(size <= PAGERDUTY_EVENT_MAX, "{size} bytes");
+    let details = &event["payload"]["custom_details"];
+    assert_eq!(details["num_firing"], 60);
+    let listed = details["alerts"].as_array().expect("alerts").len();
+    assert!((1..50).contains(&listed), "{listed} listed");
+    assert_eq!(details["truncated_alerts"], 60 - listed);
+}
+
+#[test]
+fn answers_are_classified_per_integration() {
+    use super::http::{any_success, Verdict};
+    use super::Outcome;
+    use reqwest::StatusCode;
+    use std::time::Duration;
+    assert_eq!(
+        pagerduty::classify(StatusCode::ACCEPTED, ""),
+        Verdict::Accepted
+    );
+    assert_eq!(
+        pagerduty::classify(StatusCode::BAD_REQUEST, ""),
+        Verdict::Refused
+    );
+    assert_eq!(
+        slack::classify(StatusCode::TOO_MANY_REQUESTS, ""),
+        Verdict::Retry
+    );
+    assert!(matches!(
+        Verdict::Retry.outcome(String::new(), Some(Duration::from_secs(3))),
+        Outcome::Retry { retry_after: Some(after), .. } if after == Duration::from_secs(3)
+    ));
+    assert_eq!(
+        slack::classify(StatusCode::GONE, "channel_is_archived"),
+        Verdict::Refused
+    );
+    assert_eq!(
+        slack::classify(StatusCode::OK, "{\"ok\":false,\"error\":\"x\"}"),
+        Verdict::Refused
+    );
+    assert_eq!(any_success(StatusCode::BAD_GATEWAY, ""), Verdict::Retry);
+    assert_eq!(any_success(StatusCode::NO_CONTENT, ""), Verdict::Accepted);
+}
+
+fn routing(text: &str) -> crate::NotifyConfig {
+    let no_env = |_: &str| None;
+    crate::load_str(std::path::Path::new("r.yml"), text, &no_env)
+        .unwrap_or_else(|errors| panic!("{errors}"))
+}
+
+#[test]
+fn files_alertmanager_accepts_load_without_dbwatch_only_checks() {
+    // Empty SMTP fields mean "the default", a short PagerDuty key is the service's business, a named port and
+    // an empty host are Go's net.SplitHostPort's.
+    let config = routing(
+        "global:\n  smtp_hello: ''\n  smtp_auth_username: ''\n  smtp_auth_password: ''\n  smtp_from: a@example.com\n  smtp_smarthost: ':smtp'\nroute:\n  receiver: a\nreceivers:\n  - name: a\n    email_configs: [{to: b@example.com, from: ''}]\n    pagerduty_configs: [{routing_key: short, severity: page}]\n",
+    );
+    assert_eq!(config.receivers[0].integrations.len(), 2);
+}
+
+#[test]
+fn a_service_key_speaks_the_events_api_v1() {
+    let config = routing(
+        "route:\n  receiver: pd\nreceivers:\n  - name: pd\n    pagerduty_configs: [{service_key: abc, client_url: 'http://dbwatch:9630', details: {team: db}}]\n",
+    );
+    let pd = &config.receivers[0].integrations[0];
+    assert_eq!(pd.kind(), super::Kind::PagerDuty);
+    let group_labels: BTreeMap<String, String> =
+        [("alertname".to_owned(), "high_latency".to_owned())].into();
+    let mut notice = Notice {
+        receiver: "pd",
+        group_key: "{}:{alertname=\"high_latency\"}",
+        group_labels: &group_labels,
+        firing: vec![record(1, false)],
+        resolved: Vec::new(),
+        external_url: "",
+        now: 1_700_000_000_000,
+        episode: 1_700_000_000_000,
+        first_of_episode: true,
+    };
+    let Payload::PagerDuty { event } = pd.render(&notice) else {
+        panic!("not a pagerduty payload");
+    };
+    assert_eq!(event["event_type"], "trigger");
+    assert_eq!(event["client"], "dbwatch");
+    assert_eq!(event["client_url"], "http://dbwatch:9630");
+    assert_eq!(event["details"]["num_firing"], "1");
+    assert_eq!(event["details"]["team"], "db");
+    assert!(event["description"].as_str().is_some_and(|text| text
+        .starts_with("[FIRING:1] high_latency")
+        && text.chars().count() <= 1024));
+    assert!(event.get("event_action").is_none() && event.get("routing_key").is_none());
+    let key = event["incident_key"].clone();
+    notice.resolved = std::mem::take(&mut notice.firing);
+    let Payload::PagerDuty { event } = pd.render(&notice) else {
+        panic!("not a pagerduty payload");
+    };
+    assert_eq!(event["event_type"], "resolve");
+    assert_eq!(event["incident_key"], key);
+    assert!(event.get("client").is_none());
+    assert!(format!("{pd:?}").contains("create_event.json"));
+    assert_eq!(
+        pagerduty::classify_v1(reqwest::StatusCode::FORBIDDEN, ""),
+        super::http::Verdict::Retry
+    );
+}
+
+/// The v1 event reaches its endpoint with the service key added at send time.
+#[tokio::test]
+async fn a_v1_event_is_posted_with_its_service_key() {
+    use super::Integration;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let address = listener.local_addr().expect("address");
+    let server = tokio::spawn(answer_once(listener));
+    let config = PagerDutyConfig {
+        routing_key: PasswordSource::Inline(Secret::new("v1-service-key".into())),
+        api: EventsApi::V1,
+        url: format!("http://{address}/generic/2010-04-15/create_event.json"),
+        ..pagerduty_config()
+    };
+    let payload = Payload::PagerDuty {
+        event: serde_json::json!({"event_type": "resolve", "incident_key": "k", "description": "d", "details": {}}),
+    };
+    let client = crate::http_client(std::time::Duration::from_secs(2)).expect("client");
+    let outcome = config
+        .send(&client, &payload, std::time::Duration::from_secs(2))
+        .await;
+    assert_eq!(outcome, super::Outcome::Delivered);
+    let request = server.await.expect("server");
+    assert!(
+        request.starts_with("POST /generic/2010-04-15/create_event.json "),
+        "{request}"
+    );
+    let body: serde_json::Value =
+        serde_json::from_str(request.split_once("\r\n\r\n").map_or("", |(_, body)| body))
+            .expect("json");
+    assert_eq!(body["service_key"], "v1-service-key");
+    assert_eq!(body["event_type"], "resolve");
+}
+
+/// Accepts one connection, reads one request (head and body), answers 200, and returns the request's text.
+async fn answer_once(listener: tokio::net::TcpListener) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let (mut socket, _) = listener.accept().await.expect("accept");
+    let mut request = Vec::new();
+    let mut buffer = [0u8; 4096];
+    // Headers, then the body by its Content-Length.
+    loop {
+        let read = socket.read(&mut buffer).await.expect("read");
+        request.extend_from_slice(&buffer[..read]);
+        let text = String::from_utf8_lossy(&request).into_owned();
+        if let Some((head, body)) = text.split_once("\r\n\r\n") {
+            let length: usize = head
+                .lines()
+                .find_map(|line| {
+                    line.to_ascii_lowercase()
+                        .strip_prefix("content-length:")
+                        .map(|v| v.trim().parse().unwrap_or(0))
+                })
+                .unwrap_or(0);
+            if body.len() >= length || read == 0 {
+                break;
+            }
+        }
+    }
+    socket
+        .write_all(b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: 20\r\n\r\n{\"status\":\"success\"}")
+        .await
+        .expect("answer");
+    String::from_utf8_lossy(&request).into_owned()
+}
+
+async fn send_through(
+    routing_text: &str,
+    listener: tokio::net::TcpListener,
+) -> (super::Outcome, String) {
+    let config = routing(routing_text);
+    let integration = &config.receivers[0].integrations[0];
+    let server = tokio::spawn(answer_once(listener));
+    let payload = integration.render(&Notice {
+        receiver: "r",
+        group_key: "{}:{}",
+        group_labels: &BTreeMap::new(),
+        firing: vec![record(1, false)],
+        resolved: Vec::new(),
+        external_url: "",
+        now: 1_700_000_000_000,
+        episode: 1_700_000_000_000,
+        first_of_episode: true,
+    });
+    let client = crate::http_client(std::time::Duration::from_secs(2)).expect("client");
+    let outcome = integration
+        .send(&client, &payload, std::time::Duration::from_secs(2))
+        .await;
+    (outcome, server.await.expect("server"))
+}
+
+/// `http_config` per integration: the proxy gets the absolute URL, basic auth goes along.
+#[tokio::test]
+async fn http_config_sends_through_the_proxy_with_basic_auth() {
+    let proxy = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let address = proxy.local_addr().expect("address");
+    let (outcome, request) = send_through(
+        &format!("route:\n  receiver: r\nreceivers:\n  - name: r\n    webhook_configs:\n      - url: http://hooks.example.invalid/alerts\n        http_config:\n          proxy_url: http://{address}\n          basic_auth: {{username: dbwatch, password: s3cret}}\n"),
+        proxy,
+    )
+    .await;
+    assert_eq!(outcome, super::Outcome::Delivered);
+    assert!(
+        request.starts_with("POST http://hooks.example.invalid/alerts HTTP/1.1"),
+        "{request}"
+    );
+    // base64("dbwatch:s3cret")
+    assert!(
+        request.to_ascii_lowercase().contains(
+            "authorization: basic ZGJ3YXRjaDpzM2NyZXQ="
+                .to_ascii_lowercase()
+                .as_str()
+        ),
+        "{request}"
+    );
+}
+
+/// The global `http_config` applies to an integration without one of its own; `bearer_token` is
+/// `Authorization: Bearer`.
+#[tokio::test]
+async fn the_global_http_config_carries_a_bearer_token() {
+    let receiver = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let address = receiver.local_addr().expect("address");
+    let (outcome, request) = send_through(
+        &format!("global:\n  http_config:\n    bearer_token: t0ken\nroute:\n  receiver: r\nreceivers:\n  - name: r\n    slack_configs:\n      - api_url: http://{address}/hook\n"),
+        receiver,
+    )
+    .await;
+    assert_eq!(outcome, super::Outcome::Delivered);
+    assert!(
+        request.contains("authorization: Bearer t0ken")
+            || request.contains("Authorization: Bearer t0ken"),
+        "{request}"
+    );
+    // The secret never prints with the configuration.
+    let config = routing(&format!("route:\n  receiver: r\nreceivers:\n  - name: r\n    webhook_configs:\n      - url: http://{address}/\n        http_config: {{proxy_url: 'http://u:pw@proxy:3128', authorization: {{credentials: k3y}}}}\n"));
+    let printed = format!("{config:?}");
+    assert!(
+        !printed.contains("pw@") && !printed.contains("k3y"),
+        "{printed}"
+    );
+}
