@@ -6,7 +6,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use prometheus::Registry;
-use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
@@ -166,10 +165,8 @@ pub async fn run(
 
     // Shared by every instance of the engine and the notifier, so that either can be restarted alone: the
     // engine publishes the view (a watch: each publication wakes the notifier), the notifier reconciles from
-    // it. The engine's own `Notify` wake-up on transitions has no listener left; it stays until the rules
-    // crate drops it from `RulesEngine::new`.
+    // it.
     let components = Components::register(&registry)?;
-    let wake = Arc::new(Notify::new());
     let alerts = AlertsHandle::default();
     {
         let store = Arc::clone(&store);
@@ -180,7 +177,6 @@ pub async fn run(
             external_labels: config.rules.external_labels.clone(),
             external_url: external_url.clone(),
         };
-        let wake = Arc::clone(&wake);
         let alerts = alerts.clone();
         // Each build restores `alerts.json`, as a process restart would.
         tracker.spawn(supervise(
@@ -192,7 +188,6 @@ pub async fn run(
                     Arc::clone(&store) as Arc<dyn dbwatch_rules::SampleSource>,
                     Arc::clone(&rules),
                     engine_options.clone(),
-                    Arc::clone(&wake),
                     rule_metrics.clone(),
                 )
                 .publishing_to(alerts.clone());

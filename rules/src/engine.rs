@@ -6,10 +6,10 @@
 //! no lock is held across an `.await`. A cycle that overruns makes the group skip the missed evaluations, as
 //! Prometheus does, and counts them.
 //!
-//! Transitions are logged and wake the notifier through a shared `Notify`: a slow or absent notifier never
-//! stalls evaluation, wake-ups coalesce instead of queueing, and nothing is lost when either side is restarted
-//! by its supervisor, since the notifier reconciles from [`AlertsHandle::view`], which lists every instance
-//! with its state and times.
+//! Transitions are logged; every cycle publishes the whole view on the [`AlertsHandle`]'s watch, which wakes
+//! the notifier: a slow or absent notifier never stalls evaluation, publications coalesce instead of
+//! queueing, and nothing is lost when either side is restarted by its supervisor, since the notifier
+//! reconciles from [`AlertsHandle::view`], which lists every instance with its state and times.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -17,7 +17,7 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use prometheus::{IntCounter, IntCounterVec, IntGauge, Opts, Registry};
-use tokio::sync::{watch, Notify};
+use tokio::sync::watch;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
@@ -210,7 +210,6 @@ pub struct RulesEngine {
     rules: Arc<RuleSet>,
     core: Core,
     options: EngineOptions,
-    wake: Arc<Notify>,
     metrics: RuleMetrics,
     alerts: AlertsHandle,
 }
@@ -238,13 +237,12 @@ struct CycleOutcome {
 }
 
 impl RulesEngine {
-    /// Builds the engine and restores the alert state saved in `options.state_dir`, if any. `wake` is notified
-    /// after every evaluation that changed an alert's state.
+    /// Builds the engine and restores the alert state saved in `options.state_dir`, if any. Every evaluation
+    /// is published on the [`AlertsHandle`] (see [`RulesEngine::publishing_to`]).
     pub fn new(
         store: Arc<dyn SampleSource>,
         rules: impl Into<Arc<RuleSet>>,
         options: EngineOptions,
-        wake: Arc<Notify>,
         metrics: RuleMetrics,
     ) -> RulesEngine {
         let rules: Arc<RuleSet> = rules.into();
@@ -294,7 +292,6 @@ impl RulesEngine {
             rules,
             core,
             options,
-            wake,
             metrics,
             alerts: AlertsHandle::default(),
         }
@@ -319,7 +316,6 @@ impl RulesEngine {
             rules,
             mut core,
             options,
-            wake,
             metrics,
             alerts,
         } = self;
@@ -401,7 +397,7 @@ impl RulesEngine {
                     continue;
                 }
             };
-            report(&rules, &metrics, &wake, &alerts, outcome);
+            report(&rules, &metrics, &alerts, outcome);
         }
         if let Err(error) =
             tokio::task::spawn_blocking(move || core.save(unix_millis(SystemTime::now()))).await
@@ -411,13 +407,7 @@ impl RulesEngine {
     }
 }
 
-fn report(
-    rules: &RuleSet,
-    metrics: &RuleMetrics,
-    wake: &Notify,
-    alerts: &AlertsHandle,
-    outcome: CycleOutcome,
-) {
+fn report(rules: &RuleSet, metrics: &RuleMetrics, alerts: &AlertsHandle, outcome: CycleOutcome) {
     for (group, duration) in &outcome.durations {
         let name = rules.groups[*group].name.as_str();
         metrics.evaluations.with_label_values(&[name]).inc();
@@ -449,10 +439,6 @@ fn report(
             labels = ?transition.labels,
             "alert state changed"
         );
-    }
-    if !outcome.transitions.is_empty() {
-        // One stored permit at most: wake-ups while the notifier is busy (or restarting) coalesce.
-        wake.notify_one();
     }
 }
 
@@ -765,7 +751,6 @@ mod tests {
         let store = Arc::new(Latest::new(1));
         store.publish(snapshot("pg", 0.0));
         let dir = tempfile::tempdir().expect("temp dir");
-        let wake = Arc::new(Notify::new());
         let metrics = RuleMetrics::register(&Registry::new()).expect("registered");
         let engine = RulesEngine::new(
             Arc::clone(&store) as Arc<dyn SampleSource>,
@@ -774,15 +759,24 @@ mod tests {
                 state_dir: Some(dir.path().to_owned()),
                 ..EngineOptions::default()
             },
-            Arc::clone(&wake),
             metrics,
         );
         let alerts = engine.alerts();
+        let mut views = alerts.subscribe();
+        let state_of = |views: &watch::Receiver<Arc<AlertsView>>| {
+            views.borrow().alerts.first().map(|alert| alert.state)
+        };
         let shutdown = CancellationToken::new();
         let task = tokio::spawn(engine.run(shutdown.clone()));
 
-        // The wake-up comes after the view is published.
-        wake.notified().await;
+        // A publication wakes every subscriber, the notifier's way of hearing of a change.
+        tokio::time::timeout(Duration::from_secs(30), async {
+            while state_of(&views) != Some(AlertState::Firing) {
+                views.changed().await.expect("the engine publishes");
+            }
+        })
+        .await
+        .expect("the alert fires within 30 s");
         let view = alerts.view();
         assert_eq!(view.alerts.len(), 1);
         assert_eq!(view.alerts[0].alertname, "target_down");
@@ -797,7 +791,13 @@ mod tests {
         assert!(dir.path().join(state::STATE_FILE).exists());
 
         store.publish(snapshot("pg", 1.0));
-        wake.notified().await;
+        tokio::time::timeout(Duration::from_secs(30), async {
+            while state_of(&views) != Some(AlertState::Inactive) {
+                views.changed().await.expect("the engine publishes");
+            }
+        })
+        .await
+        .expect("the alert resolves within 30 s");
         let view = alerts.view();
         assert_eq!(view.alerts[0].state, AlertState::Inactive);
         assert!(view.alerts[0].resolved_at.is_some());
