@@ -15,6 +15,8 @@ mod exposition;
 use exposition::{find_series, parse};
 #[path = "support/fleet.rs"]
 mod fleet;
+#[path = "support/promtool.rs"]
+mod promtool;
 use fleet::{connection, env, free_port, host_port};
 
 struct Daemon {
@@ -205,7 +207,7 @@ targets:
         "a password-related string leaked into /metrics"
     );
 
-    promtool_check(&body);
+    promtool::check_metrics(&body);
 
     // SIGTERM: a clean exit, well within the shutdown deadline.
     stop(&mut daemon).await;
@@ -213,30 +215,6 @@ targets:
 }
 
 /// Runs Prometheus's own linter on an exposition body.
-fn promtool_check(body: &str) {
-    use std::io::Write;
-    let mut child = Command::new("promtool")
-        .args(["check", "metrics"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap_or_else(|error| panic!("promtool is required (Debian package prometheus, installed by `make test`): {error}"));
-    child
-        .stdin
-        .take()
-        .expect("promtool stdin")
-        .write_all(body.as_bytes())
-        .expect("feed promtool");
-    let output = child.wait_with_output().expect("promtool output");
-    assert!(
-        output.status.success(),
-        "promtool check metrics failed:\n{}{}",
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    );
-}
-
 #[test]
 fn check_config_exits_non_zero_on_a_bad_file() {
     let dir = tempfile::tempdir().expect("temp dir");
@@ -366,7 +344,7 @@ targets:
         });
         assert!(has_own_series, "{target} exported no {db} series");
     }
-    promtool_check(&body);
+    promtool::check_metrics(&body);
 }
 
 /// SIGTERM, then a clean exit within the daemon's 10 s shutdown deadline.
@@ -457,7 +435,7 @@ targets:
                     "fired {:.1}s after becoming active, before its for: 3s",
                     now - active_at
                 );
-                promtool_check(&body);
+                promtool::check_metrics(&body);
                 break active_at;
             }
         }

@@ -7,10 +7,11 @@
 //! the diff. The file is also fed to `promtool check metrics` (Debian's prometheus package, installed by
 //! `make test`), so the golden output is known to be valid exposition, not only stable.
 
+#[path = "support/promtool.rs"]
+mod promtool;
+
 use std::collections::BTreeMap;
-use std::io::Write as _;
 use std::path::PathBuf;
-use std::process::{Command, Stdio};
 use std::time::{Duration, SystemTime};
 
 use dbwatch::exposition::{encode, render, target_labels};
@@ -131,26 +132,5 @@ fn metrics_match_the_golden_file_byte_for_byte() {
 #[test]
 fn the_golden_file_is_valid_exposition_for_promtool() {
     let golden = std::fs::read_to_string(golden_path()).expect("golden file");
-    let mut child = Command::new("promtool")
-        .args(["check", "metrics"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap_or_else(|error| {
-            panic!("promtool is required (Debian package prometheus, installed by `make test`): {error}")
-        });
-    child
-        .stdin
-        .take()
-        .expect("promtool stdin")
-        .write_all(golden.as_bytes())
-        .expect("feed promtool");
-    let output = child.wait_with_output().expect("promtool output");
-    assert!(
-        output.status.success(),
-        "promtool check metrics refused the golden file:\n{}{}",
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    );
+    promtool::check_metrics(&golden);
 }

@@ -10,6 +10,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+#[path = "support/amtool.rs"]
+mod amtool;
 #[path = "support/mail.rs"]
 mod mail;
 #[path = "support/receivers.rs"]
@@ -687,42 +689,6 @@ async fn a_transient_smtp_refusal_is_retried_until_the_attempts_run_out() {
     assert_eq!(retried, f64::from(attempts));
 }
 
-fn amtool_receivers(file: &Path, labels: &[(&str, &str)]) -> Vec<String> {
-    let output = Command::new("amtool")
-        .arg("config")
-        .arg("routes")
-        .arg("test")
-        .arg(format!("--config.file={}", file.display()))
-        .args(labels.iter().map(|(k, v)| format!("{k}={v}")))
-        .output()
-        .expect("amtool runs (deploy/local/fleet up tools installs it)");
-    assert!(
-        output.status.success(),
-        "amtool failed: {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    String::from_utf8_lossy(&output.stdout)
-        .trim()
-        .split(',')
-        .map(|name| name.trim().to_owned())
-        .collect()
-}
-
-fn amtool_check(file: &Path) {
-    let output = Command::new("amtool")
-        .arg("check-config")
-        .arg(file)
-        .output()
-        .expect("amtool runs (deploy/local/fleet up tools installs it)");
-    assert!(
-        output.status.success(),
-        "amtool check-config refused {}: {}{}",
-        file.display(),
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    );
-}
-
 const LABEL_TABLE: &[&[(&str, &str)]] = &[
     &[
         ("alertname", "high_latency"),
@@ -775,7 +741,8 @@ const LABEL_TABLE: &[&[(&str, &str)]] = &[
 #[test]
 fn the_shipped_routing_file_passes_amtool_and_routes_like_alertmanager() {
     let file = repo().join("deploy/routing/dbwatch-routing.yml");
-    amtool_check(&file);
+    amtool::check(&file)
+        .unwrap_or_else(|error| panic!("amtool check-config refused {}: {error}", file.display()));
     let config = notify::load_file(&file).unwrap_or_else(|error| panic!("{error}"));
     let expected: &[(&str, &[&str])] = &[
         ("high_latency", &["slack-and-email-db"]),
@@ -792,7 +759,7 @@ fn the_shipped_routing_file_passes_amtool_and_routes_like_alertmanager() {
     }
     for row in LABEL_TABLE {
         let ours = notify::route::receivers_for(&config.route, &labels(row));
-        assert_eq!(ours, amtool_receivers(&file, row), "labels {row:?}");
+        assert_eq!(ours, amtool::receivers(&file, row), "labels {row:?}");
     }
 }
 
@@ -832,7 +799,8 @@ receivers:
 "#,
     )
     .expect("write");
-    amtool_check(&file);
+    amtool::check(&file)
+        .unwrap_or_else(|error| panic!("amtool check-config refused {}: {error}", file.display()));
     let config = notify::load_file(&file).unwrap_or_else(|error| panic!("{error}"));
     let mut extra: Vec<&[(&str, &str)]> = LABEL_TABLE.to_vec();
     extra.push(&[("team", "payments"), ("severity", "critical")]);
@@ -842,7 +810,7 @@ receivers:
     extra.push(&[("env", "prod")]);
     for row in extra {
         let ours = notify::route::receivers_for(&config.route, &labels(row));
-        assert_eq!(ours, amtool_receivers(&file, row), "labels {row:?}");
+        assert_eq!(ours, amtool::receivers(&file, row), "labels {row:?}");
     }
 }
 
@@ -2009,7 +1977,8 @@ async fn a_muted_interval_holds_the_notification_and_releases_it_when_it_ends() 
     let dir = tempfile::tempdir().expect("temp dir");
     let file = dir.path().join("routing.yml");
     std::fs::write(&file, &routing).expect("write routing");
-    amtool_check(&file);
+    amtool::check(&file)
+        .unwrap_or_else(|error| panic!("amtool check-config refused {}: {error}", file.display()));
     let harness = Harness::start(&routing, |_| {});
     harness.publish(vec![firing(
         &[("alertname", "replication_lag"), ("severity", "warning")],
