@@ -24,6 +24,13 @@ use sqlx::mysql::MySqlConnection;
 use sqlx::{Connection, Row};
 use tokio::time::Instant;
 
+#[path = "support/mysql_fleet.rs"]
+mod mysql_fleet;
+use mysql_fleet::{fleet_url, run, value};
+
+/// The fleet component these tests run on, named in the message when its variables are missing.
+const COMPONENT: &str = "mariadb";
+
 static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
 const PRIMARY: &str = "DBWATCH_MYSQL_PRIMARY_URL";
@@ -31,39 +38,8 @@ const REPLICA: &str = "DBWATCH_MYSQL_REPLICA_URL";
 const ADMIN: &str = "DBWATCH_MYSQL_ADMIN_URL";
 const REPLICA_ADMIN: &str = "DBWATCH_MYSQL_REPLICA_ADMIN_URL";
 
-/// A connection URL from the fleet's environment, split into the collector's options.
-struct Url {
-    user: String,
-    password: String,
-    host: String,
-    port: u16,
-    raw: String,
-}
-
-fn fleet_url(variable: &str) -> Url {
-    let raw = std::env::var(variable).unwrap_or_else(|_| {
-        panic!("{variable} is not set: run `eval \"$(deploy/local/fleet env mariadb)\"` after `deploy/local/fleet up mariadb`")
-    });
-    let rest = raw
-        .strip_prefix("mysql://")
-        .unwrap_or_else(|| panic!("{variable} is not a mysql:// URL"));
-    let (credentials, rest) = rest.split_once('@').expect("user:password@ in the URL");
-    let (user, password) = credentials
-        .split_once(':')
-        .expect("user:password in the URL");
-    let address = rest.split('/').next().expect("host:port in the URL");
-    let (host, port) = address.split_once(':').expect("host:port in the URL");
-    Url {
-        user: user.into(),
-        password: password.into(),
-        host: host.into(),
-        port: port.parse().expect("numeric port"),
-        raw,
-    }
-}
-
 fn options(variable: &str, target: &str) -> MysqlOptions {
-    let url = fleet_url(variable);
+    let url = fleet_url(variable, COMPONENT);
     MysqlOptions {
         connection: MysqlConnectionOptions {
             target: target.into(),
@@ -89,7 +65,7 @@ fn collector(variable: &str, target: &str) -> MysqlCollector {
 }
 
 async fn admin(variable: &str) -> MySqlConnection {
-    let url = fleet_url(variable);
+    let url = fleet_url(variable, COMPONENT);
     MySqlConnection::connect(&url.raw)
         .await
         .unwrap_or_else(|error| {
@@ -97,30 +73,10 @@ async fn admin(variable: &str) -> MySqlConnection {
         })
 }
 
-async fn run(connection: &mut MySqlConnection, sql: &str) {
-    sqlx::raw_sql(sqlx::AssertSqlSafe(sql.to_owned()))
-        .execute(&mut *connection)
-        .await
-        .unwrap_or_else(|error| panic!("{sql}: {error}"));
-}
-
 async fn poll(collector: &mut dyn Collector) -> Collected {
     collector.collect().await.unwrap_or_else(|error| {
         panic!("poll failed: {error}; is the fleet up (`deploy/local/fleet up mariadb`)?")
     })
-}
-
-fn value(collected: &Collected, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
-    collected
-        .samples
-        .iter()
-        .find(|sample| {
-            sample.name() == name
-                && labels
-                    .iter()
-                    .all(|(label, wanted)| sample.label(label) == Some(*wanted))
-        })
-        .map(|sample| sample.value)
 }
 
 fn must(collected: &Collected, name: &str, labels: &[(&str, &str)]) -> f64 {

@@ -23,6 +23,13 @@ use sqlx::mysql::MySqlConnection;
 use sqlx::{Connection, Row};
 use tokio::time::Instant;
 
+#[path = "support/mysql_fleet.rs"]
+mod mysql_fleet;
+use mysql_fleet::{fleet_url, run, value};
+
+/// The fleet component these tests run on, named in the message when its variables are missing.
+const COMPONENT: &str = "mysql";
+
 static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
 const PRIMARY: &str = "DBWATCH_MYSQL8_PRIMARY_URL";
@@ -34,39 +41,8 @@ const REPLICA_ADMIN: &str = "DBWATCH_MYSQL8_REPLICA_ADMIN_URL";
 const PRIMARY_TARGET: &str = "mysql8-primary";
 const REPLICA_TARGET: &str = "mysql8-replica";
 
-/// A connection URL from the fleet's environment, split into the collector's options.
-struct Url {
-    user: String,
-    password: String,
-    host: String,
-    port: u16,
-    raw: String,
-}
-
-fn fleet_url(variable: &str) -> Url {
-    let raw = std::env::var(variable).unwrap_or_else(|_| {
-        panic!("{variable} is not set: run `eval \"$(deploy/local/fleet env mysql)\"` after `deploy/local/fleet up mysql`")
-    });
-    let rest = raw
-        .strip_prefix("mysql://")
-        .unwrap_or_else(|| panic!("{variable} is not a mysql:// URL"));
-    let (credentials, rest) = rest.split_once('@').expect("user:password@ in the URL");
-    let (user, password) = credentials
-        .split_once(':')
-        .expect("user:password in the URL");
-    let address = rest.split('/').next().expect("host:port in the URL");
-    let (host, port) = address.split_once(':').expect("host:port in the URL");
-    Url {
-        user: user.into(),
-        password: password.into(),
-        host: host.into(),
-        port: port.parse().expect("numeric port"),
-        raw,
-    }
-}
-
 fn options_with_tls(variable: &str, target: &str, mode: MysqlTlsMode) -> MysqlOptions {
-    let url = fleet_url(variable);
+    let url = fleet_url(variable, COMPONENT);
     MysqlOptions {
         connection: MysqlConnectionOptions {
             target: target.into(),
@@ -97,19 +73,12 @@ fn collector(variable: &str, target: &str) -> MysqlCollector {
 }
 
 async fn admin(variable: &str) -> MySqlConnection {
-    let url = fleet_url(variable);
+    let url = fleet_url(variable, COMPONENT);
     MySqlConnection::connect(&url.raw)
         .await
         .unwrap_or_else(|error| {
             panic!("cannot connect to {variable}: {error}; run `deploy/local/fleet up mysql`")
         })
-}
-
-async fn run(connection: &mut MySqlConnection, sql: &str) {
-    sqlx::raw_sql(sqlx::AssertSqlSafe(sql.to_owned()))
-        .execute(&mut *connection)
-        .await
-        .unwrap_or_else(|error| panic!("{sql}: {error}"));
 }
 
 /// The server's version string and comment, printed so that the test output names the server it ran on.
@@ -134,19 +103,6 @@ async fn poll(collector: &mut dyn Collector) -> Collected {
     collector.collect().await.unwrap_or_else(|error| {
         panic!("poll failed: {error}; is the fleet up (`deploy/local/fleet up mysql`)?")
     })
-}
-
-fn value(collected: &Collected, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
-    collected
-        .samples
-        .iter()
-        .find(|sample| {
-            sample.name() == name
-                && labels
-                    .iter()
-                    .all(|(label, wanted)| sample.label(label) == Some(*wanted))
-        })
-        .map(|sample| sample.value)
 }
 
 fn must(collected: &Collected, name: &str, labels: &[(&str, &str)]) -> f64 {
