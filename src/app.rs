@@ -74,7 +74,12 @@ pub fn load(path: &Path) -> Result<Loaded, LoadError> {
     let rules = if rule_files.is_empty() {
         RuleSet::default()
     } else {
-        rules::load_rule_files(&rule_files)?
+        rules::load_rule_files_within(
+            &rule_files,
+            rules::LoadLimits {
+                history: Some(config.rules.history_limit),
+            },
+        )?
     };
     let routing = match &config.alerting.routing_file {
         Some(file) => Some(notify::load_file(file)?),

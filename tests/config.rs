@@ -112,7 +112,7 @@ targets:
     assert_eq!(
         summary(&errors),
         vec![
-            (3, "global.scrape_timeout".into(), "unknown key \"scrape_timeout\", expected one of: evaluation_interval, external_labels, interval, timeout".into()),
+            (3, "global.scrape_timeout".into(), "unknown key \"scrape_timeout\", expected one of: evaluation_interval, external_labels, interval, rule_history_limit, timeout".into()),
             (7, "targets[0].timeout".into(), "invalid duration \"soon\": expected number at 0 (write it like 15s, 500ms or 1m30s)".into()),
             (10, "targets[0].connection.port".into(), "expected a port number (1-65535), found \"seventy\"".into()),
             (12, "targets[0].connection.password".into(), "environment variable MISSING_PASSWORD is not set".into()),
@@ -239,7 +239,18 @@ targets:
     );
     assert_eq!(config.rules.base_dir, Path::new("/etc/dbwatch"));
     assert_eq!(config.rules.evaluation_interval, Duration::from_secs(30));
+    assert_eq!(
+        config.rules.history_limit,
+        dbwatch_rules::DEFAULT_HISTORY_LIMIT
+    );
     assert_eq!(config.rules.external_labels["region"], "eu-west-1");
+    let longer = text.replace("  evaluation_interval: 30s\n", "  rule_history_limit: 7d\n");
+    let config =
+        load_str(Path::new("/etc/dbwatch/dbwatch.yml"), &longer, &env).expect("valid config");
+    assert_eq!(
+        config.rules.history_limit,
+        Duration::from_secs(7 * 24 * 3600)
+    );
 
     let errors = errors_of(
         "\
@@ -264,4 +275,16 @@ targets: []
     assert!(has(4, "rule_files[0]", "invalid glob pattern"), "{found:?}");
     assert!(has(4, "rule_files[2]", ""), "{found:?}");
     assert_eq!(found.len(), 4, "{found:?}");
+
+    let found = summary(&errors_of(
+        "global:\n  rule_history_limit: 1m\ntargets: []\n",
+    ));
+    assert_eq!(
+        found,
+        [(
+            2,
+            "global.rule_history_limit".to_owned(),
+            "rule_history_limit 1m is below the 5m every instant selector reads back".to_owned()
+        )]
+    );
 }

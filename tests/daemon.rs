@@ -254,6 +254,60 @@ fn check_config_exits_non_zero_on_a_bad_file() {
     );
 }
 
+#[test]
+fn a_rule_reading_past_the_history_limit_is_refused_by_check_config_but_not_by_rules_check() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let rules = dir.path().join("slo.yml");
+    std::fs::write(
+        &rules,
+        "groups:\n  - name: slo\n    rules:\n      - alert: burn_5d\n        expr: avg_over_time(slo_errors_ratio[5d]) > 0.001\n",
+    )
+    .expect("write rules");
+    let config = dir.path().join("dbwatch.yml");
+    let write_config = |limit: &str| {
+        std::fs::write(
+            &config,
+            format!("global:\n{limit}rule_files: [slo.yml]\ntargets:\n  - name: a\n    type: postgres\n    connection: {{host: h, user: u}}\n"),
+        )
+        .expect("write config");
+    };
+    let run = |args: &[&std::ffi::OsStr]| {
+        Command::new(env!("CARGO_BIN_EXE_dbwatch"))
+            .args(args)
+            .output()
+            .expect("run dbwatch")
+    };
+
+    write_config("");
+    let output = run(&["check-config".as_ref(), config.as_os_str()]);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!output.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("slo.yml:5:15: groups[0].rules[0].expr (group \"slo\", alert \"burn_5d\"): the expression reads 5d of history"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("limit of 3d: raise `global.rule_history_limit`"),
+        "{stderr}"
+    );
+
+    write_config("  rule_history_limit: 7d\n");
+    let output = run(&["check-config".as_ref(), config.as_os_str()]);
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+
+    // The rule file alone is Prometheus's: promtool accepts it, so does `rules check`.
+    let output = run(&["rules".as_ref(), "check".as_ref(), rules.as_os_str()]);
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
+
 #[tokio::test]
 async fn every_engine_is_up_and_its_exposition_passes_promtool() {
     let (pg_host, pg_port) = host_port(&env("DBWATCH_PG_PRIMARY_URL"));

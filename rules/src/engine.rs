@@ -248,7 +248,7 @@ impl RulesEngine {
         let rules: Arc<RuleSet> = rules.into();
         for long in long_lookbacks(&rules) {
             tracing::warn!(group = %long.group, rule = %long.rule, lookback = %humantime::format_duration(Duration::from_millis(long.lookback_ms.unsigned_abs())),
-                bound = "24h", "a rule reads further back than the bound of the in-memory history: every series it selects is kept that long (16 bytes per sample per evaluation); evaluate it in Prometheus instead, or shorten its range or offset");
+                per_series_day_kib = crate::load::HISTORY_KIB_PER_SERIES_DAY_AT_15S, "a rule reads more than a day back into the in-memory history: every series it selects is kept that long (KiB per series per day at a 15 s interval); watch the memory, or evaluate it in Prometheus");
         }
         let mut states: Vec<GroupState> = rules.groups.iter().map(GroupState::for_group).collect();
         if let Some(dir) = &options.state_dir {
@@ -615,13 +615,7 @@ pub fn long_lookbacks(rules: &RuleSet) -> Vec<LongLookback> {
     let mut found = Vec::new();
     for group in &rules.groups {
         for rule in &group.rules {
-            let mut longest = 0i64;
-            rule.expr().visit_selectors(&mut |selector, range| {
-                let needed = selector
-                    .offset_ms
-                    .saturating_add(range.unwrap_or(LOOKBACK_MS));
-                longest = longest.max(needed);
-            });
+            let longest = rule.expr().reach_ms();
             if longest > HISTORY_RETENTION_WARN_MS {
                 found.push(LongLookback {
                     group: group.name.clone(),
@@ -643,10 +637,7 @@ fn retention_ms(rules: &RuleSet, options: &EngineOptions) -> i64 {
             largest_interval = largest_interval.max(millis(interval));
         }
         for rule in &group.rules {
-            rule.expr().visit_selectors(&mut |selector, range| {
-                let needed = selector.offset_ms + range.unwrap_or(LOOKBACK_MS);
-                longest = longest.max(needed);
-            });
+            longest = longest.max(rule.expr().reach_ms());
         }
     }
     longest + largest_interval

@@ -31,6 +31,7 @@ pub mod alerting;
 pub mod engine;
 pub mod eval;
 pub mod export;
+pub(crate) mod gofloat;
 pub mod group;
 pub mod history;
 pub mod labels;
@@ -51,7 +52,10 @@ pub use engine::{
 #[cfg(test)]
 pub(crate) use export::load_builtin;
 pub use export::{export, load_embedded, ExportError, ExportFormat};
-pub use load::{load_rule_files, resolve_rule_files, RuleError, RuleErrors};
+pub use load::{
+    load_rule_files, load_rule_files_within, resolve_rule_files, LoadLimits, RuleError, RuleErrors,
+    DEFAULT_HISTORY_LIMIT, HISTORY_KIB_PER_SERIES_DAY_AT_15S,
+};
 pub use model::RuleSet;
 pub use source::{Latest, SampleSource, TargetSamples, TargetScrape};
 pub use unittest::{run_tests, TestError, TestReport};

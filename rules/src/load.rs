@@ -9,12 +9,15 @@
 use std::collections::{BTreeMap, HashSet};
 use std::fmt;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use dbwatch_yaml::node::{self as yaml, Mark, Node, Value};
 use dbwatch_yaml::read::{Fields, Reader};
 
 use super::labels::{is_valid_label_name, is_valid_metric_name, METRIC_NAME};
-use super::model::{parse_duration, AlertingRule, Group, RecordingRule, Rule, RuleSet};
+use super::model::{
+    format_duration, parse_duration, AlertingRule, Group, RecordingRule, Rule, RuleSet,
+};
 use super::promql;
 use super::template::Template;
 
@@ -68,13 +71,33 @@ impl fmt::Display for RuleErrors {
 
 impl std::error::Error for RuleErrors {}
 
+/// The default of `global.rule_history_limit`: three days, the longest window of the usual multi-window SLO
+/// burn-rate alerts (`[5m]` to `[3d]`, mostly over recording rules, which select few series).
+pub const DEFAULT_HISTORY_LIMIT: Duration = Duration::from_secs(3 * 24 * 3600);
+
+/// What the daemon's configuration bounds in the rule files it loads.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct LoadLimits {
+    /// `global.rule_history_limit`: the longest history a rule may read (range plus offset). `None` (rule file
+    /// tools such as `rules check`, which have no configuration) accepts every window Prometheus accepts.
+    pub history: Option<Duration>,
+}
+
 /// Reads, validates and compiles rule files; all of them must be valid.
 pub fn load_rule_files(paths: &[PathBuf]) -> Result<RuleSet, RuleErrors> {
+    load_rule_files_within(paths, LoadLimits::default())
+}
+
+/// [`load_rule_files`], refusing what exceeds the configured `limits`, at the rule's position.
+pub fn load_rule_files_within(
+    paths: &[PathBuf],
+    limits: LoadLimits,
+) -> Result<RuleSet, RuleErrors> {
     let mut set = RuleSet::default();
     let mut errors = Vec::new();
     for path in paths {
         match std::fs::read_to_string(path) {
-            Ok(text) => match parse_rule_file(path, &text) {
+            Ok(text) => match parse_rule_file_within(path, &text, limits) {
                 Ok(groups) => set.groups.extend(groups),
                 Err(RuleErrors(found)) => errors.extend(found),
             },
@@ -130,6 +153,15 @@ pub fn resolve_rule_files(patterns: &[String], base_dir: &Path) -> Result<Vec<Pa
 
 /// Parses one rule file's text; `file` names it in messages and in the groups.
 pub fn parse_rule_file(file: &Path, text: &str) -> Result<Vec<Group>, RuleErrors> {
+    parse_rule_file_within(file, text, LoadLimits::default())
+}
+
+/// [`parse_rule_file`] within the configured `limits`.
+pub fn parse_rule_file_within(
+    file: &Path,
+    text: &str,
+    limits: LoadLimits,
+) -> Result<Vec<Group>, RuleErrors> {
     let error_at = |mark: Mark, message: String| RuleError {
         file: file.to_owned(),
         line: mark.line,
@@ -147,7 +179,10 @@ pub fn parse_rule_file(file: &Path, text: &str) -> Result<Vec<Group>, RuleErrors
     })?;
     let no_env = |_: &str| -> Option<String> { None };
     let mut reader = Reader::new(&no_env);
-    let mut context = Context::default();
+    let mut context = Context {
+        limits,
+        ..Context::default()
+    };
     let groups = read_groups(&mut reader, &root, file, &mut context);
     let mut errors: Vec<RuleError> = reader
         .errors
@@ -178,6 +213,7 @@ pub fn parse_rule_file(file: &Path, text: &str) -> Result<Vec<Group>, RuleErrors
 struct Context {
     groups: Vec<(String, String)>,
     rules: Vec<(String, String)>,
+    limits: LoadLimits,
 }
 
 impl Context {
@@ -349,7 +385,13 @@ fn read_rule(
     let expr = match fields.take("expr") {
         Some((expr_node, expr_path)) => {
             scalar(reader, expr_node, &expr_path).and_then(|text| match promql::compile(&text) {
-                Ok(expr) => Some((expr, text)),
+                Ok(expr) => match beyond_history(&expr, context.limits) {
+                    Some(problem) => {
+                        reader.error(expr_node.mark, &expr_path, problem);
+                        None
+                    }
+                    None => Some((expr, text)),
+                },
                 Err(error) => {
                     reader.error(expr_node.mark, &expr_path, error.to_string());
                     None
@@ -483,6 +525,32 @@ fn read_rule(
     }))
 }
 
+/// Why `expr` reads further back than the configured history holds, if it does. The history is in memory, so
+/// its length is a budget the operator sets (the README's Alerts section: memory per series and per day of window).
+fn beyond_history(expr: &promql::Expr, limits: LoadLimits) -> Option<String> {
+    let limit = limits.history?;
+    let reach = expr.reach_ms();
+    let limit_ms = i64::try_from(limit.as_millis()).unwrap_or(i64::MAX);
+    if reach <= limit_ms {
+        return None;
+    }
+    let window = Duration::from_millis(reach.unsigned_abs());
+    Some(format!(
+        "the expression reads {} of history (its longest range or lookback plus offset), past the rule history \
+         limit of {}: raise `global.rule_history_limit` in the configuration file (each series the rule \
+         selects costs about {} KiB of memory per day of history at a 15 s evaluation interval), or \
+         evaluate this rule in Prometheus",
+        format_duration(window),
+        format_duration(limit),
+        HISTORY_KIB_PER_SERIES_DAY_AT_15S
+    ))
+}
+
+/// The history's resident memory per selected series per day of window at a 15 s evaluation interval: 5,760
+/// samples of 16 bytes, the quarter of slack trimming keeps, and the allocator's share, 23.6 bytes per sample
+/// held in all (measured by `rules/benches/history_memory.rs`: 1,000 series over `[3d]`, 388.6 MiB).
+pub const HISTORY_KIB_PER_SERIES_DAY_AT_15S: u64 = 133;
+
 /// A mapping of label or annotation names to their text and position.
 fn read_map(
     reader: &mut Reader<'_>,
@@ -596,6 +664,50 @@ mod tests {
         assert!(all.contains("not a valid duration"), "{all}");
         let all = errors("groups: [\n").join("\n");
         assert!(all.contains("invalid YAML"), "{all}");
+    }
+
+    #[test]
+    fn windows_past_the_history_limit_are_refused_at_their_rule() {
+        let file = |expr: &str| {
+            format!(
+                "groups:\n  - name: slo\n    rules:\n      - alert: burn\n        expr: '{expr}'\n"
+            )
+        };
+        let within = |expr: &str, limit: Option<Duration>| {
+            parse_rule_file_within(
+                Path::new("slo.yml"),
+                &file(expr),
+                LoadLimits { history: limit },
+            )
+        };
+        let three_days = Some(DEFAULT_HISTORY_LIMIT);
+        // Exactly the limit is within it; Prometheus's files load unchanged without a limit.
+        assert!(within("avg_over_time(x[3d]) > 0.001", three_days).is_ok());
+        assert!(within("avg_over_time(x[30d]) > 0.001", None).is_ok());
+        let refused = |expr: &str| match within(expr, three_days) {
+            Ok(_) => panic!("{expr} loaded past a 3d limit"),
+            Err(RuleErrors(errors)) => {
+                assert_eq!(errors.len(), 1, "{errors:?}");
+                errors[0].to_string()
+            }
+        };
+        let message = refused("avg_over_time(x[5d]) > 0.001");
+        assert!(
+            message.starts_with("slo.yml:5:15: groups[0].rules[0].expr (group \"slo\", alert \"burn\"): the expression reads 5d of history"),
+            "{message}"
+        );
+        assert!(
+            message.contains("limit of 3d: raise `global.rule_history_limit`"),
+            "{message}"
+        );
+        assert!(
+            message.contains(&format!("about {HISTORY_KIB_PER_SERIES_DAY_AT_15S} KiB")),
+            "{message}"
+        );
+        // Offsets and subqueries reach further back than their ranges.
+        assert!(refused("avg_over_time(x[3d] offset 1h) > 0").contains("reads 3d1h of history"));
+        assert!(refused("max_over_time(rate(x[5m])[3d:1m]) > 0").contains("reads 3d5m of history"));
+        assert!(refused("x offset 3d > 0").contains("reads 3d5m of history"));
     }
 
     #[test]

@@ -178,6 +178,19 @@ impl Expr {
     /// Visits every selector with how far back before the evaluation time it reads besides its offset: its
     /// range (`None` for an instant selector). A selector inside a subquery reads its own range (or the
     /// lookback) further back than the subquery's range and offset, which is what it is visited with.
+    /// How far back before the evaluation time the expression reads: the longest range (the 5 minute lookback
+    /// for an instant selector) plus offset, subqueries' ranges included. The history must hold this much.
+    pub fn reach_ms(&self) -> i64 {
+        let mut longest = 0i64;
+        self.visit_selectors(&mut |selector, range| {
+            let needed = selector
+                .offset_ms
+                .saturating_add(range.unwrap_or(LOOKBACK_MS));
+            longest = longest.max(needed);
+        });
+        longest
+    }
+
     pub fn visit_selectors<'a>(&'a self, visit: &mut impl FnMut(&'a Selector, Option<i64>)) {
         self.visit_within(visit, 0);
     }

@@ -2,6 +2,7 @@
 //! floats: what the evaluator, the vector matching and the plans kept between evaluations all speak. It
 //! imports nothing of theirs, so none of them has to import another to share these.
 
+use super::gofloat::go_pow;
 use super::labels::Metric;
 use super::promql::BinOp;
 
@@ -134,7 +135,7 @@ pub(crate) fn elem_binop(op: BinOp, lhs: f64, rhs: f64) -> (f64, bool) {
         BinOp::Sub => (lhs - rhs, true),
         BinOp::Mul => (lhs * rhs, true),
         BinOp::Div => (lhs / rhs, true),
-        BinOp::Pow => (lhs.powf(rhs), true),
+        BinOp::Pow => (go_pow(lhs, rhs), true),
         BinOp::Mod => (lhs % rhs, true),
         BinOp::Atan2 => (lhs.atan2(rhs), true),
         BinOp::Eq => (lhs, lhs == rhs),

@@ -73,6 +73,8 @@ pub struct RawConfig {
     pub interval: Option<Spanned<Duration>>,
     pub timeout: Option<Spanned<Duration>>,
     pub evaluation_interval: Option<Spanned<Duration>>,
+    /// `global.rule_history_limit`: the longest window (range plus offset) a rule may read.
+    pub rule_history_limit: Option<Spanned<Duration>>,
     pub external_labels: Option<Spanned<BTreeMap<String, String>>>,
     pub rule_files: Vec<Spanned<String>>,
     /// `alerting.config_file`: the routing file, in Alertmanager's format.
@@ -106,6 +108,8 @@ impl RawConfig {
                 raw.timeout = spanned_duration(reader, &mut global, "timeout");
                 raw.evaluation_interval =
                     spanned_duration(reader, &mut global, "evaluation_interval");
+                raw.rule_history_limit =
+                    spanned_duration(reader, &mut global, "rule_history_limit");
                 raw.external_labels = global.take("external_labels").and_then(|(node, path)| {
                     let value = reader.labels(node, &path)?;
                     Some(Spanned {

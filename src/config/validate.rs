@@ -41,6 +41,8 @@ pub struct RulesConfig {
     /// Relative patterns are relative to the configuration file's folder, as in Prometheus.
     pub base_dir: PathBuf,
     pub evaluation_interval: Duration,
+    /// `global.rule_history_limit`: rules reading further back are refused at load.
+    pub history_limit: Duration,
     pub external_labels: BTreeMap<String, String>,
 }
 
@@ -145,6 +147,19 @@ fn validate_rules(errors: &mut Errors<'_>, raw: &RawConfig, base_dir: &Path) -> 
     if let Some(interval) = &raw.evaluation_interval {
         check_interval(errors, interval);
     }
+    if let Some(limit) = &raw.rule_history_limit {
+        // Every instant selector reads the 5 minute lookback: a shorter history would refuse every rule.
+        if limit.value < MIN_HISTORY_LIMIT {
+            errors.at(
+                limit.mark,
+                &limit.path,
+                format!(
+                    "rule_history_limit {} is below the 5m every instant selector reads back",
+                    humantime::format_duration(limit.value)
+                ),
+            );
+        }
+    }
     let external_labels = match &raw.external_labels {
         Some(labels) => {
             for label in labels.value.keys() {
@@ -161,6 +176,10 @@ fn validate_rules(errors: &mut Errors<'_>, raw: &RawConfig, base_dir: &Path) -> 
             .evaluation_interval
             .as_ref()
             .map_or(dbwatch_rules::DEFAULT_EVALUATION_INTERVAL, |i| i.value),
+        history_limit: raw
+            .rule_history_limit
+            .as_ref()
+            .map_or(dbwatch_rules::DEFAULT_HISTORY_LIMIT, |limit| limit.value),
         external_labels,
     }
 }
@@ -239,6 +258,8 @@ fn validate_target(
         engine,
     })
 }
+
+const MIN_HISTORY_LIMIT: Duration = Duration::from_secs(5 * 60);
 
 fn check_interval(errors: &mut Errors<'_>, interval: &Spanned<Duration>) {
     if interval.value < MIN_INTERVAL {

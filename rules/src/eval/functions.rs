@@ -4,9 +4,9 @@
 
 use super::aggregation::{ascending_nan_last, descending_nan_last, quantile};
 use super::dates::date_part;
-use super::gofloat::{go_log10, go_log2, go_max, go_min};
 use super::label_functions::{label_join, label_replace};
 use super::matching::{check_unique, has_uniform_names};
+use crate::gofloat::{go_exp, go_log, go_log10, go_log2, go_max, go_min};
 use crate::history::Point;
 use crate::labels::{FxHashMap, Metric};
 use crate::promql::{Call, Func};
@@ -105,9 +105,9 @@ pub fn apply_instant(
         Func::Abs => Some(f64::abs),
         Func::Ceil => Some(f64::ceil),
         Func::Floor => Some(f64::floor),
-        Func::Exp => Some(f64::exp),
+        Func::Exp => Some(go_exp),
         Func::Sqrt => Some(f64::sqrt),
-        Func::Ln => Some(f64::ln),
+        Func::Ln => Some(go_log),
         Func::Log2 => Some(go_log2),
         Func::Log10 => Some(go_log10),
         Func::Sin => Some(f64::sin),

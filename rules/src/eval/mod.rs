@@ -14,7 +14,6 @@ pub(crate) mod aggregation;
 pub mod cache;
 pub(crate) mod dates;
 pub(crate) mod functions;
-pub(crate) mod gofloat;
 pub(crate) mod label_functions;
 pub(crate) mod matching;
 pub(crate) mod operators;
