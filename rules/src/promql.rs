@@ -410,6 +410,9 @@ macro_rules! functions {
         }
 
         impl Func {
+            /// Every function, in the table's order (the README's list is checked against it).
+            pub const ALL: &'static [Func] = &[$(Func::$variant),*];
+
             pub fn from_name(name: &str) -> Option<Func> {
                 match name {
                     $($name => Some(Func::$variant),)*
