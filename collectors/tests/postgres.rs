@@ -728,3 +728,149 @@ async fn switching_wal_is_archived() {
     let age = must(&after, "pg_archiver_last_archived_age_seconds", &[]);
     assert!((0.0..20.0).contains(&age), "last archive age {age}");
 }
+
+#[tokio::test]
+async fn wraparound_ages_follow_the_transactions_a_database_consumes() {
+    let _serial = SERIAL.lock().await;
+    let mut primary = collector("DBWATCH_PG_PRIMARY_URL", "pg-primary");
+    let mut admin = admin("DBWATCH_PG_ADMIN_URL").await;
+    let database: String = sqlx::query_scalar("SELECT current_database()")
+        .fetch_one(&mut admin)
+        .await
+        .expect("current database");
+    let freeze_max_age: String = sqlx::query_scalar("SHOW autovacuum_freeze_max_age")
+        .fetch_one(&mut admin)
+        .await
+        .expect("setting");
+
+    let before = poll(&mut primary).await;
+    let age_before = must(&before, "pg_database_xid_age", &[("database", &database)]);
+    assert_eq!(
+        must(&before, "pg_settings_autovacuum_freeze_max_age", &[]),
+        freeze_max_age.parse::<f64>().expect("a number")
+    );
+    assert!(age_before > 0.0, "age {age_before}");
+    assert!(
+        must(
+            &before,
+            "pg_database_multixact_age",
+            &[("database", &database)]
+        ) >= 0.0
+    );
+    // template0 refuses connections and is frozen: it is left out.
+    assert_eq!(
+        value(&before, "pg_database_xid_age", &[("database", "template0")]),
+        None
+    );
+
+    // Each txid_current() in its own transaction consumes one transaction ID.
+    for _ in 0..50 {
+        admin
+            .execute("SELECT txid_current()")
+            .await
+            .expect("consume an XID");
+    }
+    let after = poll(&mut primary).await;
+    let age_after = must(&after, "pg_database_xid_age", &[("database", &database)]);
+    assert!(
+        age_after >= age_before + 50.0,
+        "50 transactions moved the age from {age_before} to {age_after}"
+    );
+}
+
+#[tokio::test]
+async fn a_session_holding_a_lock_shows_as_the_blocking_root_of_its_waiters() {
+    let _serial = SERIAL.lock().await;
+    let mut primary = collector("DBWATCH_PG_PRIMARY_URL", "pg-primary");
+    let mut holder = admin("DBWATCH_PG_ADMIN_URL").await;
+    holder
+        .execute("CREATE TABLE IF NOT EXISTS dbwatch_lock_probe (id int)")
+        .await
+        .expect("create the probe table");
+    let quiet = poll(&mut primary).await;
+    assert_eq!(must(&quiet, "pg_locks_blocked_sessions", &[]), 0.0);
+    assert_eq!(must(&quiet, "pg_locks_blocking_roots", &[]), 0.0);
+    assert_eq!(must(&quiet, "pg_locks_longest_wait_seconds", &[]), 0.0);
+
+    holder.execute("BEGIN").await.expect("begin");
+    holder
+        .execute("LOCK TABLE dbwatch_lock_probe IN ACCESS EXCLUSIVE MODE")
+        .await
+        .expect("take the lock");
+    // Two waiters behind the one holder: one root, two blocked.
+    let mut waiters = Vec::new();
+    for _ in 0..2 {
+        let mut waiter = admin("DBWATCH_PG_ADMIN_URL").await;
+        waiters.push(tokio::spawn(async move {
+            let result = waiter
+                .execute("SELECT count(*) FROM dbwatch_lock_probe")
+                .await;
+            (waiter, result.map(|_| ()))
+        }));
+    }
+    let blocked = poll_until(
+        &mut primary,
+        Duration::from_secs(20),
+        "two blocked sessions",
+        |collected| {
+            value(collected, "pg_locks_blocked_sessions", &[]) == Some(2.0)
+                && value(collected, "pg_locks_longest_wait_seconds", &[])
+                    .is_some_and(|wait| wait > 0.0)
+        },
+    )
+    .await;
+    assert_eq!(must(&blocked, "pg_locks_blocking_roots", &[]), 1.0);
+    assert!(must(&blocked, "pg_connections_waiting_on_lock", &[]) >= 2.0);
+
+    holder.execute("ROLLBACK").await.expect("release the lock");
+    for waiter in waiters {
+        let (_, result) = waiter.await.expect("waiter task");
+        result.expect("the waiter's query ran once the lock was released");
+    }
+    poll_until(
+        &mut primary,
+        Duration::from_secs(20),
+        "no blocked session",
+        |collected| {
+            value(collected, "pg_locks_blocked_sessions", &[]) == Some(0.0)
+                && value(collected, "pg_locks_blocking_roots", &[]) == Some(0.0)
+        },
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn a_session_idle_inside_a_transaction_is_timed() {
+    let _serial = SERIAL.lock().await;
+    let mut primary = collector("DBWATCH_PG_PRIMARY_URL", "pg-primary");
+    let mut idle = admin("DBWATCH_PG_ADMIN_URL").await;
+    idle.execute("BEGIN").await.expect("begin");
+    idle.execute("SELECT 1")
+        .await
+        .expect("a statement inside it");
+    let seen = poll_until(
+        &mut primary,
+        Duration::from_secs(20),
+        "an idle-in-transaction session over 1 s",
+        |collected| {
+            value(collected, "pg_idle_in_transaction_oldest_seconds", &[])
+                .is_some_and(|age| age >= 1.0)
+        },
+    )
+    .await;
+    assert!(
+        must(
+            &seen,
+            "pg_connections_backends",
+            &[("state", "idle_in_transaction")]
+        ) >= 1.0
+    );
+    idle.execute("COMMIT").await.expect("commit");
+    poll_until(
+        &mut primary,
+        Duration::from_secs(20),
+        "no idle-in-transaction session",
+        |collected| value(collected, "pg_idle_in_transaction_oldest_seconds", &[]) == Some(0.0),
+    )
+    .await;
+}

@@ -258,6 +258,8 @@ fn read_postgres_collectors(
     toggle("replication", &mut views.replication);
     toggle("archiver", &mut views.archiver);
     toggle("checkpointer", &mut views.checkpointer);
+    toggle("wraparound", &mut views.wraparound);
+    toggle("locks", &mut views.locks);
     if let Some(limit) = collectors.take("top_statements").and_then(|(node, path)| {
         reader.integer::<usize>(node, &path, "a number of statements (0 turns it off)")
     }) {

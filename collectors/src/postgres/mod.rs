@@ -7,6 +7,8 @@
 //! sent as startup options so they cost no round trip. Works with a role that has only `pg_monitor`.
 
 pub mod connection;
+pub mod pg_database;
+pub mod pg_locks;
 pub mod pg_stat_activity;
 pub mod pg_stat_archiver;
 pub mod pg_stat_checkpointer;
@@ -37,6 +39,8 @@ pub fn descriptors() -> Vec<&'static MetricDesc> {
     [
         &[&SERVER_VERSION][..],
         pg_stat_activity::DESCRIPTORS,
+        pg_locks::DESCRIPTORS,
+        pg_database::DESCRIPTORS,
         pg_stat_database::DESCRIPTORS,
         pg_stat_statements::DESCRIPTORS,
         pg_stat_replication::DESCRIPTORS,
@@ -57,6 +61,10 @@ pub struct PostgresViews {
     pub replication: bool,
     pub archiver: bool,
     pub checkpointer: bool,
+    /// Transaction-ID and multixact wraparound ages per database (`pg_database`).
+    pub wraparound: bool,
+    /// Sessions blocked on locks and their blocking roots (`pg_locks`, `pg_blocking_pids`).
+    pub locks: bool,
 }
 
 impl Default for PostgresViews {
@@ -68,6 +76,8 @@ impl Default for PostgresViews {
             replication: true,
             archiver: true,
             checkpointer: true,
+            wraparound: true,
+            locks: true,
         }
     }
 }
@@ -146,6 +156,24 @@ impl PostgresCollector {
             .required(pg_stat_activity::VIEW, pg_stat_activity::fetch(connection))
             .await?;
         activity.samples(samples);
+
+        if self.views.locks {
+            if let Some(blocking) = run
+                .view(pg_locks::VIEW, pg_locks::fetch(connection))
+                .await?
+            {
+                blocking.samples(samples);
+            }
+        }
+
+        if self.views.wraparound {
+            if let Some(wraparound) = run
+                .view(pg_database::VIEW, pg_database::fetch(connection))
+                .await?
+            {
+                wraparound.samples(samples);
+            }
+        }
 
         if self.views.database {
             if let Some(databases) = run

@@ -27,6 +27,12 @@ pub static OLDEST_TRANSACTION: MetricDesc = MetricDesc {
     kind: MetricKind::Gauge,
     labels: &[],
 };
+pub static OLDEST_IDLE_IN_TRANSACTION: MetricDesc = MetricDesc {
+    name: "pg_idle_in_transaction_oldest_seconds",
+    help: "How long the longest-idle session inside a transaction has been idle (it holds its locks and snapshot); 0 when none is",
+    kind: MetricKind::Gauge,
+    labels: &[],
+};
 pub static MAX_CONNECTIONS: MetricDesc = MetricDesc {
     name: "pg_settings_max_connections",
     help: "The max_connections setting",
@@ -50,6 +56,7 @@ pub static DESCRIPTORS: &[&MetricDesc] = &[
     &BACKENDS,
     &WAITING_ON_LOCK,
     &OLDEST_TRANSACTION,
+    &OLDEST_IDLE_IN_TRANSACTION,
     &MAX_CONNECTIONS,
     &RESERVED_CONNECTIONS,
     &IN_RECOVERY,
@@ -68,6 +75,7 @@ pub struct Activity {
     pub idle_in_transaction_aborted: f64,
     pub waiting_on_lock: f64,
     pub oldest_transaction_seconds: f64,
+    pub oldest_idle_in_transaction_seconds: f64,
 }
 
 pub async fn fetch(connection: &mut PgConnection) -> Result<Activity, sqlx::Error> {
@@ -84,6 +92,7 @@ pub async fn fetch(connection: &mut PgConnection) -> Result<Activity, sqlx::Erro
         idle_in_transaction_aborted: row.try_get("idle_in_transaction_aborted")?,
         waiting_on_lock: row.try_get("waiting_on_lock")?,
         oldest_transaction_seconds: row.try_get("oldest_transaction_seconds")?,
+        oldest_idle_in_transaction_seconds: row.try_get("oldest_idle_in_transaction_seconds")?,
     })
 }
 
@@ -114,6 +123,9 @@ impl Activity {
         }
         out.push(WAITING_ON_LOCK.sample(self.waiting_on_lock));
         out.push(OLDEST_TRANSACTION.sample(self.oldest_transaction_seconds));
+        out.push(
+            OLDEST_IDLE_IN_TRANSACTION.sample(self.oldest_idle_in_transaction_seconds.max(0.0)),
+        );
         out.push(MAX_CONNECTIONS.sample(self.max_connections));
         out.push(
             RESERVED_CONNECTIONS
@@ -144,6 +156,7 @@ mod tests {
             idle_in_transaction_aborted: 0.0,
             waiting_on_lock: 1.0,
             oldest_transaction_seconds: 4.5,
+            oldest_idle_in_transaction_seconds: 3.0,
         }
     }
 
@@ -160,6 +173,7 @@ mod tests {
         assert_eq!(value("db_connections_active"), Some(11.0));
         assert_eq!(value("db_connections_max"), Some(55.0));
         assert_eq!(value("db_connections_utilization_ratio"), Some(11.0 / 55.0));
+        assert_eq!(value("pg_idle_in_transaction_oldest_seconds"), Some(3.0));
         let other = samples
             .iter()
             .find(|sample| sample.label("state") == Some("other"))

@@ -12,5 +12,6 @@ SELECT
     count(*) FILTER (WHERE backend_type = 'client backend' AND state = 'idle in transaction')::float8 AS idle_in_transaction,
     count(*) FILTER (WHERE backend_type = 'client backend' AND state = 'idle in transaction (aborted)')::float8 AS idle_in_transaction_aborted,
     count(*) FILTER (WHERE backend_type = 'client backend' AND wait_event_type = 'Lock')::float8 AS waiting_on_lock,
-    COALESCE(max(EXTRACT(epoch FROM now() - xact_start)) FILTER (WHERE backend_type = 'client backend'), 0)::float8 AS oldest_transaction_seconds
+    COALESCE(max(EXTRACT(epoch FROM now() - xact_start)) FILTER (WHERE backend_type = 'client backend'), 0)::float8 AS oldest_transaction_seconds,
+    COALESCE(max(EXTRACT(epoch FROM now() - state_change)) FILTER (WHERE backend_type = 'client backend' AND state LIKE 'idle in transaction%'), 0)::float8 AS oldest_idle_in_transaction_seconds
 FROM pg_stat_activity
