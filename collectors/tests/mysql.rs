@@ -26,7 +26,7 @@ use tokio::time::Instant;
 
 #[path = "support/mysql_fleet.rs"]
 mod mysql_fleet;
-use mysql_fleet::{fleet_url, run, value};
+use mysql_fleet::{fleet_url, innodb_contention_shows, run, value};
 
 /// The fleet component these tests run on, named in the message when its variables are missing.
 const COMPONENT: &str = "mariadb";
@@ -182,6 +182,7 @@ async fn every_view_answers_for_the_monitoring_role_on_both_servers() {
         [
             "global_status",
             "global_variables",
+            "information_schema_innodb",
             "replica_status",
             "binary_logs",
             "events_statements_summary_global_by_event_name"
@@ -297,7 +298,7 @@ async fn every_view_answers_for_the_monitoring_role_on_both_servers() {
 /// Measures what one poll costs each server, in statements (counted by the server itself for the monitoring
 /// user) and in wall time. Run with `--nocapture` to see the figures.
 #[tokio::test]
-async fn a_poll_costs_at_most_six_statements() {
+async fn a_poll_costs_at_most_seven_statements() {
     let _serial = SERIAL.lock().await;
     for (variable, admin_variable, target) in [
         (PRIMARY, ADMIN, "mysql-primary"),
@@ -328,7 +329,7 @@ async fn a_poll_costs_at_most_six_statements() {
             eprintln!("  {}: {:?}", view.view, view.duration);
         }
         assert!(
-            per_poll <= 6.0,
+            per_poll <= 7.0,
             "{per_poll} statements per poll (is another `dbwatch` client polling this server?)"
         );
         // The server may not have folded the very last statement into the per-user summary yet.
@@ -424,8 +425,10 @@ async fn a_slow_statement_raises_the_latency_and_the_slow_query_count() {
         latency >= 0.29 / statements,
         "latency {latency} over {statements} statements"
     );
+    // One 0.3 s sleep among the interval's statements, dbwatch's own seven included: clearly above the
+    // sub-millisecond baseline.
     assert!(
-        latency > 0.05,
+        latency > 0.035,
         "latency {latency} over {statements} statements"
     );
 }
@@ -604,10 +607,10 @@ async fn a_stopped_sql_thread_grows_heartbeat_lag_and_is_unhealthy_then_recovers
         })
         .await;
         assert_eq!(view_error(&caught_up, "heartbeat_read"), Some(None));
-        // The heartbeat is the sixth statement of a poll, on either side.
-        assert_eq!(caught_up.views.len(), 6, "{:?}", caught_up.views);
+        // The heartbeat is the seventh statement of a poll, on either side.
+        assert_eq!(caught_up.views.len(), 7, "{:?}", caught_up.views);
         let written = poll(&mut writer).await;
-        assert_eq!(written.views.len(), 6, "{:?}", written.views);
+        assert_eq!(written.views.len(), 7, "{:?}", written.views);
         assert_eq!(view_error(&written, "heartbeat_write"), Some(None));
 
         let mut replica_admin = admin(REPLICA_ADMIN).await;
@@ -805,4 +808,11 @@ async fn a_wrong_password_is_an_auth_error() {
     let mut collector = MysqlCollector::new(options);
     let error = collector.collect().await.expect_err("wrong password");
     assert_eq!(error.kind(), ErrorKind::Auth, "{error}");
+}
+
+#[tokio::test]
+async fn innodb_reports_transactions_row_lock_waits_and_deadlocks() {
+    let _serial = SERIAL.lock().await;
+    let mut monitored = collector(PRIMARY, "mariadb-primary");
+    innodb_contention_shows(|| admin(ADMIN), async || poll(&mut monitored).await).await;
 }

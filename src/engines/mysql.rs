@@ -111,6 +111,9 @@ fn read_options(
         if let Some(value) = collectors.boolean(reader, "binary_logs") {
             views.binary_logs = value;
         }
+        if let Some(value) = collectors.boolean(reader, "innodb") {
+            views.innodb = value;
+        }
         if let Some(value) = collectors.boolean(reader, "statement_latency") {
             views.statement_latency = value;
         }

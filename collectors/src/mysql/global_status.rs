@@ -157,6 +157,32 @@ pub static DIGEST_LOST: MetricDesc = MetricDesc {
     labels: &[],
 };
 
+pub static ROW_LOCK_WAITS: MetricDesc = MetricDesc {
+    name: "mysql_innodb_row_lock_waits_total",
+    help: "Times an InnoDB operation waited for a row lock (Innodb_row_lock_waits)",
+    kind: MetricKind::Counter,
+    labels: &[],
+};
+pub static ROW_LOCK_WAIT_SECONDS: MetricDesc = MetricDesc {
+    name: "mysql_innodb_row_lock_wait_seconds_total",
+    help:
+        "Time spent waiting for InnoDB row locks (Innodb_row_lock_time, milliseconds in the server)",
+    kind: MetricKind::Counter,
+    labels: &[],
+};
+pub static ABORTED_CONNECTS: MetricDesc = MetricDesc {
+    name: "mysql_aborted_connects_total",
+    help: "Failed connection attempts: bad credentials, timeouts, refused handshakes (Aborted_connects)",
+    kind: MetricKind::Counter,
+    labels: &[],
+};
+pub static TABLE_OPEN_CACHE_MISSES: MetricDesc = MetricDesc {
+    name: "mysql_table_open_cache_misses_total",
+    help: "Table opens the table open cache could not serve (Table_open_cache_misses)",
+    kind: MetricKind::Counter,
+    labels: &[],
+};
+
 pub static DESCRIPTORS: &[&MetricDesc] = &[
     &UPTIME,
     &QUESTIONS,
@@ -179,6 +205,10 @@ pub static DESCRIPTORS: &[&MetricDesc] = &[
     &BUFFER_POOL_HIT_RATIO,
     &BUFFER_POOL_CUMULATIVE_HIT_RATIO,
     &DIGEST_LOST,
+    &ROW_LOCK_WAITS,
+    &ROW_LOCK_WAIT_SECONDS,
+    &ABORTED_CONNECTS,
+    &TABLE_OPEN_CACHE_MISSES,
 ];
 
 #[derive(Debug, Clone, PartialEq)]
@@ -196,6 +226,11 @@ pub struct GlobalStatus {
     pub buffer_pool: Option<BufferPool>,
     /// `None` when the server was built without performance_schema.
     pub digest_lost: Option<f64>,
+    /// Counters every supported server has; `None` (not exported) where a build lacks one.
+    pub row_lock_waits: Option<f64>,
+    pub row_lock_time_ms: Option<f64>,
+    pub aborted_connects: Option<f64>,
+    pub table_open_cache_misses: Option<f64>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -278,6 +313,10 @@ impl GlobalStatus {
             max_used_connections: values.required("Max_used_connections")?,
             buffer_pool,
             digest_lost: values.optional("Performance_schema_digest_lost")?,
+            row_lock_waits: values.optional("Innodb_row_lock_waits")?,
+            row_lock_time_ms: values.optional("Innodb_row_lock_time")?,
+            aborted_connects: values.optional("Aborted_connects")?,
+            table_open_cache_misses: values.optional("Table_open_cache_misses")?,
         })
     }
 
@@ -354,6 +393,19 @@ pub fn samples(
     out.push(MAX_USED_CONNECTIONS.sample(current.max_used_connections));
     if let Some(lost) = current.digest_lost {
         out.push(DIGEST_LOST.sample(lost));
+    }
+    for (desc, value) in [
+        (&ROW_LOCK_WAITS, current.row_lock_waits),
+        (
+            &ROW_LOCK_WAIT_SECONDS,
+            current.row_lock_time_ms.map(|ms| ms / 1000.0),
+        ),
+        (&ABORTED_CONNECTS, current.aborted_connects),
+        (&TABLE_OPEN_CACHE_MISSES, current.table_open_cache_misses),
+    ] {
+        if let Some(value) = value {
+            out.push(desc.sample(value));
+        }
     }
     let Some(pool) = current.buffer_pool else {
         return;

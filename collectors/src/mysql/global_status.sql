@@ -23,5 +23,9 @@ SHOW GLOBAL STATUS WHERE Variable_name IN (
     'Innodb_buffer_pool_bytes_dirty',
     'Innodb_buffer_pool_read_requests',
     'Innodb_buffer_pool_reads',
-    'Performance_schema_digest_lost'
+    'Performance_schema_digest_lost',
+    'Innodb_row_lock_waits',
+    'Innodb_row_lock_time',
+    'Aborted_connects',
+    'Table_open_cache_misses'
 )

@@ -23,6 +23,7 @@ pub mod events_statements_summary_global_by_event_name;
 pub mod global_status;
 pub mod global_variables;
 pub mod heartbeat;
+pub mod information_schema_innodb;
 pub mod query;
 pub mod replica_status;
 pub mod row;
@@ -58,6 +59,7 @@ pub fn descriptors() -> Vec<&'static MetricDesc> {
         server_version::DESCRIPTORS,
         global_status::DESCRIPTORS,
         global_variables::DESCRIPTORS,
+        information_schema_innodb::DESCRIPTORS,
         replica_status::DESCRIPTORS,
         binary_logs::DESCRIPTORS,
         events_statements_summary_global_by_event_name::DESCRIPTORS,
@@ -81,6 +83,8 @@ pub struct MysqlViews {
     pub exclude_own_statements: bool,
     /// How many statement digests to export individually; 0 turns the digest view off.
     pub top_digests: usize,
+    /// InnoDB's transactions, history list and deadlocks from information_schema (needs PROCESS).
+    pub innodb: bool,
 }
 
 impl Default for MysqlViews {
@@ -91,6 +95,7 @@ impl Default for MysqlViews {
             statement_latency: true,
             exclude_own_statements: false,
             top_digests: 0,
+            innodb: true,
         }
     }
 }
@@ -208,6 +213,22 @@ impl MysqlCollector {
         ));
         if let Some(variables) = &variables {
             variables.samples(samples);
+        }
+
+        if self.views.innodb {
+            if let Some(innodb) = run
+                .view(
+                    information_schema_innodb::VIEW,
+                    information_schema_innodb::fetch(
+                        &mut *connection,
+                        server.version.flavour,
+                        timeout,
+                    ),
+                )
+                .await?
+            {
+                innodb.samples(samples);
+            }
         }
 
         let mut channels = None;
