@@ -18,7 +18,10 @@ use dbwatch_yaml::{ConfigError, ConfigErrors};
 
 use super::fields::{read_global, refuse, Global};
 pub use super::integrations::http::MAX_RETRY_AFTER;
-use super::integrations::{email, pagerduty, slack, webhook, Integration};
+use super::integrations::{
+    discord, email, msteams, msteamsv2, opsgenie, pagerduty, pushover, slack, sns, telegram,
+    victorops, webex, webhook, Integration,
+};
 use super::matcher::{parse_matchers, MatchOp, Matcher};
 use super::timeinterval::{self, NamedInterval};
 
@@ -29,6 +32,15 @@ const INTEGRATIONS: &[(&str, ReadIntegration)] = &[
     ("pagerduty_configs", pagerduty::read),
     ("email_configs", email::read),
     ("webhook_configs", webhook::read),
+    ("discord_configs", discord::read),
+    ("telegram_configs", telegram::read),
+    ("webex_configs", webex::read),
+    ("opsgenie_configs", opsgenie::read),
+    ("pushover_configs", pushover::read),
+    ("victorops_configs", victorops::read),
+    ("msteams_configs", msteams::read),
+    ("msteamsv2_configs", msteamsv2::read),
+    ("sns_configs", sns::read),
 ];
 
 /// Alertmanager's defaults.
@@ -204,19 +216,11 @@ const UNSUPPORTED_TOP: &[(&str, &str)] = &[(
     "dbwatch renders its own messages; Go templates are not supported",
 )];
 const UNSUPPORTED_RECEIVER: &[&str] = &[
-    "discord_configs",
-    "msteams_configs",
-    "msteamsv2_configs",
-    "opsgenie_configs",
-    "pushover_configs",
-    "sns_configs",
-    "telegram_configs",
-    "victorops_configs",
-    "webex_configs",
     "wechat_configs",
     "jira_configs",
     "rocketchat_configs",
     "incidentio_configs",
+    "mattermost_configs",
 ];
 
 fn read_root(reader: &mut Reader<'_>, root: &Node, file: &Path) -> Option<NotifyConfig> {
@@ -577,8 +581,9 @@ fn read_receiver(
             reader,
             &mut fields,
             key,
-            "dbwatch sends to slack_configs, pagerduty_configs, email_configs and webhook_configs only; send \
-             this receiver's alerts through an Alertmanager (alerting.alertmanagers) or a webhook bridge",
+            "dbwatch sends to the receivers of Alertmanager 0.25 but wechat_configs, plus msteams_configs and \
+             msteamsv2_configs; send this receiver's alerts through an Alertmanager (alerting.alertmanagers) or a \
+             webhook bridge",
         );
     }
     let name = fields.string(reader, "name");
@@ -631,7 +636,7 @@ mod tests {
     #[test]
     fn unsupported_fields_are_refused_by_name_with_position() {
         let found = errors(
-            "route:\n  receiver: a\ntemplates: [x]\nreceivers:\n  - name: a\n    opsgenie_configs: [{api_key: k}]\n    slack_configs:\n      - api_url: http://h/x\n        title: '{{ .Status }}'\n",
+            "route:\n  receiver: a\ntemplates: [x]\nreceivers:\n  - name: a\n    wechat_configs: [{api_secret: k}]\n    slack_configs:\n      - api_url: http://h/x\n        title: '{{ .Status }}'\n",
         );
         assert_eq!(found.len(), 3, "{found:?}");
         assert!(
@@ -639,7 +644,7 @@ mod tests {
             "{found:?}"
         );
         assert!(
-            found[1].contains("receivers[0].opsgenie_configs: opsgenie_configs is not supported by dbwatch: dbwatch sends to slack_configs"),
+            found[1].contains("receivers[0].wechat_configs: wechat_configs is not supported by dbwatch: dbwatch sends to the receivers of Alertmanager 0.25 but wechat_configs"),
             "{found:?}"
         );
         assert!(
