@@ -211,6 +211,27 @@ pub fn secret(
     }
 }
 
+/// [`secret`], or `fallback` (a global default) when neither key is given; without either, reports `missing`
+/// on the entry, unless the keys themselves were already reported (given both, or not a string).
+#[allow(clippy::too_many_arguments)]
+pub fn required_secret(
+    reader: &mut Reader<'_>,
+    fields: &mut Fields<'_>,
+    node: &Node,
+    path: &str,
+    key: &'static str,
+    file_key: &'static str,
+    fallback: Option<&PasswordSource>,
+    missing: &str,
+) -> Option<PasswordSource> {
+    let before = reader.errors.len();
+    let found = secret(reader, fields, key, file_key).or_else(|| fallback.cloned());
+    if found.is_none() && reader.errors.len() == before {
+        reader.error(node.mark, path, missing);
+    }
+    found
+}
+
 /// A plain string that must not be a Go template. Empty or null is the same as absent, as in Alertmanager,
 /// whose empty strings mean "use the default" (`smtp_hello: ''`, `from: ''` falling back to `smtp_from`).
 pub fn plain(

@@ -11,7 +11,7 @@ use serde_json::{json, Map, Value};
 use super::amtext::{alert_blocks, subject, verbatim};
 use super::http;
 use super::{mismatch, read_secret, BoxFuture, Integration, Kind, Outcome};
-use crate::fields::{http_config, plain, secret, Global};
+use crate::fields::{http_config, plain, required_secret, Global};
 use crate::render::{truncate, Notice};
 use crate::store::Payload;
 use dbwatch_secret::PasswordSource;
@@ -87,16 +87,27 @@ pub fn read(
     path: &str,
     global: &Global,
 ) -> Option<Arc<dyn Integration>> {
+    read_config(reader, node, path, global).map(|config| Arc::new(config) as Arc<dyn Integration>)
+}
+
+pub fn read_config(
+    reader: &mut Reader<'_>,
+    node: &Node,
+    path: &str,
+    global: &Global,
+) -> Option<DiscordConfig> {
     let mut fields = Fields::of(reader, node, path)?;
     let http = http::Endpoint::new(http_config(reader, &mut fields, global));
-    let webhook_url = secret(reader, &mut fields, "webhook_url", "webhook_url_file");
-    if webhook_url.is_none() {
-        reader.error(
-            node.mark,
-            path,
-            "webhook_url or webhook_url_file is required",
-        );
-    }
+    let webhook_url = required_secret(
+        reader,
+        &mut fields,
+        node,
+        path,
+        "webhook_url",
+        "webhook_url_file",
+        None,
+        "webhook_url or webhook_url_file is required",
+    );
     let config = DiscordConfig {
         webhook_url: webhook_url?,
         title: plain(reader, &mut fields, "title"),
@@ -108,7 +119,7 @@ pub fn read(
         http,
     };
     fields.finish(reader);
-    Some(Arc::new(config))
+    Some(config)
 }
 
 pub fn render(config: &DiscordConfig, notice: &Notice<'_>) -> Payload {
@@ -148,5 +159,105 @@ pub fn render(config: &DiscordConfig, notice: &Notice<'_>) -> Payload {
     }
     Payload::Discord {
         body: Value::Object(body),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use reqwest::StatusCode;
+
+    use super::*;
+    use crate::integrations::http::{any_success, Verdict};
+    use crate::integrations::testkit::{body, errors, group, one};
+
+    const URL: &str =
+        "    discord_configs:\n      - webhook_url: https://discord.com/api/webhooks/1/t\n";
+
+    #[test]
+    fn firing_and_resolved_embeds_are_alertmanagers_default() {
+        let discord = one(URL, "");
+        assert_eq!(discord.kind().as_str(), "discord");
+        assert!(discord.send_resolved());
+        let firing = group(false);
+        let sent = discord.render(&firing.notice());
+        let embed = &body(&sent)["embeds"][0];
+        assert_eq!(embed["title"], "[FIRING:2] replication_lag (main)");
+        assert_eq!(embed["color"], 0x992D22);
+        let description = embed["description"].as_str().expect("description");
+        assert!(
+            description.starts_with("\n\nAlerts Firing:\nLabels:\n - alertname = replication_lag\n - cluster = main\n - replica = r1\nAnnotations:\n - summary = replica lagging\nSource: http://dbwatch.example:9630\nLabels:"),
+            "{description:?}"
+        );
+        assert!(!description.contains("Resolved"));
+        assert!(body(&sent).get("content").is_none());
+        let resolved = group(true);
+        let sent = discord.render(&resolved.notice());
+        let embed = &body(&sent)["embeds"][0];
+        assert_eq!(embed["title"], "[RESOLVED] replication_lag (main)");
+        assert_eq!(embed["color"], 0x2ECC71);
+        assert!(embed["description"]
+            .as_str()
+            .expect("description")
+            .contains("Alerts Resolved:\nLabels:"));
+    }
+
+    #[test]
+    fn configured_texts_are_used_and_cut_to_discords_limits() {
+        let title = "t".repeat(300);
+        let discord = one(
+            &format!("{URL}        title: {title}\n        message: on call, look\n        username: dbwatch\n        send_resolved: false\n"),
+            "",
+        );
+        assert!(!discord.send_resolved());
+        let firing = group(false);
+        let sent = discord.render(&firing.notice());
+        let embed = &body(&sent)["embeds"][0];
+        assert_eq!(
+            embed["title"].as_str().expect("title").chars().count(),
+            TITLE_MAX
+        );
+        assert_eq!(embed["description"], "on call, look");
+        assert_eq!(body(&sent)["username"], "dbwatch");
+    }
+
+    #[test]
+    fn a_missing_or_doubled_url_and_templates_are_refused_by_path() {
+        assert_eq!(
+            errors("    discord_configs:\n      - title: x\n", ""),
+            ["receivers[0].discord_configs[0]: webhook_url or webhook_url_file is required"]
+        );
+        assert_eq!(
+            errors("    discord_configs:\n      - webhook_url: https://d/x\n        webhook_url_file: /f\n", ""),
+            ["receivers[0].discord_configs[0].webhook_url: set webhook_url or webhook_url_file, not both"]
+        );
+        let found = errors(
+            &format!("{URL}        message: '{{{{ .Status }}}}'\n        colour: red\n"),
+            "",
+        );
+        assert_eq!(found.len(), 2, "{found:?}");
+        assert!(
+            found[0].starts_with(
+                "receivers[0].discord_configs[0].message: templates are not supported"
+            ),
+            "{found:?}"
+        );
+        assert!(
+            found[1].starts_with("receivers[0].discord_configs[0].colour: unknown key"),
+            "{found:?}"
+        );
+    }
+
+    #[test]
+    fn discords_answers_are_classified() {
+        assert_eq!(any_success(StatusCode::NO_CONTENT, ""), Verdict::Accepted);
+        assert_eq!(
+            any_success(StatusCode::TOO_MANY_REQUESTS, "{\"retry_after\": 1.5}"),
+            Verdict::Retry
+        );
+        assert_eq!(any_success(StatusCode::BAD_GATEWAY, ""), Verdict::Retry);
+        assert_eq!(
+            any_success(StatusCode::NOT_FOUND, "{\"message\": \"Unknown Webhook\"}"),
+            Verdict::Refused
+        );
     }
 }

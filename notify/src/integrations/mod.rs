@@ -24,6 +24,8 @@ pub mod victorops;
 pub mod webex;
 
 #[cfg(test)]
+mod testkit;
+#[cfg(test)]
 mod tests;
 
 use std::fmt;

@@ -13,7 +13,7 @@ use serde_json::json;
 use super::amtext::{markdown_blocks, subject, truncate_bytes};
 use super::http::{self, Verdict};
 use super::{mismatch, read_secret, BoxFuture, Integration, Kind, Outcome};
-use crate::fields::{http_config, plain, secret, Global};
+use crate::fields::{http_config, plain, required_secret, Global};
 use crate::render::{truncate, Notice};
 use crate::store::Payload;
 use dbwatch_secret::PasswordSource;
@@ -110,14 +110,16 @@ pub(crate) fn read_common(
     global: &Global,
 ) -> Option<TeamsFields> {
     let http = http::Endpoint::new(http_config(reader, fields, global));
-    let webhook_url = secret(reader, fields, "webhook_url", "webhook_url_file");
-    if webhook_url.is_none() {
-        reader.error(
-            node.mark,
-            path,
-            "webhook_url or webhook_url_file is required",
-        );
-    }
+    let webhook_url = required_secret(
+        reader,
+        fields,
+        node,
+        path,
+        "webhook_url",
+        "webhook_url_file",
+        None,
+        "webhook_url or webhook_url_file is required",
+    );
     Some(TeamsFields {
         title: plain(reader, fields, "title"),
         text: plain(reader, fields, "text"),

@@ -13,7 +13,7 @@ use serde_json::{json, Map, Value};
 use super::amtext::{description, subject};
 use super::http::{self, Exchange};
 use super::{mismatch, read_secret, BoxFuture, Integration, Kind, Outcome};
-use crate::fields::{http_config, plain, secret, Global};
+use crate::fields::{http_config, plain, required_secret, Global};
 use crate::render::{group_hash, truncate, Notice};
 use crate::store::Payload;
 use dbwatch_secret::PasswordSource;
@@ -196,17 +196,27 @@ pub fn read(
     path: &str,
     global: &Global,
 ) -> Option<Arc<dyn Integration>> {
+    read_config(reader, node, path, global).map(|config| Arc::new(config) as Arc<dyn Integration>)
+}
+
+pub fn read_config(
+    reader: &mut Reader<'_>,
+    node: &Node,
+    path: &str,
+    global: &Global,
+) -> Option<OpsGenieConfig> {
     let mut fields = Fields::of(reader, node, path)?;
     let http = http::Endpoint::new(http_config(reader, &mut fields, global));
-    let api_key = secret(reader, &mut fields, "api_key", "api_key_file")
-        .or_else(|| global.opsgenie_api_key.clone());
-    if api_key.is_none() {
-        reader.error(
-            node.mark,
-            path,
-            "no api_key, api_key_file or global opsgenie_api_key",
-        );
-    }
+    let api_key = required_secret(
+        reader,
+        &mut fields,
+        node,
+        path,
+        "api_key",
+        "api_key_file",
+        global.opsgenie_api_key.as_ref(),
+        "no api_key, api_key_file or global opsgenie_api_key",
+    );
     let mut api_url = plain(reader, &mut fields, "api_url")
         .or_else(|| global.opsgenie_api_url.clone())
         .unwrap_or_else(|| DEFAULT_API_URL.to_owned());
@@ -266,7 +276,7 @@ pub fn read(
         http,
     };
     fields.finish(reader);
-    Some(Arc::new(config))
+    Some(config)
 }
 
 /// A comma-separated list without its empty items (Alertmanager's `safeSplit`), each cut at `each`, at most
@@ -382,5 +392,161 @@ pub fn render(config: &OpsGenieConfig, notice: &Notice<'_>) -> Payload {
         alias,
         close: false,
         body: Value::Object(body),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use reqwest::StatusCode;
+
+    use super::*;
+    use crate::integrations::http::{any_success, Verdict};
+    use crate::integrations::testkit::{errors, group, one, read_with};
+
+    #[test]
+    fn keys_and_urls_fall_back_to_the_globals_then_opsgenies_default() {
+        let config = read_with("  api_key: k\n", "", read_config);
+        assert_eq!(config.api_url, DEFAULT_API_URL);
+        assert!(config.send_resolved);
+        assert!(!config.update_alerts);
+        let config = read_with(
+            "  responders: [{name: db, type: Team}]\n",
+            "  opsgenie_api_url: http://og.local/base\n  opsgenie_api_key_file: /run/og\n",
+            read_config,
+        );
+        assert_eq!(config.api_url, "http://og.local/base/");
+        assert!(matches!(config.api_key, PasswordSource::File(_)));
+        assert_eq!(config.responders[0].kind, "team");
+        let config = read_with(
+            "  api_key: own\n  api_url: http://own/\n",
+            "  opsgenie_api_url: http://global/\n  opsgenie_api_key: global\n",
+            read_config,
+        );
+        assert_eq!(config.api_url, "http://own/");
+        assert!(matches!(config.api_key, PasswordSource::Inline(_)));
+    }
+
+    #[test]
+    fn a_firing_group_creates_one_alias_and_its_resolve_closes_it() {
+        let opsgenie = one(
+            "    opsgenie_configs:\n      - api_key: k\n        details: {team: db}\n        tags: 'db, ,paging'\n        actions: restart\n        priority: P2\n        note: see runbook\n        entity: cluster main\n        responders:\n          - {name: 'dba, sre', type: teams}\n          - {username: 'ann@example.com', type: user}\n",
+            "",
+        );
+        assert_eq!(opsgenie.kind().as_str(), "opsgenie");
+        let firing = group(false);
+        let Payload::OpsGenie { alias, close, body } = opsgenie.render(&firing.notice()) else {
+            panic!("not an Opsgenie payload");
+        };
+        assert!(!close);
+        assert_eq!(alias, group_hash("{}:{alertname=\"replication_lag\"}"));
+        assert_eq!(body["alias"], alias.as_str());
+        assert_eq!(body["message"], "[FIRING:2] replication_lag (main)");
+        assert!(body["description"]
+            .as_str()
+            .expect("description")
+            .starts_with(
+                "replica lagging\nAlerts Firing:\nLabels:\n - alertname = replication_lag\n"
+            ));
+        assert_eq!(
+            body["details"],
+            json!({"alertname": "replication_lag", "cluster": "main", "team": "db"})
+        );
+        assert_eq!(body["source"], "http://dbwatch.example:9630");
+        assert_eq!(body["tags"], json!(["db", "paging"]));
+        assert_eq!(body["actions"], json!(["restart"]));
+        assert_eq!(body["priority"], "P2");
+        assert_eq!(body["note"], "see runbook");
+        assert_eq!(body["entity"], "cluster main");
+        assert_eq!(
+            body["responders"],
+            json!([
+                {"name": "dba", "type": "team"},
+                {"name": "sre", "type": "team"},
+                {"username": "ann@example.com", "type": "user"},
+            ])
+        );
+        let resolved = group(true);
+        let Payload::OpsGenie {
+            alias: closed,
+            close,
+            body,
+        } = opsgenie.render(&resolved.notice())
+        else {
+            panic!("not an Opsgenie payload");
+        };
+        assert!(close);
+        assert_eq!(closed, alias);
+        assert_eq!(body, json!({"source": "http://dbwatch.example:9630"}));
+    }
+
+    #[test]
+    fn long_texts_are_cut_to_opsgenies_limits() {
+        let opsgenie = one(
+            &format!(
+                "    opsgenie_configs:\n      - api_key: k\n        message: {}\n        tags: {}\n",
+                "m".repeat(300),
+                (0..30).map(|i| format!("t{i}")).collect::<Vec<_>>().join(",")
+            ),
+            "",
+        );
+        let firing = group(false);
+        let Payload::OpsGenie { body, .. } = opsgenie.render(&firing.notice()) else {
+            panic!("not an Opsgenie payload");
+        };
+        assert_eq!(
+            body["message"].as_str().expect("message").chars().count(),
+            MESSAGE_MAX
+        );
+        assert_eq!(body["tags"].as_array().expect("tags").len(), TAGS_MAX);
+    }
+
+    #[test]
+    fn bad_responders_priorities_and_missing_keys_are_refused_by_path() {
+        assert_eq!(
+            errors(
+                "    opsgenie_configs:\n      - responders: [{type: team}, {name: x, type: squad}]\n        priority: P9\n",
+                ""
+            ),
+            [
+                "receivers[0].opsgenie_configs[0]: no api_key, api_key_file or global opsgenie_api_key",
+                "receivers[0].opsgenie_configs[0].responders[0]: a responder needs at least one of id, username or name",
+                "receivers[0].opsgenie_configs[0].responders[1].type: \"squad\" is not a responder type: one of team, teams, user, escalation, schedule",
+                "receivers[0].opsgenie_configs[0].priority: \"P9\" is not an Opsgenie priority: P1 to P5",
+            ]
+        );
+        assert_eq!(
+            errors(
+                "    opsgenie_configs:\n      - api_key: k\n        api_key_file: /f\n",
+                ""
+            ),
+            ["receivers[0].opsgenie_configs[0].api_key: set api_key or api_key_file, not both"]
+        );
+    }
+
+    #[test]
+    fn opsgenies_answers_are_classified() {
+        assert_eq!(
+            any_success(
+                StatusCode::ACCEPTED,
+                "{\"result\":\"Request will be processed\"}"
+            ),
+            Verdict::Accepted
+        );
+        assert_eq!(
+            any_success(StatusCode::TOO_MANY_REQUESTS, ""),
+            Verdict::Retry
+        );
+        assert_eq!(
+            any_success(StatusCode::SERVICE_UNAVAILABLE, ""),
+            Verdict::Retry
+        );
+        assert_eq!(
+            any_success(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "{\"message\":\"Request body is not processable\"}"
+            ),
+            Verdict::Refused
+        );
+        assert_eq!(any_success(StatusCode::UNAUTHORIZED, ""), Verdict::Refused);
     }
 }

@@ -13,7 +13,7 @@ use serde_json::{Map, Value};
 use super::amtext::{annotated_blocks, subject, verbatim};
 use super::http::{self, Verdict};
 use super::{mismatch, read_secret, BoxFuture, Integration, Kind, Outcome};
-use crate::fields::{http_config, plain, secret, Global};
+use crate::fields::{http_config, plain, required_secret, Global};
 use crate::render::{truncate, Notice};
 use crate::store::Payload;
 use dbwatch_secret::PasswordSource;
@@ -141,16 +141,37 @@ pub fn read(
     path: &str,
     global: &Global,
 ) -> Option<Arc<dyn Integration>> {
+    read_config(reader, node, path, global).map(|config| Arc::new(config) as Arc<dyn Integration>)
+}
+
+pub fn read_config(
+    reader: &mut Reader<'_>,
+    node: &Node,
+    path: &str,
+    global: &Global,
+) -> Option<PushoverConfig> {
     let mut fields = Fields::of(reader, node, path)?;
     let http = http::Endpoint::new(http_config(reader, &mut fields, global));
-    let user_key = secret(reader, &mut fields, "user_key", "user_key_file");
-    if user_key.is_none() {
-        reader.error(node.mark, path, "user_key or user_key_file is required");
-    }
-    let token = secret(reader, &mut fields, "token", "token_file");
-    if token.is_none() {
-        reader.error(node.mark, path, "token or token_file is required");
-    }
+    let user_key = required_secret(
+        reader,
+        &mut fields,
+        node,
+        path,
+        "user_key",
+        "user_key_file",
+        None,
+        "user_key or user_key_file is required",
+    );
+    let token = required_secret(
+        reader,
+        &mut fields,
+        node,
+        path,
+        "token",
+        "token_file",
+        None,
+        "token or token_file is required",
+    );
     let priority = match fields.take("priority") {
         Some((value, value_path)) => match reader.scalar(value, &value_path) {
             Some(text) if text.is_empty() => None,
@@ -215,7 +236,7 @@ pub fn read(
         http,
     };
     fields.finish(reader);
-    Some(Arc::new(config))
+    Some(config)
 }
 
 pub fn render(config: &PushoverConfig, notice: &Notice<'_>) -> Payload {
@@ -272,5 +293,133 @@ pub fn render(config: &PushoverConfig, notice: &Notice<'_>) -> Payload {
     }
     Payload::Pushover {
         body: Value::Object(body),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::integrations::testkit::{body, errors, group, one, read_with};
+
+    const ENTRY: &str = "    pushover_configs:\n      - user_key: u\n        token: t\n";
+
+    #[test]
+    fn defaults_are_alertmanagers() {
+        let config = read_with("  user_key: u\n  token_file: /run/t\n", "", read_config);
+        assert_eq!(config.api_url, API_URL);
+        assert_eq!(config.retry, Duration::from_secs(60));
+        assert_eq!(config.expire, Duration::from_secs(3600));
+        assert_eq!(config.priority, None);
+        assert!(!config.html);
+        assert!(config.send_resolved);
+        assert!(matches!(config.token, PasswordSource::File(_)));
+    }
+
+    #[test]
+    fn firing_is_an_emergency_and_the_resolve_is_normal_without_any_secret_in_the_payload() {
+        let pushover = one(ENTRY, "");
+        assert_eq!(pushover.kind().as_str(), "pushover");
+        let firing = group(false);
+        let sent = pushover.render(&firing.notice());
+        let body = body(&sent);
+        assert_eq!(body["title"], "[FIRING:2] replication_lag (main)");
+        assert!(body["message"]
+            .as_str()
+            .expect("message")
+            .starts_with("replica lagging\n\nAlerts Firing:\nLabels:\n"));
+        assert_eq!(body["priority"], 2);
+        assert_eq!(body["retry"], 60);
+        assert_eq!(body["expire"], 3600);
+        assert_eq!(body["url"], "http://dbwatch.example:9630");
+        assert!(body.get("token").is_none() && body.get("user").is_none());
+        assert!(body.get("html").is_none());
+        let resolved = group(true);
+        let sent = pushover.render(&resolved.notice());
+        let body = crate::integrations::testkit::body(&sent);
+        assert_eq!(body["priority"], 0);
+        assert!(body.get("retry").is_none());
+        assert!(body["message"]
+            .as_str()
+            .expect("message")
+            .starts_with("replica lagging\n\n\nAlerts Resolved:"));
+    }
+
+    #[test]
+    fn html_escapes_values_and_everything_fits_pushovers_limits() {
+        let pushover = one(
+            &format!("{ENTRY}        html: true\n        priority: 1\n        url_title: {}\n        sound: siren\n", "u".repeat(150)),
+            "",
+        );
+        let mut firing = group(false);
+        firing.firing[0]
+            .labels
+            .insert("database".into(), "<script>".into());
+        for alert in &mut firing.firing {
+            alert
+                .annotations
+                .insert("description".into(), "d".repeat(2000));
+        }
+        let sent = pushover.render(&firing.notice());
+        let body = body(&sent);
+        assert_eq!(body["html"], 1);
+        assert_eq!(body["priority"], 1);
+        assert_eq!(body["sound"], "siren");
+        assert!(body.get("retry").is_none());
+        let message = body["message"].as_str().expect("message");
+        assert_eq!(message.chars().count(), MESSAGE_MAX);
+        assert!(!message.contains("<script>"));
+        assert_eq!(
+            body["url_title"]
+                .as_str()
+                .expect("url_title")
+                .chars()
+                .count(),
+            URL_TITLE_MAX
+        );
+    }
+
+    #[test]
+    fn keys_priorities_and_emergency_bounds_are_checked_by_path() {
+        assert_eq!(
+            errors("    pushover_configs:\n      - priority: 3\n        retry: 10s\n        expire: 4h\n", ""),
+            [
+                "receivers[0].pushover_configs[0]: user_key or user_key_file is required",
+                "receivers[0].pushover_configs[0]: token or token_file is required",
+                "receivers[0].pushover_configs[0].retry: must be at least 30s: Pushover repeats emergency messages no more often",
+                "receivers[0].pushover_configs[0].expire: must be at most 3h: Pushover repeats emergency messages no longer",
+                "receivers[0].pushover_configs[0].priority: \"3\" is not a Pushover priority: an integer from -2 to 2",
+            ]
+        );
+        let found = errors(&format!("{ENTRY}        retry: soon\n"), "");
+        assert_eq!(found.len(), 1, "{found:?}");
+        assert!(
+            found[0].starts_with("receivers[0].pushover_configs[0].retry: "),
+            "{found:?}"
+        );
+    }
+
+    #[test]
+    fn pushovers_answers_are_classified() {
+        assert_eq!(
+            classify(StatusCode::OK, "{\"status\":1,\"request\":\"r\"}"),
+            Verdict::Accepted
+        );
+        assert_eq!(classify(StatusCode::OK, "{\"status\":0}"), Verdict::Refused);
+        assert_eq!(
+            classify(
+                StatusCode::BAD_REQUEST,
+                "{\"user\":\"invalid\",\"errors\":[\"user identifier is invalid\"],\"status\":0}"
+            ),
+            Verdict::Refused
+        );
+        // Over the monthly quota: resending would be refused the same way.
+        assert_eq!(
+            classify(StatusCode::TOO_MANY_REQUESTS, ""),
+            Verdict::Refused
+        );
+        assert_eq!(
+            classify(StatusCode::INTERNAL_SERVER_ERROR, ""),
+            Verdict::Retry
+        );
     }
 }

@@ -13,7 +13,7 @@ use serde_json::{Map, Value};
 use super::amtext::alert_blocks;
 use super::http::{self, Exchange, Verdict};
 use super::{mismatch, read_secret, BoxFuture, Integration, Kind, Outcome};
-use crate::fields::{http_config, plain, secret, Global};
+use crate::fields::{http_config, plain, required_secret, Global};
 use crate::render::{truncate, Notice};
 use crate::store::Payload;
 use dbwatch_secret::PasswordSource;
@@ -154,12 +154,27 @@ pub fn read(
     path: &str,
     global: &Global,
 ) -> Option<Arc<dyn Integration>> {
+    read_config(reader, node, path, global).map(|config| Arc::new(config) as Arc<dyn Integration>)
+}
+
+pub fn read_config(
+    reader: &mut Reader<'_>,
+    node: &Node,
+    path: &str,
+    global: &Global,
+) -> Option<TelegramConfig> {
     let mut fields = Fields::of(reader, node, path)?;
     let http = http::Endpoint::new(http_config(reader, &mut fields, global));
-    let bot_token = secret(reader, &mut fields, "bot_token", "bot_token_file");
-    if bot_token.is_none() {
-        reader.error(node.mark, path, "bot_token or bot_token_file is required");
-    }
+    let bot_token = required_secret(
+        reader,
+        &mut fields,
+        node,
+        path,
+        "bot_token",
+        "bot_token_file",
+        None,
+        "bot_token or bot_token_file is required",
+    );
     let chat_id = match fields.take("chat_id") {
         Some((chat, chat_path)) => {
             reader
@@ -218,7 +233,7 @@ pub fn read(
         http,
     };
     fields.finish(reader);
-    Some(Arc::new(config))
+    Some(config)
 }
 
 /// Cuts `text` to [`MESSAGE_MAX`] characters without leaving half an escape behind (an HTML entity without
@@ -269,5 +284,132 @@ pub fn render(config: &TelegramConfig, notice: &Notice<'_>) -> Payload {
     body.insert("disable_web_page_preview".into(), Value::Bool(true));
     Payload::Telegram {
         body: Value::Object(body),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::integrations::testkit::{alert, body, errors, group, one, read_with};
+
+    const ENTRY: &str =
+        "    telegram_configs:\n      - bot_token: 123:abc\n        chat_id: -1001234\n";
+
+    #[test]
+    fn defaults_globals_and_the_later_keys() {
+        let config = read_with("  bot_token: t\n  chat_id: 42\n", "", read_config);
+        assert_eq!(config.api_url, DEFAULT_API_URL);
+        assert_eq!(config.parse_mode, ParseMode::Html);
+        assert!(config.send_resolved);
+        assert!(!config.disable_notifications);
+        assert_eq!(config.message_thread_id, None);
+        let config = read_with(
+            "  bot_token_file: /run/secrets/bot\n  chat_id: 42\n  parse_mode: ''\n  message_thread_id: 7\n  disable_notifications: true\n",
+            "  telegram_api_url: http://tg.local:8081\n",
+            read_config,
+        );
+        assert_eq!(config.api_url, "http://tg.local:8081");
+        assert_eq!(config.parse_mode, ParseMode::None);
+        assert_eq!(config.message_thread_id, Some(7));
+        assert!(config.disable_notifications);
+        assert!(matches!(config.bot_token, PasswordSource::File(_)));
+        let config = read_with(
+            "  bot_token: t\n  chat_id: 42\n  api_url: http://own\n",
+            "  telegram_api_url: http://global\n",
+            read_config,
+        );
+        assert_eq!(config.api_url, "http://own");
+    }
+
+    #[test]
+    fn a_firing_message_is_html_with_label_values_escaped_and_the_resolve_follows() {
+        let telegram = one(ENTRY, "");
+        assert_eq!(telegram.kind().as_str(), "telegram");
+        let mut firing = group(false);
+        firing.firing[0]
+            .labels
+            .insert("database".into(), "<b>orders & co</b>".into());
+        let sent = telegram.render(&firing.notice());
+        let body = body(&sent);
+        assert_eq!(body["chat_id"], -1_001_234);
+        assert_eq!(body["parse_mode"], "HTML");
+        assert_eq!(body["disable_notification"], false);
+        assert_eq!(body["disable_web_page_preview"], true);
+        assert!(body.get("message_thread_id").is_none());
+        let text = body["text"].as_str().expect("text");
+        assert!(
+            text.starts_with("\n\nAlerts Firing:\nLabels:\n - alertname = replication_lag\n - cluster = main\n - database = &lt;b&gt;orders &amp; co&lt;/b&gt;\n"),
+            "{text:?}"
+        );
+        let resolved = group(true);
+        let sent = telegram.render(&resolved.notice());
+        let text = crate::integrations::testkit::body(&sent)["text"]
+            .as_str()
+            .expect("text")
+            .to_owned();
+        assert!(text.starts_with("\n\n\nAlerts Resolved:\n"), "{text:?}");
+    }
+
+    #[test]
+    fn markdown_modes_escape_their_reserved_characters_and_long_texts_are_cut_whole() {
+        assert_eq!(escape_markdown("a_b*c`d[e]"), "a\\_b\\*c\\`d\\[e]");
+        assert_eq!(escape_markdown_v2("db-1.x (ok)!"), "db\\-1\\.x \\(ok\\)\\!");
+        let long = "&amp;".repeat(1000);
+        let cut = fit(&long, ParseMode::Html);
+        assert!(cut.chars().count() <= MESSAGE_MAX);
+        assert!(cut.ends_with("&amp;…"), "{}", &cut[cut.len() - 20..]);
+        let cut = fit(&"\\_".repeat(3000), ParseMode::MarkdownV2);
+        assert!(cut.chars().count() <= MESSAGE_MAX);
+        assert!(cut.ends_with("\\_…"));
+        let mut big = group(false);
+        big.firing = (0..200).map(|i| alert(&format!("r{i}"), false)).collect();
+        let telegram = one(ENTRY, "");
+        let sent = telegram.render(&big.notice());
+        let text = crate::integrations::testkit::body(&sent)["text"]
+            .as_str()
+            .expect("text")
+            .to_owned();
+        assert_eq!(text.chars().count(), MESSAGE_MAX);
+    }
+
+    #[test]
+    fn missing_ids_bad_parse_modes_and_zero_chats_are_refused_by_path() {
+        assert_eq!(
+            errors("    telegram_configs:\n      - parse_mode: Textile\n", ""),
+            [
+                "receivers[0].telegram_configs[0]: bot_token or bot_token_file is required",
+                "receivers[0].telegram_configs[0]: chat_id is required",
+                "receivers[0].telegram_configs[0].parse_mode: unknown parse_mode \"Textile\": must be Markdown, MarkdownV2, HTML or ''",
+            ]
+        );
+        assert_eq!(
+            errors("    telegram_configs:\n      - bot_token: t\n        chat_id: 0\n", ""),
+            ["receivers[0].telegram_configs[0].chat_id: expected a non-zero chat id (an integer), found \"0\""]
+        );
+    }
+
+    #[test]
+    fn telegrams_answers_and_its_retry_after_are_read() {
+        assert_eq!(
+            classify(StatusCode::OK, "{\"ok\":true,\"result\":{}}"),
+            Verdict::Accepted
+        );
+        assert_eq!(classify(StatusCode::OK, "{\"ok\":false}"), Verdict::Refused);
+        let throttled = "{\"ok\":false,\"error_code\":429,\"description\":\"Too Many Requests: retry after 17\",\"parameters\":{\"retry_after\":17}}";
+        assert_eq!(
+            classify(StatusCode::TOO_MANY_REQUESTS, throttled),
+            Verdict::Retry
+        );
+        assert_eq!(retry_after(throttled), Some(Duration::from_secs(17)));
+        assert_eq!(retry_after("{\"ok\":false}"), None);
+        assert_eq!(retry_after("<html>"), None);
+        assert_eq!(
+            classify(
+                StatusCode::BAD_REQUEST,
+                "{\"ok\":false,\"error_code\":400,\"description\":\"Bad Request: chat not found\"}"
+            ),
+            Verdict::Refused
+        );
+        assert_eq!(classify(StatusCode::BAD_GATEWAY, "<html>"), Verdict::Retry);
     }
 }

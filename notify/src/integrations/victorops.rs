@@ -14,7 +14,7 @@ use serde_json::{Map, Value};
 use super::amtext::{description, subject};
 use super::http::{self, Verdict};
 use super::{mismatch, read_secret, BoxFuture, Integration, Kind, Outcome};
-use crate::fields::{http_config, plain, secret, Global};
+use crate::fields::{http_config, plain, required_secret, Global};
 use crate::render::{group_hash, truncate, Notice};
 use crate::store::Payload;
 use dbwatch_secret::PasswordSource;
@@ -114,17 +114,27 @@ pub fn read(
     path: &str,
     global: &Global,
 ) -> Option<Arc<dyn Integration>> {
+    read_config(reader, node, path, global).map(|config| Arc::new(config) as Arc<dyn Integration>)
+}
+
+pub fn read_config(
+    reader: &mut Reader<'_>,
+    node: &Node,
+    path: &str,
+    global: &Global,
+) -> Option<VictorOpsConfig> {
     let mut fields = Fields::of(reader, node, path)?;
     let http = http::Endpoint::new(http_config(reader, &mut fields, global));
-    let api_key = secret(reader, &mut fields, "api_key", "api_key_file")
-        .or_else(|| global.victorops_api_key.clone());
-    if api_key.is_none() {
-        reader.error(
-            node.mark,
-            path,
-            "no api_key, api_key_file or global victorops_api_key",
-        );
-    }
+    let api_key = required_secret(
+        reader,
+        &mut fields,
+        node,
+        path,
+        "api_key",
+        "api_key_file",
+        global.victorops_api_key.as_ref(),
+        "no api_key, api_key_file or global victorops_api_key",
+    );
     let mut api_url = plain(reader, &mut fields, "api_url")
         .or_else(|| global.victorops_api_url.clone())
         .unwrap_or_else(|| DEFAULT_API_URL.to_owned());
@@ -174,7 +184,7 @@ pub fn read(
         http,
     };
     fields.finish(reader);
-    Some(Arc::new(config))
+    Some(config)
 }
 
 pub fn render(config: &VictorOpsConfig, notice: &Notice<'_>) -> Payload {
@@ -223,5 +233,103 @@ pub fn render(config: &VictorOpsConfig, notice: &Notice<'_>) -> Payload {
     );
     Payload::VictorOps {
         body: Value::Object(body),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::integrations::testkit::{body, errors, group, one, read_with};
+
+    #[test]
+    fn keys_and_urls_fall_back_to_the_globals_then_the_default() {
+        let config = read_with("  api_key: k\n  routing_key: db\n", "", read_config);
+        assert_eq!(config.api_url, DEFAULT_API_URL);
+        assert_eq!(config.message_type, "CRITICAL");
+        assert!(config.send_resolved);
+        let config = read_with(
+            "  routing_key: db\n",
+            "  victorops_api_url: http://vo.local/alert\n  victorops_api_key: gk\n",
+            read_config,
+        );
+        assert_eq!(config.api_url, "http://vo.local/alert/");
+        assert!(matches!(config.api_key, PasswordSource::Inline(_)));
+    }
+
+    #[test]
+    fn firing_is_the_configured_type_resolved_is_recovery_on_one_entity() {
+        let victorops = one(
+            "    victorops_configs:\n      - api_key: k\n        routing_key: db\n        message_type: WARNING\n        custom_fields: {team: dba}\n",
+            "",
+        );
+        assert_eq!(victorops.kind().as_str(), "victorops");
+        let firing = group(false);
+        let sent = victorops.render(&firing.notice());
+        let body = body(&sent);
+        assert_eq!(body["message_type"], "WARNING");
+        assert_eq!(
+            body["entity_id"],
+            group_hash("{}:{alertname=\"replication_lag\"}").as_str()
+        );
+        assert_eq!(
+            body["entity_display_name"],
+            "[FIRING:2] replication_lag (main)"
+        );
+        assert_eq!(body["monitoring_tool"], "dbwatch");
+        assert_eq!(body["team"], "dba");
+        assert!(body["state_message"]
+            .as_str()
+            .expect("state_message")
+            .starts_with("replica lagging\nAlerts Firing:\nLabels:\n"));
+        let resolved = group(true);
+        let sent = victorops.render(&resolved.notice());
+        let resolved_body = crate::integrations::testkit::body(&sent);
+        assert_eq!(resolved_body["message_type"], "RECOVERY");
+        assert_eq!(resolved_body["entity_id"], body["entity_id"]);
+        // An unknown type while firing becomes CRITICAL, as in Alertmanager.
+        let odd = one(
+            "    victorops_configs:\n      - api_key: k\n        routing_key: db\n        message_type: ACK\n",
+            "",
+        );
+        assert_eq!(
+            crate::integrations::testkit::body(&odd.render(&firing.notice()))["message_type"],
+            "CRITICAL"
+        );
+    }
+
+    #[test]
+    fn missing_keys_and_reserved_custom_fields_are_refused_by_path() {
+        assert_eq!(
+            errors(
+                "    victorops_configs:\n      - custom_fields: {entity_id: x}\n",
+                ""
+            ),
+            [
+                "receivers[0].victorops_configs[0]: no api_key, api_key_file or global victorops_api_key",
+                "receivers[0].victorops_configs[0]: routing_key is required",
+                "receivers[0].victorops_configs[0].custom_fields.entity_id: entity_id is set by the integration itself and cannot be a custom field",
+            ]
+        );
+    }
+
+    #[test]
+    fn victorops_answers_are_classified() {
+        assert_eq!(
+            classify(
+                StatusCode::OK,
+                "{\"result\":\"success\",\"entity_id\":\"e\"}"
+            ),
+            Verdict::Accepted
+        );
+        assert_eq!(
+            classify(
+                StatusCode::OK,
+                "{\"result\":\"failure\",\"message\":\"Missing fields\"}"
+            ),
+            Verdict::Refused
+        );
+        assert_eq!(classify(StatusCode::BAD_REQUEST, ""), Verdict::Refused);
+        assert_eq!(classify(StatusCode::TOO_MANY_REQUESTS, ""), Verdict::Retry);
+        assert_eq!(classify(StatusCode::BAD_GATEWAY, ""), Verdict::Retry);
     }
 }

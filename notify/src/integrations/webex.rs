@@ -74,6 +74,15 @@ pub fn read(
     path: &str,
     global: &Global,
 ) -> Option<Arc<dyn Integration>> {
+    read_config(reader, node, path, global).map(|config| Arc::new(config) as Arc<dyn Integration>)
+}
+
+pub fn read_config(
+    reader: &mut Reader<'_>,
+    node: &Node,
+    path: &str,
+    global: &Global,
+) -> Option<WebexConfig> {
     let mut fields = Fields::of(reader, node, path)?;
     let settings = http_config(reader, &mut fields, global);
     if settings
@@ -100,7 +109,7 @@ pub fn read(
         http: http::Endpoint::new(settings),
     };
     fields.finish(reader);
-    Some(Arc::new(config))
+    Some(config)
 }
 
 pub fn render(config: &WebexConfig, notice: &Notice<'_>) -> Payload {
@@ -113,5 +122,94 @@ pub fn render(config: &WebexConfig, notice: &Notice<'_>) -> Payload {
             "roomId": config.room_id,
             "markdown": truncate_bytes(&message, MESSAGE_MAX_BYTES),
         }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use reqwest::StatusCode;
+
+    use super::*;
+    use crate::integrations::http::{any_success, Verdict};
+    use crate::integrations::testkit::{body, errors, group, one, read_with};
+
+    const AUTH: &str = "  http_config:\n    authorization:\n      credentials: bot-token\n";
+
+    #[test]
+    fn the_api_url_comes_from_the_entry_the_global_or_webexs_default() {
+        let entry = format!("  room_id: R1\n{AUTH}");
+        assert_eq!(read_with(&entry, "", read_config).api_url, DEFAULT_API_URL);
+        let config = read_with(
+            &entry,
+            "  webex_api_url: http://webex.local/v1/messages\n",
+            read_config,
+        );
+        assert_eq!(config.api_url, "http://webex.local/v1/messages");
+        assert!(config.send_resolved);
+        // The global http_config's authorization serves too.
+        let config = read_with(
+            "  room_id: R1\n",
+            "  http_config:\n    authorization:\n      credentials: global-token\n",
+            read_config,
+        );
+        assert_eq!(config.room_id, "R1");
+    }
+
+    #[test]
+    fn the_room_and_the_authorization_are_required() {
+        assert_eq!(
+            errors("    webex_configs:\n      - message: hi\n", ""),
+            [
+                "receivers[0].webex_configs[0].http_config.authorization: required: Webex takes the bot's access token as http_config.authorization.credentials",
+                "receivers[0].webex_configs[0]: room_id is required",
+            ]
+        );
+    }
+
+    #[test]
+    fn the_message_is_alertmanagers_default_as_markdown_cut_at_webexs_bytes() {
+        let webex = one(
+            "    webex_configs:\n      - room_id: R1\n        http_config:\n          authorization:\n            credentials: t\n",
+            "",
+        );
+        assert_eq!(webex.kind().as_str(), "webex");
+        let firing = group(false);
+        let sent = webex.render(&firing.notice());
+        assert_eq!(body(&sent)["roomId"], "R1");
+        let markdown = body(&sent)["markdown"].as_str().expect("markdown");
+        assert!(
+            markdown.starts_with("replica lagging\n\nAlerts Firing:\nLabels:\n"),
+            "{markdown:?}"
+        );
+        let mut big = group(false);
+        big.firing[0]
+            .annotations
+            .insert("description".into(), "é".repeat(5000));
+        big.firing[1]
+            .annotations
+            .insert("description".into(), "é".repeat(5000));
+        let sent = webex.render(&big.notice());
+        let markdown = body(&sent)["markdown"].as_str().expect("markdown");
+        assert!(markdown.len() <= MESSAGE_MAX_BYTES && markdown.len() > MESSAGE_MAX_BYTES - 2);
+        let resolved = group(true);
+        let sent = webex.render(&resolved.notice());
+        assert!(body(&sent)["markdown"]
+            .as_str()
+            .expect("markdown")
+            .starts_with("replica lagging\n\n\nAlerts Resolved:\n"));
+    }
+
+    #[test]
+    fn webexs_answers_are_classified() {
+        assert_eq!(
+            any_success(StatusCode::OK, "{\"id\":\"m\"}"),
+            Verdict::Accepted
+        );
+        assert_eq!(
+            any_success(StatusCode::TOO_MANY_REQUESTS, ""),
+            Verdict::Retry
+        );
+        assert_eq!(any_success(StatusCode::UNAUTHORIZED, ""), Verdict::Refused);
+        assert_eq!(any_success(StatusCode::NOT_FOUND, ""), Verdict::Refused);
     }
 }
