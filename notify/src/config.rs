@@ -688,6 +688,44 @@ mod tests {
     }
 
     #[test]
+    fn global_keys_of_missing_receivers_are_refused_by_name_and_the_others_read() {
+        let found = errors(
+            "global:\n  wechat_api_secret: s\n  opsgenie_api_key: k\n  victorops_api_key: v\n  telegram_api_url: http://t\n  webex_api_url: http://w\n  rocketchat_token: r\nroute:\n  receiver: a\nreceivers:\n  - name: a\n    opsgenie_configs: [{}]\n    victorops_configs: [{routing_key: db}]\n",
+        );
+        assert_eq!(found.len(), 2, "{found:?}");
+        assert!(
+            found[0].contains("global.wechat_api_secret: wechat_api_secret is not supported by dbwatch: dbwatch has no wechat_configs"),
+            "{found:?}"
+        );
+        assert!(
+            found[1].contains("global.rocketchat_token: rocketchat_token is not supported by dbwatch: dbwatch has no rocketchat_configs"),
+            "{found:?}"
+        );
+    }
+
+    #[test]
+    fn the_new_receivers_secrets_never_print() {
+        let config = load_str(
+            Path::new("r.yml"),
+            "global:\n  opsgenie_api_key: og-sekrit\nroute:\n  receiver: a\nreceivers:\n  - name: a\n    opsgenie_configs: [{}]\n    telegram_configs: [{bot_token: tg-sekrit, chat_id: 1}]\n    pushover_configs: [{token: po-sekrit, user_key: pu-sekrit}]\n    victorops_configs: [{api_key: vo-sekrit, routing_key: r}]\n    discord_configs: [{webhook_url: 'https://discord.com/api/webhooks/1/dc-sekrit'}]\n    sns_configs: [{topic_arn: 'arn:aws:sns:us-east-1:1:t', sigv4: {access_key: AK, secret_key: sns-sekrit}}]\n",
+            &no_env,
+        )
+        .expect("valid");
+        let printed = format!("{config:?}");
+        for secret in [
+            "og-sekrit",
+            "tg-sekrit",
+            "po-sekrit",
+            "pu-sekrit",
+            "vo-sekrit",
+            "dc-sekrit",
+            "sns-sekrit",
+        ] {
+            assert!(!printed.contains(secret), "{secret} printed");
+        }
+    }
+
+    #[test]
     fn children_inherit_timers_and_grouping() {
         let config = load_str(
             Path::new("r.yml"),

@@ -168,3 +168,73 @@ pub fn render(config: &MsTeamsConfig, notice: &Notice<'_>) -> Payload {
         }),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::integrations::testkit::{body, errors, group, one};
+
+    #[test]
+    fn a_message_card_red_while_firing_green_once_resolved() {
+        let teams = one(
+            "    msteams_configs:\n      - webhook_url: https://example.webhook.office.com/webhookb2/x\n",
+            "",
+        );
+        assert_eq!(teams.kind().as_str(), "msteams");
+        assert!(teams.send_resolved());
+        let firing = group(false);
+        let sent = teams.render(&firing.notice());
+        let card = body(&sent);
+        assert_eq!(card["@context"], "http://schema.org/extensions");
+        assert_eq!(card["type"], "MessageCard");
+        assert_eq!(card["title"], "[FIRING:2] replication_lag (main)");
+        assert_eq!(card["summary"], "[FIRING:2] replication_lag (main)");
+        assert_eq!(card["themeColor"], COLOR_FIRING);
+        assert!(card["text"]
+            .as_str()
+            .expect("text")
+            .starts_with("\n\n# Alerts Firing:\n\nLabels:\n  - alertname = replication_lag\n"));
+        let resolved = group(true);
+        let sent = teams.render(&resolved.notice());
+        assert_eq!(body(&sent)["themeColor"], COLOR_RESOLVED);
+        assert!(body(&sent)["text"]
+            .as_str()
+            .expect("text")
+            .contains("# Alerts Resolved:"));
+    }
+
+    #[test]
+    fn the_url_is_required_and_texts_are_plain() {
+        assert_eq!(
+            errors("    msteams_configs:\n      - title: t\n", ""),
+            ["receivers[0].msteams_configs[0]: webhook_url or webhook_url_file is required"]
+        );
+        let teams = one(
+            "    msteams_configs:\n      - webhook_url_file: /run/teams\n        title: DB\n        summary: db alert\n        text: look\n",
+            "",
+        );
+        let firing = group(false);
+        let sent = teams.render(&firing.notice());
+        assert_eq!(body(&sent)["title"], "DB");
+        assert_eq!(body(&sent)["summary"], "db alert");
+        assert_eq!(body(&sent)["text"], "look");
+    }
+
+    #[test]
+    fn teams_answers_are_classified_including_its_200_errors() {
+        assert_eq!(classify(StatusCode::OK, "1"), Verdict::Accepted);
+        assert_eq!(
+            classify(
+                StatusCode::OK,
+                "Webhook message delivery failed with error: Microsoft Teams endpoint returned HTTP error 429 with ContextId x"
+            ),
+            Verdict::Retry
+        );
+        assert_eq!(
+            classify(StatusCode::OK, "Webhook message delivery failed with error: Bad payload"),
+            Verdict::Refused
+        );
+        assert_eq!(classify(StatusCode::BAD_REQUEST, "Summary or Text is required."), Verdict::Refused);
+        assert_eq!(classify(StatusCode::TOO_MANY_REQUESTS, ""), Verdict::Retry);
+    }
+}

@@ -129,3 +129,50 @@ pub fn render(config: &MsTeamsV2Config, notice: &Notice<'_>) -> Payload {
         }),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::integrations::testkit::{body, errors, group, one};
+
+    #[test]
+    fn an_adaptive_card_with_a_coloured_heading_and_the_markdown_text() {
+        let teams = one(
+            "    msteamsv2_configs:\n      - webhook_url: https://prod.westeurope.logic.azure.com/workflows/x\n",
+            "",
+        );
+        assert_eq!(teams.kind().as_str(), "msteamsv2");
+        let firing = group(false);
+        let sent = teams.render(&firing.notice());
+        let message = body(&sent);
+        assert_eq!(message["type"], "message");
+        let attachment = &message["attachments"][0];
+        assert_eq!(
+            attachment["contentType"],
+            "application/vnd.microsoft.card.adaptive"
+        );
+        let card = &attachment["content"];
+        assert_eq!(card["type"], "AdaptiveCard");
+        assert_eq!(card["version"], "1.2");
+        assert_eq!(card["body"][0]["text"], "[FIRING:2] replication_lag (main)");
+        assert_eq!(card["body"][0]["color"], COLOR_FIRING);
+        assert_eq!(card["body"][0]["weight"], "Bolder");
+        assert!(card["body"][1]["text"]
+            .as_str()
+            .expect("text")
+            .starts_with("\n\n# Alerts Firing:\n"));
+        let resolved = group(true);
+        let sent = teams.render(&resolved.notice());
+        assert_eq!(
+            body(&sent)["attachments"][0]["content"]["body"][0]["color"],
+            COLOR_RESOLVED
+        );
+        assert_eq!(
+            errors("    msteamsv2_configs:\n      - summary: s\n", ""),
+            [
+                "receivers[0].msteamsv2_configs[0].summary: unknown key \"summary\", expected one of: http_config, send_resolved, text, title, webhook_url, webhook_url_file",
+                "receivers[0].msteamsv2_configs[0]: webhook_url or webhook_url_file is required",
+            ]
+        );
+    }
+}

@@ -348,3 +348,145 @@ pub fn render(config: &SnsConfig, notice: &Notice<'_>) -> Payload {
     }
     Payload::Sns { params }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::integrations::testkit::{errors, group, one, read_with};
+
+    fn param<'a>(params: &'a [(String, String)], name: &str) -> Option<&'a str> {
+        params
+            .iter()
+            .find(|(key, _)| key == name)
+            .map(|(_, value)| value.as_str())
+    }
+
+    #[test]
+    fn the_region_comes_from_sigv4_then_the_topic_arn() {
+        let config = read_with(
+            "  topic_arn: arn:aws:sns:eu-west-3:123456789012:db\n",
+            "",
+            read_config,
+        );
+        assert_eq!(config.region(), Some("eu-west-3".to_owned()));
+        assert_eq!(config.api_url, None);
+        let config = read_with(
+            "  topic_arn: arn:aws:sns:eu-west-3:123456789012:db\n  sigv4: {region: us-east-2, access_key: AK, secret_key: SK}\n",
+            "",
+            read_config,
+        );
+        assert_eq!(config.region(), Some("us-east-2".to_owned()));
+        assert_eq!(config.access_key.as_deref(), Some("AK"));
+        assert!(config.send_resolved);
+    }
+
+    #[test]
+    fn a_publish_carries_the_subject_message_and_attributes() {
+        let sns = one(
+            "    sns_configs:\n      - topic_arn: arn:aws:sns:us-east-1:123456789012:db.fifo\n        attributes: {severity: Sev2}\n",
+            "",
+        );
+        assert_eq!(sns.kind().as_str(), "sns");
+        let firing = group(false);
+        let Payload::Sns { params } = sns.render(&firing.notice()) else {
+            panic!("not an SNS payload");
+        };
+        assert_eq!(param(&params, "Action"), Some("Publish"));
+        assert_eq!(
+            param(&params, "TopicArn"),
+            Some("arn:aws:sns:us-east-1:123456789012:db.fifo")
+        );
+        assert_eq!(
+            param(&params, "Subject"),
+            Some("[FIRING:2] replication_lag (main)")
+        );
+        assert!(param(&params, "Message")
+            .expect("message")
+            .starts_with("replica lagging\n\nAlerts Firing:\nLabels:\n"));
+        assert_eq!(
+            param(&params, "MessageAttributes.entry.1.Name"),
+            Some("severity")
+        );
+        assert_eq!(
+            param(&params, "MessageAttributes.entry.1.Value.StringValue"),
+            Some("Sev2")
+        );
+        let hash = group_hash("{}:{alertname=\"replication_lag\"}");
+        assert_eq!(param(&params, "MessageGroupId"), Some(hash.as_str()));
+        assert_eq!(param(&params, "MessageDeduplicationId"), Some(hash.as_str()));
+        let resolved = group(true);
+        let Payload::Sns { params } = sns.render(&resolved.notice()) else {
+            panic!("not an SNS payload");
+        };
+        assert_eq!(
+            param(&params, "Subject"),
+            Some("[RESOLVED] replication_lag (main)")
+        );
+    }
+
+    #[test]
+    fn an_sms_is_cut_and_marked_and_subjects_are_printable_ascii() {
+        let sns = one("    sns_configs:\n      - phone_number: '+15555550100'\n", "");
+        let mut firing = group(false);
+        for alert in &mut firing.firing {
+            alert.annotations.insert("description".into(), "d".repeat(2000));
+        }
+        let Payload::Sns { params } = sns.render(&firing.notice()) else {
+            panic!("not an SNS payload");
+        };
+        assert_eq!(param(&params, "PhoneNumber"), Some("+15555550100"));
+        assert_eq!(
+            param(&params, "Message").expect("message").chars().count(),
+            SMS_MAX
+        );
+        assert_eq!(param(&params, "MessageAttributes.entry.1.Name"), Some("truncated"));
+        assert_eq!(clean_subject("ü\nx"), "? x");
+        assert_eq!(clean_subject(&"s".repeat(200)).len(), SUBJECT_MAX);
+    }
+
+    #[test]
+    fn targets_and_credentials_are_checked_by_path() {
+        assert_eq!(
+            errors("    sns_configs:\n      - subject: s\n", ""),
+            ["receivers[0].sns_configs[0]: set exactly one of topic_arn, target_arn and phone_number"]
+        );
+        assert_eq!(
+            errors(
+                "    sns_configs:\n      - topic_arn: a\n        phone_number: '1'\n        sigv4: {access_key: AK, role_arn: arn:aws:iam::1:role/x}\n",
+                ""
+            ),
+            [
+                "receivers[0].sns_configs[0]: set exactly one of topic_arn, target_arn and phone_number",
+                "receivers[0].sns_configs[0].sigv4: access_key and secret_key go together",
+                "receivers[0].sns_configs[0].sigv4.role_arn: role_arn is not supported by dbwatch: dbwatch signs with access_key and secret_key, or AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY (profiles and assumed roles are not read)",
+            ]
+        );
+    }
+
+    #[test]
+    fn snss_answers_are_classified() {
+        assert_eq!(classify(StatusCode::OK, "<PublishResponse/>"), Verdict::Accepted);
+        assert_eq!(
+            classify(
+                StatusCode::BAD_REQUEST,
+                "<ErrorResponse><Error><Code>Throttling</Code></Error></ErrorResponse>"
+            ),
+            Verdict::Retry
+        );
+        assert_eq!(
+            classify(
+                StatusCode::NOT_FOUND,
+                "<ErrorResponse><Error><Code>NotFound</Code></Error></ErrorResponse>"
+            ),
+            Verdict::Refused
+        );
+        assert_eq!(
+            classify(
+                StatusCode::FORBIDDEN,
+                "<ErrorResponse><Error><Code>SignatureDoesNotMatch</Code></Error></ErrorResponse>"
+            ),
+            Verdict::Refused
+        );
+        assert_eq!(classify(StatusCode::INTERNAL_SERVER_ERROR, ""), Verdict::Retry);
+    }
+}
