@@ -304,7 +304,7 @@ def validate_telegram(body, req):
 def validate_webex(body, req):
     """Webex Messages API, Create a Message."""
     errors = []
-    if not req["headers"].get("Authorization", "").startswith("Bearer "):
+    if not req["headers"].get("authorization", "").startswith("Bearer "):
         errors.append("Authorization: a Bearer access token is required")
     if not isinstance(body, dict):
         return errors + ["body is not a JSON object"]
@@ -325,7 +325,7 @@ def validate_opsgenie(body, req):
     """Opsgenie Alert API v2: Create Alert, Close Alert, Update Alert Message / Description."""
     import re
     errors = []
-    auth = req["headers"].get("Authorization", "")
+    auth = req["headers"].get("authorization", "")
     if not re.fullmatch(r"GenieKey [A-Za-z0-9-]+", auth):
         errors.append("Authorization: GenieKey <api key> required")
     parts = req["parts"][2:]
@@ -554,7 +554,7 @@ class Handler(BaseHTTPRequestHandler):
         else:
             return self.reply(404, "{}")
         request = {"method": method, "parts": parts, "query": dict(parse_qsl(split.query)),
-                   "headers": {k: v for k, v in self.headers.items()}}
+                   "headers": {k.lower(): v for k, v in self.headers.items()}}
         try:
             body = json.loads(raw)
             if kind in REQUEST_VALIDATORS:

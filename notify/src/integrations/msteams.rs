@@ -231,10 +231,16 @@ mod tests {
             Verdict::Retry
         );
         assert_eq!(
-            classify(StatusCode::OK, "Webhook message delivery failed with error: Bad payload"),
+            classify(
+                StatusCode::OK,
+                "Webhook message delivery failed with error: Bad payload"
+            ),
             Verdict::Refused
         );
-        assert_eq!(classify(StatusCode::BAD_REQUEST, "Summary or Text is required."), Verdict::Refused);
+        assert_eq!(
+            classify(StatusCode::BAD_REQUEST, "Summary or Text is required."),
+            Verdict::Refused
+        );
         assert_eq!(classify(StatusCode::TOO_MANY_REQUESTS, ""), Verdict::Retry);
     }
 }

@@ -413,7 +413,10 @@ mod tests {
         );
         let hash = group_hash("{}:{alertname=\"replication_lag\"}");
         assert_eq!(param(&params, "MessageGroupId"), Some(hash.as_str()));
-        assert_eq!(param(&params, "MessageDeduplicationId"), Some(hash.as_str()));
+        assert_eq!(
+            param(&params, "MessageDeduplicationId"),
+            Some(hash.as_str())
+        );
         let resolved = group(true);
         let Payload::Sns { params } = sns.render(&resolved.notice()) else {
             panic!("not an SNS payload");
@@ -426,10 +429,15 @@ mod tests {
 
     #[test]
     fn an_sms_is_cut_and_marked_and_subjects_are_printable_ascii() {
-        let sns = one("    sns_configs:\n      - phone_number: '+15555550100'\n", "");
+        let sns = one(
+            "    sns_configs:\n      - phone_number: '+15555550100'\n",
+            "",
+        );
         let mut firing = group(false);
         for alert in &mut firing.firing {
-            alert.annotations.insert("description".into(), "d".repeat(2000));
+            alert
+                .annotations
+                .insert("description".into(), "d".repeat(2000));
         }
         let Payload::Sns { params } = sns.render(&firing.notice()) else {
             panic!("not an SNS payload");
@@ -439,7 +447,10 @@ mod tests {
             param(&params, "Message").expect("message").chars().count(),
             SMS_MAX
         );
-        assert_eq!(param(&params, "MessageAttributes.entry.1.Name"), Some("truncated"));
+        assert_eq!(
+            param(&params, "MessageAttributes.entry.1.Name"),
+            Some("truncated")
+        );
         assert_eq!(clean_subject("ü\nx"), "? x");
         assert_eq!(clean_subject(&"s".repeat(200)).len(), SUBJECT_MAX);
     }
@@ -465,7 +476,10 @@ mod tests {
 
     #[test]
     fn snss_answers_are_classified() {
-        assert_eq!(classify(StatusCode::OK, "<PublishResponse/>"), Verdict::Accepted);
+        assert_eq!(
+            classify(StatusCode::OK, "<PublishResponse/>"),
+            Verdict::Accepted
+        );
         assert_eq!(
             classify(
                 StatusCode::BAD_REQUEST,
@@ -487,6 +501,9 @@ mod tests {
             ),
             Verdict::Refused
         );
-        assert_eq!(classify(StatusCode::INTERNAL_SERVER_ERROR, ""), Verdict::Retry);
+        assert_eq!(
+            classify(StatusCode::INTERNAL_SERVER_ERROR, ""),
+            Verdict::Retry
+        );
     }
 }
