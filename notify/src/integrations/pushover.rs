@@ -114,23 +114,24 @@ pub fn classify(status: StatusCode, body: &str) -> Verdict {
     Verdict::of(status, status.is_success() && ok)
 }
 
+/// A Go duration (`1m`, `2h`), or `default`; with the position of the value, for the bounds checks.
 fn duration(
     reader: &mut Reader<'_>,
     fields: &mut Fields<'_>,
     key: &'static str,
     default: Duration,
-) -> Duration {
+) -> (Duration, Option<(dbwatch_yaml::node::Mark, String)>) {
     let Some((value, value_path)) = fields.take(key) else {
-        return default;
+        return (default, None);
     };
     let Some(text) = reader.scalar(value, &value_path) else {
-        return default;
+        return (default, None);
     };
     match dbwatch_rules::model::parse_duration(&text) {
-        Ok(parsed) => parsed,
+        Ok(parsed) => (parsed, Some((value.mark, value_path))),
         Err(message) => {
             reader.error(value.mark, &value_path, message);
-            default
+            (default, None)
         }
     }
 }
@@ -190,20 +191,20 @@ pub fn read_config(
         },
         None => None,
     };
-    let retry = duration(reader, &mut fields, "retry", Duration::from_secs(60));
-    let expire = duration(reader, &mut fields, "expire", Duration::from_secs(3600));
+    let (retry, retry_at) = duration(reader, &mut fields, "retry", Duration::from_secs(60));
+    let (expire, expire_at) = duration(reader, &mut fields, "expire", Duration::from_secs(3600));
     // Emergency messages (the default while firing) outside these bounds are refused by Pushover with a 400.
-    if retry < RETRY_MIN {
+    if let Some((mark, value_path)) = retry_at.filter(|_| retry < RETRY_MIN) {
         reader.error(
-            node.mark,
-            &format!("{path}.retry"),
+            mark,
+            &value_path,
             "must be at least 30s: Pushover repeats emergency messages no more often",
         );
     }
-    if expire > EXPIRE_MAX {
+    if let Some((mark, value_path)) = expire_at.filter(|_| expire > EXPIRE_MAX) {
         reader.error(
-            node.mark,
-            &format!("{path}.expire"),
+            mark,
+            &value_path,
             "must be at most 3h: Pushover repeats emergency messages no longer",
         );
     }
@@ -385,9 +386,9 @@ mod tests {
             [
                 "receivers[0].pushover_configs[0]: user_key or user_key_file is required",
                 "receivers[0].pushover_configs[0]: token or token_file is required",
+                "receivers[0].pushover_configs[0].priority: \"3\" is not a Pushover priority: an integer from -2 to 2",
                 "receivers[0].pushover_configs[0].retry: must be at least 30s: Pushover repeats emergency messages no more often",
                 "receivers[0].pushover_configs[0].expire: must be at most 3h: Pushover repeats emergency messages no longer",
-                "receivers[0].pushover_configs[0].priority: \"3\" is not a Pushover priority: an integer from -2 to 2",
             ]
         );
         let found = errors(&format!("{ENTRY}        retry: soon\n"), "");

@@ -178,6 +178,37 @@ mod tests {
     }
 
     #[test]
+    fn a_form_post_is_signed_as_in_awss_published_test_suite() {
+        // AWS's Signature Version 4 test suite, "post-x-www-form-urlencoded".
+        let credentials = Credentials {
+            access_key: "AKIDEXAMPLE".into(),
+            secret_key: "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY".into(),
+            session_token: None,
+        };
+        let signed = sign(
+            &credentials,
+            "us-east-1",
+            "service",
+            "POST",
+            "example.amazonaws.com",
+            "/",
+            "application/x-www-form-urlencoded",
+            b"Param1=value1",
+            "20150830T123600Z",
+        );
+        assert_eq!(
+            signed.authorization,
+            "AWS4-HMAC-SHA256 Credential=AKIDEXAMPLE/20150830/us-east-1/service/aws4_request, \
+             SignedHeaders=content-type;host;x-amz-date, \
+             Signature=ff11897932ad3f4e8b18135d722051e5ac45fc38421b1da7b9d196a0fe09473a"
+        );
+        assert_eq!(
+            amz_date(std::time::UNIX_EPOCH + std::time::Duration::from_secs(1_440_938_160)),
+            "20150830T123600Z"
+        );
+    }
+
+    #[test]
     fn a_signature_names_its_scope_and_headers_and_changes_with_the_body() {
         let credentials = Credentials {
             access_key: "AKID".into(),
