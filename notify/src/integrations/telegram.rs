@@ -2,7 +2,7 @@
 //! lists), in HTML parse mode unless configured otherwise, label values escaped for that mode so that a
 //! database named `<b>` or `_x_` arrives as text instead of a 400; at most 4,096 characters. The answer is
 //! `{"ok":true}`; a 429 carries its delay in `parameters.retry_after`, which is honoured; other 4xx (chat not
-//! found, bot blocked, bad token) are permanent.
+//! found, bot blocked, bad token) are permanent. Messages to one chat are spaced a second apart, as the Bot API asks.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -23,6 +23,8 @@ use dbwatch_yaml::read::{Fields, Reader};
 pub const DEFAULT_API_URL: &str = "https://api.telegram.org";
 /// Telegram's limit on a message's text, which Alertmanager truncates to as well.
 pub const MESSAGE_MAX: usize = 4096;
+/// The Bot API asks for at most one message per second to a chat.
+const TELEGRAM_SPACING: Duration = Duration::from_secs(1);
 
 /// How Telegram parses the text (`parse_mode`); Alertmanager's default is HTML.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -129,6 +131,10 @@ impl Integration for TelegramConfig {
             exchange.body_retry_after = Some(retry_after);
             http::send(client, exchange, timeout, &self.http).await
         })
+    }
+
+    fn spacing(&self) -> Option<Duration> {
+        Some(TELEGRAM_SPACING)
     }
 }
 
