@@ -2,7 +2,7 @@
 //! lists), in HTML parse mode unless configured otherwise, label values escaped for that mode so that a
 //! database named `<b>` or `_x_` arrives as text instead of a 400; at most 4,096 characters. The answer is
 //! `{"ok":true}`; a 429 carries its delay in `parameters.retry_after`, which is honoured; other 4xx (chat not
-//! found, bot blocked, bad token) are permanent. Messages to one chat are spaced a second apart, as the Bot API asks.
+//! found, bot blocked, bad token) are permanent. Messages to one chat go a second apart, as the Bot API asks.
 
 use std::sync::Arc;
 use std::time::Duration;
