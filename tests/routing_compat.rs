@@ -16,22 +16,11 @@ use dbwatch_notify as notify;
 /// Files dbwatch refuses today, each with what it lacks.
 const REFUSED: &[(&str, &str)] = &[
     ("conf.empty-fields.yml", "templates"),
-    (
-        "conf.good.yml",
-        "templates, victorops/opsgenie/pushover, Slack image_url",
-    ),
-    ("conf.opsgenie-default-apikey-file.yml", "opsgenie_configs"),
-    ("conf.opsgenie-default-apikey.yml", "opsgenie_configs"),
+    ("conf.good.yml", "templates, Slack image_url"),
     (
         "conf.slack-default-api-url-file.yml",
         "Slack text (a templated field)",
     ),
-    ("conf.sns-topic-arn.yml", "sns_configs"),
-    (
-        "conf.victorops-default-apikey-file.yml",
-        "victorops_configs",
-    ),
-    ("conf.victorops-default-apikey.yml", "victorops_configs"),
     ("doc_examples_simple.yml", "templates"),
 ];
 
@@ -221,4 +210,80 @@ fn the_label_pairs_come_from_maps_and_matchers() {
     .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
     .collect();
     assert_eq!(pairs, expected);
+}
+
+fn receiver_fixture(name: &str) -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures/receivers")
+        .join(name)
+}
+
+/// The receiver types of every integration a routing file's receivers hold, sorted.
+fn kinds(config: &notify::NotifyConfig) -> Vec<&'static str> {
+    let mut kinds: Vec<&'static str> = config
+        .receivers
+        .iter()
+        .flat_map(|receiver| &receiver.integrations)
+        .map(|integration| integration.kind().as_str())
+        .collect();
+    kinds.sort_unstable();
+    kinds.dedup();
+    kinds
+}
+
+#[test]
+fn a_file_with_every_alertmanager_0_25_receiver_loads_in_amtool_and_dbwatch_and_routes_alike() {
+    let file = receiver_fixture("every-receiver-0.25.yml");
+    amtool::check(&file).unwrap_or_else(|error| panic!("amtool refuses it: {error}"));
+    let config = notify::load_file(&file).unwrap_or_else(|error| panic!("{error}"));
+    // Alertmanager 0.25's receivers but wechat_configs, which dbwatch refuses by name.
+    assert_eq!(
+        kinds(&config),
+        [
+            "discord",
+            "email",
+            "opsgenie",
+            "pagerduty",
+            "pushover",
+            "slack",
+            "sns",
+            "telegram",
+            "victorops",
+            "webex",
+            "webhook",
+        ]
+    );
+    let integrations: usize = config
+        .receivers
+        .iter()
+        .map(|receiver| receiver.integrations.len())
+        .sum();
+    assert_eq!(integrations, 14);
+    for pairs in [
+        vec![("alertname", "Lag"), ("team", "chat")],
+        vec![("alertname", "Lag"), ("severity", "page")],
+        vec![("alertname", "Lag")],
+    ] {
+        let labels: BTreeMap<String, String> = pairs
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect();
+        assert_eq!(
+            notify::route::receivers_for(&config.route, &labels),
+            amtool::receivers(&file, &pairs),
+            "{pairs:?}"
+        );
+    }
+}
+
+#[test]
+fn the_teams_receivers_of_later_alertmanagers_load_in_dbwatch_though_amtool_0_25_refuses_them() {
+    let file = receiver_fixture("teams-later-alertmanager.yml");
+    let refusal = amtool::check(&file).expect_err("amtool 0.25 predates msteams_configs");
+    assert!(refusal.contains("not found"), "{refusal}");
+    let config = notify::load_file(&file).unwrap_or_else(|error| panic!("{error}"));
+    assert_eq!(
+        kinds(&config),
+        ["discord", "msteams", "msteamsv2", "pushover", "telegram"]
+    );
 }

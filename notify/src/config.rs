@@ -18,7 +18,10 @@ use dbwatch_yaml::{ConfigError, ConfigErrors};
 
 use super::fields::{read_global, refuse, Global};
 pub use super::integrations::http::MAX_RETRY_AFTER;
-use super::integrations::{email, pagerduty, slack, webhook, Integration};
+use super::integrations::{
+    discord, email, msteams, msteamsv2, opsgenie, pagerduty, pushover, slack, sns, telegram,
+    victorops, webex, webhook, Integration,
+};
 use super::matcher::{parse_matchers, MatchOp, Matcher};
 use super::timeinterval::{self, NamedInterval};
 
@@ -29,6 +32,15 @@ const INTEGRATIONS: &[(&str, ReadIntegration)] = &[
     ("pagerduty_configs", pagerduty::read),
     ("email_configs", email::read),
     ("webhook_configs", webhook::read),
+    ("discord_configs", discord::read),
+    ("telegram_configs", telegram::read),
+    ("webex_configs", webex::read),
+    ("opsgenie_configs", opsgenie::read),
+    ("pushover_configs", pushover::read),
+    ("victorops_configs", victorops::read),
+    ("msteams_configs", msteams::read),
+    ("msteamsv2_configs", msteamsv2::read),
+    ("sns_configs", sns::read),
 ];
 
 /// Alertmanager's defaults.
@@ -204,19 +216,11 @@ const UNSUPPORTED_TOP: &[(&str, &str)] = &[(
     "dbwatch renders its own messages; Go templates are not supported",
 )];
 const UNSUPPORTED_RECEIVER: &[&str] = &[
-    "discord_configs",
-    "msteams_configs",
-    "msteamsv2_configs",
-    "opsgenie_configs",
-    "pushover_configs",
-    "sns_configs",
-    "telegram_configs",
-    "victorops_configs",
-    "webex_configs",
     "wechat_configs",
     "jira_configs",
     "rocketchat_configs",
     "incidentio_configs",
+    "mattermost_configs",
 ];
 
 fn read_root(reader: &mut Reader<'_>, root: &Node, file: &Path) -> Option<NotifyConfig> {
@@ -577,8 +581,9 @@ fn read_receiver(
             reader,
             &mut fields,
             key,
-            "dbwatch sends to slack_configs, pagerduty_configs, email_configs and webhook_configs only; send \
-             this receiver's alerts through an Alertmanager (alerting.alertmanagers) or a webhook bridge",
+            "dbwatch sends to the receivers of Alertmanager 0.25 but wechat_configs, plus msteams_configs and \
+             msteamsv2_configs; send this receiver's alerts through an Alertmanager (alerting.alertmanagers) or a \
+             webhook bridge",
         );
     }
     let name = fields.string(reader, "name");
@@ -631,7 +636,7 @@ mod tests {
     #[test]
     fn unsupported_fields_are_refused_by_name_with_position() {
         let found = errors(
-            "route:\n  receiver: a\ntemplates: [x]\nreceivers:\n  - name: a\n    opsgenie_configs: [{api_key: k}]\n    slack_configs:\n      - api_url: http://h/x\n        title: '{{ .Status }}'\n",
+            "route:\n  receiver: a\ntemplates: [x]\nreceivers:\n  - name: a\n    wechat_configs: [{api_secret: k}]\n    slack_configs:\n      - api_url: http://h/x\n        title: '{{ .Status }}'\n",
         );
         assert_eq!(found.len(), 3, "{found:?}");
         assert!(
@@ -639,7 +644,7 @@ mod tests {
             "{found:?}"
         );
         assert!(
-            found[1].contains("receivers[0].opsgenie_configs: opsgenie_configs is not supported by dbwatch: dbwatch sends to slack_configs"),
+            found[1].contains("receivers[0].wechat_configs: wechat_configs is not supported by dbwatch: dbwatch sends to the receivers of Alertmanager 0.25 but wechat_configs"),
             "{found:?}"
         );
         assert!(
@@ -678,6 +683,44 @@ mod tests {
         .expect("valid");
         let printed = format!("{config:?}");
         for secret in ["sekrit", "hunter2", "0123456789abcdef0123456789abcdef"] {
+            assert!(!printed.contains(secret), "{secret} printed");
+        }
+    }
+
+    #[test]
+    fn global_keys_of_missing_receivers_are_refused_by_name_and_the_others_read() {
+        let found = errors(
+            "global:\n  wechat_api_secret: s\n  opsgenie_api_key: k\n  victorops_api_key: v\n  telegram_api_url: http://t\n  webex_api_url: http://w\n  rocketchat_token: r\nroute:\n  receiver: a\nreceivers:\n  - name: a\n    opsgenie_configs: [{}]\n    victorops_configs: [{routing_key: db}]\n",
+        );
+        assert_eq!(found.len(), 2, "{found:?}");
+        assert!(
+            found[0].contains("global.wechat_api_secret: wechat_api_secret is not supported by dbwatch: dbwatch has no wechat_configs"),
+            "{found:?}"
+        );
+        assert!(
+            found[1].contains("global.rocketchat_token: rocketchat_token is not supported by dbwatch: dbwatch has no rocketchat_configs"),
+            "{found:?}"
+        );
+    }
+
+    #[test]
+    fn the_new_receivers_secrets_never_print() {
+        let config = load_str(
+            Path::new("r.yml"),
+            "global:\n  opsgenie_api_key: og-sekrit\nroute:\n  receiver: a\nreceivers:\n  - name: a\n    opsgenie_configs: [{}]\n    telegram_configs: [{bot_token: tg-sekrit, chat_id: 1}]\n    pushover_configs: [{token: po-sekrit, user_key: pu-sekrit}]\n    victorops_configs: [{api_key: vo-sekrit, routing_key: r}]\n    discord_configs: [{webhook_url: 'https://discord.com/api/webhooks/1/dc-sekrit'}]\n    sns_configs: [{topic_arn: 'arn:aws:sns:us-east-1:1:t', sigv4: {access_key: AK, secret_key: sns-sekrit}}]\n",
+            &no_env,
+        )
+        .expect("valid");
+        let printed = format!("{config:?}");
+        for secret in [
+            "og-sekrit",
+            "tg-sekrit",
+            "po-sekrit",
+            "pu-sekrit",
+            "vo-sekrit",
+            "dc-sekrit",
+            "sns-sekrit",
+        ] {
             assert!(!printed.contains(secret), "{secret} printed");
         }
     }

@@ -20,6 +20,12 @@ pub struct Global {
     pub smtp_require_tls: Option<bool>,
     pub slack_api_url: Option<PasswordSource>,
     pub pagerduty_url: Option<String>,
+    pub opsgenie_api_url: Option<String>,
+    pub opsgenie_api_key: Option<PasswordSource>,
+    pub victorops_api_url: Option<String>,
+    pub victorops_api_key: Option<PasswordSource>,
+    pub telegram_api_url: Option<String>,
+    pub webex_api_url: Option<String>,
     /// The global `http_config`: used by every HTTP integration that has none of its own.
     pub http_config: Option<HttpSettings>,
 }
@@ -205,6 +211,27 @@ pub fn secret(
     }
 }
 
+/// [`secret`], or `fallback` (a global default) when neither key is given; without either, reports `missing`
+/// on the entry, unless the keys themselves were already reported (given both, or not a string).
+#[allow(clippy::too_many_arguments)]
+pub fn required_secret(
+    reader: &mut Reader<'_>,
+    fields: &mut Fields<'_>,
+    node: &Node,
+    path: &str,
+    key: &'static str,
+    file_key: &'static str,
+    fallback: Option<&PasswordSource>,
+    missing: &str,
+) -> Option<PasswordSource> {
+    let before = reader.errors.len();
+    let found = secret(reader, fields, key, file_key).or_else(|| fallback.cloned());
+    if found.is_none() && reader.errors.len() == before {
+        reader.error(node.mark, path, missing);
+    }
+    found
+}
+
 /// A plain string that must not be a Go template. Empty or null is the same as absent, as in Alertmanager,
 /// whose empty strings mean "use the default" (`smtp_hello: ''`, `from: ''` falling back to `smtp_from`).
 pub fn plain(
@@ -231,6 +258,26 @@ pub fn plain(
     Some(value)
 }
 
+/// Global defaults of receiver types dbwatch does not send to: refused by name, so that a dropped-in file says
+/// which receiver is missing rather than "unknown key".
+const UNSUPPORTED_GLOBAL: &[(&str, &str)] = &[
+    ("wechat_api_url", WECHAT),
+    ("wechat_api_secret", WECHAT),
+    ("wechat_api_corp_id", WECHAT),
+    ("jira_api_url", JIRA),
+    ("rocketchat_api_url", ROCKETCHAT),
+    ("rocketchat_token", ROCKETCHAT),
+    ("rocketchat_token_file", ROCKETCHAT),
+    ("rocketchat_token_id", ROCKETCHAT),
+    ("rocketchat_token_id_file", ROCKETCHAT),
+];
+const WECHAT: &str = "dbwatch has no wechat_configs; send WeChat alerts through an Alertmanager \
+                      (alerting.alertmanagers) or a webhook bridge";
+const JIRA: &str = "dbwatch has no jira_configs; send Jira alerts through an Alertmanager \
+                    (alerting.alertmanagers) or a webhook bridge";
+const ROCKETCHAT: &str = "dbwatch has no rocketchat_configs; send Rocket.Chat alerts through an \
+                          Alertmanager (alerting.alertmanagers) or a webhook bridge";
+
 pub fn read_global(reader: &mut Reader<'_>, node: &Node, path: &str) -> Global {
     let Some(mut fields) = Fields::of(reader, node, path) else {
         return Global::default();
@@ -246,6 +293,9 @@ pub fn read_global(reader: &mut Reader<'_>, node: &Node, path: &str) -> Global {
         "smtp_auth_secret",
         "CRAM-MD5 is not supported; use smtp_auth_password",
     );
+    for (key, why) in UNSUPPORTED_GLOBAL {
+        refuse(reader, &mut fields, key, why);
+    }
     let global = Global {
         smtp_from: plain(reader, &mut fields, "smtp_from"),
         smtp_smarthost: plain(reader, &mut fields, "smtp_smarthost"),
@@ -261,6 +311,22 @@ pub fn read_global(reader: &mut Reader<'_>, node: &Node, path: &str) -> Global {
         smtp_require_tls: fields.boolean(reader, "smtp_require_tls"),
         slack_api_url: secret(reader, &mut fields, "slack_api_url", "slack_api_url_file"),
         pagerduty_url: plain(reader, &mut fields, "pagerduty_url"),
+        opsgenie_api_url: plain(reader, &mut fields, "opsgenie_api_url"),
+        opsgenie_api_key: secret(
+            reader,
+            &mut fields,
+            "opsgenie_api_key",
+            "opsgenie_api_key_file",
+        ),
+        victorops_api_url: plain(reader, &mut fields, "victorops_api_url"),
+        victorops_api_key: secret(
+            reader,
+            &mut fields,
+            "victorops_api_key",
+            "victorops_api_key_file",
+        ),
+        telegram_api_url: plain(reader, &mut fields, "telegram_api_url"),
+        webex_api_url: plain(reader, &mut fields, "webex_api_url"),
         http_config,
     };
     fields.finish(reader);

@@ -1,5 +1,6 @@
 //! Notifications: Alertmanager-style routing, grouping and inhibition of the rules engine's alerts, delivered to
-//! Slack, PagerDuty, email and webhooks through a durable outbox.
+//! Slack, PagerDuty, email, webhooks and Alertmanager's other receivers (Discord, Telegram, Webex, Opsgenie,
+//! Pushover, VictorOps, Teams, SNS) through a durable outbox.
 //!
 //! ```text
 //!  AlertsHandle (watch on the view; every publication wakes the notifier) ──► reconcile   (reconcile.rs)

@@ -63,6 +63,33 @@ pub enum Payload {
     },
     /// Alertmanager's webhook body.
     Webhook { body: serde_json::Value },
+    /// A Discord webhook message (embeds).
+    Discord { body: serde_json::Value },
+    /// A Telegram `sendMessage` body; the bot token is in the URL, added at send time.
+    Telegram { body: serde_json::Value },
+    /// A Webex `messages` body.
+    Webex { body: serde_json::Value },
+    /// An Opsgenie alert: created (`close: false`, the create body) or closed (the close body), by alias; the
+    /// API key is added at send time.
+    #[serde(rename = "opsgenie")]
+    OpsGenie {
+        alias: String,
+        close: bool,
+        body: serde_json::Value,
+    },
+    /// A Pushover message without its `token` and `user`, which are added at send time.
+    Pushover { body: serde_json::Value },
+    /// A VictorOps (Splunk On-Call) REST event; the API and routing keys are in the URL, added at send time.
+    #[serde(rename = "victorops")]
+    VictorOps { body: serde_json::Value },
+    /// A Microsoft Teams connector MessageCard.
+    #[serde(rename = "msteams")]
+    MsTeams { body: serde_json::Value },
+    /// A Microsoft Teams Workflows message with an Adaptive Card.
+    #[serde(rename = "msteamsv2")]
+    MsTeamsV2 { body: serde_json::Value },
+    /// An SNS `Publish` request's parameters, unsigned: the signature is made at send time.
+    Sns { params: Vec<(String, String)> },
 }
 
 /// A rendered notification waiting for delivery.

@@ -16,14 +16,20 @@ pub struct Receivers {
 
 impl Receivers {
     pub async fn new(name: &str, script: &[&str], default: &str) -> Receivers {
+        let base = std::env::var("DBWATCH_RECEIVERS_URL").unwrap_or_else(|_| {
+            panic!("DBWATCH_RECEIVERS_URL is not set: run `deploy/local/fleet up receivers` and `eval \"$(deploy/local/fleet env)\"` (make test does both)")
+        });
+        Receivers::at(base, name, script, default).await
+    }
+
+    /// A bucket on the receivers at `base` (a copy a test started itself, [`Own`]).
+    pub async fn at(base: String, name: &str, script: &[&str], default: &str) -> Receivers {
         let nanos = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .expect("clock")
             .as_nanos();
         let receivers = Receivers {
-            base: std::env::var("DBWATCH_RECEIVERS_URL").unwrap_or_else(|_| {
-                panic!("DBWATCH_RECEIVERS_URL is not set: run `deploy/local/fleet up receivers` and `eval \"$(deploy/local/fleet env)\"` (make test does both)")
-            }),
+            base,
             bucket: format!("{name}-{}-{nanos}", std::process::id()),
             client: reqwest::Client::new(),
         };
@@ -45,6 +51,9 @@ impl Receivers {
     pub fn url(&self, kind: &str) -> String {
         match kind {
             "pagerduty" => format!("{}/pagerduty/{}/v2/enqueue", self.base, self.bucket),
+            // Base URLs the integration appends its API path to.
+            "opsgenie" | "victorops" => format!("{}/{kind}/{}/", self.base, self.bucket),
+            "pushover" => format!("{}/pushover/{}/1/messages.json", self.base, self.bucket),
             _ => format!("{}/{kind}/{}", self.base, self.bucket),
         }
     }
@@ -81,5 +90,47 @@ impl Receivers {
             );
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
+    }
+}
+
+/// A copy of the HTTP receivers this test process runs itself (`http_receivers.py --port 0` on a free port,
+/// with the system's python3), for endpoints the fleet's long-running copy may predate; stopped on drop.
+pub struct Own {
+    child: std::process::Child,
+    pub base: String,
+}
+
+impl Own {
+    pub fn start(repo: &std::path::Path) -> Own {
+        use std::io::BufRead as _;
+        let script = repo.join("deploy/local/receivers/http_receivers.py");
+        let mut child = std::process::Command::new("python3")
+            .arg(&script)
+            .args(["--port", "0"])
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::inherit())
+            .spawn()
+            .unwrap_or_else(|error| panic!("python3 {}: {error}", script.display()));
+        let stdout = child.stdout.take().expect("stdout");
+        let mut line = String::new();
+        std::io::BufReader::new(stdout)
+            .read_line(&mut line)
+            .expect("the receivers print their port");
+        let port = line
+            .trim()
+            .strip_prefix("listening on ")
+            .unwrap_or_else(|| panic!("unexpected first line {line:?}"))
+            .to_owned();
+        Own {
+            child,
+            base: format!("http://127.0.0.1:{port}"),
+        }
+    }
+}
+
+impl Drop for Own {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
     }
 }

@@ -1,4 +1,5 @@
-# moto server (DynamoDB + CloudWatch, and every other AWS API moto mocks) on 127.0.0.1:15000. Sourced by deploy/local/fleet.
+# moto server (DynamoDB + CloudWatch, and every other AWS API moto mocks: the notifier's test publishes to SNS and
+# reads the message back from SQS, both in moto's core install) on 127.0.0.1:15000. Sourced by deploy/local/fleet.
 #
 #   $FLEET_DIR/moto/venv/          python venv: moto (dynamodb, cloudwatch) + flask + boto3
 #   $FLEET_DIR/moto/moto.pid       pid file; log: $FLEET_LOG_DIR/moto.log

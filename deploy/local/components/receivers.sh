@@ -1,7 +1,9 @@
 # Notification receivers for the notifier's tests. Sourced by deploy/local/fleet.
 #
-#   127.0.0.1:18790   HTTP stand-ins for Slack, PagerDuty Events v2 and Alertmanager webhooks that validate every
-#                     payload and answer what a test scripts (deploy/local/receivers/http_receivers.py)
+#   127.0.0.1:18790   HTTP stand-ins for Slack, PagerDuty Events v2, Alertmanager webhooks, Discord, Telegram,
+#                     Webex, Opsgenie, Pushover, VictorOps and Teams that validate every payload and answer what a
+#                     test scripts (deploy/local/receivers/http_receivers.py; notify/tests/receivers.rs runs its
+#                     own copy on a free port, so a fleet started before an endpoint was added still serves it)
 #   127.0.0.1:18725   SMTP with STARTTLS required, AUTH over TLS        } aiosmtpd (deploy/local/receivers/
 #   127.0.0.1:18765   SMTP over implicit TLS, AUTH                       }  smtp_server.py), messages stored as JSON
 #

@@ -269,29 +269,107 @@ pub async fn post(
     classify: Classify,
     endpoint: &Endpoint,
 ) -> Outcome {
+    let exchange = match Exchange::json(reqwest::Method::POST, url, body, kind, classify) {
+        Ok(exchange) => exchange,
+        Err(outcome) => return outcome,
+    };
+    send(client, exchange, timeout, endpoint).await
+}
+
+/// A delay an answer's body asks for (Telegram's `parameters.retry_after`), for services that say it there
+/// rather than in `Retry-After`.
+pub type BodyRetryAfter = fn(&str) -> Option<Duration>;
+
+/// One request to a receiver and how to read its answer: the general form of [`post`], for services that take
+/// another method (Opsgenie's `PUT`), another body (SNS's form), or a header of their own (Opsgenie's
+/// `GenieKey`, SNS's signature).
+pub struct Exchange<'a> {
+    pub method: reqwest::Method,
+    pub url: &'a str,
+    pub content_type: &'static str,
+    pub body: Vec<u8>,
+    /// Set after `http_config`'s authorization, replacing a header of the same name; values are marked
+    /// sensitive, so they never print.
+    pub headers: Vec<(reqwest::header::HeaderName, String)>,
+    pub kind: Kind,
+    pub classify: Classify,
+    pub body_retry_after: Option<BodyRetryAfter>,
+}
+
+impl<'a> Exchange<'a> {
+    /// A JSON body; an encoding failure is permanent.
+    pub fn json(
+        method: reqwest::Method,
+        url: &'a str,
+        body: &serde_json::Value,
+        kind: Kind,
+        classify: Classify,
+    ) -> Result<Exchange<'a>, Outcome> {
+        let bytes = serde_json::to_vec(body).map_err(|error| Outcome::Permanent {
+            reason: format!("cannot encode the {kind} payload: {error}"),
+        })?;
+        Ok(Exchange {
+            method,
+            url,
+            content_type: "application/json",
+            body: bytes,
+            headers: Vec::new(),
+            kind,
+            classify,
+            body_retry_after: None,
+        })
+    }
+}
+
+/// Sends one exchange within `timeout` and classifies the answer.
+pub async fn send(
+    client: &reqwest::Client,
+    exchange: Exchange<'_>,
+    timeout: Duration,
+    endpoint: &Endpoint,
+) -> Outcome {
+    let Exchange {
+        method,
+        url,
+        content_type,
+        body,
+        headers,
+        kind,
+        classify,
+        body_retry_after,
+    } = exchange;
     let client = match endpoint.client(client, timeout) {
         Ok(client) => client,
         Err(outcome) => return outcome,
     };
-    let bytes = match serde_json::to_vec(body) {
-        Ok(bytes) => bytes,
-        Err(error) => {
-            return Outcome::Permanent {
-                reason: format!("cannot encode the {kind} payload: {error}"),
-            }
-        }
-    };
     let started = tokio::time::Instant::now();
     let request = client
-        .post(url)
-        .header(reqwest::header::CONTENT_TYPE, "application/json")
-        .body(bytes)
+        .request(method, url)
+        .header(reqwest::header::CONTENT_TYPE, content_type)
+        .body(body)
         .timeout(timeout);
     let request = match endpoint.authorize(request) {
         Ok(request) => request,
         Err(outcome) => return outcome,
     };
-    let response = request.send().await;
+    let mut request = match request.build() {
+        Ok(request) => request,
+        Err(error) => {
+            return Outcome::Permanent {
+                reason: format!("cannot build the {kind} request: {}", describe(error, url)),
+            }
+        }
+    };
+    for (name, value) in headers {
+        let Ok(mut value) = reqwest::header::HeaderValue::from_str(&value) else {
+            return Outcome::Permanent {
+                reason: format!("the {kind} {name} header is not valid header text"),
+            };
+        };
+        value.set_sensitive(true);
+        request.headers_mut().insert(name, value);
+    }
+    let response = client.execute(request).await;
     let mut response = match response {
         Ok(response) => response,
         // The URL is a secret for Slack and webhooks: describe the failure without it, with its causes.
@@ -310,7 +388,7 @@ pub async fn post(
         }
     };
     let status = response.status();
-    let retry_after = response
+    let header_retry_after = response
         .headers()
         .get(reqwest::header::RETRY_AFTER)
         .and_then(|value| value.to_str().ok())
@@ -318,6 +396,11 @@ pub async fn post(
     // The body gets what is left of the request's time budget.
     let left = timeout.saturating_sub(started.elapsed());
     let (text, shown) = answer_text(&mut response, left, REASON_BODY_CHARS).await;
+    let retry_after = header_retry_after.or_else(|| {
+        body_retry_after
+            .and_then(|read| read(&text))
+            .map(|delay| delay.min(MAX_RETRY_AFTER))
+    });
     let reason = format!("{kind} answered {}: {shown}", status.as_u16());
     classify(status, &text).outcome(reason, retry_after)
 }

@@ -11,6 +11,20 @@ pub mod pagerduty;
 pub mod slack;
 pub mod webhook;
 
+pub mod amtext;
+pub mod discord;
+pub mod msteams;
+pub mod msteamsv2;
+pub mod opsgenie;
+pub mod pushover;
+pub mod sigv4;
+pub mod sns;
+pub mod telegram;
+pub mod victorops;
+pub mod webex;
+
+#[cfg(test)]
+mod testkit;
 #[cfg(test)]
 mod tests;
 
@@ -30,6 +44,15 @@ pub enum Kind {
     PagerDuty,
     Email,
     Webhook,
+    Discord,
+    Telegram,
+    Webex,
+    OpsGenie,
+    Pushover,
+    VictorOps,
+    MsTeams,
+    MsTeamsV2,
+    Sns,
 }
 
 impl Kind {
@@ -39,6 +62,15 @@ impl Kind {
             Kind::PagerDuty => "pagerduty",
             Kind::Email => "email",
             Kind::Webhook => "webhook",
+            Kind::Discord => "discord",
+            Kind::Telegram => "telegram",
+            Kind::Webex => "webex",
+            Kind::OpsGenie => "opsgenie",
+            Kind::Pushover => "pushover",
+            Kind::VictorOps => "victorops",
+            Kind::MsTeams => "msteams",
+            Kind::MsTeamsV2 => "msteamsv2",
+            Kind::Sns => "sns",
         }
     }
 }
