@@ -463,7 +463,7 @@ impl<'s> State<'s> {
         values.extend(last);
         let result = match user {
             Some(function) => function(&values),
-            None => builtins::call(name, &values, self.options.limits.max_output),
+            None => builtins::call(name, &values),
         };
         let value = result.map_err(|message| {
             self.error(pos, ErrorKind::Exec, format!("error calling {name}: {message}"))

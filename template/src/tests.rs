@@ -368,10 +368,8 @@ fn hostile_templates_hit_their_caps() {
         ErrorKind::OutputLimit
     );
     // Strings built and never printed are bounded too.
-    assert_eq!(
-        run_small("{{ $s := \"ab\" }}{{ range .List }}{{ range $.List }}{{ $s = double $s }}{{ end }}{{ end }}").kind,
-        ErrorKind::OutputLimit
-    );
+    let built = run_small("{{ $s := \"ab\" }}{{ range .List }}{{ range $.List }}{{ $s = double $s }}{{ end }}{{ end }}");
+    assert_eq!(built.kind, ErrorKind::OutputLimit, "{built}");
     // Deep nesting is refused at parse time rather than overflowing the stack.
     let deep = format!("{{{{ {}1{} }}}}", "(".repeat(500), ")".repeat(500));
     assert_eq!(err(&deep).kind, ErrorKind::Parse);
