@@ -268,6 +268,7 @@ impl Notifier {
             tree: &self.tree,
             silences: &self.silences,
             view: self.alerts.view(),
+            template_failures: &self.metrics.template_failures,
         };
         self.grouper.reconcile(inputs, &mut self.state, now)
     }

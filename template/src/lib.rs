@@ -35,7 +35,7 @@ use std::sync::Arc;
 
 pub use builtins::{html_escape, js_escape, query_escape};
 pub use error::{Error, ErrorKind};
-pub use value::{fmt_value, print_value, Object, Value};
+pub use value::{fmt_list, fmt_map, fmt_value, print_value, Object, Value};
 
 /// A function callable from templates: its arguments (the piped value last), its result or an error message.
 pub type Func = Arc<dyn Fn(&[Value]) -> Result<Value, String> + Send + Sync>;

@@ -41,6 +41,7 @@ fn a_large_slack_group_is_summarised_within_the_limits() {
         now: 1_700_000_000_000,
         episode: 1_700_000_000_000,
         first_of_episode: true,
+        templating: Default::default(),
     };
     let config = SlackConfig {
         api_url: PasswordSource::Inline(Secret::new("http://x".into())),
@@ -48,6 +49,7 @@ fn a_large_slack_group_is_summarised_within_the_limits() {
         username: None,
         icon_emoji: None,
         icon_url: None,
+        attachment: Default::default(),
         send_resolved: true,
         http: super::http::Endpoint::default(),
     };
@@ -103,7 +105,8 @@ fn pagerduty_config() -> PagerDutyConfig {
         routing_key: PasswordSource::Inline(Secret::new("k".into())),
         api: pagerduty::EventsApi::V2,
         url: "http://x".into(),
-        client: "dbwatch".into(),
+        description: None,
+        client: None,
         client_url: None,
         severity: None,
         class: None,
@@ -112,6 +115,7 @@ fn pagerduty_config() -> PagerDutyConfig {
         source: None,
         details: BTreeMap::new(),
         links: Vec::new(),
+        images: Vec::new(),
         send_resolved: true,
         http: super::http::Endpoint::default(),
     }
@@ -128,6 +132,7 @@ fn hostile_notice(group_labels: &BTreeMap<String, String>) -> Notice<'_> {
         now: 1_700_000_000_000,
         episode: 1_700_000_000_000,
         first_of_episode: true,
+        templating: Default::default(),
     }
 }
 
@@ -141,6 +146,7 @@ fn slack_mrkdwn_escapes_every_label_and_annotation_value() {
         username: None,
         icon_emoji: None,
         icon_url: None,
+        attachment: Default::default(),
         send_resolved: true,
         http: super::http::Endpoint::default(),
     };
@@ -243,6 +249,7 @@ fn a_huge_pagerduty_group_stays_under_the_event_limit() {
         now: 1_700_000_000_000,
         episode: 1_700_000_000_000,
         first_of_episode: true,
+        templating: Default::default(),
     };
     let config = pagerduty_config();
     let Payload::PagerDuty { event } = pagerduty::render(&config, &notice) else {
@@ -326,6 +333,7 @@ fn a_service_key_speaks_the_events_api_v1() {
         now: 1_700_000_000_000,
         episode: 1_700_000_000_000,
         first_of_episode: true,
+        templating: Default::default(),
     };
     let Payload::PagerDuty { event } = pd.render(&notice) else {
         panic!("not a pagerduty payload");
@@ -438,6 +446,7 @@ async fn send_through(
         now: 1_700_000_000_000,
         episode: 1_700_000_000_000,
         first_of_episode: true,
+        templating: Default::default(),
     });
     let client = crate::http_client(std::time::Duration::from_secs(2)).expect("client");
     let outcome = integration
