@@ -4,6 +4,10 @@
 //!
 //! A file dbwatch still refuses is listed in [`REFUSED`] with the reason; the list must be exactly what is
 //! refused, so it shrinks (and this test fails) the moment a file starts loading.
+//!
+//! `tests/fixtures/routing-templates/` is a routing file shaped like a team's, with custom templates and calls
+//! of Alertmanager's named defaults: amtool accepts it, dbwatch loads it, and amtool (Go's text/template)
+//! renders its templates and dbwatch's default templates as dbwatch does.
 
 #[path = "support/amtool.rs"]
 mod amtool;
@@ -12,27 +16,21 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
 use dbwatch_notify as notify;
+use notify::store::AlertRecord;
+use notify::template::{DataParts, TemplateInput, TemplatedField, Templates, Templating};
+use serde_json::Value;
 
 /// Files dbwatch refuses today, each with what it lacks.
 const REFUSED: &[(&str, &str)] = &[
-    ("conf.empty-fields.yml", "templates"),
-    (
-        "conf.good.yml",
-        "templates, victorops/opsgenie/pushover, Slack image_url",
-    ),
+    ("conf.good.yml", "victorops/opsgenie/pushover"),
     ("conf.opsgenie-default-apikey-file.yml", "opsgenie_configs"),
     ("conf.opsgenie-default-apikey.yml", "opsgenie_configs"),
-    (
-        "conf.slack-default-api-url-file.yml",
-        "Slack text (a templated field)",
-    ),
     ("conf.sns-topic-arn.yml", "sns_configs"),
     (
         "conf.victorops-default-apikey-file.yml",
         "victorops_configs",
     ),
     ("conf.victorops-default-apikey.yml", "victorops_configs"),
-    ("doc_examples_simple.yml", "templates"),
 ];
 
 fn fixtures() -> Vec<PathBuf> {
@@ -221,4 +219,154 @@ fn the_label_pairs_come_from_maps_and_matchers() {
     .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
     .collect();
     assert_eq!(pairs, expected);
+}
+
+fn templated_fixture() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/routing-templates")
+}
+
+#[test]
+fn a_routing_file_with_custom_templates_passes_amtool_and_loads() {
+    let file = templated_fixture().join("alertmanager.yml");
+    amtool::check(&file).unwrap_or_else(|error| panic!("amtool refuses {}: {error}", file.display()));
+    let config = notify::load_file(&file).unwrap_or_else(|error| panic!("{error}"));
+    let kinds: Vec<&str> = config
+        .receivers
+        .iter()
+        .flat_map(|receiver| &receiver.integrations)
+        .map(|integration| integration.kind().as_str())
+        .collect();
+    assert_eq!(kinds, ["slack", "pagerduty", "email"]);
+}
+
+/// One notification's data, read from the JSON layout `amtool template render --template.data` takes.
+struct Notification {
+    templating: Templating,
+    data: notify::template::Value,
+}
+
+impl TemplateInput for Notification {
+    fn templating(&self) -> &Templating {
+        &self.templating
+    }
+
+    fn template_data(&self) -> notify::template::Value {
+        self.data.clone()
+    }
+}
+
+fn strings(value: &Value) -> BTreeMap<String, String> {
+    value
+        .as_object()
+        .expect("an object")
+        .iter()
+        .map(|(key, value)| (key.clone(), value.as_str().expect("a string").to_owned()))
+        .collect()
+}
+
+fn millis(text: &str) -> i64 {
+    let time = humantime::parse_rfc3339(text).unwrap_or_else(|error| panic!("{text}: {error}"));
+    let since = time.duration_since(std::time::UNIX_EPOCH).expect("after 1970");
+    i64::try_from(since.as_millis()).expect("fits")
+}
+
+fn notification(json: &Value) -> Notification {
+    let alerts: Vec<AlertRecord> = json["alerts"]
+        .as_array()
+        .expect("alerts")
+        .iter()
+        .map(|alert| AlertRecord {
+            fingerprint: alert["fingerprint"].as_str().expect("fingerprint").to_owned(),
+            labels: strings(&alert["labels"]),
+            annotations: strings(&alert["annotations"]),
+            starts_at: millis(alert["startsAt"].as_str().expect("startsAt")),
+            ends_at: (alert["status"] == "resolved")
+                .then(|| millis(alert["endsAt"].as_str().expect("endsAt"))),
+        })
+        .collect();
+    let text = |key: &str| json[key].as_str().expect(key).to_owned();
+    Notification {
+        templating: Templating::default(),
+        data: notify::template::data(DataParts {
+            receiver: &text("receiver"),
+            status: &text("status"),
+            alerts: alerts.iter(),
+            group_labels: &strings(&json["groupLabels"]),
+            common_labels: &strings(&json["commonLabels"]),
+            common_annotations: &strings(&json["commonAnnotations"]),
+            external_url: &text("externalURL"),
+        }),
+    }
+}
+
+/// What amtool renders for `text`, with the fixture's templates and dbwatch's defaults (Go executing them).
+fn amtool_render(data: &Path, text: &str, html: bool) -> String {
+    let fixture = templated_fixture();
+    let defaults = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("notify/src/default.tmpl");
+    let output = std::process::Command::new("amtool")
+        .args(["template", "render"])
+        .arg(format!("--template.glob={}", fixture.join("templates/*.tmpl").display()))
+        .arg(format!("--template.glob={}", defaults.display()))
+        .arg(format!("--template.data={}", data.display()))
+        .arg(format!("--template.type={}", if html { "html" } else { "text" }))
+        .arg(format!("--template.text={text}"))
+        .output()
+        .expect("amtool runs (deploy/local/fleet up tools installs it)");
+    assert!(
+        output.status.success(),
+        "amtool template render {text}: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    // amtool ends what it prints with a newline of its own.
+    let mut out = String::from_utf8_lossy(&output.stdout).into_owned();
+    if out.ends_with('\n') {
+        out.pop();
+    }
+    out
+}
+
+#[test]
+fn dbwatch_renders_the_routing_files_templates_as_amtool_does() {
+    let fixture = templated_fixture();
+    let mut templates = Templates::default();
+    templates
+        .add_glob(&fixture, "templates/*.tmpl")
+        .unwrap_or_else(|error| panic!("{error}"));
+    // Every templated field of the fixture's receivers, and the defaults they lean on.
+    let file = std::fs::read_to_string(fixture.join("alertmanager.yml")).expect("read fixture");
+    let mut texts: Vec<String> = file
+        .lines()
+        .filter_map(|line| {
+            let (_, value) = line.split_once(": '")?;
+            let value = value.strip_suffix('\'')?;
+            value.contains("{{").then(|| value.to_owned())
+        })
+        .collect();
+    assert!(texts.len() >= 20, "{texts:?}");
+    for name in ["__subject", "__text_alert_list", "email.default.subject", "opsgenie.default.description", "pushover.default.message", "telegram.default.message", "webex.default.message", "victorops.default.state_message"] {
+        let arg = if name == "__text_alert_list" { ".Alerts" } else { "." };
+        texts.push(format!("{{{{ template \"{name}\" {arg} }}}}"));
+    }
+    let mut compared = 0;
+    for data_file in ["data-firing.json", "data-resolved.json"] {
+        let path = fixture.join(data_file);
+        let json: Value = serde_json::from_str(&std::fs::read_to_string(&path).expect("read data"))
+            .expect("data is JSON");
+        for text in &texts {
+            // The fixture's html field goes through html/template in Alertmanager.
+            let html = text.contains("email.html");
+            let input = notification(&json);
+            let field = TemplatedField::parse("field", text, &templates)
+                .unwrap_or_else(|error| panic!("{text}: {error}"));
+            let ours = if html {
+                field.render_html(&input, || "FALLBACK".to_owned())
+            } else {
+                field.render(&input, || "FALLBACK".to_owned())
+            };
+            assert_eq!(input.templating().take_failures(), Vec::new(), "{text} over {data_file}");
+            assert_eq!(ours, amtool_render(&path, text, html), "{text} over {data_file}");
+            compared += 1;
+        }
+    }
+    eprintln!("{compared} renderings agree with amtool");
 }

@@ -33,7 +33,8 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, LazyLock};
 
 use dbwatch_template::gotime::Time;
-use dbwatch_template::{Escape, Funcs, Limits, MissingKey, Object, Options, Set, Value};
+use dbwatch_template::{Escape, Funcs, Limits, MissingKey, Object, Options, Set};
+pub use dbwatch_template::Value;
 use dbwatch_yaml::read::{Fields, Reader};
 
 use crate::store::AlertRecord;

@@ -321,6 +321,25 @@ pub fn html_escape(text: &str) -> String {
     out
 }
 
+/// What Go's `html/template` escapes a value to in HTML text (its `htmlEscaper`: `+` too, unlike
+/// [`html_escape`]).
+pub fn html_template_escape(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        match c {
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '&' => out.push_str("&amp;"),
+            '\'' => out.push_str("&#39;"),
+            '"' => out.push_str("&#34;"),
+            '+' => out.push_str("&#43;"),
+            '\0' => out.push('\u{FFFD}'),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
 /// Go's `template.JSEscapeString`.
 pub fn js_escape(text: &str) -> String {
     let mut out = String::with_capacity(text.len());

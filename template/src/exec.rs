@@ -6,7 +6,7 @@ use crate::builtins;
 use crate::error::{Error, ErrorKind};
 use crate::tree::*;
 use crate::value::{print_value, Value};
-use crate::{html_escape, Escape, MissingKey, Options, Set};
+use crate::{Escape, MissingKey, Options, Set};
 
 /// What walking a list ended with: `break` and `continue` unwind to the nearest `range`.
 enum Flow {
@@ -95,7 +95,7 @@ impl<'s> State<'s> {
                     let mut text = String::new();
                     print_value(&value, &mut text);
                     if self.options.escape == Escape::Html && !matches!(value, Value::Html(_)) {
-                        text = html_escape(&text);
+                        text = builtins::html_template_escape(&text);
                     }
                     self.write(pipe.pos, &text)?;
                 }
