@@ -317,12 +317,8 @@ fn amtool_render(data: &Path, text: &str, html: bool) -> String {
         "amtool template render {text}: {}",
         String::from_utf8_lossy(&output.stderr)
     );
-    // amtool ends what it prints with a newline of its own.
-    let mut out = String::from_utf8_lossy(&output.stdout).into_owned();
-    if out.ends_with('\n') {
-        out.pop();
-    }
-    out
+    // Printed as rendered, nothing added.
+    String::from_utf8_lossy(&output.stdout).into_owned()
 }
 
 #[test]

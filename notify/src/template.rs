@@ -49,7 +49,8 @@ const OPTIONS: Options = Options {
         max_depth: 100,
         max_range_iterations: 100_000,
     },
-    missing_key: MissingKey::Invalid,
+    // Alertmanager sets `missingkey=zero`: a missing label reads as "".
+    missing_key: MissingKey::Zero,
     escape: Escape::None,
 };
 

@@ -2,7 +2,8 @@
 //! group and rule.
 //!
 //! Validation is Prometheus 2.42's (`model/rulefmt`), plus dbwatch's own: an expression must compile into the
-//! supported PromQL subset and every template must parse into the supported template subset, so that nothing
+//! supported PromQL subset and every template must parse with the functions dbwatch has (Go's text/template
+//! in full; Prometheus's functions but the query ones), so that nothing
 //! loads that dbwatch would evaluate differently from Prometheus. Values are read as written: no `${VAR}`
 //! expansion (`label_replace` uses `${1}`).
 

@@ -587,8 +587,8 @@ fn slack_renders_a_firing_and_a_resolved_group_through_the_routing_files_templat
     // Unset: the built-in fallback and footer.
     assert_eq!(attachment["fallback"], "[FIRING:2] high_latency");
     assert!(attachment["footer"].as_str().is_some_and(|f| f.starts_with("dbwatch · r · ")));
-    // Two targets: no common target, so the missing key prints as Go prints it.
-    assert_eq!(body["channel"], "#db-<no value>");
+    // Two targets: no common target, and a missing key reads as "" (Alertmanager's `missingkey=zero`).
+    assert_eq!(body["channel"], "#db-");
     assert!(firing.templating.take_failures().is_empty());
 
     let resolved = group_notice(&group, false);

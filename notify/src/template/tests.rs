@@ -145,7 +145,7 @@ fn data_fields_and_kv_methods() {
         render("{{ .CommonLabels.Names }} {{ (.CommonLabels.Remove (stringSlice \"severity\")).Values }}", &mixed),
         "[alertname severity target] [HighLatency pg-main]"
     );
-    assert_eq!(render("{{ .CommonLabels.severity }} {{ .CommonLabels.nope }}", &mixed), "critical <no value>");
+    assert_eq!(render("{{ .CommonLabels.severity }} {{ .CommonLabels.nope }}", &mixed), "critical ");
     assert_eq!(
         render("{{ range .Alerts }}{{ .Status }} {{ .StartsAt.Format \"2006-01-02 15:04\" }} {{ .EndsAt.IsZero }}|{{ end }}", &mixed),
         "firing 2023-11-14 22:13 true|resolved 2023-11-14 22:13 false|"
