@@ -228,7 +228,8 @@ fn templated_fixture() -> PathBuf {
 #[test]
 fn a_routing_file_with_custom_templates_passes_amtool_and_loads() {
     let file = templated_fixture().join("alertmanager.yml");
-    amtool::check(&file).unwrap_or_else(|error| panic!("amtool refuses {}: {error}", file.display()));
+    amtool::check(&file)
+        .unwrap_or_else(|error| panic!("amtool refuses {}: {error}", file.display()));
     let config = notify::load_file(&file).unwrap_or_else(|error| panic!("{error}"));
     let kinds: Vec<&str> = config
         .receivers
@@ -266,7 +267,9 @@ fn strings(value: &Value) -> BTreeMap<String, String> {
 
 fn millis(text: &str) -> i64 {
     let time = humantime::parse_rfc3339(text).unwrap_or_else(|error| panic!("{text}: {error}"));
-    let since = time.duration_since(std::time::UNIX_EPOCH).expect("after 1970");
+    let since = time
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("after 1970");
     i64::try_from(since.as_millis()).expect("fits")
 }
 
@@ -276,7 +279,10 @@ fn notification(json: &Value) -> Notification {
         .expect("alerts")
         .iter()
         .map(|alert| AlertRecord {
-            fingerprint: alert["fingerprint"].as_str().expect("fingerprint").to_owned(),
+            fingerprint: alert["fingerprint"]
+                .as_str()
+                .expect("fingerprint")
+                .to_owned(),
             labels: strings(&alert["labels"]),
             annotations: strings(&alert["annotations"]),
             starts_at: millis(alert["startsAt"].as_str().expect("startsAt")),
@@ -305,10 +311,16 @@ fn amtool_render(data: &Path, text: &str, html: bool) -> String {
     let defaults = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("notify/src/default.tmpl");
     let output = std::process::Command::new("amtool")
         .args(["template", "render"])
-        .arg(format!("--template.glob={}", fixture.join("templates/*.tmpl").display()))
+        .arg(format!(
+            "--template.glob={}",
+            fixture.join("templates/*.tmpl").display()
+        ))
         .arg(format!("--template.glob={}", defaults.display()))
         .arg(format!("--template.data={}", data.display()))
-        .arg(format!("--template.type={}", if html { "html" } else { "text" }))
+        .arg(format!(
+            "--template.type={}",
+            if html { "html" } else { "text" }
+        ))
         .arg(format!("--template.text={text}"))
         .output()
         .expect("amtool runs (deploy/local/fleet up tools installs it)");
@@ -339,8 +351,21 @@ fn dbwatch_renders_the_routing_files_templates_as_amtool_does() {
         })
         .collect();
     assert!(texts.len() >= 20, "{texts:?}");
-    for name in ["__subject", "__text_alert_list", "email.default.subject", "opsgenie.default.description", "pushover.default.message", "telegram.default.message", "webex.default.message", "victorops.default.state_message"] {
-        let arg = if name == "__text_alert_list" { ".Alerts" } else { "." };
+    for name in [
+        "__subject",
+        "__text_alert_list",
+        "email.default.subject",
+        "opsgenie.default.description",
+        "pushover.default.message",
+        "telegram.default.message",
+        "webex.default.message",
+        "victorops.default.state_message",
+    ] {
+        let arg = if name == "__text_alert_list" {
+            ".Alerts"
+        } else {
+            "."
+        };
         texts.push(format!("{{{{ template \"{name}\" {arg} }}}}"));
     }
     let mut compared = 0;
@@ -359,8 +384,16 @@ fn dbwatch_renders_the_routing_files_templates_as_amtool_does() {
             } else {
                 field.render(&input, || "FALLBACK".to_owned())
             };
-            assert_eq!(input.templating().take_failures(), Vec::new(), "{text} over {data_file}");
-            assert_eq!(ours, amtool_render(&path, text, html), "{text} over {data_file}");
+            assert_eq!(
+                input.templating().take_failures(),
+                Vec::new(),
+                "{text} over {data_file}"
+            );
+            assert_eq!(
+                ours,
+                amtool_render(&path, text, html),
+                "{text} over {data_file}"
+            );
             compared += 1;
         }
     }

@@ -224,7 +224,12 @@ fn read_root(reader: &mut Reader<'_>, root: &Node, file: &Path) -> Option<Notify
     // Before the receivers: their templated fields are parsed against these.
     if let Some((node, path)) = fields.take("templates") {
         let base = file.parent().unwrap_or_else(|| Path::new("."));
-        for (index, item) in reader.sequence(node, &path).unwrap_or(&[]).iter().enumerate() {
+        for (index, item) in reader
+            .sequence(node, &path)
+            .unwrap_or(&[])
+            .iter()
+            .enumerate()
+        {
             let item_path = format!("{path}[{index}]");
             let Some(glob) = reader.scalar(item, &item_path) else {
                 continue;

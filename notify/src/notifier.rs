@@ -418,10 +418,12 @@ receivers:
     fn a_failing_template_still_queues_the_notification_and_is_counted() {
         let dir = tempfile::tempdir().expect("temp dir");
         let routing = "route:\n  receiver: chat\n  group_by: [alertname]\n  group_wait: 0s\nreceivers:\n  - name: chat\n    slack_configs:\n      - api_url: http://127.0.0.1:1/x\n        title: '{{ .Alerts.Nope }}'\n        text: 'fine: {{ .CommonLabels.target }}'\n";
-        let config = load_str(Path::new("routing.yml"), routing, &|_: &str| None).expect("valid routing");
+        let config =
+            load_str(Path::new("routing.yml"), routing, &|_: &str| None).expect("valid routing");
         let alerts = AlertsHandle::default();
         let registry = Registry::new();
-        let mut notifier = Notifier::new(config, dir.path(), &registry, alerts.clone()).expect("notifier");
+        let mut notifier =
+            Notifier::new(config, dir.path(), &registry, alerts.clone()).expect("notifier");
         alerts.publish_alerts(vec![alert(AlertState::Firing)], SystemTime::now());
         assert!(notifier.reconcile(Instant::now()));
         assert_eq!(notifier.state.outbox.len(), 1, "the notification is queued");

@@ -33,8 +33,8 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, LazyLock};
 
 use dbwatch_template::gotime::Time;
-use dbwatch_template::{Escape, Funcs, Limits, MissingKey, Object, Options, Set};
 pub use dbwatch_template::Value;
+use dbwatch_template::{Escape, Funcs, Limits, MissingKey, Object, Options, Set};
 use dbwatch_yaml::read::{Fields, Reader};
 
 use crate::store::AlertRecord;
@@ -70,23 +70,40 @@ static DEFAULTS: LazyLock<Set> = LazyLock::new(|| {
 fn alertmanager_funcs() -> Funcs {
     let mut funcs = Funcs::new();
     funcs
-        .add("toUpper", |args| one_string(args).map(|t| Value::from(t.to_uppercase())))
-        .add("toLower", |args| one_string(args).map(|t| Value::from(t.to_lowercase())))
-        .add("title", |args| one_string(args).map(|t| Value::from(title(t))))
+        .add("toUpper", |args| {
+            one_string(args).map(|t| Value::from(t.to_uppercase()))
+        })
+        .add("toLower", |args| {
+            one_string(args).map(|t| Value::from(t.to_lowercase()))
+        })
+        .add("title", |args| {
+            one_string(args).map(|t| Value::from(title(t)))
+        })
         .add("join", |args| match args {
             [separator, list] => {
                 let separator = string(separator)?;
-                let items = list
-                    .as_list()
-                    .ok_or_else(|| format!("wrong type for value; expected []string; got {}", list.type_name()))?;
+                let items = list.as_list().ok_or_else(|| {
+                    format!(
+                        "wrong type for value; expected []string; got {}",
+                        list.type_name()
+                    )
+                })?;
                 let parts: Result<Vec<&str>, String> = items.iter().map(string).collect();
                 Ok(Value::from(parts?.join(separator)))
             }
-            _ => Err(format!("wrong number of args for join: want 2 got {}", args.len())),
+            _ => Err(format!(
+                "wrong number of args for join: want 2 got {}",
+                args.len()
+            )),
         })
         .add("match", |args| match args {
-            [pattern, text] => Ok(Value::Bool(regex(string(pattern)?)?.is_match(string(text)?))),
-            _ => Err(format!("wrong number of args for match: want 2 got {}", args.len())),
+            [pattern, text] => Ok(Value::Bool(
+                regex(string(pattern)?)?.is_match(string(text)?),
+            )),
+            _ => Err(format!(
+                "wrong number of args for match: want 2 got {}",
+                args.len()
+            )),
         })
         .add("reReplaceAll", |args| match args {
             [pattern, replacement, text] => Ok(Value::from(
@@ -94,21 +111,31 @@ fn alertmanager_funcs() -> Funcs {
                     .replace_all(string(text)?, string(replacement)?)
                     .into_owned(),
             )),
-            _ => Err(format!("wrong number of args for reReplaceAll: want 3 got {}", args.len())),
+            _ => Err(format!(
+                "wrong number of args for reReplaceAll: want 3 got {}",
+                args.len()
+            )),
         })
-        .add("safeHtml", |args| one_string(args).map(|t| Value::Html(t.to_owned())))
+        .add("safeHtml", |args| {
+            one_string(args).map(|t| Value::Html(t.to_owned()))
+        })
         .add("stringSlice", |args| {
-            let items: Result<Vec<Value>, String> =
-                args.iter().map(|arg| string(arg).map(Value::from)).collect();
+            let items: Result<Vec<Value>, String> = args
+                .iter()
+                .map(|arg| string(arg).map(Value::from))
+                .collect();
             Ok(Value::list(items?))
         });
     funcs
 }
 
 fn string(value: &Value) -> Result<&str, String> {
-    value
-        .as_str()
-        .ok_or_else(|| format!("wrong type for value; expected string; got {}", value.type_name()))
+    value.as_str().ok_or_else(|| {
+        format!(
+            "wrong type for value; expected string; got {}",
+            value.type_name()
+        )
+    })
 }
 
 fn one_string(args: &[Value]) -> Result<&str, String> {
@@ -189,21 +216,27 @@ impl Templates {
         } else {
             base.join(glob)
         };
-        let paths = glob::glob(&pattern.to_string_lossy()).map_err(|error| TemplateFileError::Glob {
-            glob: glob.to_owned(),
-            message: error.to_string(),
-        })?;
-        let mut files: Vec<PathBuf> = paths.filter_map(Result::ok).filter(|path| path.is_file()).collect();
+        let paths =
+            glob::glob(&pattern.to_string_lossy()).map_err(|error| TemplateFileError::Glob {
+                glob: glob.to_owned(),
+                message: error.to_string(),
+            })?;
+        let mut files: Vec<PathBuf> = paths
+            .filter_map(Result::ok)
+            .filter(|path| path.is_file())
+            .collect();
         files.sort();
         let set = Arc::make_mut(&mut self.set);
         for path in files {
-            let text = std::fs::read_to_string(&path).map_err(|source| TemplateFileError::Read {
-                path: path.clone(),
-                source,
-            })?;
-            let name = path
-                .file_name()
-                .map_or_else(|| path.to_string_lossy().into_owned(), |name| name.to_string_lossy().into_owned());
+            let text =
+                std::fs::read_to_string(&path).map_err(|source| TemplateFileError::Read {
+                    path: path.clone(),
+                    source,
+                })?;
+            let name = path.file_name().map_or_else(
+                || path.to_string_lossy().into_owned(),
+                |name| name.to_string_lossy().into_owned(),
+            );
             set.parse(&name, &path.to_string_lossy(), &text)?;
             self.files.push(path);
         }
@@ -308,7 +341,10 @@ impl TemplatedField {
             return self.source.clone();
         };
         let templating = notice.templating();
-        let data = templating.data.get_or_init(|| notice.template_data()).clone();
+        let data = templating
+            .data
+            .get_or_init(|| notice.template_data())
+            .clone();
         let options = Options { escape, ..OPTIONS };
         match set.execute(FIELD, &data, &[], &options) {
             Ok(text) => text,
@@ -391,12 +427,19 @@ pub fn data<'a>(parts: DataParts<'a, impl Iterator<Item = &'a AlertRecord>>) -> 
 
 fn alert(record: &AlertRecord) -> Value {
     Value::object(Alert {
-        status: Value::from(if record.ends_at.is_some() { "resolved" } else { "firing" }),
+        status: Value::from(if record.ends_at.is_some() {
+            "resolved"
+        } else {
+            "firing"
+        }),
         labels: kv(&record.labels),
         annotations: kv(&record.annotations),
         starts_at: Time::from_unix_millis(record.starts_at).value(),
         // A firing alert has no end yet: Go's zero time, which `.EndsAt.IsZero` tells.
-        ends_at: record.ends_at.map_or_else(Time::zero, Time::from_unix_millis).value(),
+        ends_at: record
+            .ends_at
+            .map_or_else(Time::zero, Time::from_unix_millis)
+            .value(),
         fingerprint: Value::from(record.fingerprint.as_str()),
     })
 }
@@ -557,7 +600,10 @@ fn no_args(name: &str, args: &[Value]) -> Result<(), String> {
     if args.is_empty() {
         Ok(())
     } else {
-        Err(format!("wrong number of args for {name}: want 0 got {}", args.len()))
+        Err(format!(
+            "wrong number of args for {name}: want 0 got {}",
+            args.len()
+        ))
     }
 }
 
@@ -602,10 +648,20 @@ impl Object for Kv {
                 ))
             }),
             "Names" => no_args(name, args).map(|()| {
-                Value::list(self.sorted_pairs().into_iter().map(|(key, _)| Value::from(key)).collect())
+                Value::list(
+                    self.sorted_pairs()
+                        .into_iter()
+                        .map(|(key, _)| Value::from(key))
+                        .collect(),
+                )
             }),
             "Values" => no_args(name, args).map(|()| {
-                Value::list(self.sorted_pairs().into_iter().map(|(_, value)| value.clone()).collect())
+                Value::list(
+                    self.sorted_pairs()
+                        .into_iter()
+                        .map(|(_, value)| value.clone())
+                        .collect(),
+                )
             }),
             "Remove" => match args {
                 [keys] => match keys.as_list() {
@@ -623,7 +679,10 @@ impl Object for Kv {
                         keys.type_name()
                     )),
                 },
-                _ => Err(format!("wrong number of args for Remove: want 1 got {}", args.len())),
+                _ => Err(format!(
+                    "wrong number of args for Remove: want 1 got {}",
+                    args.len()
+                )),
             },
             _ => return None,
         })

@@ -564,7 +564,9 @@ mod tests {
             "{all}"
         );
         assert!(
-            all.contains("annotation \"summary\": 1:4: the template function \"query\" is not supported"),
+            all.contains(
+                "annotation \"summary\": 1:4: the template function \"query\" is not supported"
+            ),
             "{all}"
         );
         assert!(

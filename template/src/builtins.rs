@@ -3,12 +3,13 @@
 
 use std::cmp::Ordering;
 
+use crate::gofmt::fmt_value;
 use crate::gofmt::sprintf;
-use crate::value::{fmt_value, Value};
+use crate::value::Value;
 
 const BUILTINS: &[&str] = &[
-    "and", "or", "not", "len", "index", "slice", "print", "printf", "println", "eq", "ne", "lt", "le",
-    "gt", "ge", "html", "js", "urlquery",
+    "and", "or", "not", "len", "index", "slice", "print", "printf", "println", "eq", "ne", "lt",
+    "le", "gt", "ge", "html", "js", "urlquery",
 ];
 
 pub fn is_builtin(name: &str) -> bool {
@@ -210,7 +211,8 @@ fn slice(args: &[Value]) -> Result<Value, String> {
     let mut bounds = Vec::with_capacity(indices.len());
     for index in indices {
         let position = int_index(index)?;
-        let position = usize::try_from(position).map_err(|_| format!("index out of range: {position}"))?;
+        let position =
+            usize::try_from(position).map_err(|_| format!("index out of range: {position}"))?;
         if position > length {
             return Err(format!("index out of range: {position}"));
         }
@@ -232,7 +234,10 @@ fn slice(args: &[Value]) -> Result<Value, String> {
             .map(|part| Value::String(part.to_owned()))
             .ok_or_else(|| "slice splits a UTF-8 character".to_owned()),
         other => Ok(Value::list(
-            other.as_list().map(|list| list[low..high].to_vec()).unwrap_or_default(),
+            other
+                .as_list()
+                .map(|list| list[low..high].to_vec())
+                .unwrap_or_default(),
         )),
     }
 }
@@ -276,12 +281,7 @@ fn equal(left: &Value, right: &Value) -> Result<bool, String> {
         (Value::Int(a), Value::Int(b)) => a == b,
         (Value::Float(a), Value::Float(b)) => a == b,
         (a, b) if k1 == Kind::String => a.as_str() == b.as_str(),
-        (other, _) => {
-            return Err(format!(
-                "non-comparable type {}",
-                other.type_name()
-            ))
-        }
+        (other, _) => return Err(format!("non-comparable type {}", other.type_name())),
     })
 }
 

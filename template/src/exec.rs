@@ -4,8 +4,9 @@
 
 use crate::builtins;
 use crate::error::{Error, ErrorKind};
+use crate::gofmt::print_value;
 use crate::tree::*;
-use crate::value::{print_value, Value};
+use crate::value::Value;
 use crate::{Escape, MissingKey, Options, Set};
 
 /// What walking a list ended with: `break` and `continue` unwind to the nearest `range`.
@@ -141,7 +142,8 @@ impl<'s> State<'s> {
                     Some(pipe) => self.pipe(dot, pipe)?,
                     None => Value::Nil,
                 };
-                let saved_vars = std::mem::replace(&mut self.vars, vec![(String::new(), data.clone())]);
+                let saved_vars =
+                    std::mem::replace(&mut self.vars, vec![(String::new(), data.clone())]);
                 let saved_tree = std::mem::replace(&mut self.tree, tree);
                 self.depth += 1;
                 let result = self.walk(&data, &tree.nodes);
@@ -188,7 +190,7 @@ impl<'s> State<'s> {
                         .collect()
                 } else {
                     let mut text = String::new();
-                    crate::value::fmt_value(value, &mut text);
+                    crate::gofmt::fmt_value(value, &mut text);
                     return Err(self.error(
                         branch.pos,
                         ErrorKind::Exec,
@@ -302,7 +304,7 @@ impl<'s> State<'s> {
             Arg::Function(name) => self.function(cmd.pos, dot, name, args, last),
             Arg::Literal(value) => {
                 let mut text = String::new();
-                crate::value::fmt_value(value, &mut text);
+                crate::gofmt::fmt_value(value, &mut text);
                 self.not_a_function(cmd, &last, &text)?;
                 Ok(value.clone())
             }
@@ -313,11 +315,7 @@ impl<'s> State<'s> {
     fn variable(&self, pos: usize, name: &str) -> Result<Value> {
         match self.vars.iter().rev().find(|(var, _)| var == name) {
             Some((_, value)) => Ok(value.clone()),
-            None => Err(self.error(
-                pos,
-                ErrorKind::Exec,
-                format!("undefined variable: ${name}"),
-            )),
+            None => Err(self.error(pos, ErrorKind::Exec, format!("undefined variable: ${name}"))),
         }
     }
 
@@ -384,7 +382,11 @@ impl<'s> State<'s> {
             Value::Object(object) => {
                 if let Some(result) = object.method(name, &args) {
                     let value = result.map_err(|message| {
-                        self.error(pos, ErrorKind::Exec, format!("error calling {name}: {message}"))
+                        self.error(
+                            pos,
+                            ErrorKind::Exec,
+                            format!("error calling {name}: {message}"),
+                        )
                     })?;
                     self.account(pos, &value)?;
                     return Ok(value);
@@ -405,10 +407,7 @@ impl<'s> State<'s> {
                 Err(self.error(
                     pos,
                     ErrorKind::Exec,
-                    format!(
-                        "can't evaluate field {name} in type {}",
-                        object.type_name()
-                    ),
+                    format!("can't evaluate field {name} in type {}", object.type_name()),
                 ))
             }
             Value::Map(map) => {
@@ -419,7 +418,10 @@ impl<'s> State<'s> {
                         format!("{name} is not a method but has arguments"),
                     ));
                 }
-                Ok(map.get(name).cloned().unwrap_or_else(|| missing(self.options)))
+                Ok(map
+                    .get(name)
+                    .cloned()
+                    .unwrap_or_else(|| missing(self.options)))
             }
             other => Err(self.error(
                 pos,
@@ -466,7 +468,11 @@ impl<'s> State<'s> {
             None => builtins::call(name, &values),
         };
         let value = result.map_err(|message| {
-            self.error(pos, ErrorKind::Exec, format!("error calling {name}: {message}"))
+            self.error(
+                pos,
+                ErrorKind::Exec,
+                format!("error calling {name}: {message}"),
+            )
         })?;
         self.account(pos, &value)?;
         Ok(value)

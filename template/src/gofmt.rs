@@ -1,7 +1,9 @@
 //! Go's `fmt` where templates show numbers and values: `%g`, `%e`, `%f` as Go prints them (shortest
 //! representation that reads back, Go's exponent form), `printf`'s verbs, and `%v` of a template value.
 
-use crate::value::{fmt_value, Value};
+use std::collections::BTreeMap;
+
+use crate::value::Value;
 
 /// Go's `%g` (`precision` `None`: shortest, as `%v` prints a float64).
 pub fn format_g(value: f64, precision: Option<usize>) -> String {
@@ -132,9 +134,7 @@ pub const GO_FMT_MAX_NUMBER: usize = 1_000_000;
 /// Reads a width or precision as Go's `fmt.parsenum` does: `Some(None)` when there are no digits,
 /// `Some(Some(n))` for a number, `None` when the number passed [`GO_FMT_MAX_NUMBER`] (Go then stops
 /// formatting, and the rest of the format is consumed).
-pub fn go_parsenum(
-    chars: &mut std::iter::Peekable<std::str::Chars<'_>>,
-) -> Option<Option<usize>> {
+pub fn go_parsenum(chars: &mut std::iter::Peekable<std::str::Chars<'_>>) -> Option<Option<usize>> {
     let mut number: Option<usize> = None;
     while let Some(digit) = chars.peek().and_then(|c| c.to_digit(10)) {
         let so_far = number.unwrap_or(0);
@@ -296,4 +296,52 @@ pub fn go_quote(value: &str) -> String {
     }
     out.push('"');
     out
+}
+
+/// How an action prints a value: Go's `fmt.Fprint`, except that nil prints `<no value>`.
+pub fn print_value(value: &Value, out: &mut String) {
+    match value {
+        Value::Nil => out.push_str("<no value>"),
+        other => fmt_value(other, out),
+    }
+}
+
+/// Go's `%v`.
+pub fn fmt_value(value: &Value, out: &mut String) {
+    match value {
+        Value::Nil => out.push_str("<nil>"),
+        Value::Bool(value) => out.push_str(if *value { "true" } else { "false" }),
+        Value::Int(value) => out.push_str(&value.to_string()),
+        Value::Float(value) => out.push_str(&format_g(*value, None)),
+        Value::String(text) | Value::Html(text) => out.push_str(text),
+        Value::List(items) => fmt_list(items, out),
+        Value::Map(map) => fmt_map(map, out),
+        Value::Object(object) => object.display(out),
+    }
+}
+
+/// `[a b c]`.
+pub fn fmt_list(items: &[Value], out: &mut String) {
+    out.push('[');
+    for (index, item) in items.iter().enumerate() {
+        if index > 0 {
+            out.push(' ');
+        }
+        fmt_value(item, out);
+    }
+    out.push(']');
+}
+
+/// `map[a:1 b:2]`, keys sorted as Go's `fmt` sorts them.
+pub fn fmt_map(map: &BTreeMap<String, Value>, out: &mut String) {
+    out.push_str("map[");
+    for (index, (key, value)) in map.iter().enumerate() {
+        if index > 0 {
+            out.push(' ');
+        }
+        out.push_str(key);
+        out.push(':');
+        fmt_value(value, out);
+    }
+    out.push(']');
 }

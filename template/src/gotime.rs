@@ -56,7 +56,10 @@ impl Object for Time {
             if args.is_empty() {
                 Ok(value)
             } else {
-                Err(format!("wrong number of args for {name}: want 0 got {}", args.len()))
+                Err(format!(
+                    "wrong number of args for {name}: want 0 got {}",
+                    args.len()
+                ))
             }
         };
         Some(match name {
@@ -68,7 +71,10 @@ impl Object for Time {
                         layout.type_name()
                     )),
                 },
-                _ => Err(format!("wrong number of args for Format: want 1 got {}", args.len())),
+                _ => Err(format!(
+                    "wrong number of args for Format: want 1 got {}",
+                    args.len()
+                )),
             },
             "String" => no_args(Value::String(self.format(DEFAULT_LAYOUT))),
             "Unix" => no_args(Value::Int(self.seconds)),
@@ -109,18 +115,64 @@ impl Object for Time {
 pub const DEFAULT_LAYOUT: &str = "2006-01-02 15:04:05.999999999 -0700 MST";
 
 const MONTHS: [&str; 12] = [
-    "January", "February", "March", "April", "May", "June", "July", "August", "September", "October",
-    "November", "December",
+    "January",
+    "February",
+    "March",
+    "April",
+    "May",
+    "June",
+    "July",
+    "August",
+    "September",
+    "October",
+    "November",
+    "December",
 ];
 const DAYS: [&str; 7] = [
-    "Sunday", "Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday",
+    "Sunday",
+    "Monday",
+    "Tuesday",
+    "Wednesday",
+    "Thursday",
+    "Friday",
+    "Saturday",
 ];
 
 /// Go's reference-time layout elements, longest first where one is a prefix of another.
 const CHUNKS: &[&str] = &[
-    "January", "Jan", "Monday", "Mon", "MST", "2006", "002", "__2", "_2", "01", "02", "03", "04", "05",
-    "06", "15", "1", "2", "3", "4", "5", "PM", "pm", "-07:00:00", "-070000", "-07:00", "-0700", "-07",
-    "Z07:00:00", "Z070000", "Z07:00", "Z0700", "Z07",
+    "January",
+    "Jan",
+    "Monday",
+    "Mon",
+    "MST",
+    "2006",
+    "002",
+    "__2",
+    "_2",
+    "01",
+    "02",
+    "03",
+    "04",
+    "05",
+    "06",
+    "15",
+    "1",
+    "2",
+    "3",
+    "4",
+    "5",
+    "PM",
+    "pm",
+    "-07:00:00",
+    "-070000",
+    "-07:00",
+    "-0700",
+    "-07",
+    "Z07:00:00",
+    "Z070000",
+    "Z07:00",
+    "Z0700",
+    "Z07",
 ];
 
 fn format(time: &DateTime<Utc>, layout: &str) -> String {
@@ -130,7 +182,10 @@ fn format(time: &DateTime<Utc>, layout: &str) -> String {
     while index < layout.len() {
         let rest = &layout[index..];
         // Fractional seconds: `.000`/`,000` (fixed) or `.999` (trailing zeros dropped), not followed by a digit.
-        if matches!(bytes[index], b'.' | b',') && index + 1 < bytes.len() && matches!(bytes[index + 1], b'0' | b'9') {
+        if matches!(bytes[index], b'.' | b',')
+            && index + 1 < bytes.len()
+            && matches!(bytes[index + 1], b'0' | b'9')
+        {
             let digit = bytes[index + 1];
             let mut end = index + 1;
             while end < bytes.len() && bytes[end] == digit {

@@ -35,7 +35,8 @@ use std::sync::Arc;
 
 pub use builtins::{html_escape, js_escape, query_escape};
 pub use error::{Error, ErrorKind};
-pub use value::{fmt_list, fmt_map, fmt_value, print_value, Object, Value};
+pub use gofmt::{fmt_list, fmt_map, fmt_value, print_value};
+pub use value::{Object, Value};
 
 /// A function callable from templates: its arguments (the piped value last), its result or an error message.
 pub type Func = Arc<dyn Fn(&[Value]) -> Result<Value, String> + Send + Sync>;
@@ -158,7 +159,11 @@ impl Set {
         let funcs = self.funcs.clone();
         let is_function = move |name: &str| funcs.contains(name);
         let parsed = parse::parse(name, source_name, text, &is_function, &self.variables)?;
-        for tree in parsed.defined.into_iter().chain(std::iter::once(parsed.top)) {
+        for tree in parsed
+            .defined
+            .into_iter()
+            .chain(std::iter::once(parsed.top))
+        {
             if tree.is_empty() && self.templates.contains_key(&tree.name) {
                 continue;
             }

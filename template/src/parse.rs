@@ -109,9 +109,8 @@ fn trim_space_start(text: &str) -> &str {
 
 /// Splits the source into text and actions, applying the trim markers and dropping comments.
 fn scan(source: &str, source_name: &str) -> Result<Vec<Item>, Error> {
-    let error = |pos: usize, message: &str| {
-        Error::at(source_name, source, pos, ErrorKind::Parse, message)
-    };
+    let error =
+        |pos: usize, message: &str| Error::at(source_name, source, pos, ErrorKind::Parse, message);
     let bytes = source.as_bytes();
     let mut items = Vec::new();
     let mut at = 0;
@@ -129,7 +128,8 @@ fn scan(source: &str, source_name: &str) -> Result<Vec<Item>, Error> {
         };
         let open = at + found;
         let mut body = open + 2;
-        let trim_left = bytes.get(body) == Some(&b'-') && bytes.get(body + 1).is_some_and(|&b| is_space(b));
+        let trim_left =
+            bytes.get(body) == Some(&b'-') && bytes.get(body + 1).is_some_and(|&b| is_space(b));
         let mut text = &source[at..open];
         if trim_next {
             text = trim_space_start(text);
@@ -156,9 +156,7 @@ fn scan(source: &str, source_name: &str) -> Result<Vec<Item>, Error> {
             if let Some(stripped) = rest.strip_prefix("}}") {
                 trim_next = false;
                 at = source.len() - stripped.len();
-            } else if rest.len() > 3
-                && is_space(rest.as_bytes()[0])
-                && rest[1..].starts_with("-}}")
+            } else if rest.len() > 3 && is_space(rest.as_bytes()[0]) && rest[1..].starts_with("-}}")
             {
                 trim_next = true;
                 at = close + 4;
@@ -246,7 +244,10 @@ fn lex_action(
             }
             '$' => {
                 let end = ident_end(index + 1);
-                push(&mut tokens, Tok::Variable(source[index + 1..end].to_owned()));
+                push(
+                    &mut tokens,
+                    Tok::Variable(source[index + 1..end].to_owned()),
+                );
                 index = end;
             }
             '.' if !bytes.get(index + 1).is_some_and(u8::is_ascii_digit) => {
@@ -259,7 +260,8 @@ fn lex_action(
                 index = end;
             }
             '"' => {
-                let (text, end) = unquote(source, index).map_err(|message| error(index, message))?;
+                let (text, end) =
+                    unquote(source, index).map_err(|message| error(index, message))?;
                 push(&mut tokens, Tok::Literal(LiteralValue::Str(text)));
                 index = end;
             }
@@ -272,13 +274,16 @@ fn lex_action(
                 index += end + 2;
             }
             '\'' => {
-                let (value, end) = char_constant(source, index).map_err(|message| error(index, message))?;
+                let (value, end) =
+                    char_constant(source, index).map_err(|message| error(index, message))?;
                 push(&mut tokens, Tok::Literal(LiteralValue::Int(value)));
                 index = end;
             }
             c if c.is_ascii_digit()
                 || ((c == '-' || c == '+' || c == '.')
-                    && bytes.get(index + 1).is_some_and(|b| b.is_ascii_digit() || *b == b'.')) =>
+                    && bytes
+                        .get(index + 1)
+                        .is_some_and(|b| b.is_ascii_digit() || *b == b'.')) =>
             {
                 let mut end = index + 1;
                 while end < bytes.len()
@@ -291,7 +296,8 @@ fn lex_action(
                     end += 1;
                 }
                 let text = &source[index..end];
-                let literal = parse_number(text).ok_or_else(|| error(index, format!("bad number syntax: {text:?}")))?;
+                let literal = parse_number(text)
+                    .ok_or_else(|| error(index, format!("bad number syntax: {text:?}")))?;
                 push(&mut tokens, Tok::Literal(literal));
                 index = end;
             }
@@ -301,7 +307,10 @@ fn lex_action(
                 index = end;
             }
             other => {
-                return Err(error(index, format!("unrecognized character in action: {other:?}")));
+                return Err(error(
+                    index,
+                    format!("unrecognized character in action: {other:?}"),
+                ));
             }
         }
         space_before = false;
@@ -326,17 +335,32 @@ fn parse_number(text: &str) -> Option<LiteralValue> {
     };
     if let Some(radix) = radix {
         let magnitude = i64::from_str_radix(&digits[2..], radix).ok()?;
-        return Some(LiteralValue::Int(if negative { -magnitude } else { magnitude }));
+        return Some(LiteralValue::Int(if negative {
+            -magnitude
+        } else {
+            magnitude
+        }));
     }
     if digits.len() > 1 && digits.starts_with('0') && digits.bytes().all(|b| b.is_ascii_digit()) {
         let magnitude = i64::from_str_radix(&digits[1..], 8).ok()?;
-        return Some(LiteralValue::Int(if negative { -magnitude } else { magnitude }));
+        return Some(LiteralValue::Int(if negative {
+            -magnitude
+        } else {
+            magnitude
+        }));
     }
     if let Ok(value) = cleaned.parse::<i64>() {
         return Some(LiteralValue::Int(value));
     }
-    if cleaned.bytes().all(|b| b.is_ascii_digit() || matches!(b, b'.' | b'e' | b'E' | b'-' | b'+')) {
-        return cleaned.parse::<f64>().ok().filter(|v| v.is_finite()).map(LiteralValue::Float);
+    if cleaned
+        .bytes()
+        .all(|b| b.is_ascii_digit() || matches!(b, b'.' | b'e' | b'E' | b'-' | b'+'))
+    {
+        return cleaned
+            .parse::<f64>()
+            .ok()
+            .filter(|v| v.is_finite())
+            .map(LiteralValue::Float);
     }
     None
 }
@@ -361,7 +385,11 @@ fn unquote(source: &str, start: usize) -> Result<(String, usize), String> {
     Err("unterminated quoted string".to_owned())
 }
 
-fn escape(escaped: char, chars: &mut std::str::CharIndices<'_>, quote: char) -> Result<char, String> {
+fn escape(
+    escaped: char,
+    chars: &mut std::str::CharIndices<'_>,
+    quote: char,
+) -> Result<char, String> {
     let mut hex = |count: usize| -> Result<char, String> {
         let mut value = 0u32;
         for _ in 0..count {
@@ -395,7 +423,9 @@ fn escape(escaped: char, chars: &mut std::str::CharIndices<'_>, quote: char) -> 
                     .ok_or_else(|| "invalid octal escape".to_owned())?;
                 value = value * 8 + digit;
             }
-            char::from_u32(value).filter(|_| value < 256).ok_or_else(|| "invalid octal escape".to_owned())?
+            char::from_u32(value)
+                .filter(|_| value < 256)
+                .ok_or_else(|| "invalid octal escape".to_owned())?
         }
         other => return Err(format!("invalid escape \\{other} in quoted string")),
     })
@@ -442,7 +472,13 @@ enum End {
 
 impl Parser<'_> {
     fn error(&self, pos: usize, message: impl Into<String>) -> Error {
-        Error::at(&self.source_name, self.source, pos, ErrorKind::Parse, message)
+        Error::at(
+            &self.source_name,
+            self.source,
+            pos,
+            ErrorKind::Parse,
+            message,
+        )
     }
 
     fn reset_vars(&mut self) {
@@ -572,7 +608,10 @@ impl Parser<'_> {
                     return Err(self.error(pos, format!("{{{{{keyword}}}}} outside {{{{range}}}}")));
                 }
                 if tokens.len() > 1 {
-                    return Err(self.error(tokens[1].pos, format!("unexpected token in {{{{{keyword}}}}}")));
+                    return Err(self.error(
+                        tokens[1].pos,
+                        format!("unexpected token in {{{{{keyword}}}}}"),
+                    ));
                 }
                 Ok(if keyword == "break" {
                     Node::Break
@@ -640,9 +679,18 @@ impl Parser<'_> {
             End::End => None,
             End::Else(else_pos, rest) => {
                 let chained = match rest.first().map(|token| &token.tok) {
-                    Some(Tok::Ident(word)) if (word == "if" && kind == "if") || (word == "with" && kind == "with") => true,
+                    Some(Tok::Ident(word))
+                        if (word == "if" && kind == "if") || (word == "with" && kind == "with") =>
+                    {
+                        true
+                    }
                     None => false,
-                    Some(_) => return Err(self.error(else_pos, format!("unexpected token after {{{{else}}}} in {{{{{kind}}}}}"))),
+                    Some(_) => {
+                        return Err(self.error(
+                            else_pos,
+                            format!("unexpected token after {{{{else}}}} in {{{{{kind}}}}}"),
+                        ))
+                    }
                 };
                 if chained {
                     // `{{else if x}}` is `{{else}}{{if x}}...{{end}}` sharing the one `{{end}}`.
@@ -652,7 +700,10 @@ impl Parser<'_> {
                 } else {
                     let (list, end) = self.nested_list()?;
                     if let End::Else(pos, _) = end {
-                        return Err(self.error(pos, format!("expected end; found {{{{else}}}} in {{{{{kind}}}}}")));
+                        return Err(self.error(
+                            pos,
+                            format!("expected end; found {{{{else}}}} in {{{{{kind}}}}}"),
+                        ));
                     }
                     Some(list)
                 }
@@ -673,7 +724,12 @@ impl Parser<'_> {
     }
 
     /// A pipeline with its optional declaration; `allow_decl` for actions and control structures.
-    fn pipeline(&mut self, tokens: &[Token], context: &str, allow_decl: bool) -> Result<Pipe, Error> {
+    fn pipeline(
+        &mut self,
+        tokens: &[Token],
+        context: &str,
+        allow_decl: bool,
+    ) -> Result<Pipe, Error> {
         let pos = tokens.first().map_or(0, |token| token.pos);
         let mut decl = Vec::new();
         let mut is_assign = false;
@@ -684,12 +740,16 @@ impl Parser<'_> {
                 _ => None,
             };
             match (tokens.first(), tokens.get(1).map(|t| &t.tok)) {
-                (Some(first), Some(Tok::Declare | Tok::Assign)) if variable(Some(first)).is_some() => {
+                (Some(first), Some(Tok::Declare | Tok::Assign))
+                    if variable(Some(first)).is_some() =>
+                {
                     decl.push(variable(Some(first)).unwrap_or_default());
                     is_assign = tokens[1].tok == Tok::Assign;
                     rest = &tokens[2..];
                 }
-                (Some(first), Some(Tok::Comma)) if context == "range" && variable(Some(first)).is_some() => {
+                (Some(first), Some(Tok::Comma))
+                    if context == "range" && variable(Some(first)).is_some() =>
+                {
                     let second = variable(tokens.get(2));
                     match (second, tokens.get(3).map(|t| &t.tok)) {
                         (Some(second), Some(Tok::Declare | Tok::Assign)) => {
@@ -698,7 +758,9 @@ impl Parser<'_> {
                             is_assign = tokens[3].tok == Tok::Assign;
                             rest = &tokens[4..];
                         }
-                        _ => return Err(self.error(first.pos, "range can only initialize variables")),
+                        _ => {
+                            return Err(self.error(first.pos, "range can only initialize variables"))
+                        }
                     }
                 }
                 _ => {}
@@ -768,16 +830,18 @@ impl Parser<'_> {
             index += used;
         }
         if !args.is_empty() {
-            cmds.push(Command {
-                pos: cmd_pos,
-                args,
-            });
+            cmds.push(Command { pos: cmd_pos, args });
         } else if !cmds.is_empty() {
             return Err(self.error(cmd_pos, "missing command"));
         }
         for (stage, cmd) in cmds.iter().enumerate() {
-            if stage > 0 && matches!(cmd.args[0], Arg::Literal(_) | Arg::Nil) || (stage > 0 && matches!(&cmd.args[0], Arg::Field(fields) if fields.is_empty())) {
-                return Err(self.error(cmd.pos, format!("non executable command in pipeline stage {}", stage + 1)));
+            if stage > 0 && matches!(cmd.args[0], Arg::Literal(_) | Arg::Nil)
+                || (stage > 0 && matches!(&cmd.args[0], Arg::Field(fields) if fields.is_empty()))
+            {
+                return Err(self.error(
+                    cmd.pos,
+                    format!("non executable command in pipeline stage {}", stage + 1),
+                ));
             }
             if matches!(cmd.args[0], Arg::Nil) && cmd.args.len() == 1 && cmds.len() == 1 {
                 return Err(self.error(cmd.pos, "nil is not a command"));
@@ -820,7 +884,8 @@ impl Parser<'_> {
                 "true" => Arg::Literal(Value::Bool(true)),
                 "false" => Arg::Literal(Value::Bool(false)),
                 "nil" => Arg::Nil,
-                "if" | "else" | "end" | "range" | "with" | "define" | "template" | "block" | "break" | "continue" => {
+                "if" | "else" | "end" | "range" | "with" | "define" | "template" | "block"
+                | "break" | "continue" => {
                     return Err(self.error(token.pos, format!("unexpected <{word}> in operand")));
                 }
                 name => {
@@ -853,8 +918,12 @@ impl Parser<'_> {
                     cmds,
                 }))
             }
-            Tok::RParen | Tok::Pipe => return Err(self.error(token.pos, "unexpected token in operand")),
-            Tok::Declare | Tok::Assign => return Err(self.error(token.pos, "unexpected \":=\" or \"=\" in operand")),
+            Tok::RParen | Tok::Pipe => {
+                return Err(self.error(token.pos, "unexpected token in operand"))
+            }
+            Tok::Declare | Tok::Assign => {
+                return Err(self.error(token.pos, "unexpected \":=\" or \"=\" in operand"))
+            }
             Tok::Comma => return Err(self.error(token.pos, "unexpected \",\" in operand")),
         };
         let mut chain = Vec::new();

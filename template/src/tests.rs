@@ -29,7 +29,9 @@ impl Object for Person {
     fn method(&self, name: &str, args: &[Value]) -> Option<Result<Value, String>> {
         match name {
             "Greet" => Some(match args {
-                [Value::String(greeting)] => Ok(Value::String(format!("{greeting}, {}", self.name))),
+                [Value::String(greeting)] => {
+                    Ok(Value::String(format!("{greeting}, {}", self.name)))
+                }
                 _ => Err("Greet wants one string".to_owned()),
             }),
             "Self" => Some(Ok(Value::object(Person {
@@ -69,14 +71,19 @@ fn data() -> Value {
         }),
     );
     root.insert("Html".to_owned(), Value::from("<b>&'\"</b>"));
-    root.insert("Time".to_owned(), Time::from_unix_millis(1_700_000_000_123).value());
+    root.insert(
+        "Time".to_owned(),
+        Time::from_unix_millis(1_700_000_000_123).value(),
+    );
     Value::Map(Arc::new(root))
 }
 
 fn funcs() -> Funcs {
     let mut funcs = Funcs::new();
     funcs.add("upper", |args| match args {
-        [value] => Ok(Value::String(value.as_str().unwrap_or_default().to_uppercase())),
+        [value] => Ok(Value::String(
+            value.as_str().unwrap_or_default().to_uppercase(),
+        )),
         _ => Err("upper wants one argument".to_owned()),
     });
     funcs.add("double", |args| match args {
@@ -141,7 +148,9 @@ fn if_else_if_else_and_truth() {
         (".Person", "yes"),
     ] {
         assert_eq!(
-            ok(&format!("{{{{ if {condition} }}}}yes{{{{ else }}}}no{{{{ end }}}}")),
+            ok(&format!(
+                "{{{{ if {condition} }}}}yes{{{{ else }}}}no{{{{ end }}}}"
+            )),
             want,
             "{condition}"
         );
@@ -151,8 +160,14 @@ fn if_else_if_else_and_truth() {
 #[test]
 fn range_over_lists_and_maps() {
     assert_eq!(ok("{{ range .List }}[{{ . }}]{{ end }}"), "[x][y][z]");
-    assert_eq!(ok("{{ range $i, $e := .List }}{{ $i }}={{ $e }} {{ end }}"), "0=x 1=y 2=z ");
-    assert_eq!(ok("{{ range $k, $v := .Map }}{{ $k }}:{{ $v }};{{ end }}"), "a:1;b:2;");
+    assert_eq!(
+        ok("{{ range $i, $e := .List }}{{ $i }}={{ $e }} {{ end }}"),
+        "0=x 1=y 2=z "
+    );
+    assert_eq!(
+        ok("{{ range $k, $v := .Map }}{{ $k }}:{{ $v }};{{ end }}"),
+        "a:1;b:2;"
+    );
     assert_eq!(ok("{{ range $e := .List }}{{ $e }}{{ end }}"), "xyz");
     assert_eq!(ok("{{ range .Empty }}x{{ else }}none{{ end }}"), "none");
     assert_eq!(ok("{{ range .Map.missing }}x{{ else }}nil{{ end }}"), "nil");
@@ -164,7 +179,9 @@ fn range_over_lists_and_maps() {
         ok("{{ range .List }}{{ if eq . \"y\" }}{{ break }}{{ end }}{{ . }}{{ end }}"),
         "x"
     );
-    assert!(err("{{ range .Int }}{{ end }}").message.contains("range can't iterate over 3"));
+    assert!(err("{{ range .Int }}{{ end }}")
+        .message
+        .contains("range can't iterate over 3"));
     assert!(err("{{ break }}").message.contains("outside {{range}}"));
 }
 
@@ -173,11 +190,18 @@ fn with_and_variables() {
     assert_eq!(ok("{{ with .Str }}{{ . }}!{{ end }}"), "hello!");
     assert_eq!(ok("{{ with .Empty }}x{{ else }}empty{{ end }}"), "empty");
     assert_eq!(ok("{{ with $x := .Int }}{{ $x }}{{ end }}"), "3");
-    assert_eq!(ok("{{ $x := 1 }}{{ if true }}{{ $x = 2 }}{{ end }}{{ $x }}"), "2");
+    assert_eq!(
+        ok("{{ $x := 1 }}{{ if true }}{{ $x = 2 }}{{ end }}{{ $x }}"),
+        "2"
+    );
     // A variable declared inside a block ends with it.
-    assert!(err("{{ if true }}{{ $y := 1 }}{{ end }}{{ $y }}").message.contains("undefined variable \"$y\""));
+    assert!(err("{{ if true }}{{ $y := 1 }}{{ end }}{{ $y }}")
+        .message
+        .contains("undefined variable \"$y\""));
     assert_eq!(ok("{{ range .List }}{{ $.Int }}{{ end }}"), "333");
-    assert!(err("{{ $nope = 1 }}").message.contains("undefined variable"));
+    assert!(err("{{ $nope = 1 }}")
+        .message
+        .contains("undefined variable"));
 }
 
 #[test]
@@ -213,7 +237,10 @@ fn define_template_and_block() {
     let error = set
         .execute("m", &data(), &[], &Options::default())
         .expect_err("no such template");
-    assert!(error.message.contains("no such template \"nope\""), "{error}");
+    assert!(
+        error.message.contains("no such template \"nope\""),
+        "{error}"
+    );
 }
 
 #[test]
@@ -229,11 +256,21 @@ fn fields_methods_and_pipelines() {
     assert!(err("{{ .Person.Nope }}")
         .message
         .contains("can't evaluate field Nope in type main.Person"));
-    assert!(err("{{ .Person.Name \"x\" }}").message.contains("cannot be invoked"));
-    assert!(err("{{ .Int.X }}").message.contains("can't evaluate field X in type int"));
-    assert!(err("{{ .Str 1 }}").message.contains("is not a method but has arguments"));
-    assert!(err("{{ 1 | 2 }}").message.contains("non executable command"));
-    assert!(err("{{ fail }}").message.contains("error calling fail: boom"));
+    assert!(err("{{ .Person.Name \"x\" }}")
+        .message
+        .contains("cannot be invoked"));
+    assert!(err("{{ .Int.X }}")
+        .message
+        .contains("can't evaluate field X in type int"));
+    assert!(err("{{ .Str 1 }}")
+        .message
+        .contains("is not a method but has arguments"));
+    assert!(err("{{ 1 | 2 }}")
+        .message
+        .contains("non executable command"));
+    assert!(err("{{ fail }}")
+        .message
+        .contains("error calling fail: boom"));
 }
 
 #[test]
@@ -249,35 +286,72 @@ fn missing_keys() {
 
 #[test]
 fn builtins_follow_go() {
-    assert_eq!(ok("{{ and 1 0 2 }}|{{ and 1 2 }}|{{ or 0 \"\" }}|{{ or 0 \"x\" }}"), "0|2||x");
+    assert_eq!(
+        ok("{{ and 1 0 2 }}|{{ and 1 2 }}|{{ or 0 \"\" }}|{{ or 0 \"x\" }}"),
+        "0|2||x"
+    );
     // Lazy: the failing function after a deciding argument is never called.
     assert_eq!(ok("{{ or 1 fail }}{{ and 0 fail }}"), "10");
     assert_eq!(ok("{{ not .Empty }} {{ not 1 }}"), "true false");
-    assert_eq!(ok("{{ len .List }} {{ len .Map }} {{ len \"héllo\" }}"), "3 2 6");
-    assert_eq!(ok("{{ index .List 2 }} {{ index .Map \"b\" }} {{ index \"abc\" 1 }}"), "z 2 98");
-    assert!(err("{{ index .List 5 }}").message.contains("index out of range: 5"));
+    assert_eq!(
+        ok("{{ len .List }} {{ len .Map }} {{ len \"héllo\" }}"),
+        "3 2 6"
+    );
+    assert_eq!(
+        ok("{{ index .List 2 }} {{ index .Map \"b\" }} {{ index \"abc\" 1 }}"),
+        "z 2 98"
+    );
+    assert!(err("{{ index .List 5 }}")
+        .message
+        .contains("index out of range: 5"));
     assert_eq!(ok("{{ slice .Str 1 3 }} {{ slice .List 1 }}"), "el [y z]");
     assert_eq!(ok("{{ print 1 2 \"a\" \"b\" 3 }}"), "1 2ab3");
     assert_eq!(ok("{{ println 1 \"a\" }}"), "1 a\n");
-    assert_eq!(ok("{{ eq .Int 1 2 3 }} {{ eq \"a\" \"b\" }} {{ ne 1 2 }}"), "true false true");
-    assert_eq!(ok("{{ lt 1 2 }} {{ le 2 2 }} {{ gt \"b\" \"a\" }} {{ ge 1.5 2.5 }}"), "true true true false");
-    assert!(err("{{ lt 1 1.5 }}").message.contains("incompatible types for comparison"));
-    assert!(err("{{ eq 1 \"1\" }}").message.contains("incompatible types for comparison"));
+    assert_eq!(
+        ok("{{ eq .Int 1 2 3 }} {{ eq \"a\" \"b\" }} {{ ne 1 2 }}"),
+        "true false true"
+    );
+    assert_eq!(
+        ok("{{ lt 1 2 }} {{ le 2 2 }} {{ gt \"b\" \"a\" }} {{ ge 1.5 2.5 }}"),
+        "true true true false"
+    );
+    assert!(err("{{ lt 1 1.5 }}")
+        .message
+        .contains("incompatible types for comparison"));
+    assert!(err("{{ eq 1 \"1\" }}")
+        .message
+        .contains("incompatible types for comparison"));
     assert_eq!(ok("{{ eq .Map.missing \"x\" }}"), "false");
-    assert!(err("{{ lt true false }}").message.contains("invalid type for comparison"));
-    assert!(err("{{ eq .List .List }}").message.contains("non-comparable"));
+    assert!(err("{{ lt true false }}")
+        .message
+        .contains("invalid type for comparison"));
+    assert!(err("{{ eq .List .List }}")
+        .message
+        .contains("non-comparable"));
     assert_eq!(ok("{{ html .Html }}"), "&lt;b&gt;&amp;&#39;&#34;&lt;/b&gt;");
     assert_eq!(ok("{{ js \"a'b<c>\" }}"), "a\\'b\\u003Cc\\u003E");
     assert_eq!(ok("{{ urlquery \"a b&c=d/é\" }}"), "a+b%26c%3Dd%2F%C3%A9");
-    assert_eq!(ok("{{ .List }} {{ .Map }} {{ .Float }} {{ .Int }}"), "[x y z] map[a:1 b:2] 2.5 3");
+    assert_eq!(
+        ok("{{ .List }} {{ .Map }} {{ .Float }} {{ .Int }}"),
+        "[x y z] map[a:1 b:2] 2.5 3"
+    );
 }
 
 #[test]
 fn printf_formats() {
-    assert_eq!(ok("{{ printf \"%d|%5d|%-5d|%05d\" 42 42 42 42 }}"), "42|   42|42   |00042");
-    assert_eq!(ok("{{ printf \"%.2f|%e|%g|%v\" 3.14159 1234.5678 0.00001 2.0 }}"), "3.14|1.234568e+03|1e-05|2");
+    assert_eq!(
+        ok("{{ printf \"%d|%5d|%-5d|%05d\" 42 42 42 42 }}"),
+        "42|   42|42   |00042"
+    );
+    assert_eq!(
+        ok("{{ printf \"%.2f|%e|%g|%v\" 3.14159 1234.5678 0.00001 2.0 }}"),
+        "3.14|1.234568e+03|1e-05|2"
+    );
     assert_eq!(ok("{{ printf \"%s=%q\" \"k\" \"v\\\"\" }}"), "k=\"v\\\"\"");
-    assert_eq!(ok("{{ printf \"%x %X %t %%\" 255 255 true }}"), "ff FF true %");
+    assert_eq!(
+        ok("{{ printf \"%x %X %t %%\" 255 255 true }}"),
+        "ff FF true %"
+    );
     assert_eq!(ok("{{ printf \"%d\" }}"), "%!d(MISSING)");
     assert_eq!(ok("{{ printf \"%d\" 1 2 }}"), "1%!(EXTRA int=2)");
     assert_eq!(ok("{{ printf \"%d\" \"x\" }}"), "%!d(string=x)");
@@ -301,10 +375,19 @@ fn time_printing_and_layouts() {
         ok("{{ .Time.Format \"Mon Jan _2 3:04PM MST 2006 .000 .999 -0700\" }}"),
         "Tue Nov 14 10:13PM UTC 2023 .123 .123 +0000"
     );
-    assert_eq!(ok("{{ .Time.Unix }} {{ .Time.UnixMilli }}"), "1700000000 1700000000123");
-    assert_eq!(ok("{{ .Time.Format \"January 2, 2006\" }}"), "November 14, 2023");
+    assert_eq!(
+        ok("{{ .Time.Unix }} {{ .Time.UnixMilli }}"),
+        "1700000000 1700000000123"
+    );
+    assert_eq!(
+        ok("{{ .Time.Format \"January 2, 2006\" }}"),
+        "November 14, 2023"
+    );
     let zero = Time::zero();
-    assert_eq!(zero.format(gotime::DEFAULT_LAYOUT), "0001-01-01 00:00:00 +0000 UTC");
+    assert_eq!(
+        zero.format(gotime::DEFAULT_LAYOUT),
+        "0001-01-01 00:00:00 +0000 UTC"
+    );
 }
 
 #[test]
@@ -314,9 +397,17 @@ fn html_escaping_mode() {
         ..Options::default()
     };
     let mut funcs = funcs();
-    funcs.add("safe", |args| Ok(Value::Html(args.first().and_then(Value::as_str).unwrap_or_default().to_owned())));
+    funcs.add("safe", |args| {
+        Ok(Value::Html(
+            args.first()
+                .and_then(Value::as_str)
+                .unwrap_or_default()
+                .to_owned(),
+        ))
+    });
     let mut set = Set::new(funcs);
-    set.parse("t", "t", "<p>{{ .Html }}</p>{{ .Html | safe }}").expect("valid");
+    set.parse("t", "t", "<p>{{ .Html }}</p>{{ .Html | safe }}")
+        .expect("valid");
     assert_eq!(
         set.execute("t", &data(), &[], &options).expect("runs"),
         "<p>&lt;b&gt;&amp;&#39;&#34;&lt;/b&gt;</p><b>&'\"</b>"
@@ -328,15 +419,23 @@ fn errors_name_file_line_and_column() {
     let error = err("line one\n  {{ .Int }} {{ nope 1 }}");
     assert_eq!(error.kind, ErrorKind::UndefinedFunction("nope".to_owned()));
     assert_eq!((error.line, error.column), (2, 17));
-    assert_eq!(error.to_string(), "template: t.tmpl:2:17: function \"nope\" not defined");
+    assert_eq!(
+        error.to_string(),
+        "template: t.tmpl:2:17: function \"nope\" not defined"
+    );
     let error = err("a\nb {{ if }}");
     assert_eq!((error.source_name.as_str(), error.line), ("t.tmpl", 2));
     assert!(err("{{ if true }}x").message.contains("unexpected EOF"));
     assert!(err("{{ end }}").message.contains("unexpected {{end}}"));
     assert!(err("{{ .Int").message.contains("unclosed action"));
-    assert!(err("{{ $undefined }}").message.contains("undefined variable"));
+    assert!(err("{{ $undefined }}")
+        .message
+        .contains("undefined variable"));
     let error = err("x\n{{ .Person.Nope }}");
-    assert_eq!((error.line, error.column, &error.kind), (2, 4, &ErrorKind::Exec));
+    assert_eq!(
+        (error.line, error.column, &error.kind),
+        (2, 4, &ErrorKind::Exec)
+    );
     assert!(error.to_string().contains("executing \"t\""), "{error}");
 }
 
@@ -355,16 +454,23 @@ fn hostile_templates_hit_their_caps() {
         Err(error) => error,
     };
     assert_eq!(
-        run_small("{{ define \"loop\" }}x{{ template \"loop\" . }}{{ end }}{{ template \"loop\" . }}").kind,
+        run_small(
+            "{{ define \"loop\" }}x{{ template \"loop\" . }}{{ end }}{{ template \"loop\" . }}"
+        )
+        .kind,
         ErrorKind::DepthLimit
     );
     assert_eq!(
         run_small("{{ range .List }}{{ range $.List }}{{ range $.List }}{{ range $.List }}{{ end }}{{ end }}{{ end }}{{ end }}").kind,
         ErrorKind::RangeLimit
     );
-    assert_eq!(run_small("{{ printf \"%2000d\" 1 }}").kind, ErrorKind::OutputLimit);
     assert_eq!(
-        run_small("{{ range .List }}{{ range $.List }}{{ printf \"%300d\" 1 }}{{ end }}{{ end }}").kind,
+        run_small("{{ printf \"%2000d\" 1 }}").kind,
+        ErrorKind::OutputLimit
+    );
+    assert_eq!(
+        run_small("{{ range .List }}{{ range $.List }}{{ printf \"%300d\" 1 }}{{ end }}{{ end }}")
+            .kind,
         ErrorKind::OutputLimit
     );
     // Strings built and never printed are bounded too.
@@ -373,17 +479,27 @@ fn hostile_templates_hit_their_caps() {
     // Deep nesting is refused at parse time rather than overflowing the stack.
     let deep = format!("{{{{ {}1{} }}}}", "(".repeat(500), ")".repeat(500));
     assert_eq!(err(&deep).kind, ErrorKind::Parse);
-    let nested = format!("{}x{}", "{{ if true }}".repeat(500), "{{ end }}".repeat(500));
+    let nested = format!(
+        "{}x{}",
+        "{{ if true }}".repeat(500),
+        "{{ end }}".repeat(500)
+    );
     assert_eq!(err(&nested).kind, ErrorKind::Parse);
 }
 
 #[test]
 fn predeclared_variables() {
     let mut set = Set::new(Funcs::new()).with_variables(&["value"]);
-    set.parse("t", "t", "{{ $value }} {{ $.Int }}").expect("valid");
+    set.parse("t", "t", "{{ $value }} {{ $.Int }}")
+        .expect("valid");
     assert_eq!(
-        set.execute("t", &data(), &[("value", Value::Float(0.5))], &Options::default())
-            .expect("runs"),
+        set.execute(
+            "t",
+            &data(),
+            &[("value", Value::Float(0.5))],
+            &Options::default()
+        )
+        .expect("runs"),
         "0.5 3"
     );
 }

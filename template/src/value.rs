@@ -1,11 +1,10 @@
 //! What templates compute with: Go's values as far as templates see them (nil, bool, int, float64, string,
-//! slices, maps) and caller-defined objects with fields and methods, with Go's truthiness and printing.
+//! slices, maps) and caller-defined objects with fields and methods, with Go's truthiness (their printing is
+//! Go's `fmt`, in `gofmt.rs`).
 
 use std::collections::BTreeMap;
 use std::fmt;
 use std::sync::Arc;
-
-use crate::gofmt::format_g;
 
 /// A value inside a template.
 #[derive(Clone)]
@@ -56,9 +55,17 @@ pub trait Object: Send + Sync {
 
 impl fmt::Debug for Value {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let mut text = String::new();
-        fmt_value(self, &mut text);
-        write!(f, "{}({text})", self.type_name())
+        match self {
+            Value::Nil => f.write_str("Nil"),
+            Value::Bool(value) => write!(f, "Bool({value})"),
+            Value::Int(value) => write!(f, "Int({value})"),
+            Value::Float(value) => write!(f, "Float({value})"),
+            Value::String(text) => write!(f, "String({text:?})"),
+            Value::Html(text) => write!(f, "Html({text:?})"),
+            Value::List(items) => f.debug_list().entries(items.iter()).finish(),
+            Value::Map(map) => f.debug_map().entries(map.iter()).finish(),
+            Value::Object(object) => write!(f, "Object({})", object.type_name()),
+        }
     }
 }
 
@@ -170,52 +177,4 @@ impl Value {
             },
         }
     }
-}
-
-/// How an action prints a value: Go's `fmt.Fprint`, except that nil prints `<no value>`.
-pub fn print_value(value: &Value, out: &mut String) {
-    match value {
-        Value::Nil => out.push_str("<no value>"),
-        other => fmt_value(other, out),
-    }
-}
-
-/// Go's `%v`.
-pub fn fmt_value(value: &Value, out: &mut String) {
-    match value {
-        Value::Nil => out.push_str("<nil>"),
-        Value::Bool(value) => out.push_str(if *value { "true" } else { "false" }),
-        Value::Int(value) => out.push_str(&value.to_string()),
-        Value::Float(value) => out.push_str(&format_g(*value, None)),
-        Value::String(text) | Value::Html(text) => out.push_str(text),
-        Value::List(items) => fmt_list(items, out),
-        Value::Map(map) => fmt_map(map, out),
-        Value::Object(object) => object.display(out),
-    }
-}
-
-/// `[a b c]`.
-pub fn fmt_list(items: &[Value], out: &mut String) {
-    out.push('[');
-    for (index, item) in items.iter().enumerate() {
-        if index > 0 {
-            out.push(' ');
-        }
-        fmt_value(item, out);
-    }
-    out.push(']');
-}
-
-/// `map[a:1 b:2]`, keys sorted as Go's `fmt` sorts them.
-pub fn fmt_map(map: &BTreeMap<String, Value>, out: &mut String) {
-    out.push_str("map[");
-    for (index, (key, value)) in map.iter().enumerate() {
-        if index > 0 {
-            out.push(' ');
-        }
-        out.push_str(key);
-        out.push(':');
-        fmt_value(value, out);
-    }
-    out.push(']');
 }

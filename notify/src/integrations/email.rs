@@ -240,7 +240,12 @@ pub fn render(config: &EmailConfig, notice: &Notice<'_>) -> Payload {
         .headers
         .iter()
         .filter(|(name, _)| !name.eq_ignore_ascii_case("subject"))
-        .map(|(name, field)| (name.clone(), field.render(notice, || field.source().to_owned())))
+        .map(|(name, field)| {
+            (
+                name.clone(),
+                field.render(notice, || field.source().to_owned()),
+            )
+        })
         .collect();
     let text = render_or(&config.text, notice, || builtin_text(notice));
     let html = match &config.html {

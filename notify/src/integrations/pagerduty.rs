@@ -60,7 +60,11 @@ pub struct PagerDutyConfig {
     /// (href, text).
     pub links: Vec<(TemplatedField, Option<TemplatedField>)>,
     /// (src, alt, href).
-    pub images: Vec<(TemplatedField, Option<TemplatedField>, Option<TemplatedField>)>,
+    pub images: Vec<(
+        TemplatedField,
+        Option<TemplatedField>,
+        Option<TemplatedField>,
+    )>,
     pub send_resolved: bool,
     /// `http_config`: proxy, TLS, authorization, redirects.
     pub http: http::Endpoint,
@@ -291,7 +295,9 @@ fn client(config: &PagerDutyConfig, notice: &Notice<'_>) -> String {
 
 /// The client URL: the template, else the external URL; none when both are empty.
 fn client_url(config: &PagerDutyConfig, notice: &Notice<'_>) -> Option<String> {
-    let url = render_or(&config.client_url, notice, || notice.external_url.to_owned());
+    let url = render_or(&config.client_url, notice, || {
+        notice.external_url.to_owned()
+    });
     (!url.is_empty()).then_some(url)
 }
 
@@ -413,7 +419,10 @@ pub fn render(config: &PagerDutyConfig, notice: &Notice<'_>) -> Payload {
         );
     }
     for (key, field) in &config.details {
-        details.insert(key.clone(), Value::String(field.render(notice, String::new)));
+        details.insert(
+            key.clone(),
+            Value::String(field.render(notice, String::new)),
+        );
     }
     let mut payload = Map::new();
     payload.insert(

@@ -198,17 +198,27 @@ fn read_attachment(
         let Some((node, path)) = fields.take(list) else {
             continue;
         };
-        for (index, item) in reader.sequence(node, &path).unwrap_or(&[]).iter().enumerate() {
+        for (index, item) in reader
+            .sequence(node, &path)
+            .unwrap_or(&[])
+            .iter()
+            .enumerate()
+        {
             let item_path = format!("{path}[{index}]");
             let Some(mut entry) = Fields::of(reader, item, &item_path) else {
                 continue;
             };
-            let mut field = |key: &'static str| TemplatedField::read(reader, &mut entry, key, templates);
+            let mut field =
+                |key: &'static str| TemplatedField::read(reader, &mut entry, key, templates);
             if kind {
                 let (title, value) = (field("title"), field("value"));
                 let short = entry.boolean(reader, "short");
                 match (title, value) {
-                    (Some(title), Some(value)) => attachment.fields.push(SlackField { title, value, short }),
+                    (Some(title), Some(value)) => attachment.fields.push(SlackField {
+                        title,
+                        value,
+                        short,
+                    }),
                     _ => reader.error(item.mark, &item_path, "a field needs title and value"),
                 }
             } else {
@@ -220,10 +230,24 @@ fn read_attachment(
                     field("name"),
                     field("value"),
                 );
-                refuse(reader, &mut entry, "confirm", "confirmation dialogs are not supported");
+                refuse(
+                    reader,
+                    &mut entry,
+                    "confirm",
+                    "confirmation dialogs are not supported",
+                );
                 match (action_kind, text) {
-                    (Some(kind), Some(text)) if url.is_some() || (name.is_some() && value.is_some()) => {
-                        attachment.actions.push(SlackAction { kind, text, url, style, name, value })
+                    (Some(kind), Some(text))
+                        if url.is_some() || (name.is_some() && value.is_some()) =>
+                    {
+                        attachment.actions.push(SlackAction {
+                            kind,
+                            text,
+                            url,
+                            style,
+                            name,
+                            value,
+                        })
                     }
                     _ => reader.error(
                         item.mark,
@@ -398,8 +422,18 @@ fn render_attachment(config: &SlackAttachment, notice: &Notice<'_>) -> Map<Strin
         .iter()
         .map(|action| {
             let mut entry = Map::new();
-            entry.insert("type".into(), Value::String(action.kind.render(notice, || "button".to_owned())));
-            entry.insert("text".into(), Value::String(action.text.render(notice, || action.text.source().to_owned())));
+            entry.insert(
+                "type".into(),
+                Value::String(action.kind.render(notice, || "button".to_owned())),
+            );
+            entry.insert(
+                "text".into(),
+                Value::String(
+                    action
+                        .text
+                        .render(notice, || action.text.source().to_owned()),
+                ),
+            );
             for (key, field) in [
                 ("url", &action.url),
                 ("style", &action.style),
@@ -425,7 +459,10 @@ fn render_attachment(config: &SlackAttachment, notice: &Notice<'_>) -> Map<Strin
         .unwrap_or_else(|| vec!["fallback".into(), "pretext".into(), "text".into()]);
     attachment.insert("mrkdwn_in".into(), json!(mrkdwn_in));
     let mut body = Map::new();
-    body.insert("attachments".into(), Value::Array(vec![Value::Object(attachment)]));
+    body.insert(
+        "attachments".into(),
+        Value::Array(vec![Value::Object(attachment)]),
+    );
     if config.link_names {
         body.insert("link_names".into(), Value::Bool(true));
     }

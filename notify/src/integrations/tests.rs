@@ -522,9 +522,12 @@ fn templated_routing(dir: &std::path::Path, receivers: &str) -> crate::NotifyCon
 "#,
     )
     .expect("write the template file");
-    let text = format!("route:\n  receiver: r\ntemplates: ['*.tmpl']\nreceivers:\n  - name: r\n{receivers}");
+    let text = format!(
+        "route:\n  receiver: r\ntemplates: ['*.tmpl']\nreceivers:\n  - name: r\n{receivers}"
+    );
     let no_env = |_: &str| None;
-    crate::load_str(&dir.join("alertmanager.yml"), &text, &no_env).unwrap_or_else(|errors| panic!("{errors}"))
+    crate::load_str(&dir.join("alertmanager.yml"), &text, &no_env)
+        .unwrap_or_else(|errors| panic!("{errors}"))
 }
 
 fn small_record(target: &str, resolved: bool) -> AlertRecord {
@@ -546,8 +549,16 @@ fn group_notice<'a>(group_labels: &'a BTreeMap<String, String>, firing: bool) ->
         receiver: "r",
         group_key: "{}:{alertname=\"high_latency\"}",
         group_labels,
-        firing: if firing { vec![small_record("db1", false), small_record("db2", false)] } else { Vec::new() },
-        resolved: if firing { Vec::new() } else { vec![small_record("db1", true)] },
+        firing: if firing {
+            vec![small_record("db1", false), small_record("db2", false)]
+        } else {
+            Vec::new()
+        },
+        resolved: if firing {
+            Vec::new()
+        } else {
+            vec![small_record("db1", true)]
+        },
         external_url: "http://dbwatch.example:9630",
         now: 1_700_000_000_000,
         episode: 1_700_000_000_000,
@@ -575,7 +586,10 @@ fn slack_renders_a_firing_and_a_resolved_group_through_the_routing_files_templat
     };
     let attachment = &body["attachments"][0];
     assert_eq!(attachment["title"], "[FIRING:2] high_latency");
-    assert_eq!(attachment["title_link"], "http://dbwatch.example:9630/#/alerts?receiver=r");
+    assert_eq!(
+        attachment["title_link"],
+        "http://dbwatch.example:9630/#/alerts?receiver=r"
+    );
     assert_eq!(
         attachment["text"],
         "*db1* p99 over 2s (firing since 22:13)\n*db2* p99 over 2s (firing since 22:13)\n"
@@ -583,10 +597,15 @@ fn slack_renders_a_firing_and_a_resolved_group_through_the_routing_files_templat
     assert_eq!(attachment["color"], "danger");
     assert_eq!(attachment["fields"][0]["value"], "db1 db2 ");
     assert_eq!(attachment["actions"][0]["text"], "Runbook high_latency");
-    assert_eq!(attachment["actions"][0]["url"], "http://runbooks/high_latency");
+    assert_eq!(
+        attachment["actions"][0]["url"],
+        "http://runbooks/high_latency"
+    );
     // Unset: the built-in fallback and footer.
     assert_eq!(attachment["fallback"], "[FIRING:2] high_latency");
-    assert!(attachment["footer"].as_str().is_some_and(|f| f.starts_with("dbwatch · r · ")));
+    assert!(attachment["footer"]
+        .as_str()
+        .is_some_and(|f| f.starts_with("dbwatch · r · ")));
     // Two targets: no common target, and a missing key reads as "" (Alertmanager's `missingkey=zero`).
     assert_eq!(body["channel"], "#db-");
     assert!(firing.templating.take_failures().is_empty());
@@ -597,7 +616,10 @@ fn slack_renders_a_firing_and_a_resolved_group_through_the_routing_files_templat
     };
     let attachment = &body["attachments"][0];
     assert_eq!(attachment["title"], "[RESOLVED] high_latency");
-    assert_eq!(attachment["text"], "*db1* p99 over 2s (resolved since 22:13)\n");
+    assert_eq!(
+        attachment["text"],
+        "*db1* p99 over 2s (resolved since 22:13)\n"
+    );
     assert_eq!(attachment["color"], "good");
     assert_eq!(body["channel"], "#db-db1");
 }
@@ -619,10 +641,19 @@ fn pagerduty_renders_a_firing_and_a_resolved_group_through_the_routing_files_tem
     assert_eq!(event["payload"]["severity"], "critical");
     assert_eq!(event["payload"]["component"], "high_latency");
     assert_eq!(event["client"], "Alertmanager");
-    assert_eq!(event["client_url"], "http://dbwatch.example:9630/#/alerts?receiver=r");
+    assert_eq!(
+        event["client_url"],
+        "http://dbwatch.example:9630/#/alerts?receiver=r"
+    );
     assert_eq!(event["payload"]["custom_details"]["count"], "2");
-    let instances = event["payload"]["custom_details"]["firing"].as_str().expect("text");
-    assert!(instances.starts_with("Labels:\n - alertname = high_latency\n - target = db1\nAnnotations:\n"), "{instances}");
+    let instances = event["payload"]["custom_details"]["firing"]
+        .as_str()
+        .expect("text");
+    assert!(
+        instances
+            .starts_with("Labels:\n - alertname = high_latency\n - target = db1\nAnnotations:\n"),
+        "{instances}"
+    );
     assert_eq!(event["links"][0]["href"], "http://runbooks/high_latency");
     assert_eq!(event["images"][0]["src"], "http://graphs/high_latency.png");
     assert_eq!(event["images"][0]["alt"], "graph");
@@ -639,10 +670,23 @@ fn pagerduty_renders_a_firing_and_a_resolved_group_through_the_routing_files_tem
             "[FIRING:2] high_latency ",
             "*db1* p99 over 2s (firing since 22:13)\n*db2* p99 over 2s (firing since 22:13)\n",
         ),
-        (false, "[RESOLVED] high_latency (db1)", "*db1* p99 over 2s (resolved since 22:13)\n"),
+        (
+            false,
+            "[RESOLVED] high_latency (db1)",
+            "*db1* p99 over 2s (resolved since 22:13)\n",
+        ),
     ] {
         let notice = group_notice(&group, firing);
-        let Payload::Email { subject: got, text: body, html, to, from, headers, .. } = email.render(&notice) else {
+        let Payload::Email {
+            subject: got,
+            text: body,
+            html,
+            to,
+            from,
+            headers,
+            ..
+        } = email.render(&notice)
+        else {
             panic!("not an email payload");
         };
         assert_eq!(got, subject);
@@ -651,7 +695,10 @@ fn pagerduty_renders_a_firing_and_a_resolved_group_through_the_routing_files_tem
         assert_eq!(html, "<p>p99 over 2s &lt;b&gt;</p>");
         assert_eq!(to, Some(vec!["oncall+high_latency@example.com".to_owned()]));
         assert_eq!(from.as_deref(), Some("dbwatch@example.com"));
-        assert_eq!(headers.and_then(|h| h.get("X-Team").cloned()).as_deref(), Some("db"));
+        assert_eq!(
+            headers.and_then(|h| h.get("X-Team").cloned()).as_deref(),
+            Some("db")
+        );
         assert!(notice.templating.take_failures().is_empty());
     }
 }
@@ -670,10 +717,25 @@ fn a_failing_template_falls_back_to_the_built_in_text_and_is_recorded() {
     };
     let attachment = &body["attachments"][0];
     assert_eq!(attachment["title"], notice.title());
-    assert!(attachment["text"].as_str().is_some_and(|t| t.starts_with("*high_latency* (firing)\np99 over 2s")), "{attachment:#}");
+    assert!(
+        attachment["text"]
+            .as_str()
+            .is_some_and(|t| t.starts_with("*high_latency* (firing)\np99 over 2s")),
+        "{attachment:#}"
+    );
     let failures = notice.templating.take_failures();
     let fields: Vec<&str> = failures.iter().map(|f| f.field.as_str()).collect();
     assert_eq!(fields, ["title", "text"]);
-    assert!(failures[0].error.contains("can't evaluate field Nope in type template.Alerts"), "{}", failures[0].error);
-    assert!(failures[1].error.contains("longer than 262144 bytes"), "{}", failures[1].error);
+    assert!(
+        failures[0]
+            .error
+            .contains("can't evaluate field Nope in type template.Alerts"),
+        "{}",
+        failures[0].error
+    );
+    assert!(
+        failures[1].error.contains("longer than 262144 bytes"),
+        "{}",
+        failures[1].error
+    );
 }

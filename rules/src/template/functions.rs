@@ -8,8 +8,12 @@ use dbwatch_template::{Funcs, Value};
 pub(super) fn prometheus() -> Funcs {
     let mut funcs = Funcs::new();
     funcs
-        .add("humanize", |args| number(args).map(|v| Value::String(humanize(v))))
-        .add("humanize1024", |args| number(args).map(|v| Value::String(humanize1024(v))))
+        .add("humanize", |args| {
+            number(args).map(|v| Value::String(humanize(v)))
+        })
+        .add("humanize1024", |args| {
+            number(args).map(|v| Value::String(humanize1024(v)))
+        })
         .add("humanizeDuration", |args| {
             number(args).map(|v| Value::String(humanize_duration(v)))
         })
@@ -19,11 +23,19 @@ pub(super) fn prometheus() -> Funcs {
         .add("humanizeTimestamp", |args| {
             humanize_timestamp(number(args)?).map(Value::String)
         })
-        .add("toUpper", |args| text(args).map(|t| Value::String(t.to_uppercase())))
-        .add("toLower", |args| text(args).map(|t| Value::String(t.to_lowercase())))
+        .add("toUpper", |args| {
+            text(args).map(|t| Value::String(t.to_uppercase()))
+        })
+        .add("toLower", |args| {
+            text(args).map(|t| Value::String(t.to_lowercase()))
+        })
         .add("title", |args| text(args).map(|t| Value::String(title(t))))
-        .add("stripPort", |args| text(args).map(|t| Value::String(strip_port(t))))
-        .add("stripDomain", |args| text(args).map(|t| Value::String(strip_domain(t))));
+        .add("stripPort", |args| {
+            text(args).map(|t| Value::String(strip_port(t)))
+        })
+        .add("stripDomain", |args| {
+            text(args).map(|t| Value::String(strip_domain(t)))
+        });
     funcs
 }
 

@@ -174,9 +174,14 @@ impl dbwatch_template::Object for Root {
 
     fn display(&self, out: &mut String) {
         out.push('{');
-        for (index, value) in [&self.labels, &self.external_labels, &self.external_url, &self.value]
-            .into_iter()
-            .enumerate()
+        for (index, value) in [
+            &self.labels,
+            &self.external_labels,
+            &self.external_url,
+            &self.value,
+        ]
+        .into_iter()
+        .enumerate()
         {
             if index > 0 {
                 out.push(' ');
@@ -191,7 +196,10 @@ fn describe(error: &dbwatch_template::Error) -> TemplateError {
     if error.line == 0 {
         return TemplateError(error.message.clone());
     }
-    TemplateError(format!("{}:{}: {}", error.line, error.column, error.message))
+    TemplateError(format!(
+        "{}:{}: {}",
+        error.line, error.column, error.message
+    ))
 }
 
 impl fmt::Display for Template {

@@ -154,17 +154,27 @@ fn control_structures_run_as_in_prometheus() {
         "high"
     );
     assert_eq!(
-        expand("{{ range $k, $v := $labels }}{{ $k }}={{ $v }};{{ end }}", 0.0).expect("valid test input"),
+        expand(
+            "{{ range $k, $v := $labels }}{{ $k }}={{ $v }};{{ end }}",
+            0.0
+        )
+        .expect("valid test input"),
         "instance=db1.example.com:5432;target=pg-main;"
     );
     assert_eq!(
-        expand("{{ with $labels.target }}on {{ . }}{{ end }}{{ with $labels.nope }}x{{ end }}", 0.0)
-            .expect("valid test input"),
+        expand(
+            "{{ with $labels.target }}on {{ . }}{{ end }}{{ with $labels.nope }}x{{ end }}",
+            0.0
+        )
+        .expect("valid test input"),
         "on pg-main"
     );
     assert_eq!(
-        expand("{{ define \"t\" }}[{{ . }}]{{ end }}{{ template \"t\" $labels.target }}", 0.0)
-            .expect("valid test input"),
+        expand(
+            "{{ define \"t\" }}[{{ . }}]{{ end }}{{ template \"t\" $labels.target }}",
+            0.0
+        )
+        .expect("valid test input"),
         "[pg-main]"
     );
     // Go refuses comparing an int with a float64: the expansion fails and the engine keeps the raw text.
@@ -184,12 +194,14 @@ fn unsupported_functions_are_refused_at_parse() {
         ("{{ $value | $labels }}", "can't give argument"),
         ("{{ 1 | 2 }}", "non executable"),
     ] {
-        match Template::parse(source).and_then(|t| t.expand(&TemplateData {
-            labels: &Metric::from_pairs([("a", "b")]),
-            external_labels: &BTreeMap::new(),
-            external_url: "",
-            value: 0.0,
-        })) {
+        match Template::parse(source).and_then(|t| {
+            t.expand(&TemplateData {
+                labels: &Metric::from_pairs([("a", "b")]),
+                external_labels: &BTreeMap::new(),
+                external_url: "",
+                value: 0.0,
+            })
+        }) {
             Err(TemplateError(message)) => {
                 assert!(message.contains(needle), "{source}: {message}")
             }
