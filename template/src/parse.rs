@@ -80,8 +80,12 @@ pub fn parse(
         nesting: 0,
     };
     parser.reset_vars();
-    let (nodes, end) = parser.list(true)?;
-    if let Some((pos, word)) = end {
+    let (nodes, end) = parser.list_until(true)?;
+    if let Some((pos, end)) = end {
+        let word = match end {
+            End::End => "end",
+            End::Else(..) => "else",
+        };
         return Err(parser.error(pos, format!("unexpected {{{{{word}}}}}")));
     }
     Ok(Parsed {
@@ -464,6 +468,9 @@ struct Parser<'a> {
     nesting: usize,
 }
 
+/// A list and what ended it (none at the end of the source), with the terminator's position.
+type Listed = (Vec<Node>, Option<(usize, End)>);
+
 /// What ended a list: `end` or `else` (with what follows `else`).
 enum End {
     End,
@@ -486,18 +493,8 @@ impl Parser<'_> {
         self.vars.extend(self.base_vars.iter().cloned());
     }
 
-    /// Nodes up to `{{end}}`/`{{else}}` (or the end of the source at the top level); returns the terminator
-    /// as (position, keyword) when the caller must report it.
-    fn list(&mut self, top: bool) -> Result<(Vec<Node>, Option<(usize, &'static str)>), Error> {
-        let (nodes, end) = self.list_until(top)?;
-        Ok(match end {
-            None => (nodes, None),
-            Some((pos, End::End)) => (nodes, Some((pos, "end"))),
-            Some((pos, End::Else(..))) => (nodes, Some((pos, "else"))),
-        })
-    }
-
-    fn list_until(&mut self, top: bool) -> Result<(Vec<Node>, Option<(usize, End)>), Error> {
+    /// Nodes up to `{{end}}`/`{{else}}` (or the end of the source at the top level), and what ended them.
+    fn list_until(&mut self, top: bool) -> Result<Listed, Error> {
         let mut nodes = Vec::new();
         while self.index < self.items.len() {
             let index = self.index;
@@ -835,9 +832,9 @@ impl Parser<'_> {
             return Err(self.error(cmd_pos, "missing command"));
         }
         for (stage, cmd) in cmds.iter().enumerate() {
-            if stage > 0 && matches!(cmd.args[0], Arg::Literal(_) | Arg::Nil)
-                || (stage > 0 && matches!(&cmd.args[0], Arg::Field(fields) if fields.is_empty()))
-            {
+            let literal = matches!(cmd.args[0], Arg::Literal(_) | Arg::Nil)
+                || matches!(&cmd.args[0], Arg::Field(fields) if fields.is_empty());
+            if stage > 0 && literal {
                 return Err(self.error(
                     cmd.pos,
                     format!("non executable command in pipeline stage {}", stage + 1),
