@@ -399,3 +399,105 @@ fn dbwatch_renders_the_routing_files_templates_as_amtool_does() {
     }
     eprintln!("{compared} renderings agree with amtool");
 }
+
+/// Go's text/template itself, through amtool, as the reference for the engine: each template renders the same
+/// in both, or fails in both.
+#[test]
+fn go_text_template_semantics_agree_with_amtool() {
+    let fixture = templated_fixture();
+    let data = fixture.join("data-firing.json");
+    let json: Value = serde_json::from_str(&std::fs::read_to_string(&data).expect("read data"))
+        .expect("data is JSON");
+    let templates = Templates::default();
+    let cases = [
+        "a  {{- .Receiver -}}  b|{{ .Status }} \n {{- \"x\" }}|{{-3}}",
+        "{{ if eq .Status \"resolved\" }}r{{ else if eq .Status \"firing\" }}f{{ else }}o{{ end }}",
+        "{{ range $i, $a := .Alerts }}{{ $i }}:{{ $a.Labels.instance }};{{ end }}",
+        "{{ range $k, $v := .CommonLabels }}{{ $k }}={{ $v }},{{ end }}",
+        "{{ range .Alerts }}{{ if eq .Status \"resolved\" }}{{ break }}{{ end }}{{ .Status }}{{ end }}",
+        "{{ range .Alerts }}{{ if eq .Status \"firing\" }}{{ continue }}{{ end }}{{ .Status }}{{ end }}",
+        "{{ range .Alerts.Resolved }}{{ . }}{{ else }}none{{ end }}",
+        "{{ with .CommonLabels.missing }}x{{ else }}empty{{ end }}{{ with $s := .Status }}{{ $s }}{{ end }}",
+        "{{ $x := 1 }}{{ if true }}{{ $x = 2 }}{{ $y := 3 }}{{ end }}{{ $x }}",
+        "{{ and 1 0 }}|{{ and 1 \"a\" }}|{{ or 0 \"\" }}|{{ or \"\" \"b\" }}|{{ not .Alerts }}",
+        "{{ len .Alerts }} {{ len .Receiver }} {{ len .CommonLabels }} {{ index .Alerts 1 | printf \"%T\" }}",
+        "{{ index .CommonLabels \"cluster\" }} {{ index \"abc\" 1 }} {{ slice .Receiver 3 }} {{ slice .Receiver 1 4 }}",
+        "{{ print 1 2 \"a\" \"b\" 3.5 true nil }}|{{ println \"x\" 1 }}|{{ print .GroupLabels.Names }}",
+        "{{ printf \"%d|%5d|%-5d|%05d|%x|%X|%o|%c\" 42 42 42 42 255 255 8 65 }}",
+        "{{ printf \"%.2f|%8.3f|%e|%g|%g|%v|%v\" 3.14159 2.5 1234.5678 0.00001 1e21 2.0 100000000.0 }}",
+        "{{ printf \"%s|%q|%10s|%-10s|%.2s|%v\" \"ab\" \"a\\\"b\" \"r\" \"l\" \"xyz\" .CommonLabels.severity }}",
+        "{{ printf \"%t %v %d\" true false }}{{ printf \"%d\" \"s\" }}{{ printf \"x\" 1 }}{{ printf \"%%\" }}",
+        "{{ eq 1 1 2 }} {{ eq \"a\" \"b\" \"a\" }} {{ ne 1 2 }} {{ lt 1 2 }} {{ le 2 2 }} {{ gt 2.5 1.5 }} {{ ge \"a\" \"b\" }}",
+        "{{ eq .CommonLabels.nope \"\" }} {{ eq .Status \"firing\" }}",
+        "{{ lt 1 1.5 }}",
+        "{{ eq 1 \"1\" }}",
+        "{{ html \"<a href='x'>&\\\"</a>\" }}|{{ urlquery \"a b&c=d/é?\" }}|{{ js \"a'b\\\"c<d>&=\" }}",
+        "{{ define \"t\" }}[{{ . }}]{{ end }}{{ template \"t\" .Status }}{{ template \"t\" }}{{ block \"b\" 3 }}<{{ . }}>{{ end }}",
+        "{{ (index .Alerts 0).StartsAt }}|{{ (index .Alerts 0).EndsAt }}|{{ (index .Alerts 1).EndsAt.Unix }}",
+        "{{ (index .Alerts 0).StartsAt.Format \"Mon Jan _2 15:04:05.000 MST 2006 3PM -07:00 Z07:00 .999\" }}",
+        "{{ (index .Alerts 0).StartsAt.Format \"January 2, 2006 at 03:04:05pm (002)\" }}",
+        "{{ .CommonLabels.SortedPairs.Names }} {{ .CommonLabels.Values }} {{ (.CommonLabels.Remove .GroupLabels.Names).Names }}",
+        "{{ range .GroupLabels.SortedPairs }}{{ .Name }}:{{ .Value }} {{ end }}",
+        "{{ 0x1F }} {{ 1_000 }} {{ 'a' }} {{ 1e3 }} {{ -2.5 }} {{ `raw\\n` }} {{ \"\\u00e9\\t|\" }} {{ 017 }}",
+        "{{ title \"hello wORLD foo-bar\" }} {{ toUpper \"é\" }} {{ join \"+\" (stringSlice \"a\" \"b\") }}",
+        "{{ reReplaceAll \"(\\\\w+)-(\\\\d+)\" \"$2/$1\" \"pg-1 mysql-22\" }} {{ match \"^pg\" \"pg-1\" }}",
+        "{{/* comment */}}{{- /* trimmed */ -}} x",
+        "{{ .Nope }}",
+        "{{ .Receiver.Nope }}",
+        "{{ nil }}",
+        "{{ index .Alerts 9 }}",
+        "{{ template \"missing\" }}",
+        "{{ .CommonLabels.Remove }}",
+        "{{ range $i, $a := .Alerts -}}\n  {{ $i }}\n{{- range $a.Labels.SortedPairs }} {{ $.Receiver }}/{{ $i }}/{{ .Name }}{{ end }}\n{{ end }}",
+        "{{ define \"a\" }}A{{ template \"b\" . }}{{ end }}{{ define \"b\" }}B{{ $ }}{{ end }}{{ template \"a\" .Status }}",
+        "{{ $x := \"outer\" }}{{ range .Alerts }}{{ $x := .Status }}{{ $x }} {{ end }}{{ $x }}",
+        "{{ (.CommonLabels).cluster }} {{ (index .Alerts 0).Labels.instance }} {{ (len .Alerts) }}",
+        "{{ eq nil nil }}",
+        "{{ lt \"a\" 1 }}",
+        "{{ index .CommonLabels 1 }}",
+        "{{ slice .Receiver 5 2 }}",
+        "{{ .Alerts.Firing.Nope }}",
+        "{{ if and .Alerts (gt (len .Alerts.Firing) 0) (not .CommonLabels.nope) }}yes{{ end }}",
+        "{{ printf \"%v %v\" .Alerts.Firing .CommonLabels }}",
+        "{{ printf \"%5.1f%%|%+d|% d|%08.3f|%-8.2e|\" 93.456 5 7 -3.14159 12345.678 }}",
+        "{{ 1.0 }} {{ 3.0e0 }} {{ 0.000001 }} {{ 123456789.0 }} {{ 1e100 }}",
+    ];
+    let mut agreed = 0;
+    let mut differ = Vec::new();
+    for text in cases {
+        let input = notification(&json);
+        let ours = TemplatedField::parse("field", text, &templates)
+            .map_err(|error| error.to_string())
+            .and_then(|field| {
+                let out = field.render(&input, || "\u{0}FAILED".to_owned());
+                if out == "\u{0}FAILED" {
+                    Err(input.templating().take_failures()[0].error.clone())
+                } else {
+                    Ok(out)
+                }
+            });
+        let go = std::process::Command::new("amtool")
+            .args(["template", "render"])
+            .arg(format!("--template.glob={}", fixture.join("templates/*.tmpl").display()))
+            .arg(format!("--template.data={}", data.display()))
+            .arg(format!("--template.text={text}"))
+            .output()
+            .expect("amtool runs");
+        let same = match (&ours, go.status.success()) {
+            (Ok(ours), true) => *ours == String::from_utf8_lossy(&go.stdout),
+            (Err(_), false) => true,
+            _ => false,
+        };
+        if same {
+            agreed += 1;
+        } else {
+            differ.push(format!(
+                "{text}\n  dbwatch: {ours:?}\n  Go:      {:?}{}",
+                String::from_utf8_lossy(&go.stdout),
+                String::from_utf8_lossy(&go.stderr).trim()
+            ));
+        }
+    }
+    eprintln!("{agreed} templates agree with Go's text/template");
+    assert!(differ.is_empty(), "{}", differ.join("\n"));
+}

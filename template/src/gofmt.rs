@@ -193,6 +193,15 @@ pub fn sprintf(format: &str, args: &[Value]) -> String {
             out.push('%');
             continue;
         }
+        if verb == 'T' {
+            match args.get(next_arg) {
+                Some(Value::Nil) => out.push_str("<nil>"),
+                Some(arg) => out.push_str(&arg.type_name()),
+                None => out.push_str("%!T(MISSING)"),
+            }
+            next_arg += 1;
+            continue;
+        }
         let Some(arg) = args.get(next_arg) else {
             out.push_str(&format!("%!{verb}(MISSING)"));
             continue;
@@ -210,8 +219,26 @@ pub fn sprintf(format: &str, args: &[Value]) -> String {
                 }
             }
             ('v' | 'd', Value::Int(value)) => value.to_string(),
-            ('x', Value::Int(value)) => format!("{value:x}"),
-            ('X', Value::Int(value)) => format!("{value:X}"),
+            // Go prints a sign and the magnitude, never the two's complement.
+            ('x' | 'X' | 'o' | 'b', Value::Int(value)) => {
+                let magnitude = value.unsigned_abs();
+                let digits = match verb {
+                    'x' => format!("{magnitude:x}"),
+                    'X' => format!("{magnitude:X}"),
+                    'o' => format!("{magnitude:o}"),
+                    _ => format!("{magnitude:b}"),
+                };
+                if *value < 0 {
+                    format!("-{digits}")
+                } else {
+                    digits
+                }
+            }
+            ('c', Value::Int(value)) => u32::try_from(*value)
+                .ok()
+                .and_then(char::from_u32)
+                .unwrap_or('\u{FFFD}')
+                .to_string(),
             ('f' | 'F', Value::Int(value)) => format!("%!{verb}(int={value})"),
             ('v' | 's', Value::String(text) | Value::Html(text)) => match precision {
                 Some(limit) => text.chars().take(limit).collect(),
