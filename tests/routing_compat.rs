@@ -478,7 +478,10 @@ fn go_text_template_semantics_agree_with_amtool() {
             });
         let go = std::process::Command::new("amtool")
             .args(["template", "render"])
-            .arg(format!("--template.glob={}", fixture.join("templates/*.tmpl").display()))
+            .arg(format!(
+                "--template.glob={}",
+                fixture.join("templates/*.tmpl").display()
+            ))
             .arg(format!("--template.data={}", data.display()))
             .arg(format!("--template.text={text}"))
             .output()

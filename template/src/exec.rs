@@ -9,6 +9,10 @@ use crate::tree::*;
 use crate::value::Value;
 use crate::{Escape, MissingKey, Options, Set};
 
+/// Control structures and template calls nested in one execution: the walk recurses, and each template
+/// may nest 100 levels of its own, so template calls times nesting must stay within a thread's stack.
+const MAX_NESTING: usize = 400;
+
 /// What walking a list ended with: `break` and `continue` unwind to the nearest `range`.
 enum Flow {
     Normal,
@@ -45,6 +49,7 @@ pub fn execute(
         out: String::new(),
         vars,
         depth: 0,
+        nesting: 0,
         iterations: 0,
         computed: 0,
     };
@@ -59,6 +64,8 @@ struct State<'s> {
     out: String,
     vars: Vec<(String, Value)>,
     depth: usize,
+    /// Control structures and template calls being walked, for [`MAX_NESTING`].
+    nesting: usize,
     iterations: usize,
     /// Bytes of every string functions returned: bounded so a loop building strings it never prints ends.
     computed: usize,
@@ -88,6 +95,31 @@ impl<'s> State<'s> {
     }
 
     fn node(&mut self, dot: &Value, node: &'s Node) -> Result<Flow> {
+        if matches!(
+            node,
+            Node::Text(_) | Node::Action(_) | Node::Break | Node::Continue
+        ) {
+            return self.leaf(dot, node);
+        }
+        if self.nesting >= MAX_NESTING {
+            let pos = match node {
+                Node::If(branch) | Node::With(branch) | Node::Range(branch) => branch.pos,
+                Node::Template { pos, .. } => *pos,
+                _ => 0,
+            };
+            return Err(self.error(
+                pos,
+                ErrorKind::DepthLimit,
+                format!("control structures and template calls nested deeper than {MAX_NESTING}"),
+            ));
+        }
+        self.nesting += 1;
+        let flow = self.leaf(dot, node);
+        self.nesting -= 1;
+        flow
+    }
+
+    fn leaf(&mut self, dot: &Value, node: &'s Node) -> Result<Flow> {
         match node {
             Node::Text(text) => self.write(0, text)?,
             Node::Action(pipe) => {

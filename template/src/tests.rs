@@ -476,6 +476,16 @@ fn hostile_templates_hit_their_caps() {
     // Strings built and never printed are bounded too.
     let built = run_small("{{ $s := \"ab\" }}{{ range .List }}{{ range $.List }}{{ $s = double $s }}{{ end }}{{ end }}");
     assert_eq!(built.kind, ErrorKind::OutputLimit, "{built}");
+    // Template calls that each nest control structures are bounded together, on a thread's default stack.
+    let nested_calls = format!(
+        "{{{{ define \"n\" }}}}{}{{{{ template \"n\" . }}}}{}{{{{ end }}}}{{{{ template \"n\" . }}}}",
+        "{{ if true }}".repeat(90),
+        "{{ end }}".repeat(90)
+    );
+    let error = std::thread::spawn(move || run(&nested_calls).expect_err("capped"))
+        .join()
+        .expect("no stack overflow");
+    assert_eq!(error.kind, ErrorKind::DepthLimit, "{error}");
     // Deep nesting is refused at parse time rather than overflowing the stack.
     let deep = format!("{{{{ {}1{} }}}}", "(".repeat(500), ")".repeat(500));
     assert_eq!(err(&deep).kind, ErrorKind::Parse);
