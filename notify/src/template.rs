@@ -175,11 +175,21 @@ fn title(text: &str) -> String {
 }
 
 /// The routing file's templates on top of the defaults; what every templated field is parsed against.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct Templates {
     set: Arc<Set>,
     /// The files read, for messages and tests.
     pub files: Vec<PathBuf>,
+}
+
+// The parsed trees are large and say nothing a reader of a configuration dump needs.
+impl std::fmt::Debug for Templates {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Templates")
+            .field("files", &self.files)
+            .field("templates", &self.set.names().len())
+            .finish()
+    }
 }
 
 impl Default for Templates {
@@ -250,12 +260,21 @@ impl Templates {
 
 /// A field that may hold a template: parsed at load against the routing file's templates, rendered when the
 /// payload is built.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct TemplatedField {
     field: String,
     source: String,
     /// `None` for text without actions.
     set: Option<Arc<Set>>,
+}
+
+impl std::fmt::Debug for TemplatedField {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TemplatedField")
+            .field("field", &self.field)
+            .field("source", &self.source)
+            .finish()
+    }
 }
 
 impl TemplatedField {
