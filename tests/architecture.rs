@@ -66,15 +66,22 @@ fn the_crate_graph_follows_the_data_flow() {
         ("dbwatch-secret", &[]),
         ("dbwatch-yaml", &[]),
         ("dbwatch-storage", &[]),
+        ("dbwatch-template", &[]),
         ("dbwatch-collectors", &["dbwatch-metric", "dbwatch-secret"]),
         (
             "dbwatch-rules",
-            &["dbwatch-metric", "dbwatch-yaml", "dbwatch-storage"],
+            &[
+                "dbwatch-metric",
+                "dbwatch-yaml",
+                "dbwatch-storage",
+                "dbwatch-template",
+            ],
         ),
         (
             "dbwatch-notify",
             &[
                 "dbwatch-rules",
+                "dbwatch-template",
                 "dbwatch-yaml",
                 "dbwatch-secret",
                 "dbwatch-storage",
@@ -331,6 +338,7 @@ fn no_crate_has_an_import_loop_among_its_modules() {
         "secret/src",
         "yaml/src",
         "storage/src",
+        "template/src",
         "collectors/src",
         "rules/src",
         "notify/src",

@@ -2,9 +2,10 @@
 //! position-keeping reader as the main configuration so every problem comes with file:line:column and key path.
 //!
 //! Fields dbwatch does not implement are refused by name rather than ignored: a user who drops in their
-//! alertmanager.yml must learn that, say, `mute_time_intervals` would not mute anything. Values containing Go
-//! templates (`{{ ... }}`) are refused too: dbwatch renders its own messages and never lets a template bug drop
-//! a notification. The shipped routing file and the test trees are also checked with `amtool check-config`
+//! alertmanager.yml must learn that, say, `mute_time_intervals` would not mute anything. `templates:` (globs
+//! relative to the routing file's folder, as Alertmanager resolves them) are read and parsed here, and every
+//! field Alertmanager templates is parsed against them (`template.rs`); a field it does not template refuses
+//! `{{`. The shipped routing file and the test trees are also checked with `amtool check-config`
 //! (tests/notify.rs).
 
 use std::path::{Path, PathBuf};
@@ -210,11 +211,6 @@ pub fn load_str(file: &Path, text: &str, env: EnvLookup<'_>) -> Result<NotifyCon
     }
 }
 
-/// Keys of Alertmanager's schema that dbwatch refuses, with the reason.
-const UNSUPPORTED_TOP: &[(&str, &str)] = &[(
-    "templates",
-    "dbwatch renders its own messages; Go templates are not supported",
-)];
 const UNSUPPORTED_RECEIVER: &[&str] = &[
     "wechat_configs",
     "jira_configs",
@@ -225,13 +221,28 @@ const UNSUPPORTED_RECEIVER: &[&str] = &[
 
 fn read_root(reader: &mut Reader<'_>, root: &Node, file: &Path) -> Option<NotifyConfig> {
     let mut fields = Fields::of(reader, root, "")?;
-    for (key, why) in UNSUPPORTED_TOP {
-        refuse(reader, &mut fields, key, why);
-    }
-    let global = match fields.take("global") {
+    let mut global = match fields.take("global") {
         Some((node, path)) => read_global(reader, node, &path),
         None => Global::default(),
     };
+    // Before the receivers: their templated fields are parsed against these.
+    if let Some((node, path)) = fields.take("templates") {
+        let base = file.parent().unwrap_or_else(|| Path::new("."));
+        for (index, item) in reader
+            .sequence(node, &path)
+            .unwrap_or(&[])
+            .iter()
+            .enumerate()
+        {
+            let item_path = format!("{path}[{index}]");
+            let Some(glob) = reader.scalar(item, &item_path) else {
+                continue;
+            };
+            if let Err(error) = global.templates.add_glob(base, &glob) {
+                reader.error(item.mark, &item_path, error.to_string());
+            }
+        }
+    }
     let receivers: Vec<Receiver> = match fields.take("receivers") {
         Some((node, path)) => {
             let items = reader.sequence(node, &path).unwrap_or(&[]);
@@ -635,22 +646,58 @@ mod tests {
 
     #[test]
     fn unsupported_fields_are_refused_by_name_with_position() {
+        // `templates` matching nothing and a templated title load; the missing integration is refused.
         let found = errors(
             "route:\n  receiver: a\ntemplates: [x]\nreceivers:\n  - name: a\n    wechat_configs: [{api_secret: k}]\n    slack_configs:\n      - api_url: http://h/x\n        title: '{{ .Status }}'\n",
         );
-        assert_eq!(found.len(), 3, "{found:?}");
+        assert_eq!(found.len(), 1, "{found:?}");
         assert!(
-            found[0].starts_with("3:12: templates: templates is not supported"),
+            found[0].contains("receivers[0].wechat_configs: wechat_configs is not supported by dbwatch: dbwatch sends to the receivers of Alertmanager 0.25 but wechat_configs"),
             "{found:?}"
         );
+    }
+
+    #[test]
+    fn templates_are_read_relative_to_the_routing_file_and_parse_errors_name_file_and_line() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        std::fs::create_dir(dir.path().join("templates")).expect("mkdir");
+        std::fs::write(
+            dir.path().join("templates/slack.tmpl"),
+            "{{ define \"team.title\" }}{{ .Status | toUpper }}{{ end }}\n",
+        )
+        .expect("write");
+        let routing = dir.path().join("alertmanager.yml");
+        let text = "route:\n  receiver: a\ntemplates: ['templates/*.tmpl', 'missing/*.tmpl']\nreceivers:\n  - name: a\n    slack_configs:\n      - api_url: http://h/x\n        title: '{{ template \"team.title\" . }}'\n        text: '{{ .CommonAnnotations.summary }}'\n";
+        let config = load_str(&routing, text, &no_env).expect("loads");
+        assert_eq!(config.receivers[0].integrations.len(), 1);
+        std::fs::write(
+            dir.path().join("templates/broken.tmpl"),
+            "line one\n{{ define \"x\" }}{{ if }}{{ end }}\n",
+        )
+        .expect("write");
+        let errors = load_str(&routing, text, &no_env).expect_err("a parse error");
+        let message = errors.to_string();
+        assert!(message.contains("templates[0]"), "{message}");
+        assert!(message.contains("broken.tmpl:2:"), "{message}");
+        assert!(message.contains("missing value for if"), "{message}");
+        // A field's own template error names the field, with line and column inside it.
+        let found = errors_of(&routing, "route:\n  receiver: a\nreceivers:\n  - name: a\n    slack_configs:\n      - api_url: http://h/x\n        text: '{{ nope }}'\n");
+        assert_eq!(found.len(), 1, "{found:?}");
         assert!(
-            found[1].contains("receivers[0].wechat_configs: wechat_configs is not supported by dbwatch: dbwatch sends to the receivers of Alertmanager 0.25 but wechat_configs"),
+            found[0].starts_with("7:15: receivers[0].slack_configs[0].text: template: text:1:4: function \"nope\" not defined"),
             "{found:?}"
         );
-        assert!(
-            found[2].starts_with("9:16: receivers[0].slack_configs[0].title:"),
-            "{found:?}"
-        );
+    }
+
+    fn errors_of(file: &Path, text: &str) -> Vec<String> {
+        match load_str(file, text, &no_env) {
+            Ok(_) => Vec::new(),
+            Err(errors) => errors
+                .errors
+                .iter()
+                .map(|e| format!("{}:{}: {}: {}", e.line, e.column, e.path, e.message))
+                .collect(),
+        }
     }
 
     #[test]

@@ -1,12 +1,15 @@
-//! Readers the whole routing file shares: the `global` defaults, secrets given inline or as files, plain
-//! strings, refusals by name, TLS settings. The routing file reader and every integration's reader use them;
-//! this module uses neither.
+//! Readers the whole routing file shares: the `global` defaults (and the routing file's templates), secrets
+//! given inline or as files, plain strings, refusals by name, TLS settings. The routing file reader and every
+//! integration's reader use them; this module uses neither. Fields Alertmanager templates are read with
+//! [`crate::template::TemplatedField::read`] instead of [`plain`].
 
 use std::path::PathBuf;
 
 use dbwatch_secret::{PasswordSource, Secret};
 use dbwatch_yaml::node::Node;
 use dbwatch_yaml::read::{Fields, Reader};
+
+use crate::template::Templates;
 
 /// The `global` section: defaults the integrations fall back to.
 #[derive(Debug, Default)]
@@ -28,6 +31,8 @@ pub struct Global {
     pub webex_api_url: Option<String>,
     /// The global `http_config`: used by every HTTP integration that has none of its own.
     pub http_config: Option<HttpSettings>,
+    /// The routing file's `templates:` over Alertmanager's defaults: what templated fields are parsed against.
+    pub templates: Templates,
 }
 
 /// Prometheus's common HTTP client settings (`http_config`), the part dbwatch applies.
@@ -232,8 +237,9 @@ pub fn required_secret(
     found
 }
 
-/// A plain string that must not be a Go template. Empty or null is the same as absent, as in Alertmanager,
-/// whose empty strings mean "use the default" (`smtp_hello: ''`, `from: ''` falling back to `smtp_from`).
+/// A plain string, for a field Alertmanager does not template: `{{` in it is refused rather than sent
+/// literally, since it is almost certainly a template meant for another field. Empty or null is the same as
+/// absent, as in Alertmanager, whose empty strings mean "use the default" (`smtp_hello: ''`).
 pub fn plain(
     reader: &mut Reader<'_>,
     fields: &mut Fields<'_>,
@@ -251,7 +257,7 @@ pub fn plain(
         reader.error(
             node.mark,
             &path,
-            "templates are not supported by dbwatch: it renders its own messages",
+            format!("{key} is not a templated field (Alertmanager does not template it either)"),
         );
         return None;
     }
@@ -328,6 +334,7 @@ pub fn read_global(reader: &mut Reader<'_>, node: &Node, path: &str) -> Global {
         telegram_api_url: plain(reader, &mut fields, "telegram_api_url"),
         webex_api_url: plain(reader, &mut fields, "webex_api_url"),
         http_config,
+        templates: Templates::default(),
     };
     fields.finish(reader);
     global

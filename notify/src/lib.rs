@@ -10,7 +10,8 @@
 //!        │                                                        repeat_interval
 //!        │ flush: compare with the notification log (per group × receiver × integration)
 //!        ▼
-//!  render (integrations/*, built-in, cannot fail) ──► store: log entry + outbox entry written together, fsynced
+//!  render (integrations/*: built-in, or the routing file's templates falling back to it) ──► store: log entry +
+//!        │ outbox entry written together, fsynced
 //!        │
 //!        ▼
 //!  delivery (delivery.rs): per destination one request in flight, FIFO per group, Retry-After, jittered
@@ -29,7 +30,8 @@
 //! acceptance and that removal re-sends it after the restart; PagerDuty folds such a repeat into the same
 //! incident through the stable `dedup_key`.
 //!
-//! Module order (each uses only modules above it): `clock`, `matcher`, `store`, `html`, `fields`, `render`,
+//! Module order (each uses only modules above it): `clock`, `matcher`, `store`, `html`, `template`, `fields`,
+//! `render`,
 //! `integrations`, `timeinterval`, `config`, `route`, `silence`, `metrics`, `reconcile`, `delivery`, `forward`, `notifier`.
 
 mod clock;
@@ -47,6 +49,7 @@ pub mod render;
 pub mod route;
 pub mod silence;
 pub mod store;
+pub mod template;
 pub mod timeinterval;
 
 pub use config::{load_file, load_str, DeliveryOptions, NotifyConfig, NotifyConfigErrors};

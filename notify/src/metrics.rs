@@ -9,6 +9,7 @@ pub struct NotifyMetrics {
     pub outbox: IntGauge,
     pub latency: HistogramVec,
     pub state_write_failures: prometheus::IntCounter,
+    pub template_failures: IntCounterVec,
 }
 
 impl NotifyMetrics {
@@ -45,7 +46,15 @@ impl NotifyMetrics {
             "dbwatch_notification_state_write_failures_total",
             "Failed writes of the notifier's state file (notification log and outbox)",
         )?;
+        let template_failures = IntCounterVec::new(
+            Opts::new(
+                "dbwatch_notification_template_failures_total",
+                "Notification fields whose routing-file template failed to render and fell back to dbwatch's built-in text",
+            ),
+            &["integration"],
+        )?;
         registry.register(Box::new(notifications.clone()))?;
+        registry.register(Box::new(template_failures.clone()))?;
         registry.register(Box::new(dead_letters.clone()))?;
         registry.register(Box::new(outbox.clone()))?;
         registry.register(Box::new(latency.clone()))?;
@@ -56,6 +65,7 @@ impl NotifyMetrics {
             outbox,
             latency,
             state_write_failures,
+            template_failures,
         })
     }
 }

@@ -268,6 +268,7 @@ impl Notifier {
             tree: &self.tree,
             silences: &self.silences,
             view: self.alerts.view(),
+            template_failures: &self.metrics.template_failures,
         };
         self.grouper.reconcile(inputs, &mut self.state, now)
     }
@@ -411,6 +412,36 @@ receivers:
         let entry = notifier.state.log.values().next().expect("still logged");
         assert_eq!(entry.firing.len(), 1, "carried as firing");
         (notifier, alerts, now)
+    }
+
+    #[test]
+    fn a_failing_template_still_queues_the_notification_and_is_counted() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let routing = "route:\n  receiver: chat\n  group_by: [alertname]\n  group_wait: 0s\nreceivers:\n  - name: chat\n    slack_configs:\n      - api_url: http://127.0.0.1:1/x\n        title: '{{ .Alerts.Nope }}'\n        text: 'fine: {{ .CommonLabels.target }}'\n";
+        let config =
+            load_str(Path::new("routing.yml"), routing, &|_: &str| None).expect("valid routing");
+        let alerts = AlertsHandle::default();
+        let registry = Registry::new();
+        let mut notifier =
+            Notifier::new(config, dir.path(), &registry, alerts.clone()).expect("notifier");
+        alerts.publish_alerts(vec![alert(AlertState::Firing)], SystemTime::now());
+        assert!(notifier.reconcile(Instant::now()));
+        assert_eq!(notifier.state.outbox.len(), 1, "the notification is queued");
+        let store::Payload::Slack { body } = &notifier.state.outbox[0].payload else {
+            panic!("not a slack payload");
+        };
+        assert_eq!(body["attachments"][0]["title"], "[FIRING:1] down");
+        assert_eq!(body["attachments"][0]["text"], "fine: pg");
+        let counted = notifier
+            .metrics
+            .template_failures
+            .with_label_values(&["slack"])
+            .get();
+        assert_eq!(counted, 1);
+        let families = registry.gather();
+        assert!(families
+            .iter()
+            .any(|family| family.name() == "dbwatch_notification_template_failures_total"));
     }
 
     #[test]

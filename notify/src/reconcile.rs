@@ -6,6 +6,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
+use prometheus::IntCounterVec;
 use tokio::time::Instant;
 
 use dbwatch_rules::alerting::unix_millis;
@@ -24,6 +25,8 @@ pub(crate) struct Inputs<'a> {
     pub tree: &'a RouteTree,
     pub silences: &'a Silences,
     pub view: Arc<AlertsView>,
+    /// `dbwatch_notification_template_failures_total`, by integration.
+    pub template_failures: &'a IntCounterVec,
 }
 
 /// An aggregation group as of one reconcile.
@@ -100,6 +103,7 @@ impl Grouper {
             tree,
             silences,
             view,
+            template_failures,
         } = inputs;
         // Before the engine's first evaluation the view is empty, not "everything resolved".
         if view.evaluated_at.is_none() {
@@ -253,7 +257,7 @@ impl Grouper {
             if held {
                 tracing::debug!(group = %group.key, "notification held by a time interval");
             } else {
-                changed |= flush(state, config, group, &muted, wall);
+                changed |= flush(state, config, group, &muted, wall, template_failures);
             }
             let interval = group
                 .route
@@ -276,6 +280,7 @@ fn flush(
     group: &Group<'_>,
     muted: &BTreeSet<String>,
     wall: i64,
+    template_failures: &IntCounterVec,
 ) -> bool {
     let Some(receiver) = config.receiver(&group.receiver) else {
         // The configuration changed since the log was written: nothing can be sent there any more.
@@ -371,8 +376,22 @@ fn flush(
                 now: wall,
                 episode,
                 first_of_episode,
+                templating: Default::default(),
             };
             let payload = integration.render(&notice);
+            // A failed template fell back to the built-in text: the notification goes out, the failure is told.
+            for failure in notice.templating.take_failures() {
+                template_failures
+                    .with_label_values(&[integration.kind().as_str()])
+                    .inc();
+                tracing::warn!(
+                    receiver = %receiver.name,
+                    integration = integration.kind().as_str(),
+                    field = %failure.field,
+                    error = %failure.error,
+                    "a notification template failed; the field uses dbwatch's built-in text"
+                );
+            }
             state.enqueue(OutboxEntry {
                 id: 0,
                 receiver: receiver.name.clone(),

@@ -3,7 +3,10 @@
 //! its own message in its module under `integrations/`, kept within its destination's limits so that a large
 //! group is summarised ("+N more") rather than rejected.
 //!
-//! Rendering cannot fail: there is no template language, so no template bug can drop a notification.
+//! The built-in rendering cannot fail, and it is what a field gets when the routing file sets no template
+//! for it. A field that is templated (`template.rs`, [`crate::template::TemplatedField`]) is rendered over
+//! Alertmanager's template data ([`Notice`] is its [`TemplateInput`]); when its template fails the field
+//! falls back to the built-in text, so no template bug can drop a notification.
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -12,6 +15,7 @@ use std::time::{Duration, UNIX_EPOCH};
 use sha2::{Digest, Sha256};
 
 use super::store::AlertRecord;
+use super::template::{self, DataParts, TemplateInput, Templating};
 
 /// One group's notification as every integration renders it.
 #[derive(Debug, Clone)]
@@ -28,6 +32,27 @@ pub struct Notice<'a> {
     pub episode: i64,
     /// No notification of this episode went to this integration before: the email starts the thread.
     pub first_of_episode: bool,
+    /// The template data (built once, when a templated field first needs it) and the fields whose template
+    /// failed; `Templating::default()` when building a notice.
+    pub templating: Templating,
+}
+
+impl TemplateInput for Notice<'_> {
+    fn templating(&self) -> &Templating {
+        &self.templating
+    }
+
+    fn template_data(&self) -> dbwatch_template::Value {
+        template::data(DataParts {
+            receiver: self.receiver,
+            status: self.status(),
+            alerts: self.alerts(),
+            group_labels: self.group_labels,
+            common_labels: &self.common_labels(),
+            common_annotations: &self.common_annotations(),
+            external_url: self.external_url,
+        })
+    }
 }
 
 impl Notice<'_> {

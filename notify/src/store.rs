@@ -60,6 +60,14 @@ pub enum Payload {
         html: String,
         message_id: String,
         in_reply_to: Option<String>,
+        /// Recipients, sender and extra headers as rendered (they may be templates); absent in entries queued
+        /// before templating, which take them from the configuration.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        to: Option<Vec<String>>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        from: Option<String>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        headers: Option<BTreeMap<String, String>>,
     },
     /// Alertmanager's webhook body.
     Webhook { body: serde_json::Value },

@@ -13,7 +13,8 @@
 //! ```
 //!
 //! - [`load`] reads rule files in Prometheus 2.42's format and refuses, naming file, group, rule and
-//!   construct, anything dbwatch would not evaluate exactly like Prometheus ([`promql`], [`template`]).
+//!   construct, anything dbwatch would not evaluate exactly like Prometheus ([`promql`]; [`template`], Go's
+//!   text/template from `dbwatch-template` with Prometheus's data and functions, the query functions refused).
 //! - [`history`] is a bounded in-memory series store fed from snapshots; its module documentation explains how
 //!   snapshots map onto Prometheus' scrapes and staleness markers.
 //! - [`value`] holds what expressions evaluate to and the errors they end in, shared by all of [`eval`].

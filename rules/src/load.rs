@@ -2,7 +2,8 @@
 //! group and rule.
 //!
 //! Validation is Prometheus 2.42's (`model/rulefmt`), plus dbwatch's own: an expression must compile into the
-//! supported PromQL subset and every template must parse into the supported template subset, so that nothing
+//! supported PromQL subset and every template must parse with the functions dbwatch has (Go's text/template
+//! in full; Prometheus's functions but the query ones), so that nothing
 //! loads that dbwatch would evaluate differently from Prometheus. Values are read as written: no `${VAR}`
 //! expansion (`label_replace` uses `${1}`).
 
@@ -622,7 +623,7 @@ mod tests {
     #[test]
     fn every_problem_is_reported_with_group_and_rule() {
         let found = errors(
-            "groups:\n  - name: g\n    rules:\n      - alert: a\n        expr: histogram_count(rate(x[5m])) > 0\n      - alert: b\n        expr: x > 1\n        fore: 5m\n        annotations:\n          summary: \"{{ if $value }}x{{ end }}\"\n      - record: bad name\n        expr: x\n        for: 1m\n  - name: g\n",
+            "groups:\n  - name: g\n    rules:\n      - alert: a\n        expr: histogram_count(rate(x[5m])) > 0\n      - alert: b\n        expr: x > 1\n        fore: 5m\n        annotations:\n          summary: \"{{ query \\\"up\\\" }}\"\n      - record: bad name\n        expr: x\n        for: 1m\n  - name: g\n",
         );
         let all = found.join("\n");
         assert!(all.contains("rules.yml:5:15: groups[0].rules[0].expr (group \"g\", alert \"a\"): unsupported PromQL construct: the function `histogram_count` (native histograms"), "{all}");
@@ -631,7 +632,9 @@ mod tests {
             "{all}"
         );
         assert!(
-            all.contains("annotation \"summary\": the template construct {{if}}"),
+            all.contains(
+                "annotation \"summary\": 1:4: the template function \"query\" is not supported"
+            ),
             "{all}"
         );
         assert!(

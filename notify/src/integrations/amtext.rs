@@ -209,6 +209,7 @@ mod tests {
             now: 1_700_000_000_000,
             episode: 1_700_000_000_000,
             first_of_episode: true,
+            templating: Default::default(),
         };
         // `db` differs between the two alerts, so it is not a common label: nothing in parentheses.
         assert_eq!(subject(&notice), "[FIRING:1] lag ");

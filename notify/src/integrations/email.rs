@@ -1,5 +1,11 @@
 //! Email over SMTP: the `email_configs` entry, its text and HTML message (threaded per group episode through
 //! Message-ID and In-Reply-To), and its SMTP session (STARTTLS or implicit TLS; 5yz replies are permanent).
+//!
+//! As in Alertmanager, `to`, `from`, every `headers` value (`Subject` among them), `html` and `text` are
+//! templates, rendered when the message is queued; `html` is rendered with HTML escaping (`safeHtml` exempt).
+//! Unset, or when its template fails, the subject and the bodies are dbwatch's built-in ones. `to` and `from`
+//! have no built-in value: a failed template there leaves its text as written, which the SMTP send refuses
+//! (dead-lettered, and the template failure counted).
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -16,14 +22,16 @@ use super::{mismatch, read_secret, BoxFuture, Integration, Kind, Outcome};
 use crate::fields::{plain, read_tls, refuse, secret, Global, TlsSettings};
 use crate::render::{group_hash, rfc3339, Notice};
 use crate::store::Payload;
+use crate::template::{render_or, TemplatedField};
 use dbwatch_secret::PasswordSource;
 use dbwatch_yaml::node::Node;
 use dbwatch_yaml::read::{Fields, Reader};
 
 #[derive(Debug, Clone)]
 pub struct EmailConfig {
-    pub to: Vec<String>,
-    pub from: String,
+    /// Comma-separated addresses, after rendering.
+    pub to: TemplatedField,
+    pub from: TemplatedField,
     /// `host:port`.
     pub smarthost: String,
     pub hello: String,
@@ -34,7 +42,9 @@ pub struct EmailConfig {
     /// Port 465 or `force_implicit_tls`: TLS from the first byte; otherwise STARTTLS.
     pub implicit_tls: bool,
     pub tls: TlsSettings,
-    pub headers: BTreeMap<String, String>,
+    pub headers: BTreeMap<String, TemplatedField>,
+    pub html: Option<TemplatedField>,
+    pub text: Option<TemplatedField>,
     pub send_resolved: bool,
 }
 
@@ -82,14 +92,15 @@ pub fn read(
     global: &Global,
 ) -> Option<Arc<dyn Integration>> {
     let mut fields = Fields::of(reader, node, path)?;
-    for key in ["html", "text", "threading"] {
-        refuse(
-            reader,
-            &mut fields,
-            key,
-            "dbwatch builds the message itself (text and HTML, threaded per group)",
-        );
-    }
+    let templates = &global.templates;
+    refuse(
+        reader,
+        &mut fields,
+        "threading",
+        "dbwatch threads every group's messages itself (Message-ID, In-Reply-To)",
+    );
+    let html = TemplatedField::read(reader, &mut fields, "html", templates);
+    let text = TemplatedField::read(reader, &mut fields, "text", templates);
     refuse(
         reader,
         &mut fields,
@@ -102,11 +113,14 @@ pub fn read(
         "auth_secret_file",
         "CRAM-MD5 is not supported; use auth_password_file",
     );
-    let to = plain(reader, &mut fields, "to");
+    let to = TemplatedField::read(reader, &mut fields, "to", templates);
     if to.is_none() {
         reader.error(node.mark, path, "to is required");
     }
-    let from = plain(reader, &mut fields, "from").or_else(|| global.smtp_from.clone());
+    let from = TemplatedField::read(reader, &mut fields, "from", templates).or_else(|| {
+        let global_from = global.smtp_from.as_deref()?;
+        TemplatedField::parse("smtp_from", global_from, templates).ok()
+    });
     if from.is_none() {
         reader.error(node.mark, path, "no from and no global smtp_from");
     }
@@ -138,15 +152,21 @@ pub fn read(
     };
     let headers = match fields.take("headers") {
         Some((headers_node, headers_path)) => {
-            let headers = reader
+            let mut headers = BTreeMap::new();
+            for (name, value) in reader
                 .labels(headers_node, &headers_path)
-                .unwrap_or_default();
-            if headers.values().any(|value| value.contains("{{")) {
-                reader.error(
-                    headers_node.mark,
-                    &headers_path,
-                    "templates are not supported by dbwatch",
-                );
+                .unwrap_or_default()
+            {
+                match TemplatedField::parse(&format!("headers.{name}"), &value, templates) {
+                    Ok(field) => {
+                        headers.insert(name, field);
+                    }
+                    Err(error) => reader.error(
+                        headers_node.mark,
+                        &format!("{headers_path}.{name}"),
+                        error.to_string(),
+                    ),
+                }
             }
             headers
         }
@@ -155,11 +175,7 @@ pub fn read(
     let auth_password = secret(reader, &mut fields, "auth_password", "auth_password_file")
         .or_else(|| global.smtp_auth_password.clone());
     let config = EmailConfig {
-        to: to?
-            .split(',')
-            .map(|address| address.trim().to_owned())
-            .filter(|address| !address.is_empty())
-            .collect(),
+        to: to?,
         from: from?,
         implicit_tls: force_implicit_tls
             .unwrap_or_else(|| smarthost.as_deref().is_some_and(|h| h.ends_with(":465"))),
@@ -178,6 +194,8 @@ pub fn read(
             .unwrap_or(true),
         tls,
         headers,
+        html,
+        text,
         send_resolved: fields.boolean(reader, "send_resolved").unwrap_or(false),
     };
     fields.finish(reader);
@@ -204,11 +222,67 @@ pub fn render(config: &EmailConfig, notice: &Notice<'_>) -> Payload {
             Some(root),
         )
     };
-    let subject = config
+    let subject = match header(config, "Subject") {
+        Some(field) => field.render(notice, || notice.title()),
+        None => notice.title(),
+    };
+    let to: Vec<String> = config
+        .to
+        .render(notice, || config.to.source().to_owned())
+        .split(',')
+        .map(|address| address.trim().to_owned())
+        .filter(|address| !address.is_empty())
+        .collect();
+    let from = config
+        .from
+        .render(notice, || config.from.source().to_owned());
+    let headers: BTreeMap<String, String> = config
         .headers
-        .get("Subject")
-        .cloned()
-        .unwrap_or_else(|| notice.title());
+        .iter()
+        .filter(|(name, _)| !name.eq_ignore_ascii_case("subject"))
+        .map(|(name, field)| {
+            (
+                name.clone(),
+                field.render(notice, || field.source().to_owned()),
+            )
+        })
+        .collect();
+    let text = render_or(&config.text, notice, || builtin_text(notice));
+    let html = match &config.html {
+        Some(field) => field.render_html(notice, || builtin_html(notice)),
+        None => builtin_html(notice),
+    };
+    Payload::Email {
+        subject,
+        text,
+        html,
+        message_id,
+        in_reply_to,
+        to: Some(to),
+        from: Some(from),
+        headers: Some(headers),
+    }
+}
+
+/// The header `name` (case-insensitive, as mail headers are).
+fn header<'a>(config: &'a EmailConfig, name: &str) -> Option<&'a TemplatedField> {
+    config
+        .headers
+        .iter()
+        .find(|(key, _)| key.eq_ignore_ascii_case(name))
+        .map(|(_, field)| field)
+}
+
+fn builtin_text(notice: &Notice<'_>) -> String {
+    render_text_and_html(notice).0
+}
+
+fn builtin_html(notice: &Notice<'_>) -> String {
+    render_text_and_html(notice).1
+}
+
+/// dbwatch's built-in bodies.
+fn render_text_and_html(notice: &Notice<'_>) -> (String, String) {
     let mut text = format!("{}\n\n", notice.title());
     let mut html = format!(
         "<!DOCTYPE html><html><body><h2>{}</h2><table border=\"1\" cellpadding=\"4\" cellspacing=\"0\">\
@@ -264,13 +338,7 @@ pub fn render(config: &EmailConfig, notice: &Notice<'_>) -> Payload {
         );
     }
     html.push_str("</body></html>");
-    Payload::Email {
-        subject,
-        text,
-        html,
-        message_id,
-        in_reply_to,
-    }
+    (text, html)
 }
 
 async fn send_email(config: &EmailConfig, payload: &Payload) -> Outcome {
@@ -280,20 +348,46 @@ async fn send_email(config: &EmailConfig, payload: &Payload) -> Outcome {
         html,
         message_id,
         in_reply_to,
+        to,
+        from,
+        headers,
     } = payload
     else {
         return Outcome::Permanent {
             reason: "not an email payload".into(),
         };
     };
-    let message = match build_message(
-        config,
+    // An entry queued before templating carries none of these: the configuration's own, rendered statically.
+    let config_to;
+    let to = match to {
+        Some(to) => to,
+        None => {
+            config_to = split_addresses(config.to.source());
+            &config_to
+        }
+    };
+    let from = from.as_deref().unwrap_or(config.from.source());
+    let config_headers;
+    let headers = match headers {
+        Some(headers) => headers,
+        None => {
+            config_headers = config
+                .headers
+                .iter()
+                .map(|(name, field)| (name.clone(), field.source().to_owned()))
+                .collect();
+            &config_headers
+        }
+    };
+    let envelope = Envelope {
+        to,
+        from,
+        headers,
         subject,
-        text,
-        html,
         message_id,
-        in_reply_to.as_deref(),
-    ) {
+        in_reply_to: in_reply_to.as_deref(),
+    };
+    let message = match build_message(&envelope, text, html) {
         Ok(message) => message,
         Err(reason) => return Outcome::Permanent { reason },
     };
@@ -318,23 +412,40 @@ async fn send_email(config: &EmailConfig, payload: &Payload) -> Outcome {
     }
 }
 
-fn build_message(
-    config: &EmailConfig,
-    subject: &str,
-    text: &str,
-    html: &str,
-    message_id: &str,
-    in_reply_to: Option<&str>,
-) -> Result<Message, String> {
-    let from: Mailbox = config
-        .from
+fn split_addresses(text: &str) -> Vec<String> {
+    text.split(',')
+        .map(|address| address.trim().to_owned())
+        .filter(|address| !address.is_empty())
+        .collect()
+}
+
+/// Who a message goes to and its headers, as rendered.
+struct Envelope<'a> {
+    to: &'a [String],
+    from: &'a str,
+    headers: &'a BTreeMap<String, String>,
+    subject: &'a str,
+    message_id: &'a str,
+    in_reply_to: Option<&'a str>,
+}
+
+fn build_message(envelope: &Envelope<'_>, text: &str, html: &str) -> Result<Message, String> {
+    let Envelope {
+        to,
+        from,
+        headers,
+        subject,
+        message_id,
+        in_reply_to,
+    } = *envelope;
+    let from: Mailbox = from
         .parse()
-        .map_err(|error| format!("invalid from address {:?}: {error}", config.from))?;
+        .map_err(|error| format!("invalid from address {from:?}: {error}"))?;
     let mut builder = Message::builder()
         .from(from)
         .subject(subject)
         .message_id(Some(message_id.to_owned()));
-    for to in &config.to {
+    for to in to {
         let mailbox: Mailbox = to
             .parse()
             .map_err(|error| format!("invalid to address {to:?}: {error}"))?;
@@ -351,7 +462,7 @@ fn build_message(
             html.to_owned(),
         ))
         .map_err(|error| format!("cannot build the message: {error}"))?;
-    for (name, value) in &config.headers {
+    for (name, value) in headers {
         if matches!(
             name.to_ascii_lowercase().as_str(),
             "subject" | "from" | "to" | "message-id" | "in-reply-to" | "references"

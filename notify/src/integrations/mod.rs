@@ -1,6 +1,8 @@
 //! The integrations, one module each holding its configuration reading, its rendering and its sending, behind
 //! [`Integration`]. Adding a receiver type is its module here plus one line in the routing file reader's table
-//! (`config::INTEGRATIONS`).
+//! (`config::INTEGRATIONS`). A field Alertmanager templates is read with
+//! `crate::template::TemplatedField::read(reader, &mut fields, "key", &global.templates)` and rendered with
+//! `crate::template::render_or(&config.field, notice, || built_in_text)` (see `template.rs`).
 //!
 //! This module only defines what every integration shares; it imports none of them, so that each integration
 //! may use it without an import loop.

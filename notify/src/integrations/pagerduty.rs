@@ -1,6 +1,11 @@
 //! PagerDuty through the Events API v2: the `pagerduty_configs` entry, its trigger and resolve events (one
 //! incident per group through a stable `dedup_key`, kept under PagerDuty's 512 KB event limit), and its answer
 //! (202 accepted; 400 invalid event, permanent, `errors[]` says why; 429 and 5xx retried).
+//!
+//! The fields Alertmanager templates are templates here (`description`, `client`, `client_url`, `details`
+//! values, `links`, `images`, `severity`, `class`, `component`, `group`, `source`); one not set, or whose
+//! template fails, keeps dbwatch's built-in value (the title and common summary, `dbwatch`, the external URL,
+//! the severity mapped from the `severity` label, ...).
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -15,6 +20,7 @@ use super::{mismatch, read_secret, BoxFuture, Integration, Kind, Outcome};
 use crate::fields::{http_config, plain, refuse, secret, Global};
 use crate::render::{alert_line, group_hash, link_url, rfc3339, truncate, Notice};
 use crate::store::Payload;
+use crate::template::{render_or, TemplatedField};
 use dbwatch_secret::PasswordSource;
 use dbwatch_yaml::node::Node;
 use dbwatch_yaml::read::{Fields, Reader};
@@ -38,16 +44,27 @@ pub struct PagerDutyConfig {
     pub routing_key: PasswordSource,
     pub api: EventsApi,
     pub url: String,
-    /// A fixed severity; without it the alert's `severity` label is mapped.
-    pub severity: Option<String>,
-    pub client: String,
-    pub client_url: Option<String>,
-    pub class: Option<String>,
-    pub component: Option<String>,
-    pub group: Option<String>,
-    pub source: Option<String>,
-    pub details: BTreeMap<String, String>,
-    pub links: Vec<(String, String)>,
+    /// The summary (v2) or description (v1); built in: the title and the common summary.
+    pub description: Option<TemplatedField>,
+    /// A severity (a value PagerDuty does not know is mapped); without it the `severity` label is mapped.
+    pub severity: Option<TemplatedField>,
+    /// Built in: `dbwatch`.
+    pub client: Option<TemplatedField>,
+    pub client_url: Option<TemplatedField>,
+    pub class: Option<TemplatedField>,
+    pub component: Option<TemplatedField>,
+    pub group: Option<TemplatedField>,
+    pub source: Option<TemplatedField>,
+    /// Added to (or replacing) the built-in details.
+    pub details: BTreeMap<String, TemplatedField>,
+    /// (href, text).
+    pub links: Vec<(TemplatedField, Option<TemplatedField>)>,
+    /// (src, alt, href).
+    pub images: Vec<(
+        TemplatedField,
+        Option<TemplatedField>,
+        Option<TemplatedField>,
+    )>,
     pub send_resolved: bool,
     /// `http_config`: proxy, TLS, authorization, redirects.
     pub http: http::Endpoint,
@@ -142,14 +159,13 @@ pub fn read(
 ) -> Option<Arc<dyn Integration>> {
     let mut fields = Fields::of(reader, node, path)?;
     let http = http::Endpoint::new(http_config(reader, &mut fields, global));
-    for key in ["description", "images", "timeout"] {
-        refuse(
-            reader,
-            &mut fields,
-            key,
-            "dbwatch builds the PagerDuty event itself",
-        );
-    }
+    refuse(
+        reader,
+        &mut fields,
+        "timeout",
+        "dbwatch bounds every request with its own delivery timeout",
+    );
+    let templates = &global.templates;
     // Alertmanager sends an entry with a service key to the Events API v1 and one with a routing key to v2.
     let routing_key = secret(reader, &mut fields, "routing_key", "routing_key_file");
     let service_key = secret(reader, &mut fields, "service_key", "service_key_file");
@@ -173,20 +189,24 @@ pub fn read(
             (EventsApi::V2, None)
         }
     };
-    // Sent as given; a value PagerDuty does not know is mapped like a `severity` label at render time.
-    let severity = plain(reader, &mut fields, "severity");
-    let details = match fields.take("details") {
-        Some((details_node, details_path)) => reader
+    let severity = TemplatedField::read(reader, &mut fields, "severity", templates);
+    let mut details = BTreeMap::new();
+    if let Some((details_node, details_path)) = fields.take("details") {
+        for (key, text) in reader
             .labels(details_node, &details_path)
-            .unwrap_or_default(),
-        None => BTreeMap::new(),
-    };
-    if details.values().any(|value| value.contains("{{")) {
-        reader.error(
-            node.mark,
-            &format!("{path}.details"),
-            "templates are not supported by dbwatch",
-        );
+            .unwrap_or_default()
+        {
+            match TemplatedField::parse(&format!("details.{key}"), &text, templates) {
+                Ok(field) => {
+                    details.insert(key, field);
+                }
+                Err(error) => reader.error(
+                    details_node.mark,
+                    &format!("{details_path}.{key}"),
+                    error.to_string(),
+                ),
+            }
+        }
     }
     let mut links = Vec::new();
     if let Some((links_node, links_path)) = fields.take("links") {
@@ -198,11 +218,32 @@ pub fn read(
         {
             let item_path = format!("{links_path}[{index}]");
             if let Some(mut link) = Fields::of(reader, item, &item_path) {
-                let href = plain(reader, &mut link, "href");
-                let text = plain(reader, &mut link, "text").unwrap_or_default();
+                let href = TemplatedField::read(reader, &mut link, "href", templates);
+                let text = TemplatedField::read(reader, &mut link, "text", templates);
                 link.finish(reader);
                 if let Some(href) = href {
                     links.push((href, text));
+                }
+            }
+        }
+    }
+    let mut images = Vec::new();
+    if let Some((images_node, images_path)) = fields.take("images") {
+        for (index, item) in reader
+            .sequence(images_node, &images_path)
+            .unwrap_or(&[])
+            .iter()
+            .enumerate()
+        {
+            let item_path = format!("{images_path}[{index}]");
+            if let Some(mut image) = Fields::of(reader, item, &item_path) {
+                let src = TemplatedField::read(reader, &mut image, "src", templates);
+                let alt = TemplatedField::read(reader, &mut image, "alt", templates);
+                let href = TemplatedField::read(reader, &mut image, "href", templates);
+                image.finish(reader);
+                match src {
+                    Some(src) => images.push((src, alt, href)),
+                    None => reader.error(item.mark, &item_path, "an image needs src"),
                 }
             }
         }
@@ -218,15 +259,17 @@ pub fn read(
             EventsApi::V2 => url,
             EventsApi::V1 => PAGERDUTY_V1_URL.to_owned(),
         },
+        description: TemplatedField::read(reader, &mut fields, "description", templates),
         severity,
-        client: plain(reader, &mut fields, "client").unwrap_or_else(|| "dbwatch".to_owned()),
-        client_url: plain(reader, &mut fields, "client_url"),
-        class: plain(reader, &mut fields, "class"),
-        component: plain(reader, &mut fields, "component"),
-        group: plain(reader, &mut fields, "group"),
-        source: plain(reader, &mut fields, "source"),
+        client: TemplatedField::read(reader, &mut fields, "client", templates),
+        client_url: TemplatedField::read(reader, &mut fields, "client_url", templates),
+        class: TemplatedField::read(reader, &mut fields, "class", templates),
+        component: TemplatedField::read(reader, &mut fields, "component", templates),
+        group: TemplatedField::read(reader, &mut fields, "group", templates),
+        source: TemplatedField::read(reader, &mut fields, "source", templates),
         details,
         links,
+        images,
         http,
         send_resolved: fields.boolean(reader, "send_resolved").unwrap_or(true),
     };
@@ -237,12 +280,30 @@ pub fn read(
 /// An Events API v1 event, as Alertmanager's `notifyV1` builds it: `event_type` trigger or resolve, the group's
 /// hash as `incident_key`, the title as `description` (at most 1,024 characters), string `details` (the
 /// firing alerts, counts, and the configured details); `client` and `client_url` on triggers only.
+/// The built-in summary: the title and the common summary annotation.
+fn builtin_summary(notice: &Notice<'_>) -> String {
+    let mut summary = notice.title();
+    if let Some(text) = notice.common_annotations().get("summary") {
+        let _ = write!(summary, ": {text}");
+    }
+    summary
+}
+
+fn client(config: &PagerDutyConfig, notice: &Notice<'_>) -> String {
+    render_or(&config.client, notice, || "dbwatch".to_owned())
+}
+
+/// The client URL: the template, else the external URL; none when both are empty.
+fn client_url(config: &PagerDutyConfig, notice: &Notice<'_>) -> Option<String> {
+    let url = render_or(&config.client_url, notice, || {
+        notice.external_url.to_owned()
+    });
+    (!url.is_empty()).then_some(url)
+}
+
 pub fn render_v1(config: &PagerDutyConfig, notice: &Notice<'_>) -> Payload {
     let firing = notice.is_firing();
-    let mut description = notice.title();
-    if let Some(text) = notice.common_annotations().get("summary") {
-        let _ = write!(description, ": {text}");
-    }
+    let description = render_or(&config.description, notice, || builtin_summary(notice));
     let lines: Vec<String> = notice
         .firing
         .iter()
@@ -253,8 +314,8 @@ pub fn render_v1(config: &PagerDutyConfig, notice: &Notice<'_>) -> Payload {
     details.insert("firing".into(), lines.join("\n"));
     details.insert("num_firing".into(), notice.firing.len().to_string());
     details.insert("num_resolved".into(), notice.resolved.len().to_string());
-    for (key, value) in &config.details {
-        details.insert(key.clone(), value.clone());
+    for (key, field) in &config.details {
+        details.insert(key.clone(), field.render(notice, String::new));
     }
     let mut event = Map::new();
     event.insert(
@@ -271,12 +332,8 @@ pub fn render_v1(config: &PagerDutyConfig, notice: &Notice<'_>) -> Payload {
     );
     event.insert("details".into(), json!(details));
     if firing {
-        event.insert("client".into(), Value::String(config.client.clone()));
-        let client_url = config
-            .client_url
-            .clone()
-            .or_else(|| (!notice.external_url.is_empty()).then(|| notice.external_url.to_owned()));
-        if let Some(url) = client_url {
+        event.insert("client".into(), Value::String(client(config, notice)));
+        if let Some(url) = client_url(config, notice) {
             event.insert("client_url".into(), Value::String(url));
         }
     }
@@ -306,25 +363,31 @@ pub fn render(config: &PagerDutyConfig, notice: &Notice<'_>) -> Payload {
         };
     }
     let common = notice.common_labels();
-    let severity = match config.severity.as_deref() {
-        Some(fixed) if PAGERDUTY_SEVERITIES.contains(&fixed) => fixed.to_owned(),
-        Some(other) => pagerduty_severity(Some(other)).to_owned(),
-        None => pagerduty_severity(common.get("severity").map(String::as_str)).to_owned(),
+    let from_label = || pagerduty_severity(common.get("severity").map(String::as_str)).to_owned();
+    let severity = match &config.severity {
+        Some(field) => {
+            let value = field.render(notice, from_label);
+            if PAGERDUTY_SEVERITIES.contains(&value.as_str()) {
+                value
+            } else {
+                pagerduty_severity(Some(&value)).to_owned()
+            }
+        }
+        None => from_label(),
     };
-    let mut summary = notice.title();
-    if let Some(text) = notice.common_annotations().get("summary") {
-        let _ = write!(summary, ": {text}");
+    let summary = render_or(&config.description, notice, || builtin_summary(notice));
+    let builtin_source = || {
+        common
+            .get("target")
+            .or_else(|| common.get("instance"))
+            .cloned()
+            .unwrap_or_else(|| client(config, notice))
+    };
+    let mut source = render_or(&config.source, notice, builtin_source);
+    if source.is_empty() {
+        // PagerDuty requires a source.
+        source = client(config, notice);
     }
-    let source = config
-        .source
-        .clone()
-        .or_else(|| {
-            common
-                .get("target")
-                .or_else(|| common.get("instance"))
-                .cloned()
-        })
-        .unwrap_or_else(|| config.client.clone());
     let listed: Vec<Value> = notice
         .firing
         .iter()
@@ -355,8 +418,11 @@ pub fn render(config: &PagerDutyConfig, notice: &Notice<'_>) -> Payload {
             json!(notice.firing.len() - PAGERDUTY_DETAIL_ALERTS),
         );
     }
-    for (key, value) in &config.details {
-        details.insert(key.clone(), Value::String(value.clone()));
+    for (key, field) in &config.details {
+        details.insert(
+            key.clone(),
+            Value::String(field.render(notice, String::new)),
+        );
     }
     let mut payload = Map::new();
     payload.insert(
@@ -366,20 +432,44 @@ pub fn render(config: &PagerDutyConfig, notice: &Notice<'_>) -> Payload {
     payload.insert("source".into(), Value::String(truncate(&source, 255)));
     payload.insert("severity".into(), Value::String(severity));
     payload.insert("timestamp".into(), Value::String(rfc3339(notice.now)));
-    for (key, value) in [
+    for (key, field) in [
         ("class", &config.class),
         ("component", &config.component),
         ("group", &config.group),
     ] {
-        if let Some(value) = value {
-            payload.insert(key.into(), Value::String(value.clone()));
+        let value = render_or(field, notice, String::new);
+        if !value.is_empty() {
+            payload.insert(key.into(), Value::String(value));
         }
     }
     payload.insert("custom_details".into(), Value::Object(details));
     let mut links: Vec<Value> = config
         .links
         .iter()
-        .map(|(href, text)| json!({"href": href, "text": text}))
+        .filter_map(|(href, text)| {
+            let href = href.render(notice, String::new);
+            let text = render_or(text, notice, String::new);
+            (!href.is_empty()).then(|| json!({"href": href, "text": text}))
+        })
+        .collect();
+    let images: Vec<Value> = config
+        .images
+        .iter()
+        .filter_map(|(src, alt, href)| {
+            let src = src.render(notice, String::new);
+            if src.is_empty() {
+                return None;
+            }
+            let mut image = Map::new();
+            image.insert("src".into(), Value::String(src));
+            for (key, field) in [("alt", alt), ("href", href)] {
+                let value = render_or(field, notice, String::new);
+                if !value.is_empty() {
+                    image.insert(key.into(), Value::String(value));
+                }
+            }
+            Some(Value::Object(image))
+        })
         .collect();
     let mut runbooks: Vec<(&String, &String)> = notice
         .firing
@@ -405,16 +495,15 @@ pub fn render(config: &PagerDutyConfig, notice: &Notice<'_>) -> Payload {
     event.insert("event_action".into(), Value::String("trigger".into()));
     event.insert("dedup_key".into(), Value::String(dedup_key));
     event.insert("payload".into(), Value::Object(payload));
-    event.insert("client".into(), Value::String(config.client.clone()));
-    if let Some(url) = config
-        .client_url
-        .clone()
-        .or_else(|| (!notice.external_url.is_empty()).then(|| notice.external_url.to_owned()))
-    {
+    event.insert("client".into(), Value::String(client(config, notice)));
+    if let Some(url) = client_url(config, notice) {
         event.insert("client_url".into(), Value::String(url));
     }
     if !links.is_empty() {
         event.insert("links".into(), Value::Array(links));
+    }
+    if !images.is_empty() {
+        event.insert("images".into(), Value::Array(images));
     }
     fit_pagerduty(&mut event, notice.firing.len());
     Payload::PagerDuty {

@@ -95,6 +95,7 @@ impl Group {
             now: 1_700_000_200_000,
             episode: 1_700_000_000_000,
             first_of_episode: true,
+            templating: Default::default(),
         }
     }
 }

@@ -41,6 +41,7 @@ fn a_large_slack_group_is_summarised_within_the_limits() {
         now: 1_700_000_000_000,
         episode: 1_700_000_000_000,
         first_of_episode: true,
+        templating: Default::default(),
     };
     let config = SlackConfig {
         api_url: PasswordSource::Inline(Secret::new("http://x".into())),
@@ -48,6 +49,7 @@ fn a_large_slack_group_is_summarised_within_the_limits() {
         username: None,
         icon_emoji: None,
         icon_url: None,
+        attachment: Default::default(),
         send_resolved: true,
         http: super::http::Endpoint::default(),
     };
@@ -103,7 +105,8 @@ fn pagerduty_config() -> PagerDutyConfig {
         routing_key: PasswordSource::Inline(Secret::new("k".into())),
         api: pagerduty::EventsApi::V2,
         url: "http://x".into(),
-        client: "dbwatch".into(),
+        description: None,
+        client: None,
         client_url: None,
         severity: None,
         class: None,
@@ -112,6 +115,7 @@ fn pagerduty_config() -> PagerDutyConfig {
         source: None,
         details: BTreeMap::new(),
         links: Vec::new(),
+        images: Vec::new(),
         send_resolved: true,
         http: super::http::Endpoint::default(),
     }
@@ -128,6 +132,7 @@ fn hostile_notice(group_labels: &BTreeMap<String, String>) -> Notice<'_> {
         now: 1_700_000_000_000,
         episode: 1_700_000_000_000,
         first_of_episode: true,
+        templating: Default::default(),
     }
 }
 
@@ -141,6 +146,7 @@ fn slack_mrkdwn_escapes_every_label_and_annotation_value() {
         username: None,
         icon_emoji: None,
         icon_url: None,
+        attachment: Default::default(),
         send_resolved: true,
         http: super::http::Endpoint::default(),
     };
@@ -243,6 +249,7 @@ fn a_huge_pagerduty_group_stays_under_the_event_limit() {
         now: 1_700_000_000_000,
         episode: 1_700_000_000_000,
         first_of_episode: true,
+        templating: Default::default(),
     };
     let config = pagerduty_config();
     let Payload::PagerDuty { event } = pagerduty::render(&config, &notice) else {
@@ -326,6 +333,7 @@ fn a_service_key_speaks_the_events_api_v1() {
         now: 1_700_000_000_000,
         episode: 1_700_000_000_000,
         first_of_episode: true,
+        templating: Default::default(),
     };
     let Payload::PagerDuty { event } = pd.render(&notice) else {
         panic!("not a pagerduty payload");
@@ -438,6 +446,7 @@ async fn send_through(
         now: 1_700_000_000_000,
         episode: 1_700_000_000_000,
         first_of_episode: true,
+        templating: Default::default(),
     });
     let client = crate::http_client(std::time::Duration::from_secs(2)).expect("client");
     let outcome = integration
@@ -499,5 +508,234 @@ async fn the_global_http_config_carries_a_bearer_token() {
     assert!(
         !printed.contains("pw@") && !printed.contains("k3y"),
         "{printed}"
+    );
+}
+
+/// A routing file with a custom template file, as teams keep them next to alertmanager.yml.
+fn templated_routing(dir: &std::path::Path, receivers: &str) -> crate::NotifyConfig {
+    std::fs::write(
+        dir.join("team.tmpl"),
+        r#"{{ define "team.title" }}[{{ .Status | toUpper }}{{ if eq .Status "firing" }}:{{ .Alerts.Firing | len }}{{ end }}] {{ .CommonLabels.alertname }}{{ end }}
+{{ define "team.text" }}{{ range .Alerts }}*{{ .Labels.target }}* {{ .Annotations.summary }} ({{ .Status }} since {{ .StartsAt.Format "15:04" }})
+{{ end }}{{ end }}
+{{ define "team.color" }}{{ if eq .Status "firing" }}danger{{ else }}good{{ end }}{{ end }}
+"#,
+    )
+    .expect("write the template file");
+    let text = format!(
+        "route:\n  receiver: r\ntemplates: ['*.tmpl']\nreceivers:\n  - name: r\n{receivers}"
+    );
+    let no_env = |_: &str| None;
+    crate::load_str(&dir.join("alertmanager.yml"), &text, &no_env)
+        .unwrap_or_else(|errors| panic!("{errors}"))
+}
+
+fn small_record(target: &str, resolved: bool) -> AlertRecord {
+    let labels: BTreeMap<String, String> = [("alertname", "high_latency"), ("target", target)]
+        .into_iter()
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .collect();
+    AlertRecord {
+        fingerprint: fingerprint(&labels),
+        labels,
+        annotations: [("summary".to_owned(), "p99 over 2s".to_owned())].into(),
+        starts_at: 1_700_000_000_000,
+        ends_at: resolved.then_some(1_700_000_100_000),
+    }
+}
+
+fn group_notice<'a>(group_labels: &'a BTreeMap<String, String>, firing: bool) -> Notice<'a> {
+    Notice {
+        receiver: "r",
+        group_key: "{}:{alertname=\"high_latency\"}",
+        group_labels,
+        firing: if firing {
+            vec![small_record("db1", false), small_record("db2", false)]
+        } else {
+            Vec::new()
+        },
+        resolved: if firing {
+            Vec::new()
+        } else {
+            vec![small_record("db1", true)]
+        },
+        external_url: "http://dbwatch.example:9630",
+        now: 1_700_000_000_000,
+        episode: 1_700_000_000_000,
+        first_of_episode: true,
+        templating: Default::default(),
+    }
+}
+
+fn alertname_group() -> BTreeMap<String, String> {
+    [("alertname".to_owned(), "high_latency".to_owned())].into()
+}
+
+#[test]
+fn slack_renders_a_firing_and_a_resolved_group_through_the_routing_files_templates() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let config = templated_routing(
+        dir.path(),
+        "    slack_configs:\n      - api_url: http://h/x\n        send_resolved: true\n        channel: '#db-{{ .CommonLabels.target }}'\n        title: '{{ template \"team.title\" . }}'\n        title_link: '{{ template \"slack.default.titlelink\" . }}'\n        text: '{{ template \"team.text\" . }}'\n        color: '{{ template \"team.color\" . }}'\n        fields:\n          - {title: Targets, value: '{{ range .Alerts }}{{ .Labels.target }} {{ end }}', short: true}\n        actions:\n          - {type: button, text: 'Runbook {{ .CommonLabels.alertname }}', url: 'http://runbooks/{{ .CommonLabels.alertname }}'}\n",
+    );
+    let slack = &config.receivers[0].integrations[0];
+    let group = alertname_group();
+    let firing = group_notice(&group, true);
+    let Payload::Slack { body } = slack.render(&firing) else {
+        panic!("not a slack payload");
+    };
+    let attachment = &body["attachments"][0];
+    assert_eq!(attachment["title"], "[FIRING:2] high_latency");
+    assert_eq!(
+        attachment["title_link"],
+        "http://dbwatch.example:9630/#/alerts?receiver=r"
+    );
+    assert_eq!(
+        attachment["text"],
+        "*db1* p99 over 2s (firing since 22:13)\n*db2* p99 over 2s (firing since 22:13)\n"
+    );
+    assert_eq!(attachment["color"], "danger");
+    assert_eq!(attachment["fields"][0]["value"], "db1 db2 ");
+    assert_eq!(attachment["actions"][0]["text"], "Runbook high_latency");
+    assert_eq!(
+        attachment["actions"][0]["url"],
+        "http://runbooks/high_latency"
+    );
+    // Unset: the built-in fallback and footer.
+    assert_eq!(attachment["fallback"], "[FIRING:2] high_latency");
+    assert!(attachment["footer"]
+        .as_str()
+        .is_some_and(|f| f.starts_with("dbwatch · r · ")));
+    // Two targets: no common target, and a missing key reads as "" (Alertmanager's `missingkey=zero`).
+    assert_eq!(body["channel"], "#db-");
+    assert!(firing.templating.take_failures().is_empty());
+
+    let resolved = group_notice(&group, false);
+    let Payload::Slack { body } = slack.render(&resolved) else {
+        panic!("not a slack payload");
+    };
+    let attachment = &body["attachments"][0];
+    assert_eq!(attachment["title"], "[RESOLVED] high_latency");
+    assert_eq!(
+        attachment["text"],
+        "*db1* p99 over 2s (resolved since 22:13)\n"
+    );
+    assert_eq!(attachment["color"], "good");
+    assert_eq!(body["channel"], "#db-db1");
+}
+
+#[test]
+fn pagerduty_renders_a_firing_and_a_resolved_group_through_the_routing_files_templates() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let config = templated_routing(
+        dir.path(),
+        "    pagerduty_configs:\n      - routing_key: k\n        description: '{{ template \"team.title\" . }}'\n        client: '{{ template \"pagerduty.default.client\" . }}'\n        client_url: '{{ template \"pagerduty.default.clientURL\" . }}'\n        severity: '{{ if eq (len .Alerts.Firing) 1 }}warning{{ else }}critical{{ end }}'\n        component: '{{ .CommonLabels.alertname }}'\n        details:\n          firing: '{{ template \"pagerduty.default.instances\" .Alerts.Firing }}'\n          count: '{{ len .Alerts }}'\n        links:\n          - {href: 'http://runbooks/{{ .CommonLabels.alertname }}', text: Runbook}\n        images:\n          - {src: 'http://graphs/{{ .CommonLabels.alertname }}.png', alt: graph}\n    email_configs:\n      - to: 'oncall+{{ .CommonLabels.alertname }}@example.com'\n        from: dbwatch@example.com\n        smarthost: 'mail:25'\n        send_resolved: true\n        headers: {Subject: '{{ template \"email.default.subject\" . }}', X-Team: db}\n        text: '{{ template \"team.text\" . }}'\n        html: '<p>{{ .CommonAnnotations.summary }} {{ \"<b>\" }}</p>'\n",
+    );
+    let group = alertname_group();
+    let pagerduty = &config.receivers[0].integrations[0];
+    let firing = group_notice(&group, true);
+    let Payload::PagerDuty { event } = pagerduty.render(&firing) else {
+        panic!("not a pagerduty payload");
+    };
+    assert_eq!(event["payload"]["summary"], "[FIRING:2] high_latency");
+    assert_eq!(event["payload"]["severity"], "critical");
+    assert_eq!(event["payload"]["component"], "high_latency");
+    assert_eq!(event["client"], "Alertmanager");
+    assert_eq!(
+        event["client_url"],
+        "http://dbwatch.example:9630/#/alerts?receiver=r"
+    );
+    assert_eq!(event["payload"]["custom_details"]["count"], "2");
+    let instances = event["payload"]["custom_details"]["firing"]
+        .as_str()
+        .expect("text");
+    assert!(
+        instances
+            .starts_with("Labels:\n - alertname = high_latency\n - target = db1\nAnnotations:\n"),
+        "{instances}"
+    );
+    assert_eq!(event["links"][0]["href"], "http://runbooks/high_latency");
+    assert_eq!(event["images"][0]["src"], "http://graphs/high_latency.png");
+    assert_eq!(event["images"][0]["alt"], "graph");
+    // A resolve is the dedup key alone, as before.
+    let Payload::PagerDuty { event } = pagerduty.render(&group_notice(&group, false)) else {
+        panic!("not a pagerduty payload");
+    };
+    assert_eq!(event["event_action"], "resolve");
+
+    let email = &config.receivers[0].integrations[1];
+    for (firing, subject, text) in [
+        (
+            true,
+            "[FIRING:2] high_latency ",
+            "*db1* p99 over 2s (firing since 22:13)\n*db2* p99 over 2s (firing since 22:13)\n",
+        ),
+        (
+            false,
+            "[RESOLVED] high_latency (db1)",
+            "*db1* p99 over 2s (resolved since 22:13)\n",
+        ),
+    ] {
+        let notice = group_notice(&group, firing);
+        let Payload::Email {
+            subject: got,
+            text: body,
+            html,
+            to,
+            from,
+            headers,
+            ..
+        } = email.render(&notice)
+        else {
+            panic!("not an email payload");
+        };
+        assert_eq!(got, subject);
+        assert_eq!(body, text);
+        // Printed values are HTML-escaped, as html/template escapes them.
+        assert_eq!(html, "<p>p99 over 2s &lt;b&gt;</p>");
+        assert_eq!(to, Some(vec!["oncall+high_latency@example.com".to_owned()]));
+        assert_eq!(from.as_deref(), Some("dbwatch@example.com"));
+        assert_eq!(
+            headers.and_then(|h| h.get("X-Team").cloned()).as_deref(),
+            Some("db")
+        );
+        assert!(notice.templating.take_failures().is_empty());
+    }
+}
+
+#[test]
+fn a_failing_template_falls_back_to_the_built_in_text_and_is_recorded() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let config = templated_routing(
+        dir.path(),
+        "    slack_configs:\n      - api_url: http://h/x\n        title: '{{ .Alerts.Nope }}'\n        text: '{{ range .Alerts }}{{ range $.Alerts }}{{ range $.Alerts }}{{ printf \"%100000d\" 1 }}{{ end }}{{ end }}{{ end }}'\n",
+    );
+    let group = alertname_group();
+    let notice = group_notice(&group, true);
+    let Payload::Slack { body } = config.receivers[0].integrations[0].render(&notice) else {
+        panic!("not a slack payload");
+    };
+    let attachment = &body["attachments"][0];
+    assert_eq!(attachment["title"], notice.title());
+    assert!(
+        attachment["text"]
+            .as_str()
+            .is_some_and(|t| t.starts_with("*high_latency* (firing)\np99 over 2s")),
+        "{attachment:#}"
+    );
+    let failures = notice.templating.take_failures();
+    let fields: Vec<&str> = failures.iter().map(|f| f.field.as_str()).collect();
+    assert_eq!(fields, ["title", "text"]);
+    assert!(
+        failures[0]
+            .error
+            .contains("can't evaluate field Nope in type template.Alerts"),
+        "{}",
+        failures[0].error
+    );
+    assert!(
+        failures[1].error.contains("longer than 262144 bytes"),
+        "{}",
+        failures[1].error
     );
 }

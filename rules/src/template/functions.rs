@@ -1,87 +1,73 @@
 //! The template functions Prometheus defines (`humanize`, `printf`, `title`, `stripPort`...), over values
 //! already computed.
 
-use super::gofmt::{format_g, print_value, sprintf};
-use super::tree::*;
+use dbwatch_template::gofmt::format_g;
+use dbwatch_template::{Funcs, Value};
 
-/// Calls `function` with `args`, the piped value last.
-pub(super) fn call(function: Function, mut args: Vec<TValue>) -> Result<TValue, TemplateError> {
-    let text = |value: TValue, function: Function| match value {
-        TValue::String(text) => Ok(text),
-        other => Err(TemplateError(format!(
-            "wrong type for value in {function:?}; expected string; got {}",
-            other.type_name()
-        ))),
-    };
-    Ok(match function {
-        Function::Humanize => TValue::String(humanize(to_float(args.remove(0))?)),
-        Function::Humanize1024 => TValue::String(humanize1024(to_float(args.remove(0))?)),
-        Function::HumanizeDuration => TValue::String(humanize_duration(to_float(args.remove(0))?)),
-        Function::HumanizePercentage => TValue::String(format!(
-            "{}%",
-            format_g(to_float(args.remove(0))? * 100.0, Some(4))
-        )),
-        Function::HumanizeTimestamp => {
-            TValue::String(humanize_timestamp(to_float(args.remove(0))?)?)
-        }
-        Function::ToUpper => TValue::String(text(args.remove(0), function)?.to_uppercase()),
-        Function::ToLower => TValue::String(text(args.remove(0), function)?.to_lowercase()),
-        Function::Title => TValue::String(title(&text(args.remove(0), function)?)),
-        Function::StripPort => TValue::String(strip_port(&text(args.remove(0), function)?)),
-        Function::StripDomain => TValue::String(strip_domain(&text(args.remove(0), function)?)),
-        Function::Printf => {
-            let format = text(args.remove(0), function)?;
-            TValue::String(sprintf(&format, &args))
-        }
-        Function::Print => {
-            let mut out = String::new();
-            for (index, arg) in args.iter().enumerate() {
-                let is_string = matches!(arg, TValue::String(_));
-                let previous_string = index > 0 && matches!(args[index - 1], TValue::String(_));
-                if index > 0 && !is_string && !previous_string {
-                    out.push(' ');
-                }
-                print_value(arg, &mut out);
-            }
-            TValue::String(out)
-        }
-        Function::Index => {
-            let key = args.pop().unwrap_or(TValue::Nil);
-            match (args.pop(), key) {
-                (Some(TValue::Map(map)), TValue::String(key)) => {
-                    TValue::String(map.get(&key).cloned().unwrap_or_default())
-                }
-                (Some(other), _) => {
-                    return Err(TemplateError(format!(
-                        "can't index item of type {}",
-                        other.type_name()
-                    )))
-                }
-                (None, _) => return Err(TemplateError("index of nothing".to_owned())),
-            }
-        }
-        Function::Len => match args.remove(0) {
-            TValue::String(text) => TValue::Int(text.len() as i64),
-            TValue::Map(map) => TValue::Int(map.len() as i64),
-            other => return Err(TemplateError(format!("len of type {}", other.type_name()))),
-        },
+/// Prometheus's template functions that dbwatch runs (printf, index, len and the rest are Go's builtins).
+pub(super) fn prometheus() -> Funcs {
+    let mut funcs = Funcs::new();
+    funcs
+        .add("humanize", |args| {
+            number(args).map(|v| Value::String(humanize(v)))
+        })
+        .add("humanize1024", |args| {
+            number(args).map(|v| Value::String(humanize1024(v)))
+        })
+        .add("humanizeDuration", |args| {
+            number(args).map(|v| Value::String(humanize_duration(v)))
+        })
+        .add("humanizePercentage", |args| {
+            number(args).map(|v| Value::String(format!("{}%", format_g(v * 100.0, Some(4)))))
+        })
+        .add("humanizeTimestamp", |args| {
+            humanize_timestamp(number(args)?).map(Value::String)
+        })
+        .add("toUpper", |args| {
+            text(args).map(|t| Value::String(t.to_uppercase()))
+        })
+        .add("toLower", |args| {
+            text(args).map(|t| Value::String(t.to_lowercase()))
+        })
+        .add("title", |args| text(args).map(|t| Value::String(title(t))))
+        .add("stripPort", |args| {
+            text(args).map(|t| Value::String(strip_port(t)))
+        })
+        .add("stripDomain", |args| {
+            text(args).map(|t| Value::String(strip_domain(t)))
+        });
+    funcs
+}
+
+fn one(args: &[Value]) -> Result<&Value, String> {
+    match args {
+        [value] => Ok(value),
+        _ => Err(format!("wrong number of args: want 1 got {}", args.len())),
+    }
+}
+
+fn text(args: &[Value]) -> Result<&str, String> {
+    let value = one(args)?;
+    value.as_str().ok_or_else(|| {
+        format!(
+            "wrong type for value; expected string; got {}",
+            value.type_name()
+        )
     })
 }
 
+fn number(args: &[Value]) -> Result<f64, String> {
+    to_float(one(args)?)
+}
+
 /// Prometheus' `convertToFloat`.
-pub(super) fn to_float(value: TValue) -> Result<f64, TemplateError> {
+pub(super) fn to_float(value: &Value) -> Result<f64, String> {
     match value {
-        TValue::Float(value) => Ok(value),
-        TValue::Int(value) => Ok(value as f64),
-        TValue::String(text) => parse_go_float(&text).ok_or_else(|| {
-            TemplateError(format!(
-                "strconv.ParseFloat: parsing {text:?}: invalid syntax"
-            ))
-        }),
-        other => Err(TemplateError(format!(
-            "can't convert {} to float",
-            other.type_name()
-        ))),
+        Value::Float(value) => Ok(*value),
+        Value::Int(value) => Ok(*value as f64),
+        Value::String(text) => parse_go_float(text)
+            .ok_or_else(|| format!("strconv.ParseFloat: parsing {text:?}: invalid syntax")),
+        other => Err(format!("can't convert {} to float", other.type_name())),
     }
 }
 
@@ -95,7 +81,7 @@ pub(super) fn parse_go_float(text: &str) -> Option<f64> {
     text.parse::<f64>().ok()
 }
 
-pub(super) fn humanize(value: f64) -> String {
+pub fn humanize(value: f64) -> String {
     if value == 0.0 || value.is_nan() || value.is_infinite() {
         return format_g(value, Some(4));
     }
@@ -121,7 +107,7 @@ pub(super) fn humanize(value: f64) -> String {
     format!("{}{prefix}", format_g(value, Some(4)))
 }
 
-pub(super) fn humanize1024(value: f64) -> String {
+pub fn humanize1024(value: f64) -> String {
     if value.abs() <= 1.0 || value.is_nan() || value.is_infinite() {
         return format_g(value, Some(4));
     }
@@ -137,7 +123,7 @@ pub(super) fn humanize1024(value: f64) -> String {
     format!("{}{prefix}", format_g(value, Some(4)))
 }
 
-pub(super) fn humanize_duration(value: f64) -> String {
+pub fn humanize_duration(value: f64) -> String {
     if value.is_nan() || value.is_infinite() {
         return format_g(value, Some(4));
     }
@@ -179,16 +165,16 @@ pub(super) fn humanize_duration(value: f64) -> String {
 }
 
 /// Go's `fmt.Sprint(time.Time)` of the millisecond-truncated instant, in UTC.
-pub(super) fn humanize_timestamp(value: f64) -> Result<String, TemplateError> {
+pub(super) fn humanize_timestamp(value: f64) -> Result<String, String> {
     if value.is_nan() || value.is_infinite() {
         return Ok(format_g(value, Some(4)));
     }
     let nanos = value * 1e9;
     if !(-9.223_372_036_854_776e18..=9.223_372_036_854_776e18).contains(&nanos) {
-        return Err(TemplateError(format!(
+        return Err(format!(
             "{} cannot be represented as a nanoseconds timestamp since it overflows int64",
             format_g(value, None)
-        )));
+        ));
     }
     let millis = (nanos as i64) / 1_000_000;
     let seconds = millis.div_euclid(1000);

@@ -1,31 +1,9 @@
 //! Go's `fmt` where templates show numbers and values: `%g`, `%e`, `%f` as Go prints them (shortest
 //! representation that reads back, Go's exponent form), `printf`'s verbs, and `%v` of a template value.
 
-use super::tree::*;
+use std::collections::BTreeMap;
 
-/// How text/template prints a value (`%v`).
-pub(super) fn print_value(value: &TValue, out: &mut String) {
-    match value {
-        TValue::String(text) => out.push_str(text),
-        TValue::Float(value) => out.push_str(&format_g(*value, None)),
-        TValue::Int(value) => out.push_str(&value.to_string()),
-        TValue::Bool(value) => out.push_str(if *value { "true" } else { "false" }),
-        TValue::Map(map) => {
-            out.push_str("map[");
-            for (index, (key, value)) in map.iter().enumerate() {
-                if index > 0 {
-                    out.push(' ');
-                }
-                out.push_str(key);
-                out.push(':');
-                out.push_str(value);
-            }
-            out.push(']');
-        }
-        TValue::Root => out.push_str("{map[] map[]  0}"),
-        TValue::Nil => out.push_str("<no value>"),
-    }
-}
+use crate::value::Value;
 
 /// Go's `%g` (`precision` `None`: shortest, as `%v` prints a float64).
 pub fn format_g(value: f64, precision: Option<usize>) -> String {
@@ -64,7 +42,7 @@ pub fn format_g(value: f64, precision: Option<usize>) -> String {
 }
 
 /// Go's `%e` with `precision` digits after the point.
-pub(super) fn format_e(value: f64, precision: usize) -> String {
+pub fn format_e(value: f64, precision: usize) -> String {
     if let Some(special) = special_float(value) {
         return special.to_owned();
     }
@@ -76,14 +54,14 @@ pub(super) fn format_e(value: f64, precision: usize) -> String {
 }
 
 /// Go's `%f` with `precision` digits after the point.
-pub(super) fn format_f(value: f64, precision: usize) -> String {
+pub fn format_f(value: f64, precision: usize) -> String {
     if let Some(special) = special_float(value) {
         return special.to_owned();
     }
     format!("{value:.precision$}")
 }
 
-pub(super) fn special_float(value: f64) -> Option<&'static str> {
+pub fn special_float(value: f64) -> Option<&'static str> {
     if value.is_nan() {
         Some("NaN")
     } else if value == f64::INFINITY {
@@ -95,7 +73,7 @@ pub(super) fn special_float(value: f64) -> Option<&'static str> {
     }
 }
 
-pub(super) fn push_exponent(out: &mut String, exponent: i32) {
+pub fn push_exponent(out: &mut String, exponent: i32) {
     out.push('e');
     out.push(if exponent < 0 { '-' } else { '+' });
     let magnitude = exponent.unsigned_abs();
@@ -107,7 +85,7 @@ pub(super) fn push_exponent(out: &mut String, exponent: i32) {
 
 /// The significant digits (trailing zeros removed) and decimal exponent of a finite value: shortest
 /// round-trip digits, or rounded to `significant` digits.
-pub(super) fn decimal_digits(value: f64, significant: Option<usize>) -> (bool, String, i32) {
+pub fn decimal_digits(value: f64, significant: Option<usize>) -> (bool, String, i32) {
     let negative = value.is_sign_negative() && value != 0.0;
     let magnitude = value.abs();
     let formatted = match significant {
@@ -123,7 +101,7 @@ pub(super) fn decimal_digits(value: f64, significant: Option<usize>) -> (bool, S
 }
 
 /// Places `digits` (d.ddd × 10^(decimal_point-1)) as a fixed-point number with `decimals` decimals.
-pub(super) fn fixed_from_digits(digits: &str, decimal_point: i32, decimals: usize) -> String {
+pub fn fixed_from_digits(digits: &str, decimal_point: i32, decimals: usize) -> String {
     let mut out = String::new();
     if decimal_point <= 0 {
         out.push('0');
@@ -151,14 +129,12 @@ pub(super) fn fixed_from_digits(digits: &str, decimal_point: i32, decimals: usiz
 }
 
 /// Go's largest accepted width or precision: `fmt`'s `tooLarge` bound.
-pub(super) const GO_FMT_MAX_NUMBER: usize = 1_000_000;
+pub const GO_FMT_MAX_NUMBER: usize = 1_000_000;
 
 /// Reads a width or precision as Go's `fmt.parsenum` does: `Some(None)` when there are no digits,
 /// `Some(Some(n))` for a number, `None` when the number passed [`GO_FMT_MAX_NUMBER`] (Go then stops
 /// formatting, and the rest of the format is consumed).
-pub(super) fn go_parsenum(
-    chars: &mut std::iter::Peekable<std::str::Chars<'_>>,
-) -> Option<Option<usize>> {
+pub fn go_parsenum(chars: &mut std::iter::Peekable<std::str::Chars<'_>>) -> Option<Option<usize>> {
     let mut number: Option<usize> = None;
     while let Some(digit) = chars.peek().and_then(|c| c.to_digit(10)) {
         let so_far = number.unwrap_or(0);
@@ -173,7 +149,7 @@ pub(super) fn go_parsenum(
 }
 
 /// A subset of Go's `fmt.Sprintf`: flags `-+ 0`, width, precision, verbs `v s d f F e E g G x X q %`.
-pub(super) fn sprintf(format: &str, args: &[TValue]) -> String {
+pub fn sprintf(format: &str, args: &[Value]) -> String {
     let mut out = String::new();
     let mut chars = format.chars().peekable();
     let mut next_arg = 0;
@@ -217,15 +193,24 @@ pub(super) fn sprintf(format: &str, args: &[TValue]) -> String {
             out.push('%');
             continue;
         }
+        if verb == 'T' {
+            match args.get(next_arg) {
+                Some(Value::Nil) => out.push_str("<nil>"),
+                Some(arg) => out.push_str(&arg.type_name()),
+                None => out.push_str("%!T(MISSING)"),
+            }
+            next_arg += 1;
+            continue;
+        }
         let Some(arg) = args.get(next_arg) else {
             out.push_str(&format!("%!{verb}(MISSING)"));
             continue;
         };
         next_arg += 1;
         let formatted = match (verb, arg) {
-            ('v' | 'g' | 'G', TValue::Float(value)) => format_g(*value, precision),
-            ('f' | 'F', TValue::Float(value)) => format_f(*value, precision.unwrap_or(6)),
-            ('e' | 'E', TValue::Float(value)) => {
+            ('v' | 'g' | 'G', Value::Float(value)) => format_g(*value, precision),
+            ('f' | 'F', Value::Float(value)) => format_f(*value, precision.unwrap_or(6)),
+            ('e' | 'E', Value::Float(value)) => {
                 let text = format_e(*value, precision.unwrap_or(6));
                 if verb == 'E' {
                     text.to_uppercase()
@@ -233,28 +218,46 @@ pub(super) fn sprintf(format: &str, args: &[TValue]) -> String {
                     text
                 }
             }
-            ('v' | 'd', TValue::Int(value)) => value.to_string(),
-            ('x', TValue::Int(value)) => format!("{value:x}"),
-            ('X', TValue::Int(value)) => format!("{value:X}"),
-            ('f' | 'F', TValue::Int(value)) => format!("%!{verb}(int={value})"),
-            ('v' | 's', TValue::String(text)) => match precision {
+            ('v' | 'd', Value::Int(value)) => value.to_string(),
+            // Go prints a sign and the magnitude, never the two's complement.
+            ('x' | 'X' | 'o' | 'b', Value::Int(value)) => {
+                let magnitude = value.unsigned_abs();
+                let digits = match verb {
+                    'x' => format!("{magnitude:x}"),
+                    'X' => format!("{magnitude:X}"),
+                    'o' => format!("{magnitude:o}"),
+                    _ => format!("{magnitude:b}"),
+                };
+                if *value < 0 {
+                    format!("-{digits}")
+                } else {
+                    digits
+                }
+            }
+            ('c', Value::Int(value)) => u32::try_from(*value)
+                .ok()
+                .and_then(char::from_u32)
+                .unwrap_or('\u{FFFD}')
+                .to_string(),
+            ('f' | 'F', Value::Int(value)) => format!("%!{verb}(int={value})"),
+            ('v' | 's', Value::String(text) | Value::Html(text)) => match precision {
                 Some(limit) => text.chars().take(limit).collect(),
                 None => text.clone(),
             },
-            ('q', TValue::String(text)) => crate::labels::go_quote(text),
-            ('v' | 't', TValue::Bool(value)) => value.to_string(),
+            ('q', Value::String(text)) => go_quote(text),
+            ('v' | 't', Value::Bool(value)) => value.to_string(),
             ('v' | 's', other) => {
                 let mut text = String::new();
-                print_value(other, &mut text);
+                fmt_value(other, &mut text);
                 text
             }
             (verb, other) => {
                 let mut text = String::new();
-                print_value(other, &mut text);
+                fmt_value(other, &mut text);
                 format!("%!{verb}({}={text})", other.type_name())
             }
         };
-        let numeric = matches!(arg, TValue::Float(_) | TValue::Int(_));
+        let numeric = matches!(arg, Value::Float(_) | Value::Int(_));
         let mut formatted = formatted;
         if numeric && !formatted.starts_with('-') && !formatted.starts_with('+') {
             if plus {
@@ -295,10 +298,77 @@ pub(super) fn sprintf(format: &str, args: &[TValue]) -> String {
                 out.push_str(", ");
             }
             let mut text = String::new();
-            print_value(arg, &mut text);
+            fmt_value(arg, &mut text);
             out.push_str(&format!("{}={text}", arg.type_name()));
         }
         out.push(')');
     }
     out
+}
+
+/// Go's `strconv.Quote` (`%q`), for the characters label values carry.
+pub fn go_quote(value: &str) -> String {
+    let mut out = String::with_capacity(value.len() + 2);
+    out.push('"');
+    for c in value.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            '\t' => out.push_str("\\t"),
+            '\r' => out.push_str("\\r"),
+            c if c.is_control() => out.push_str(&format!("\\x{:02x}", c as u32)),
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+    out
+}
+
+/// How an action prints a value: Go's `fmt.Fprint`, except that nil prints `<no value>`.
+pub fn print_value(value: &Value, out: &mut String) {
+    match value {
+        Value::Nil => out.push_str("<no value>"),
+        other => fmt_value(other, out),
+    }
+}
+
+/// Go's `%v`.
+pub fn fmt_value(value: &Value, out: &mut String) {
+    match value {
+        Value::Nil => out.push_str("<nil>"),
+        Value::Bool(value) => out.push_str(if *value { "true" } else { "false" }),
+        Value::Int(value) => out.push_str(&value.to_string()),
+        Value::Float(value) => out.push_str(&format_g(*value, None)),
+        Value::String(text) | Value::Html(text) => out.push_str(text),
+        Value::List(items) => fmt_list(items, out),
+        Value::Map(map) => fmt_map(map, out),
+        Value::Object(object) => object.display(out),
+    }
+}
+
+/// `[a b c]`.
+pub fn fmt_list(items: &[Value], out: &mut String) {
+    out.push('[');
+    for (index, item) in items.iter().enumerate() {
+        if index > 0 {
+            out.push(' ');
+        }
+        fmt_value(item, out);
+    }
+    out.push(']');
+}
+
+/// `map[a:1 b:2]`, keys sorted as Go's `fmt` sorts them.
+pub fn fmt_map(map: &BTreeMap<String, Value>, out: &mut String) {
+    out.push_str("map[");
+    for (index, (key, value)) in map.iter().enumerate() {
+        if index > 0 {
+            out.push(' ');
+        }
+        out.push_str(key);
+        out.push(':');
+        fmt_value(value, out);
+    }
+    out.push(']');
 }
