@@ -1,5 +1,5 @@
-//! The README's lists of what dbwatch supports are the code's: a name listed and refused, or supported and not
-//! listed, fails here.
+//! The README's lists of what dbwatch supports are the code's (PromQL aggregations and functions, receivers):
+//! a name listed and refused, or supported and not listed, fails here.
 
 use std::collections::BTreeSet;
 
@@ -77,4 +77,22 @@ fn the_readme_lists_every_promql_aggregation_and_function_dbwatch_evaluates_and_
         refused.is_empty(),
         "in the README but not evaluated: {refused:?}"
     );
+}
+
+#[test]
+fn the_readme_lists_every_receiver_dbwatch_sends_to_and_every_one_it_refuses() {
+    let text = readme();
+    let listed = backticked_words(&text, "Receivers: ", ". Refused by name: ");
+    let sent: BTreeSet<String> = dbwatch_notify::config::receiver_keys()
+        .map(str::to_owned)
+        .collect();
+    assert_eq!(
+        listed, sent,
+        "README receivers against the routing file reader's"
+    );
+    let listed = backticked_words(&text, ". Refused by name: ", ".\n");
+    let refused: BTreeSet<String> = dbwatch_notify::config::refused_receiver_keys()
+        .map(str::to_owned)
+        .collect();
+    assert_eq!(listed, refused, "README refusals against the reader's");
 }

@@ -211,6 +211,16 @@ pub fn load_str(file: &Path, text: &str, env: EnvLookup<'_>) -> Result<NotifyCon
     }
 }
 
+/// The receiver keys (`slack_configs`, ...) dbwatch sends to, in the reader's order.
+pub fn receiver_keys() -> impl Iterator<Item = &'static str> {
+    INTEGRATIONS.iter().map(|(key, _)| *key)
+}
+
+/// The receiver keys of Alertmanager dbwatch refuses by name.
+pub fn refused_receiver_keys() -> impl Iterator<Item = &'static str> {
+    UNSUPPORTED_RECEIVER.iter().copied()
+}
+
 const UNSUPPORTED_RECEIVER: &[&str] = &[
     "wechat_configs",
     "jira_configs",
