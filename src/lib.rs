@@ -10,6 +10,7 @@ pub mod engines;
 pub mod exposition;
 pub mod http;
 pub mod logging;
+pub mod reload;
 pub mod scheduler;
 pub mod self_metrics;
 pub mod store;

@@ -16,7 +16,7 @@ pub use crate::engines::{Engine, Spanned};
 pub use dbwatch_secret::{PasswordSource, Secret};
 use dbwatch_yaml::{node as yaml, read};
 pub use dbwatch_yaml::{ConfigError, ConfigErrors};
-pub use validate::{AlertingConfig, Config, RulesConfig, Target};
+pub use validate::{AlertingConfig, Config, RulesConfig, Target, TargetSettings};
 
 #[derive(Debug, thiserror::Error)]
 pub enum LoadError {
@@ -92,6 +92,8 @@ pub struct RawTarget {
     pub timeout: Option<Spanned<Duration>>,
     /// `None` when the type was missing or unknown (already reported).
     pub engine: Option<RawEngine>,
+    /// The target's mapping as written, positions dropped: what a reload compares (see [`TargetSettings`]).
+    pub source: yaml::Node,
 }
 
 impl RawConfig {
@@ -210,6 +212,41 @@ impl RawTarget {
             interval,
             timeout,
             engine,
+            source: without_positions(node),
         })
+    }
+}
+
+/// A node with every position zeroed and mapping keys sorted, so that moving a target in the file or reordering
+/// its keys does not read as a change of its settings.
+fn without_positions(node: &yaml::Node) -> yaml::Node {
+    let value = match &node.value {
+        yaml::Value::Scalar { text, quoted } => yaml::Value::Scalar {
+            text: text.clone(),
+            quoted: *quoted,
+        },
+        yaml::Value::Sequence(items) => {
+            yaml::Value::Sequence(items.iter().map(without_positions).collect())
+        }
+        yaml::Value::Mapping(entries) => {
+            let mut entries: Vec<(yaml::Key, yaml::Node)> = entries
+                .iter()
+                .map(|(key, value)| {
+                    (
+                        yaml::Key {
+                            name: key.name.clone(),
+                            mark: yaml::Mark::default(),
+                        },
+                        without_positions(value),
+                    )
+                })
+                .collect();
+            entries.sort_by(|a, b| a.0.name.cmp(&b.0.name));
+            yaml::Value::Mapping(entries)
+        }
+    };
+    yaml::Node {
+        value,
+        mark: yaml::Mark::default(),
     }
 }
