@@ -355,6 +355,26 @@ fn names_line(text: &str, file: &str) -> bool {
         })
 }
 
+/// Without `--web.enable-unauthenticated-writes` and without users, a reload is a write like any other: refused.
+#[tokio::test]
+async fn an_unauthenticated_reload_is_refused_like_every_write() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let dir = dir.path();
+    write(dir, "dbwatch.yml", &format!("targets:\n{}", pg_target("kept", "shop", "", PASSWORD)));
+    let mut daemon = Daemon::start(dir, false);
+    let before = daemon
+        .wait_metrics("the first load counted", Duration::from_secs(20), |m| {
+            series_value(m, RELOAD_AT, &[]).is_some()
+        })
+        .await;
+    let (status, body) = daemon.post_reload().await;
+    assert_eq!(status, 403, "{body}");
+    assert!(body.contains("writes are disabled"), "{body}");
+    let after = daemon.metrics().await.expect("metrics");
+    assert_eq!(series_value(&after, RELOAD_AT, &[]), series_value(&before, RELOAD_AT, &[]));
+    assert_eq!(series_value(&after, RELOAD_OK, &[]), Some(1.0));
+}
+
 fn write(dir: &Path, file: &str, text: &str) {
     std::fs::write(dir.join(file), text).expect("write a test file");
 }
@@ -554,6 +574,16 @@ async fn a_reload_keeps_what_did_not_change_and_a_broken_one_changes_nothing() {
     assert_eq!(series_value(&metrics, RELOAD_OK, &[]), Some(1.0));
     assert_eq!(daemon.backend_pid("shop"), Some(kept_pid));
     assert_eq!(daemon.backend_pid("postgres"), Some(changed_after));
+
+    // A change a running daemon cannot make is refused by name, and nothing changes.
+    write(dir, "dbwatch.yml", &good_config.replace("alerting:\n  config_file: routing.yml\n", ""));
+    let (status, body) = daemon.post_reload().await;
+    assert_eq!(status, 409, "{body}");
+    assert!(body.contains("alerting.config_file: removing a routing file needs a restart"), "{body}");
+    let metrics = daemon.metrics().await.expect("metrics");
+    assert_eq!(series_value(&metrics, RELOAD_OK, &[]), Some(0.0));
+    assert_eq!(daemon.backend_pid("shop"), Some(kept_pid));
+    write(dir, "dbwatch.yml", &good_config);
 
     // Nothing was notified twice: the first receiver got `edited` once and nothing after the reload; the second
     // got `kept_pending` once and never `edited`.
