@@ -990,4 +990,51 @@ mod tests {
         alerts.render(&mut text);
         assert!(text.is_empty(), "{text}");
     }
+
+    #[test]
+    fn a_reload_keeps_pending_start_times_and_the_sample_history() {
+        let parse = |text: &str| RuleSet {
+            groups: parse_rule_file(Path::new("r.yml"), text).expect("valid"),
+        };
+        let before = parse("groups:\n  - name: g\n    rules:\n      - alert: down\n        expr: db_up == 0\n        for: 1m\n");
+        // The threshold edited, a rule added that needs the samples from before the reload.
+        let after = parse("groups:\n  - name: g\n    rules:\n      - alert: down\n        expr: db_up < 0.5\n        for: 1m\n      - alert: counted\n        expr: count_over_time(db_up[1m]) >= 6\n");
+        let store = Arc::new(Latest::new(1));
+        store.publish(snapshot("pg", 0.0));
+        let metrics = RuleMetrics::register(&Registry::new()).expect("registered");
+        let engine = RulesEngine::new(
+            Arc::clone(&store) as Arc<dyn SampleSource>,
+            before,
+            EngineOptions::default(),
+            metrics,
+        );
+        let mut core = engine.core;
+        let start = 1_700_000_000_000;
+        for second in 0..5 {
+            core.cycle(&store.latest(), start + second * 1000, &[0]);
+        }
+        let pending = |core: &Core, rule: usize| {
+            core.states[0].rules[rule]
+                .alerts
+                .values()
+                .next()
+                .map(|alert| (alert.state, alert.active_at))
+        };
+        assert_eq!(pending(&core, 0), Some((AlertState::Pending, start)));
+
+        let update = RuleUpdate {
+            rules: Arc::new(after),
+            evaluation_interval: DEFAULT_EVALUATION_INTERVAL,
+            external_labels: BTreeMap::new(),
+        };
+        let report = core.swap(&update, &EngineOptions::default(), start + 5_500);
+        assert_eq!((report.restored, report.dropped), (1, 0));
+        core.cycle(&store.latest(), start + 6_000, &[0]);
+        // Same start time: it fires a minute after it first went pending, not a minute after the reload.
+        assert_eq!(pending(&core, 0), Some((AlertState::Pending, start)));
+        // Six samples in the last minute: five from before the reload, one after.
+        assert_eq!(pending(&core, 1).map(|(state, _)| state), Some(AlertState::Firing));
+        core.cycle(&store.latest(), start + 60_000, &[0]);
+        assert_eq!(pending(&core, 0).map(|(state, _)| state), Some(AlertState::Firing));
+    }
 }
