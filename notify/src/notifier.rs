@@ -448,6 +448,47 @@ receivers:
     }
 
     #[test]
+    fn a_reloaded_routing_applies_to_the_next_notification_and_resends_nothing() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let (mut notifier, alerts) = notifier(dir.path());
+        let start = Instant::now();
+        alerts.publish_alerts(vec![alert(AlertState::Firing)], SystemTime::now());
+        assert!(notifier.reconcile(start));
+        assert_eq!(queued(&notifier), ["firing"]);
+        // Delivered.
+        notifier.state.outbox.clear();
+
+        // The receiver edited (another URL) and the group timings changed.
+        let edited = ROUTING
+            .replace("127.0.0.1:1/hook", "127.0.0.1:2/other")
+            .replace("group_interval: 1s", "group_interval: 2s");
+        let config =
+            load_str(Path::new("routing.yml"), &edited, &|_: &str| None).expect("valid routing");
+        notifier.seed().reload(config);
+        assert!(notifier.routing.has_changed().expect("the seed holds the sender"));
+        notifier.apply_routing();
+        assert_eq!(notifier.config.route.group_interval, Duration::from_secs(2));
+        let mut now = start;
+        for _ in 0..3 {
+            now += Duration::from_secs(3);
+            notifier.reconcile(now);
+        }
+        assert_eq!(queued(&notifier), Vec::<String>::new(), "already told: not sent again");
+
+        // A new alert goes out once, through the new routing.
+        let mut other = alert(AlertState::Firing);
+        other.alertname = "other".into();
+        other.labels.insert("alertname".into(), "other".into());
+        alerts.publish_alerts(vec![alert(AlertState::Firing), other], SystemTime::now());
+        now += Duration::from_secs(3);
+        assert!(notifier.reconcile(now));
+        assert_eq!(queued(&notifier), ["firing"]);
+        // A notifier rebuilt by its supervisor starts from the reloaded routing.
+        let rebuilt = notifier.seed().build().expect("rebuilt");
+        assert_eq!(rebuilt.config.route.group_interval, Duration::from_secs(2));
+    }
+
+    #[test]
     fn a_told_firing_alert_back_as_pending_is_not_resolved_until_the_engine_resolves_it() {
         let dir = tempfile::tempdir().expect("temp dir");
         let (mut notifier, alerts, now) = told_firing_then_restarted(dir.path());
