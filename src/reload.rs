@@ -33,9 +33,9 @@ use dbwatch_notify::NotifierSeed;
 use dbwatch_rules::RuleUpdate;
 
 /// How long a requester waits for its reload's outcome. Reading the files and stopping changed targets
-/// (each within `scheduler::STOP_DEADLINE`, all at once) take far less; past this the answer is a 503 and the
-/// reload still completes.
-pub const RELOAD_DEADLINE: Duration = Duration::from_secs(30);
+/// (all at once, within `scheduler::STOP_DEADLINE`) take far less; past this the answer is a 503 and the
+/// reload still completes. Inside the web layer's `REQUEST_TIMEOUT` (30 s), so the POST gets this answer.
+pub const RELOAD_DEADLINE: Duration = Duration::from_secs(20);
 /// Requests waiting behind the one being applied; more are refused as busy.
 const QUEUE: usize = 8;
 

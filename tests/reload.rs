@@ -575,6 +575,13 @@ async fn a_reload_keeps_what_did_not_change_and_a_broken_one_changes_nothing() {
     assert_eq!(daemon.backend_pid("shop"), Some(kept_pid));
     assert_eq!(daemon.backend_pid("postgres"), Some(changed_after));
 
+    // Two reloads at once: each applied whole, one after the other, both answered.
+    let (one, two) = tokio::join!(daemon.post_reload(), daemon.post_reload());
+    for (status, body) in [one, two] {
+        assert_eq!(status, 200, "{body}");
+        assert!(body.contains("restarted none, added none, removed none"), "{body}");
+    }
+
     // A change a running daemon cannot make is refused by name, and nothing changes.
     write(dir, "dbwatch.yml", &good_config.replace("alerting:\n  config_file: routing.yml\n", ""));
     let (status, body) = daemon.post_reload().await;
