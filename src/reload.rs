@@ -158,7 +158,9 @@ impl ReloadHandle {
         match tokio::time::timeout(RELOAD_DEADLINE, answer).await {
             Ok(Ok(outcome)) => outcome,
             Ok(Err(_)) => unavailable("dbwatch is shutting down"),
-            Err(_) => unavailable("the reload did not finish in time; it completes in the background"),
+            Err(_) => {
+                unavailable("the reload did not finish in time; it completes in the background")
+            }
         }
     }
 

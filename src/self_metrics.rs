@@ -161,10 +161,11 @@ impl SelfMetrics {
             .collector_error_children
             .lock()
             .unwrap_or_else(PoisonError::into_inner);
-        children
-            .entry(target.to_owned())
-            .or_default()
-            .insert([db.to_owned(), collector.to_owned(), kind.to_owned()]);
+        children.entry(target.to_owned()).or_default().insert([
+            db.to_owned(),
+            collector.to_owned(),
+            kind.to_owned(),
+        ]);
     }
 
     /// Removes every series of a target that a reload removed (or whose type changed), so that it leaves

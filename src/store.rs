@@ -90,7 +90,10 @@ impl SnapshotStore {
             .snapshots
             .read()
             .unwrap_or_else(PoisonError::into_inner);
-        (snapshots.len(), self.expected_targets.load(Ordering::Relaxed))
+        (
+            snapshots.len(),
+            self.expected_targets.load(Ordering::Relaxed),
+        )
     }
 }
 

@@ -223,7 +223,8 @@ impl Daemon {
         }
         let mut ports = BTreeSet::new();
         for table in ["tcp", "tcp6"] {
-            let text = std::fs::read_to_string(format!("/proc/{pid}/net/{table}")).unwrap_or_default();
+            let text =
+                std::fs::read_to_string(format!("/proc/{pid}/net/{table}")).unwrap_or_default();
             for line in text.lines().skip(1) {
                 let fields: Vec<&str> = line.split_whitespace().collect();
                 let (Some(local), Some(inode)) = (fields.get(1), fields.get(9)) else {
@@ -290,7 +291,11 @@ impl Daemon {
     }
 }
 
-fn series_value(metrics: &HashMap<String, f64>, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
+fn series_value(
+    metrics: &HashMap<String, f64>,
+    name: &str,
+    labels: &[(&str, &str)],
+) -> Option<f64> {
     let prefix = format!("{name}{{");
     metrics
         .iter()
@@ -333,7 +338,10 @@ async fn received(client: &reqwest::Client, bucket: &str) -> Vec<(String, String
     let requests: Vec<Value> = serde_json::from_str(&body).expect("a JSON list");
     let mut notifications = Vec::new();
     for request in requests {
-        assert_eq!(request["valid"], true, "invalid webhook payload: {request:#}");
+        assert_eq!(
+            request["valid"], true,
+            "invalid webhook payload: {request:#}"
+        );
         let status = request["body"]["status"].as_str().unwrap_or("?").to_owned();
         let alertname = request["body"]["groupLabels"]["alertname"]
             .as_str()
@@ -346,13 +354,12 @@ async fn received(client: &reqwest::Client, bucket: &str) -> Vec<(String, String
 
 /// Whether `text` points into `file` at a line: `<...>/file:<line>`.
 fn names_line(text: &str, file: &str) -> bool {
-    text.match_indices(&format!("{file}:"))
-        .any(|(at, found)| {
-            text[at + found.len()..]
-                .chars()
-                .next()
-                .is_some_and(|c| c.is_ascii_digit())
-        })
+    text.match_indices(&format!("{file}:")).any(|(at, found)| {
+        text[at + found.len()..]
+            .chars()
+            .next()
+            .is_some_and(|c| c.is_ascii_digit())
+    })
 }
 
 /// Without `--web.enable-unauthenticated-writes` and without users, a reload is a write like any other: refused.
@@ -360,7 +367,11 @@ fn names_line(text: &str, file: &str) -> bool {
 async fn an_unauthenticated_reload_is_refused_like_every_write() {
     let dir = tempfile::tempdir().expect("temp dir");
     let dir = dir.path();
-    write(dir, "dbwatch.yml", &format!("targets:\n{}", pg_target("kept", "shop", "", PASSWORD)));
+    write(
+        dir,
+        "dbwatch.yml",
+        &format!("targets:\n{}", pg_target("kept", "shop", "", PASSWORD)),
+    );
     let mut daemon = Daemon::start(dir, false);
     let before = daemon
         .wait_metrics("the first load counted", Duration::from_secs(20), |m| {
@@ -371,7 +382,10 @@ async fn an_unauthenticated_reload_is_refused_like_every_write() {
     assert_eq!(status, 403, "{body}");
     assert!(body.contains("writes are disabled"), "{body}");
     let after = daemon.metrics().await.expect("metrics");
-    assert_eq!(series_value(&after, RELOAD_AT, &[]), series_value(&before, RELOAD_AT, &[]));
+    assert_eq!(
+        series_value(&after, RELOAD_AT, &[]),
+        series_value(&before, RELOAD_AT, &[])
+    );
     assert_eq!(series_value(&after, RELOAD_OK, &[]), Some(1.0));
 }
 
@@ -391,7 +405,12 @@ async fn a_reload_keeps_what_did_not_change_and_a_broken_one_changes_nothing() {
     let v1_targets = [
         pg_target("kept", "shop", "", PASSWORD),
         pg_target("changed", "postgres", "", PASSWORD),
-        pg_target("removed", "template1", "    labels: {role: leaving}\n", PASSWORD),
+        pg_target(
+            "removed",
+            "template1",
+            "    labels: {role: leaving}\n",
+            PASSWORD,
+        ),
     ];
     write(dir, "dbwatch.yml", &config(&v1_targets));
     write(dir, "rules.yml", &rules("0"));
@@ -400,21 +419,33 @@ async fn a_reload_keeps_what_did_not_change_and_a_broken_one_changes_nothing() {
 
     // Everything up, `edited` told to the first receiver, `kept_pending` pending.
     let before = daemon
-        .wait_metrics("every target up and kept_pending pending", Duration::from_secs(30), |m| {
-            ["kept", "changed", "removed"]
-                .iter()
-                .all(|target| series_value(m, "db_up", &[("target", target)]) == Some(1.0))
-                && alert_state(m, "kept_pending").as_deref() == Some("pending")
-                && alert_state(m, "edited").as_deref() == Some("firing")
-        })
+        .wait_metrics(
+            "every target up and kept_pending pending",
+            Duration::from_secs(30),
+            |m| {
+                ["kept", "changed", "removed"]
+                    .iter()
+                    .all(|target| series_value(m, "db_up", &[("target", target)]) == Some(1.0))
+                    && alert_state(m, "kept_pending").as_deref() == Some("pending")
+                    && alert_state(m, "edited").as_deref() == Some("firing")
+            },
+        )
         .await;
     assert_eq!(series_value(&before, RELOAD_OK, &[]), Some(1.0));
     let started_at = series_value(&before, RELOAD_AT, &[]).expect("the start counts as a load");
-    let active_at = series_value(&before, "ALERTS_FOR_STATE", &[("alertname", "kept_pending")])
-        .expect("kept_pending's start time");
+    let active_at = series_value(
+        &before,
+        "ALERTS_FOR_STATE",
+        &[("alertname", "kept_pending")],
+    )
+    .expect("kept_pending's start time");
     let deadline = Instant::now() + Duration::from_secs(15);
     while received(&daemon.client, &first_bucket).await.is_empty() {
-        assert!(Instant::now() < deadline, "edited never reached the first receiver\n{}", daemon.log_tail());
+        assert!(
+            Instant::now() < deadline,
+            "edited never reached the first receiver\n{}",
+            daemon.log_tail()
+        );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     let kept_pid = daemon.wait_backend_pid("shop").await;
@@ -457,21 +488,33 @@ async fn a_reload_keeps_what_did_not_change_and_a_broken_one_changes_nothing() {
         })
         .await;
     assert_eq!(series_value(&after, RELOAD_OK, &[]), Some(1.0));
-    assert_eq!(series_value(&after, "db_up", &[("target", "kept")]), Some(1.0));
+    assert_eq!(
+        series_value(&after, "db_up", &[("target", "kept")]),
+        Some(1.0)
+    );
     assert_eq!(
         series_value(&after, "ALERTS_FOR_STATE", &[("alertname", "kept_pending")]),
         Some(active_at),
         "the pending alert kept its start time"
     );
     // PostgreSQL's own view: the kept target is still the same session, the changed one a new one.
-    assert_eq!(daemon.backend_pid("shop"), Some(kept_pid), "the kept target reconnected");
+    assert_eq!(
+        daemon.backend_pid("shop"),
+        Some(kept_pid),
+        "the kept target reconnected"
+    );
     daemon
-        .wait_metrics("the changed target up with its password file", Duration::from_secs(20), |m| {
-            series_value(m, "db_up", &[("target", "changed")]) == Some(1.0)
-        })
+        .wait_metrics(
+            "the changed target up with its password file",
+            Duration::from_secs(20),
+            |m| series_value(m, "db_up", &[("target", "changed")]) == Some(1.0),
+        )
         .await;
     let changed_after = daemon.wait_backend_pid("postgres").await;
-    assert_ne!(changed_after, changed_pid, "the changed target kept its old session");
+    assert_ne!(
+        changed_after, changed_pid,
+        "the changed target kept its old session"
+    );
 
     // The pending alert fires when it would have without the reload: FOR after it became active, not FOR
     // after the reload.
@@ -507,7 +550,11 @@ async fn a_reload_keeps_what_did_not_change_and_a_broken_one_changes_nothing() {
         if second.iter().any(|(_, alert)| alert == "kept_pending") {
             break;
         }
-        assert!(Instant::now() < deadline, "kept_pending never reached the new receiver: {second:?}\n{}", daemon.log_tail());
+        assert!(
+            Instant::now() < deadline,
+            "kept_pending never reached the new receiver: {second:?}\n{}",
+            daemon.log_tail()
+        );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 
@@ -538,7 +585,10 @@ async fn a_reload_keeps_what_did_not_change_and_a_broken_one_changes_nothing() {
         write(dir, file, text);
         let (status, body) = daemon.post_reload().await;
         assert_eq!(status, 400, "{file}: {body}");
-        assert!(names_line(&body, named), "{file}: no {named}:<line> in {body}");
+        assert!(
+            names_line(&body, named),
+            "{file}: no {named}:<line> in {body}"
+        );
         let metrics = daemon.metrics().await.expect("metrics");
         assert_eq!(series_value(&metrics, RELOAD_OK, &[]), Some(0.0), "{file}");
         write(
@@ -552,13 +602,21 @@ async fn a_reload_keeps_what_did_not_change_and_a_broken_one_changes_nothing() {
         );
     }
     let still = daemon
-        .wait_metrics("polls go on after the refused reloads", Duration::from_secs(10), |m| {
-            series_value(m, "dbwatch_polls_total", &[("target", "kept")])
-                .is_some_and(|polls| polls >= polls_before + 2.0)
-        })
+        .wait_metrics(
+            "polls go on after the refused reloads",
+            Duration::from_secs(10),
+            |m| {
+                series_value(m, "dbwatch_polls_total", &[("target", "kept")])
+                    .is_some_and(|polls| polls >= polls_before + 2.0)
+            },
+        )
         .await;
     for target in ["kept", "changed", "added"] {
-        assert_eq!(series_value(&still, "db_up", &[("target", target)]), Some(1.0), "{target}");
+        assert_eq!(
+            series_value(&still, "db_up", &[("target", target)]),
+            Some(1.0),
+            "{target}"
+        );
     }
     assert!(!has_target(&still, "removed"));
     assert_eq!(daemon.backend_pid("shop"), Some(kept_pid));
@@ -567,7 +625,9 @@ async fn a_reload_keeps_what_did_not_change_and_a_broken_one_changes_nothing() {
     let (status, body) = daemon.post_reload().await;
     assert_eq!(status, 200, "{body}");
     assert!(
-        body.contains("targets kept added, changed, kept, restarted none, added none, removed none"),
+        body.contains(
+            "targets kept added, changed, kept, restarted none, added none, removed none"
+        ),
         "{body}"
     );
     let metrics = daemon.metrics().await.expect("metrics");
@@ -579,14 +639,24 @@ async fn a_reload_keeps_what_did_not_change_and_a_broken_one_changes_nothing() {
     let (one, two) = tokio::join!(daemon.post_reload(), daemon.post_reload());
     for (status, body) in [one, two] {
         assert_eq!(status, 200, "{body}");
-        assert!(body.contains("restarted none, added none, removed none"), "{body}");
+        assert!(
+            body.contains("restarted none, added none, removed none"),
+            "{body}"
+        );
     }
 
     // A change a running daemon cannot make is refused by name, and nothing changes.
-    write(dir, "dbwatch.yml", &good_config.replace("alerting:\n  config_file: routing.yml\n", ""));
+    write(
+        dir,
+        "dbwatch.yml",
+        &good_config.replace("alerting:\n  config_file: routing.yml\n", ""),
+    );
     let (status, body) = daemon.post_reload().await;
     assert_eq!(status, 409, "{body}");
-    assert!(body.contains("alerting.config_file: removing a routing file needs a restart"), "{body}");
+    assert!(
+        body.contains("alerting.config_file: removing a routing file needs a restart"),
+        "{body}"
+    );
     let metrics = daemon.metrics().await.expect("metrics");
     assert_eq!(series_value(&metrics, RELOAD_OK, &[]), Some(0.0));
     assert_eq!(daemon.backend_pid("shop"), Some(kept_pid));
@@ -595,7 +665,15 @@ async fn a_reload_keeps_what_did_not_change_and_a_broken_one_changes_nothing() {
     // Nothing was notified twice: the first receiver got `edited` once and nothing after the reload; the second
     // got `kept_pending` once and never `edited`.
     let first = received(&daemon.client, &first_bucket).await;
-    assert_eq!(first, [("firing".to_owned(), "edited".to_owned())], "first receiver");
+    assert_eq!(
+        first,
+        [("firing".to_owned(), "edited".to_owned())],
+        "first receiver"
+    );
     let second = received(&daemon.client, &second_bucket).await;
-    assert_eq!(second, [("firing".to_owned(), "kept_pending".to_owned())], "second receiver");
+    assert_eq!(
+        second,
+        [("firing".to_owned(), "kept_pending".to_owned())],
+        "second receiver"
+    );
 }

@@ -229,10 +229,7 @@ impl Notifier {
         self.tree = Arc::new(RouteTree::new(&config.route));
         self.config = config;
         self.grouper = Grouper::default();
-        tracing::info!(
-            receivers = self.config.receivers.len(),
-            "routing reloaded"
-        );
+        tracing::info!(receivers = self.config.receivers.len(), "routing reloaded");
     }
 
     /// Writes the state on the blocking pool: serialising a large outbox and two fsyncs must not hold one of
@@ -465,7 +462,10 @@ receivers:
         let config =
             load_str(Path::new("routing.yml"), &edited, &|_: &str| None).expect("valid routing");
         notifier.seed().reload(config);
-        assert!(notifier.routing.has_changed().expect("the seed holds the sender"));
+        assert!(notifier
+            .routing
+            .has_changed()
+            .expect("the seed holds the sender"));
         notifier.apply_routing();
         assert_eq!(notifier.config.route.group_interval, Duration::from_secs(2));
         let mut now = start;
@@ -473,7 +473,11 @@ receivers:
             now += Duration::from_secs(3);
             notifier.reconcile(now);
         }
-        assert_eq!(queued(&notifier), Vec::<String>::new(), "already told: not sent again");
+        assert_eq!(
+            queued(&notifier),
+            Vec::<String>::new(),
+            "already told: not sent again"
+        );
 
         // A new alert goes out once, through the new routing.
         let mut other = alert(AlertState::Firing);

@@ -637,7 +637,12 @@ impl Core {
     }
 
     /// Swaps in a reloaded rule set at `t` (see [`RuleUpdate`]); reports how many alert instances moved over.
-    fn swap(&mut self, update: &RuleUpdate, options: &EngineOptions, t: i64) -> state::RestoreReport {
+    fn swap(
+        &mut self,
+        update: &RuleUpdate,
+        options: &EngineOptions,
+        t: i64,
+    ) -> state::RestoreReport {
         let rules = Arc::clone(&update.rules);
         let saved = state::snapshot(&self.rules, &self.states, t);
         let mut states: Vec<GroupState> = rules.groups.iter().map(GroupState::for_group).collect();
@@ -1033,8 +1038,14 @@ mod tests {
         // Same start time: it fires a minute after it first went pending, not a minute after the reload.
         assert_eq!(pending(&core, 0), Some((AlertState::Pending, start)));
         // Six samples in the last minute: five from before the reload, one after.
-        assert_eq!(pending(&core, 1).map(|(state, _)| state), Some(AlertState::Firing));
+        assert_eq!(
+            pending(&core, 1).map(|(state, _)| state),
+            Some(AlertState::Firing)
+        );
         core.cycle(&store.latest(), start + 60_000, &[0]);
-        assert_eq!(pending(&core, 0).map(|(state, _)| state), Some(AlertState::Firing));
+        assert_eq!(
+            pending(&core, 0).map(|(state, _)| state),
+            Some(AlertState::Firing)
+        );
     }
 }

@@ -297,6 +297,9 @@ targets:
         // A global default changes every target that takes it, though no target's entry changed.
         let interval = settings(&format!("global:\n  interval: 30s\n{BASE}"));
         assert!(by_name(&interval, "a") != by_name(&base, "a"));
-        assert_eq!(format!("{:?}", by_name(&password, "a")), "TargetSettings { .. }");
+        assert_eq!(
+            format!("{:?}", by_name(&password, "a")),
+            "TargetSettings { .. }"
+        );
     }
 }
