@@ -1,7 +1,7 @@
 //! Wiring: build every piece from the validated config, spawn the tasks, wait for shutdown.
 
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -9,17 +9,17 @@ use prometheus::Registry;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use crate::config::{self, Config};
 use crate::http::{self, HttpState};
+pub use crate::load::{load, LoadError, Loaded};
 use crate::reload::{self, Owners, Reloader};
 use crate::scheduler::Scheduler;
 use crate::self_metrics::SelfMetrics;
 use crate::store::SnapshotStore;
 use crate::supervise::{supervise, Components};
 use crate::web::WebConfig;
-use dbwatch_notify::{self as notify, Notifier, NotifyConfig};
+use dbwatch_notify::{self as notify, Notifier};
 use dbwatch_rules::{
-    self as rules, AlertsHandle, EngineOptions, RuleMetrics, RuleSet, RuleUpdate, RulesEngine,
+    self as rules, AlertsHandle, EngineOptions, RuleMetrics, RuleUpdate, RulesEngine,
 };
 use dbwatch_storage::{self as storage, Storage};
 
@@ -41,54 +41,6 @@ pub enum AppError {
     Signal(std::io::Error),
     #[error(transparent)]
     Notify(#[from] notify::NotifyError),
-}
-
-#[derive(Debug, thiserror::Error)]
-pub enum LoadError {
-    #[error(transparent)]
-    Config(#[from] config::LoadError),
-    #[error("{file}: rule_files: {message}")]
-    RulePattern { file: PathBuf, message: String },
-    #[error(transparent)]
-    Rules(#[from] rules::RuleErrors),
-    #[error(transparent)]
-    Routing(#[from] notify::NotifyConfigErrors),
-}
-
-/// Everything the daemon runs on, read and checked before anything starts.
-#[derive(Debug)]
-pub struct Loaded {
-    pub config: Config,
-    pub rule_files: Vec<PathBuf>,
-    pub rules: RuleSet,
-    /// The routing file's receivers and routes; `None` when the configuration names none.
-    pub routing: Option<NotifyConfig>,
-}
-
-/// Reads the configuration file and the rule files it names. `check-config` and the daemon share it, so a
-/// file that passes the check is a file the daemon starts with.
-pub fn load(path: &Path) -> Result<Loaded, LoadError> {
-    let config = config::load_file(path)?;
-    let rule_files = rules::resolve_rule_files(&config.rules.patterns, &config.rules.base_dir)
-        .map_err(|message| LoadError::RulePattern {
-            file: path.to_owned(),
-            message,
-        })?;
-    let rules = if rule_files.is_empty() {
-        RuleSet::default()
-    } else {
-        rules::load_rule_files(&rule_files)?
-    };
-    let routing = match &config.alerting.routing_file {
-        Some(file) => Some(notify::load_file(file)?),
-        None => None,
-    };
-    Ok(Loaded {
-        config,
-        rule_files,
-        rules,
-        routing,
-    })
 }
 
 /// Process-level settings that come from flags rather than the configuration file.

@@ -9,6 +9,7 @@ pub mod config;
 pub mod engines;
 pub mod exposition;
 pub mod http;
+pub mod load;
 pub mod logging;
 pub mod reload;
 pub mod scheduler;

@@ -1,7 +1,7 @@
 //! Reloading the configuration while running: on SIGHUP and `POST /-/reload`, as Prometheus does.
 //!
 //! One task (the [`Reloader`]) owns the reload: requests queue on its channel and are applied one at a time, so
-//! two reloads never interleave. A reload reads and validates everything first, through [`crate::app::load`]
+//! two reloads never interleave. A reload reads and validates everything first, through [`crate::load::load`]
 //! (the path of `dbwatch check-config`): the configuration file, every rule file and the routing file. Any
 //! problem, or a change that cannot be applied to a running daemon, leaves the running set untouched, is logged
 //! with its file, line and key path, and sets `dbwatch_config_last_reload_successful` to 0. Only then is the new
@@ -25,8 +25,8 @@ use std::time::{Duration, SystemTime};
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio_util::sync::CancellationToken;
 
-use crate::app::{self, Loaded};
 use crate::config::Config;
+use crate::load::{self, Loaded};
 use crate::scheduler::{SchedulerHandle, TargetChanges};
 use crate::self_metrics::ReloadMetrics;
 use dbwatch_notify::NotifierSeed;
@@ -185,7 +185,7 @@ pub struct Reloader {
     /// The configuration running now, to compare the next one with.
     current: Config,
     owners: Owners,
-    /// What the daemon adds to the routing file's delivery options (app::run sets them at start).
+    /// What the daemon adds to the routing file's delivery options (`app::run` sets them at start).
     external_url: String,
     metrics: ReloadMetrics,
     requests: mpsc::Receiver<Request>,
@@ -257,7 +257,7 @@ impl Reloader {
     async fn reload(&mut self) -> Result<ReloadSummary, ReloadFailure> {
         let file = self.config_file.clone();
         // Globs and file reads: blocking IO, off the runtime's two workers.
-        let loaded = tokio::task::spawn_blocking(move || app::load(&file))
+        let loaded = tokio::task::spawn_blocking(move || load::load(&file))
             .await
             .map_err(|error| ReloadFailure {
                 kind: FailureKind::Unavailable,
