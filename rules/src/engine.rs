@@ -362,9 +362,11 @@ impl RulesEngine {
                         external_labels: update.external_labels.clone(),
                         ..options.clone()
                     };
+                    last_t = t;
                     let swap_options = new_options.clone();
+                    let snapshots = store.latest();
                     let swapped = tokio::task::spawn_blocking(move || {
-                        let report = core.swap(&update, &swap_options, t);
+                        let report = core.swap(&update, &swap_options, &snapshots, t);
                         (core, report)
                     })
                     .await;
@@ -641,8 +643,12 @@ impl Core {
         &mut self,
         update: &RuleUpdate,
         options: &EngineOptions,
+        snapshots: &[Arc<dyn TargetSamples>],
         t: i64,
     ) -> state::RestoreReport {
+        // A last read into the old history first: the series of targets the same reload removed get their
+        // staleness markers there, and the markers are copied over like every other sample.
+        self.history.scrape(snapshots, t);
         let rules = Arc::clone(&update.rules);
         let saved = state::snapshot(&self.rules, &self.states, t);
         let mut states: Vec<GroupState> = rules.groups.iter().map(GroupState::for_group).collect();
@@ -1003,7 +1009,7 @@ mod tests {
         };
         let before = parse("groups:\n  - name: g\n    rules:\n      - alert: down\n        expr: db_up == 0\n        for: 1m\n");
         // The threshold edited, a rule added that needs the samples from before the reload.
-        let after = parse("groups:\n  - name: g\n    rules:\n      - alert: down\n        expr: db_up < 0.5\n        for: 1m\n      - alert: counted\n        expr: count_over_time(db_up[1m]) >= 6\n");
+        let after = parse("groups:\n  - name: g\n    rules:\n      - alert: down\n        expr: db_up < 0.5\n        for: 1m\n      - alert: counted\n        expr: count_over_time(db_up[1m]) >= 7\n");
         let store = Arc::new(Latest::new(1));
         store.publish(snapshot("pg", 0.0));
         let metrics = RuleMetrics::register(&Registry::new()).expect("registered");
@@ -1032,12 +1038,18 @@ mod tests {
             evaluation_interval: DEFAULT_EVALUATION_INTERVAL,
             external_labels: BTreeMap::new(),
         };
-        let report = core.swap(&update, &EngineOptions::default(), start + 5_500);
+        let report = core.swap(
+            &update,
+            &EngineOptions::default(),
+            &store.latest(),
+            start + 5_500,
+        );
         assert_eq!((report.restored, report.dropped), (1, 0));
         core.cycle(&store.latest(), start + 6_000, &[0]);
         // Same start time: it fires a minute after it first went pending, not a minute after the reload.
         assert_eq!(pending(&core, 0), Some((AlertState::Pending, start)));
-        // Six samples in the last minute: five from before the reload, one after.
+        // Seven samples in the last minute: five from before the reload, the reload's own read, one after; a
+        // history started afresh would hold two.
         assert_eq!(
             pending(&core, 1).map(|(state, _)| state),
             Some(AlertState::Firing)
