@@ -1,7 +1,7 @@
 //! Wiring: build every piece from the validated config, spawn the tasks, wait for shutdown.
 
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -9,16 +9,17 @@ use prometheus::Registry;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use crate::config::{self, Config};
 use crate::http::{self, HttpState};
-use crate::scheduler::TargetTask;
+pub use crate::load::{load, LoadError, Loaded};
+use crate::reload::{self, Owners, Reloader};
+use crate::scheduler::Scheduler;
 use crate::self_metrics::SelfMetrics;
 use crate::store::SnapshotStore;
 use crate::supervise::{supervise, Components};
 use crate::web::WebConfig;
-use dbwatch_notify::{self as notify, Notifier, NotifyConfig};
+use dbwatch_notify::{self as notify, Notifier};
 use dbwatch_rules::{
-    self as rules, AlertsHandle, EngineOptions, RuleMetrics, RuleSet, RulesEngine,
+    self as rules, AlertsHandle, EngineOptions, RuleMetrics, RuleUpdate, RulesEngine,
 };
 use dbwatch_storage::{self as storage, Storage};
 
@@ -36,66 +37,17 @@ pub enum AppError {
     Metrics(#[from] prometheus::Error),
     #[error("the HTTP server failed: {0}")]
     Serve(std::io::Error),
+    #[error("cannot listen for SIGHUP (reloads): {0}")]
+    Signal(std::io::Error),
     #[error(transparent)]
     Notify(#[from] notify::NotifyError),
-}
-
-#[derive(Debug, thiserror::Error)]
-pub enum LoadError {
-    #[error(transparent)]
-    Config(#[from] config::LoadError),
-    #[error("{file}: rule_files: {message}")]
-    RulePattern { file: PathBuf, message: String },
-    #[error(transparent)]
-    Rules(#[from] rules::RuleErrors),
-    #[error(transparent)]
-    Routing(#[from] notify::NotifyConfigErrors),
-}
-
-/// Everything the daemon runs on, read and checked before anything starts.
-#[derive(Debug)]
-pub struct Loaded {
-    pub config: Config,
-    pub rule_files: Vec<PathBuf>,
-    pub rules: RuleSet,
-    /// The routing file's receivers and routes; `None` when the configuration names none.
-    pub routing: Option<NotifyConfig>,
-}
-
-/// Reads the configuration file and the rule files it names. `check-config` and the daemon share it, so a
-/// file that passes the check is a file the daemon starts with.
-pub fn load(path: &Path) -> Result<Loaded, LoadError> {
-    let config = config::load_file(path)?;
-    let rule_files = rules::resolve_rule_files(&config.rules.patterns, &config.rules.base_dir)
-        .map_err(|message| LoadError::RulePattern {
-            file: path.to_owned(),
-            message,
-        })?;
-    let rules = if rule_files.is_empty() {
-        RuleSet::default()
-    } else {
-        rules::load_rule_files_within(
-            &rule_files,
-            rules::LoadLimits {
-                history: Some(config.rules.history_limit),
-            },
-        )?
-    };
-    let routing = match &config.alerting.routing_file {
-        Some(file) => Some(notify::load_file(file)?),
-        None => None,
-    };
-    Ok(Loaded {
-        config,
-        rule_files,
-        rules,
-        routing,
-    })
 }
 
 /// Process-level settings that come from flags rather than the configuration file.
 #[derive(Debug, Clone)]
 pub struct RunOptions {
+    /// `--config.file`: read again on every reload.
+    pub config_file: PathBuf,
     pub listen: SocketAddr,
     /// TLS and basic auth for the HTTP endpoint; `None` serves plain HTTP.
     pub web: Option<WebConfig>,
@@ -161,27 +113,29 @@ pub async fn run(
     let rule_metrics = RuleMetrics::register(&registry)?;
     let store = Arc::new(SnapshotStore::new(config.targets.len()));
     let tracker = TaskTracker::new();
+    metrics.reload.succeeded(std::time::SystemTime::now());
 
-    for target in config.targets {
-        let collector = target.engine.build_collector();
-        let task = TargetTask::new(target, collector, Arc::clone(&store), metrics.clone());
-        tracker.spawn(task.run(shutdown.clone()));
-    }
+    // The scheduler owns the target tasks; the reloader reaches it through its handle.
+    let (scheduler, scheduler_handle) = Scheduler::new(Arc::clone(&store), metrics.clone());
+    tracker.spawn(scheduler.run(config.targets.clone(), shutdown.clone()));
 
     // Shared by every instance of the engine and the notifier, so that either can be restarted alone: the
     // engine publishes the view (a watch: each publication wakes the notifier), the notifier reconciles from
     // it.
     let components = Components::register(&registry)?;
     let alerts = AlertsHandle::default();
+    // The rule set in force: a reload publishes the next one, the running engine swaps it in, and an engine
+    // rebuilt by its supervisor starts from the latest.
+    let rule_updates = Arc::new(tokio::sync::watch::Sender::new(RuleUpdate {
+        rules: Arc::new(rules),
+        evaluation_interval: config.rules.evaluation_interval,
+        external_labels: config.rules.external_labels.clone(),
+    }));
     {
         let store = Arc::clone(&store);
-        let rules = Arc::new(rules);
-        let engine_options = EngineOptions {
-            state_dir: Some(storage_path.clone()),
-            evaluation_interval: config.rules.evaluation_interval,
-            external_labels: config.rules.external_labels.clone(),
-            external_url: external_url.clone(),
-        };
+        let rule_updates = Arc::clone(&rule_updates);
+        let external_url = external_url.clone();
+        let storage_path = storage_path.clone();
         let alerts = alerts.clone();
         // Each build restores `alerts.json`, as a process restart would.
         tracker.spawn(supervise(
@@ -189,17 +143,28 @@ pub async fn run(
             components.clone(),
             shutdown.clone(),
             move |token| {
+                // Subscribed before reading, so that a reload published in between is not missed.
+                let mut updates = rule_updates.subscribe();
+                let current = updates.borrow_and_update().clone();
+                let engine_options = EngineOptions {
+                    state_dir: Some(storage_path.clone()),
+                    evaluation_interval: current.evaluation_interval,
+                    external_labels: current.external_labels.clone(),
+                    external_url: external_url.clone(),
+                };
                 let engine = RulesEngine::new(
                     Arc::clone(&store) as Arc<dyn dbwatch_rules::SampleSource>,
-                    Arc::clone(&rules),
-                    engine_options.clone(),
+                    current.rules,
+                    engine_options,
                     rule_metrics.clone(),
                 )
-                .publishing_to(alerts.clone());
+                .publishing_to(alerts.clone())
+                .reloading_from(updates);
                 Ok(engine.run(token))
             },
         ));
     }
+    let mut notifier_seed = None;
     let notify_api = match routing {
         Some(mut routing) => {
             routing.delivery.external_url = external_url.clone();
@@ -209,6 +174,7 @@ pub async fn run(
             let notifier = Notifier::new(routing, &storage_path, &registry, alerts.clone())?;
             let api = notifier.api_router();
             let seed = notifier.seed();
+            notifier_seed = Some(seed.clone());
             let mut first = Some(notifier);
             tracker.spawn(supervise(
                 "notifier",
@@ -253,6 +219,22 @@ pub async fn run(
         // Without a routing file or Alertmanagers alerts are only logged (by the engine) and shown.
         None => None,
     };
+    let (reloader, reload_handle) = Reloader::new(
+        options.config_file.clone(),
+        config,
+        Owners {
+            scheduler: scheduler_handle,
+            rules: rule_updates,
+            notifier: notifier_seed,
+        },
+        external_url.clone(),
+        metrics.reload.clone(),
+    );
+    tracker.spawn(reloader.run(shutdown.clone()));
+    #[cfg(unix)]
+    tracker.spawn(
+        reload::on_sighup(reload_handle.clone(), shutdown.clone()).map_err(AppError::Signal)?,
+    );
     tracker.close();
 
     let listener = tokio::net::TcpListener::bind(listen)
@@ -297,7 +279,9 @@ pub async fn run(
         registry,
         alerts,
         components,
-    });
+    })
+    // A write like any other non-GET: the web layer requires a write user for it.
+    .merge(http::reload_router(reload_handle));
     // The silences API (Alertmanager's v2 paths), so amtool can manage dbwatch's silences.
     let router = match notify_api {
         Some(api) => router.merge(api),

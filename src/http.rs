@@ -6,11 +6,12 @@ use std::sync::Arc;
 use axum::extract::State;
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
+use axum::routing::{get, post};
 use axum::Router;
 use prometheus::{Encoder, Registry, TextEncoder};
 
 use crate::exposition;
+use crate::reload::{FailureKind, ReloadHandle, Trigger};
 use crate::store::SnapshotStore;
 use crate::supervise::Components;
 use crate::web::status::{self, StatusState};
@@ -41,6 +42,29 @@ pub fn router(state: HttpState) -> Router {
         .route("/-/ready", get(ready))
         .with_state(state)
         .merge(status)
+}
+
+/// `POST /-/reload`, Prometheus's reload endpoint. Merged beside the other routes so that the web layer's
+/// authorization applies: it is a write.
+pub fn reload_router(handle: ReloadHandle) -> Router {
+    Router::new()
+        .route("/-/reload", post(reload))
+        .with_state(handle)
+}
+
+/// Answers once the reload is applied (200) or refused: 400 for a file with problems, 409 for a change a
+/// running daemon cannot make, 503 while shutting down; the body says what happened.
+async fn reload(State(handle): State<ReloadHandle>) -> Response {
+    let outcome = handle.reload(Trigger::Http).await;
+    let status = match &outcome.result {
+        Ok(_) => StatusCode::OK,
+        Err(failure) => match failure.kind {
+            FailureKind::Invalid => StatusCode::BAD_REQUEST,
+            FailureKind::Refused => StatusCode::CONFLICT,
+            FailureKind::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
+        },
+    };
+    (status, format!("{outcome}\n")).into_response()
 }
 
 /// Renders the latest snapshots and the daemon's own registry; touches no database.

@@ -254,6 +254,7 @@ fn run(
         .map(dbwatch::web::WebConfig::load)
         .transpose()?;
     let options = dbwatch::app::RunOptions {
+        config_file: config_file.to_owned(),
         listen,
         web,
         storage: std::sync::Arc::clone(&storage),

@@ -1,14 +1,18 @@
 //! One task per target: poll on the target's own interval, publish a snapshot, repeat until shutdown.
+//! [`Scheduler`] owns those tasks and changes the set on a reload.
 //!
 //! Each task owns its collector, so a slow, locked or dead target delays nobody else. A poll is bounded by the
 //! target's timeout; a poll cut by it drops the collector's connection (it may be mid-query) and reports the
 //! target down with the error kind `deadline`. Targets start at a random offset within their interval so that
 //! many targets do not poll in lockstep.
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use dbwatch_collectors::{fleet, CollectError, Collected, Collector, Sample};
+use tokio::sync::{mpsc, oneshot};
+use tokio::task::JoinHandle;
 use tokio::time::{Instant, MissedTickBehavior};
 use tokio_util::sync::CancellationToken;
 
@@ -20,6 +24,195 @@ use crate::store::{Snapshot, SnapshotStore};
 /// How long a collector may take to say goodbye at shutdown.
 const CLOSE_TIMEOUT: Duration = Duration::from_secs(2);
 const MAX_START_OFFSET: Duration = Duration::from_secs(5);
+/// How long a target's task may take to end when a reload stops it: its poll is cut at once (cancellation),
+/// then it gets [`CLOSE_TIMEOUT`] to close its connection; past this it is aborted.
+pub const STOP_DEADLINE: Duration = Duration::from_secs(3);
+
+/// What a reload did to the targets, by name (each list sorted).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TargetChanges {
+    /// Same settings: task, connection, schedule and last snapshot kept.
+    pub kept: Vec<String>,
+    /// Settings changed: the old task stopped (awaited), a new one started.
+    pub restarted: Vec<String>,
+    pub added: Vec<String>,
+    /// Stopped, and their series gone from `/metrics`.
+    pub removed: Vec<String>,
+}
+
+/// One running target task, owned by the scheduler.
+struct Running {
+    target: Target,
+    db: &'static str,
+    /// A child of the shutdown token: cancelling it stops this task alone.
+    stop: CancellationToken,
+    task: JoinHandle<()>,
+}
+
+/// A new set of targets to run, and where to answer what changed.
+struct Apply {
+    targets: Vec<Target>,
+    reply: oneshot::Sender<TargetChanges>,
+}
+
+/// How the reload reaches the scheduler. Cloning shares the scheduler.
+#[derive(Clone)]
+pub struct SchedulerHandle {
+    commands: mpsc::Sender<Apply>,
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("the scheduler has stopped (shutting down)")]
+pub struct SchedulerGone;
+
+impl SchedulerHandle {
+    /// Runs `targets` from now on; answers once every stopped task has ended and every new one is started.
+    pub async fn apply(&self, targets: Vec<Target>) -> Result<TargetChanges, SchedulerGone> {
+        let (reply, answer) = oneshot::channel();
+        self.commands
+            .send(Apply { targets, reply })
+            .await
+            .map_err(|_| SchedulerGone)?;
+        answer.await.map_err(|_| SchedulerGone)
+    }
+}
+
+/// Owns one task per target: starts them, and on a reload keeps, restarts, adds and removes them. One scheduler
+/// task applies one change at a time, so two reloads never interleave their stops and starts.
+pub struct Scheduler {
+    store: Arc<SnapshotStore>,
+    metrics: SelfMetrics,
+    running: BTreeMap<String, Running>,
+    commands: mpsc::Receiver<Apply>,
+}
+
+impl Scheduler {
+    pub fn new(store: Arc<SnapshotStore>, metrics: SelfMetrics) -> (Scheduler, SchedulerHandle) {
+        let (commands_tx, commands) = mpsc::channel(1);
+        (
+            Scheduler {
+                store,
+                metrics,
+                running: BTreeMap::new(),
+                commands,
+            },
+            SchedulerHandle {
+                commands: commands_tx,
+            },
+        )
+    }
+
+    /// Starts `targets`, then applies reloads until `shutdown`; at shutdown waits for every target task (the
+    /// caller's deadline bounds the wait).
+    pub async fn run(mut self, targets: Vec<Target>, shutdown: CancellationToken) {
+        self.store.expect_targets(targets.len());
+        for target in targets {
+            self.start(target, &shutdown);
+        }
+        loop {
+            let apply = tokio::select! {
+                apply = self.commands.recv() => apply,
+                _ = shutdown.cancelled() => None,
+            };
+            let Some(Apply { targets, reply }) = apply else {
+                break;
+            };
+            let changes = self.apply(targets, &shutdown).await;
+            // The reloader may have given up waiting; what was applied stays applied.
+            let _ = reply.send(changes);
+        }
+        // Every task holds a child of `shutdown`, already cancelled; wait for their last goodbyes.
+        for (_, running) in std::mem::take(&mut self.running) {
+            let _ = running.task.await;
+        }
+    }
+
+    fn start(&mut self, target: Target, shutdown: &CancellationToken) {
+        let collector = target.engine.build_collector();
+        let db = collector.db();
+        let stop = shutdown.child_token();
+        let task = TargetTask::new(
+            target.clone(),
+            collector,
+            Arc::clone(&self.store),
+            self.metrics.clone(),
+        );
+        let task = tokio::spawn(task.run(stop.clone()));
+        self.running.insert(
+            target.name.clone(),
+            Running {
+                target,
+                db,
+                stop,
+                task,
+            },
+        );
+    }
+
+    async fn apply(&mut self, targets: Vec<Target>, shutdown: &CancellationToken) -> TargetChanges {
+        let mut changes = TargetChanges::default();
+        let mut wanted: BTreeMap<String, Target> = targets
+            .into_iter()
+            .map(|target| (target.name.clone(), target))
+            .collect();
+        let mut stopping = Vec::new();
+        let mut to_start = Vec::new();
+        for name in self.running.keys().cloned().collect::<Vec<_>>() {
+            let kept = match (wanted.get(&name), self.running.get(&name)) {
+                (Some(target), Some(running)) => running.target.settings == target.settings,
+                _ => false,
+            };
+            if kept {
+                wanted.remove(&name);
+                changes.kept.push(name);
+                continue;
+            }
+            let Some(running) = self.running.remove(&name) else {
+                continue;
+            };
+            // Cancelled all at once and awaited below with one deadline, so that many changed targets cost
+            // one deadline, not one each.
+            running.stop.cancel();
+            match wanted.remove(&name) {
+                Some(target) => {
+                    let forget = (running.db != target.engine.db()).then_some(running.db);
+                    changes.restarted.push(name.clone());
+                    to_start.push(target);
+                    stopping.push((name, running.task, forget, false));
+                }
+                None => {
+                    changes.removed.push(name.clone());
+                    stopping.push((name, running.task, Some(running.db), true));
+                }
+            }
+        }
+        // Stopped before anything starts, so that a changed target never has two tasks (two connections).
+        let deadline = tokio::time::Instant::now() + STOP_DEADLINE;
+        for (name, mut task, forget, removed) in stopping {
+            if tokio::time::timeout_at(deadline, &mut task).await.is_err() {
+                tracing::warn!(target_name = %name, deadline = ?STOP_DEADLINE, "target task did not stop in time; aborted");
+                task.abort();
+                let _ = task.await;
+            }
+            if let Some(db) = forget {
+                self.metrics.forget_target(&name, db);
+            }
+            if removed {
+                self.store.remove(&name);
+            }
+        }
+        for (name, target) in wanted {
+            changes.added.push(name);
+            to_start.push(target);
+        }
+        self.store
+            .expect_targets(self.running.len() + to_start.len());
+        for target in to_start {
+            self.start(target, shutdown);
+        }
+        changes
+    }
+}
 
 /// Why a poll produced no data.
 #[derive(Debug)]
@@ -170,9 +363,7 @@ impl TargetTask {
             let success = view.error.is_none();
             if let Some(kind) = view.error {
                 self.metrics
-                    .collector_errors
-                    .with_label_values(&[&self.target.name, db, view.view, kind.as_str()])
-                    .inc();
+                    .collector_error(&self.target.name, db, view.view, kind.as_str());
             }
             samples.push(
                 self_metrics::COLLECTOR_SUCCESS

@@ -4,8 +4,12 @@
 //! snapshot as gauges, so they are exactly as fresh as the data they describe. Counters that must survive
 //! failed polls live in an explicit `prometheus::Registry` owned by the daemon, never the global one.
 
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{SystemTime, UNIX_EPOCH};
+
 use dbwatch_collectors::{ErrorKind, MetricDesc, MetricKind};
-use prometheus::{IntCounterVec, Opts, Registry};
+use prometheus::{Gauge, IntCounterVec, IntGauge, Opts, Registry};
 
 pub static POLL_DURATION: MetricDesc = MetricDesc {
     name: "dbwatch_poll_duration_seconds",
@@ -53,6 +57,50 @@ pub struct SelfMetrics {
     pub polls: IntCounterVec,
     pub poll_errors: IntCounterVec,
     pub collector_errors: IntCounterVec,
+    /// The (db, collector, kind) children of `collector_errors` each target made, so that a target removed by a
+    /// reload takes its series out of `/metrics` (the vector can only remove children by their full labels).
+    collector_error_children: Arc<Mutex<BTreeMap<String, BTreeSet<[String; 3]>>>>,
+    pub reload: ReloadMetrics,
+}
+
+/// Prometheus's names for the outcome of the last configuration reload.
+#[derive(Clone)]
+pub struct ReloadMetrics {
+    successful: IntGauge,
+    success_timestamp: Gauge,
+}
+
+impl ReloadMetrics {
+    fn register(registry: &Registry) -> Result<Self, prometheus::Error> {
+        let successful = IntGauge::new(
+            "dbwatch_config_last_reload_successful",
+            "1 when the last configuration reload (or the start) succeeded, 0 when it failed and the previous configuration still runs",
+        )?;
+        let success_timestamp = Gauge::new(
+            "dbwatch_config_last_reload_success_timestamp_seconds",
+            "Unix time of the last successful configuration load: the start or a reload",
+        )?;
+        registry.register(Box::new(successful.clone()))?;
+        registry.register(Box::new(success_timestamp.clone()))?;
+        Ok(ReloadMetrics {
+            successful,
+            success_timestamp,
+        })
+    }
+
+    /// The configuration running now was loaded successfully at `at` (the start, or a reload).
+    pub fn succeeded(&self, at: SystemTime) {
+        self.successful.set(1);
+        self.success_timestamp.set(
+            at.duration_since(UNIX_EPOCH)
+                .map_or(0.0, |since| since.as_secs_f64()),
+        );
+    }
+
+    /// A reload was refused; the previous configuration keeps running, and its timestamp stays.
+    pub fn failed(&self) {
+        self.successful.set(0);
+    }
 }
 
 impl SelfMetrics {
@@ -89,6 +137,7 @@ impl SelfMetrics {
         registry.register(Box::new(poll_errors.clone()))?;
         registry.register(Box::new(collector_errors.clone()))?;
         registry.register(Box::new(build_info))?;
+        let reload = ReloadMetrics::register(registry)?;
         // CPU, memory and file descriptors of the daemon itself, as every Prometheus exporter reports them.
         #[cfg(target_os = "linux")]
         registry.register(Box::new(
@@ -98,7 +147,50 @@ impl SelfMetrics {
             polls,
             poll_errors,
             collector_errors,
+            collector_error_children: Arc::default(),
+            reload,
         })
+    }
+
+    /// Counts a collector (view) failure inside an otherwise successful poll.
+    pub fn collector_error(&self, target: &str, db: &str, collector: &str, kind: &str) {
+        self.collector_errors
+            .with_label_values(&[target, db, collector, kind])
+            .inc();
+        let mut children = self
+            .collector_error_children
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        children.entry(target.to_owned()).or_default().insert([
+            db.to_owned(),
+            collector.to_owned(),
+            kind.to_owned(),
+        ]);
+    }
+
+    /// Removes every series of a target that a reload removed (or whose type changed), so that it leaves
+    /// `/metrics` instead of lingering at its last value.
+    pub fn forget_target(&self, target: &str, db: &str) {
+        // Removing a child that does not exist is an error the caller has nothing to do about.
+        let _ = self.polls.remove_label_values(&[target, db]);
+        for kind in ErrorKind::ALL
+            .iter()
+            .map(|kind| kind.as_str())
+            .chain(["deadline"])
+        {
+            let _ = self.poll_errors.remove_label_values(&[target, db, kind]);
+        }
+        let children = self
+            .collector_error_children
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .remove(target)
+            .unwrap_or_default();
+        for [child_db, collector, kind] in children {
+            let _ = self
+                .collector_errors
+                .remove_label_values(&[target, &child_db, &collector, &kind]);
+        }
     }
 
     /// Creates a target's series at zero, so that a first error is a visible increase and not a new series.

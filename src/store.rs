@@ -1,6 +1,7 @@
 //! The latest snapshot of every target. Poll tasks publish; scrapes and, later, the rules engine read.
 
 use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, PoisonError, RwLock};
 use std::time::SystemTime;
 
@@ -30,15 +31,31 @@ pub struct Snapshot {
 #[derive(Debug)]
 pub struct SnapshotStore {
     snapshots: RwLock<BTreeMap<String, Arc<Snapshot>>>,
-    expected_targets: usize,
+    /// How many targets are configured; a reload changes it.
+    expected_targets: AtomicUsize,
 }
 
 impl SnapshotStore {
     pub fn new(expected_targets: usize) -> Self {
         SnapshotStore {
             snapshots: RwLock::new(BTreeMap::new()),
-            expected_targets,
+            expected_targets: AtomicUsize::new(expected_targets),
         }
+    }
+
+    /// How many targets are configured from now on (the scheduler sets it at start and on each reload).
+    pub fn expect_targets(&self, count: usize) {
+        self.expected_targets.store(count, Ordering::Relaxed);
+    }
+
+    /// Drops a target's snapshot: a reload removed the target, so its series leave `/metrics` and the rules
+    /// engine sees it gone (its series go stale, as a target that vanished from a Prometheus scrape).
+    pub fn remove(&self, target: &str) {
+        let mut snapshots = self
+            .snapshots
+            .write()
+            .unwrap_or_else(PoisonError::into_inner);
+        snapshots.remove(target);
     }
 
     pub fn publish(&self, snapshot: Snapshot) {
@@ -73,7 +90,10 @@ impl SnapshotStore {
             .snapshots
             .read()
             .unwrap_or_else(PoisonError::into_inner);
-        (snapshots.len(), self.expected_targets)
+        (
+            snapshots.len(),
+            self.expected_targets.load(Ordering::Relaxed),
+        )
     }
 }
 

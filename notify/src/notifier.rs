@@ -47,6 +47,8 @@ pub enum NotifyError {
 pub struct Notifier {
     config: Arc<NotifyConfig>,
     tree: Arc<RouteTree>,
+    /// Marked changed by a reload's new routing ([`NotifierSeed::reload`]).
+    routing: watch::Receiver<Arc<NotifyConfig>>,
     state_dir: PathBuf,
     state: State,
     metrics: NotifyMetrics,
@@ -66,7 +68,8 @@ pub struct Notifier {
 /// the API serves, the HTTP client) is shared by every instance.
 #[derive(Clone)]
 pub struct NotifierSeed {
-    config: Arc<NotifyConfig>,
+    /// The routing in force: a reload replaces it, and a rebuilt notifier starts from the latest.
+    routing: Arc<watch::Sender<Arc<NotifyConfig>>>,
     state_dir: PathBuf,
     metrics: NotifyMetrics,
     alerts: AlertsHandle,
@@ -81,8 +84,10 @@ impl NotifierSeed {
     /// A notifier restored from the outbox and notification log saved in the state folder.
     pub fn build(&self) -> Result<Notifier, NotifyError> {
         let wall = unix_millis(SystemTime::now());
+        let mut routing = self.routing.subscribe();
+        let config = Arc::clone(&routing.borrow_and_update());
         let mut state = store::load(&self.state_dir)?;
-        restore(&mut state, &self.config.delivery, wall);
+        restore(&mut state, &config.delivery, wall);
         self.metrics
             .outbox
             .set(i64::try_from(state.outbox.len()).unwrap_or(i64::MAX));
@@ -92,7 +97,7 @@ impl NotifierSeed {
                 "notifications restored from the outbox"
             );
         }
-        let delivery = &self.config.delivery;
+        let delivery = &config.delivery;
         let forwarder = forward::Forwarder::new(
             delivery.alertmanagers.clone(),
             delivery.alertmanager_resend,
@@ -100,8 +105,9 @@ impl NotifierSeed {
             delivery.external_url.clone(),
         );
         Ok(Notifier {
-            tree: Arc::new(RouteTree::new(&self.config.route)),
-            config: Arc::clone(&self.config),
+            tree: Arc::new(RouteTree::new(&config.route)),
+            config,
+            routing,
             state_dir: self.state_dir.clone(),
             state,
             metrics: self.metrics.clone(),
@@ -114,6 +120,14 @@ impl NotifierSeed {
             forwarder,
             seed: self.clone(),
         })
+    }
+
+    /// Replaces the routing (a reload): the running notifier picks it up at its next loop turn, and a notifier
+    /// rebuilt later starts from it. Receivers, routes, inhibitions and timings apply to the next notification;
+    /// the notification log and outbox are kept, so what was already sent is not sent again.
+    pub fn reload(&self, config: NotifyConfig) {
+        init_receiver_metrics(&self.metrics, &config);
+        self.routing.send_replace(Arc::new(config));
     }
 
     /// Test hook, not reachable from the network: the running notifier returns at its next loop turn without
@@ -140,23 +154,10 @@ impl Notifier {
         })?;
         let silences = Arc::new(silence::Silences::load(state_dir)?);
         let metrics = NotifyMetrics::register(registry)?;
-        for receiver in &config.receivers {
-            for integration in &receiver.integrations {
-                for outcome in ["delivered", "retried", "failed"] {
-                    metrics.notifications.with_label_values(&[
-                        receiver.name.as_str(),
-                        integration.kind().as_str(),
-                        outcome,
-                    ]);
-                }
-                metrics
-                    .dead_letters
-                    .with_label_values(&[receiver.name.as_str(), integration.kind().as_str()]);
-            }
-        }
+        init_receiver_metrics(&metrics, &config);
         let client = http_client(config.delivery.timeout)?;
         let seed = NotifierSeed {
-            config: Arc::new(config),
+            routing: Arc::new(watch::Sender::new(Arc::new(config))),
             state_dir: state_dir.to_owned(),
             metrics,
             alerts,
@@ -189,6 +190,7 @@ impl Notifier {
                 // sender; if it were, the branch is disabled for this turn and the tick still runs.
                 Ok(()) = self.views.changed() => {}
                 _ = self.seed.poke.notified() => {}
+                Ok(()) = self.routing.changed() => self.apply_routing(),
                 joined = self.delivery.next_finished() => {
                     self.delivery.finished(&mut self.state, &self.config, joined);
                 }
@@ -217,6 +219,17 @@ impl Notifier {
         self.delivery.abort_all();
         self.save().await;
         self.forwarder.finish(&self.metrics).await;
+    }
+
+    /// Takes the latest routing in. The groups are rebuilt from the notification log, exactly as a restarted
+    /// notifier rebuilds them, so a group already told is not told again and the next notification follows the
+    /// new routes, receivers and timings.
+    fn apply_routing(&mut self) {
+        let config = Arc::clone(&self.routing.borrow_and_update());
+        self.tree = Arc::new(RouteTree::new(&config.route));
+        self.config = config;
+        self.grouper = Grouper::default();
+        tracing::info!(receivers = self.config.receivers.len(), "routing reloaded");
     }
 
     /// Writes the state on the blocking pool: serialising a large outbox and two fsyncs must not hold one of
@@ -302,6 +315,24 @@ impl Notifier {
     #[doc(hidden)]
     pub fn reset_timers(&mut self) {
         self.grouper.reset_timers();
+    }
+}
+
+/// Creates each receiver's series at zero, so that a first failure is a visible increase.
+fn init_receiver_metrics(metrics: &NotifyMetrics, config: &NotifyConfig) {
+    for receiver in &config.receivers {
+        for integration in &receiver.integrations {
+            for outcome in ["delivered", "retried", "failed"] {
+                metrics.notifications.with_label_values(&[
+                    receiver.name.as_str(),
+                    integration.kind().as_str(),
+                    outcome,
+                ]);
+            }
+            metrics
+                .dead_letters
+                .with_label_values(&[receiver.name.as_str(), integration.kind().as_str()]);
+        }
     }
 }
 
@@ -442,6 +473,54 @@ receivers:
         assert!(families
             .iter()
             .any(|family| family.name() == "dbwatch_notification_template_failures_total"));
+    }
+
+    #[test]
+    fn a_reloaded_routing_applies_to_the_next_notification_and_resends_nothing() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let (mut notifier, alerts) = notifier(dir.path());
+        let start = Instant::now();
+        alerts.publish_alerts(vec![alert(AlertState::Firing)], SystemTime::now());
+        assert!(notifier.reconcile(start));
+        assert_eq!(queued(&notifier), ["firing"]);
+        // Delivered.
+        notifier.state.outbox.clear();
+
+        // The receiver edited (another URL) and the group timings changed.
+        let edited = ROUTING
+            .replace("127.0.0.1:1/hook", "127.0.0.1:2/other")
+            .replace("group_interval: 1s", "group_interval: 2s");
+        let config =
+            load_str(Path::new("routing.yml"), &edited, &|_: &str| None).expect("valid routing");
+        notifier.seed().reload(config);
+        assert!(notifier
+            .routing
+            .has_changed()
+            .expect("the seed holds the sender"));
+        notifier.apply_routing();
+        assert_eq!(notifier.config.route.group_interval, Duration::from_secs(2));
+        let mut now = start;
+        for _ in 0..3 {
+            now += Duration::from_secs(3);
+            notifier.reconcile(now);
+        }
+        assert_eq!(
+            queued(&notifier),
+            Vec::<String>::new(),
+            "already told: not sent again"
+        );
+
+        // A new alert goes out once, through the new routing.
+        let mut other = alert(AlertState::Firing);
+        other.alertname = "other".into();
+        other.labels.insert("alertname".into(), "other".into());
+        alerts.publish_alerts(vec![alert(AlertState::Firing), other], SystemTime::now());
+        now += Duration::from_secs(3);
+        assert!(notifier.reconcile(now));
+        assert_eq!(queued(&notifier), ["firing"]);
+        // A notifier rebuilt by its supervisor starts from the reloaded routing.
+        let rebuilt = notifier.seed().build().expect("rebuilt");
+        assert_eq!(rebuilt.config.route.group_interval, Duration::from_secs(2));
     }
 
     #[test]

@@ -212,6 +212,7 @@ pub struct RulesEngine {
     options: EngineOptions,
     metrics: RuleMetrics,
     alerts: AlertsHandle,
+    updates: Option<watch::Receiver<RuleUpdate>>,
 }
 
 /// What an evaluation cycle needs and changes; moved to the blocking pool and back.
@@ -294,6 +295,7 @@ impl RulesEngine {
             options,
             metrics,
             alerts: AlertsHandle::default(),
+            updates: None,
         }
     }
 
@@ -309,67 +311,88 @@ impl RulesEngine {
         self.alerts.clone()
     }
 
+    /// Applies every rule set published on `updates` (a reload) to the running engine, keeping alert state by
+    /// rule identity and the sample history (see [`RuleUpdate`]).
+    pub fn reloading_from(mut self, updates: watch::Receiver<RuleUpdate>) -> RulesEngine {
+        self.updates = Some(updates);
+        self
+    }
+
     /// Evaluates until `shutdown` is cancelled, then writes the alert state one last time.
     pub async fn run(self, shutdown: CancellationToken) {
         let RulesEngine {
             store,
-            rules,
+            mut rules,
             mut core,
-            options,
+            mut options,
             metrics,
             alerts,
+            mut updates,
         } = self;
-        if rules.groups.is_empty() {
-            shutdown.cancelled().await;
-            return;
-        }
-        // Evaluating before the first polls would see no series at all; wait for them, boundedly.
-        let ready_deadline = Instant::now() + options.evaluation_interval;
-        while Instant::now() < ready_deadline {
-            let (polled, expected) = store.progress();
-            if polled >= expected {
-                break;
-            }
-            tokio::select! {
-                _ = tokio::time::sleep(Duration::from_millis(200)) => {}
-                _ = shutdown.cancelled() => return,
+        if !rules.groups.is_empty() {
+            // Evaluating before the first polls would see no series at all; wait for them, boundedly.
+            let ready_deadline = Instant::now() + options.evaluation_interval;
+            while Instant::now() < ready_deadline {
+                let (polled, expected) = store.progress();
+                if polled >= expected {
+                    break;
+                }
+                tokio::select! {
+                    _ = tokio::time::sleep(Duration::from_millis(200)) => {}
+                    _ = shutdown.cancelled() => return,
+                }
             }
         }
-        let intervals: Vec<Duration> = rules
-            .groups
-            .iter()
-            .map(|group| {
-                group
-                    .interval
-                    .unwrap_or(options.evaluation_interval)
-                    .max(Duration::from_millis(1))
-            })
-            .collect();
-        let start = Instant::now();
-        let mut next_due: Vec<Instant> = vec![start; rules.groups.len()];
+        let mut schedule = Schedule::new(&rules, &options, Instant::now());
         let mut last_t = i64::MIN;
-        while let Some(due_at) = next_due.iter().min().copied() {
+        loop {
+            let due_at = schedule.next_due();
             tokio::select! {
-                _ = tokio::time::sleep_until(due_at) => {}
+                _ = tokio::time::sleep_until(due_at.unwrap_or_else(Instant::now)), if due_at.is_some() => {}
+                update = next_update(&mut updates) => {
+                    let Some(update) = update else {
+                        // The reloader is gone (shutdown under way): evaluate on with what runs.
+                        updates = None;
+                        continue;
+                    };
+                    let t = unix_millis(SystemTime::now()).max(last_t.saturating_add(1));
+                    let old_rules = Arc::clone(&rules);
+                    let new_options = EngineOptions {
+                        evaluation_interval: update.evaluation_interval,
+                        external_labels: update.external_labels.clone(),
+                        ..options.clone()
+                    };
+                    last_t = t;
+                    let swap_options = new_options.clone();
+                    let snapshots = store.latest();
+                    let swapped = tokio::task::spawn_blocking(move || {
+                        let report = core.swap(&update, &swap_options, &snapshots, t);
+                        (core, report)
+                    })
+                    .await;
+                    let Ok((returned, carried)) = swapped else {
+                        tracing::error!("the rules engine's reload task failed; stopping the engine");
+                        return;
+                    };
+                    core = returned;
+                    rules = Arc::clone(&core.rules);
+                    options = new_options;
+                    forget_groups(&metrics, &old_rules, &rules);
+                    schedule = schedule.reschedule(&old_rules, &rules, &options, Instant::now());
+                    alerts.publish(core.view(t));
+                    tracing::info!(
+                        groups = rules.groups.len(),
+                        rules = rules.rule_count(),
+                        alerts_kept = carried.restored,
+                        alerts_dropped = carried.dropped,
+                        "rules reloaded"
+                    );
+                    continue;
+                }
                 _ = shutdown.cancelled() => break,
             }
             let now = Instant::now();
-            let due: Vec<usize> = (0..next_due.len())
-                .filter(|&index| next_due[index] <= now)
-                .collect();
-            for &index in &due {
-                let interval = intervals[index];
-                next_due[index] += interval;
-                if next_due[index] <= now {
-                    let behind = now.duration_since(next_due[index]);
-                    let missed = (behind.as_nanos() / interval.as_nanos().max(1)) as u64 + 1;
-                    metrics
-                        .iterations_missed
-                        .with_label_values(&[rules.groups[index].name.as_str()])
-                        .inc_by(missed);
-                    next_due[index] += interval * u32::try_from(missed).unwrap_or(u32::MAX);
-                }
-            }
+            let due = schedule.take_due(now, &rules, &metrics);
             let t = unix_millis(SystemTime::now()).max(last_t.saturating_add(1));
             last_t = t;
             let snapshots = store.latest();
@@ -404,6 +427,124 @@ impl RulesEngine {
         {
             tracing::warn!(error = %error, "cannot write the alert state at shutdown");
         }
+    }
+}
+
+/// The next rule set a reload published; `None` when there is no reloader (or it is gone). Without one it
+/// never resolves, so the `select!` above only ever evaluates.
+async fn next_update(updates: &mut Option<watch::Receiver<RuleUpdate>>) -> Option<RuleUpdate> {
+    let Some(receiver) = updates.as_mut() else {
+        return std::future::pending().await;
+    };
+    receiver.changed().await.ok()?;
+    Some(receiver.borrow_and_update().clone())
+}
+
+/// A rule set and the settings it is evaluated with, as a reload hands them to the running engine. The engine
+/// swaps them in between two evaluations: the alert states move over by the identity rule of `alerts.json`
+/// (group name, rule name, rank among same-named rules; [`state::carry`]) with their times unchanged, and the
+/// sample history is kept (copied into one sized for the new rules), so range functions see no gap.
+#[derive(Debug, Clone)]
+pub struct RuleUpdate {
+    pub rules: Arc<RuleSet>,
+    pub evaluation_interval: Duration,
+    pub external_labels: BTreeMap<String, String>,
+}
+
+/// When each group is next due, by index into the running rule set.
+struct Schedule {
+    intervals: Vec<Duration>,
+    next_due: Vec<Instant>,
+}
+
+impl Schedule {
+    fn new(rules: &RuleSet, options: &EngineOptions, start: Instant) -> Schedule {
+        let intervals = group_intervals(rules, options);
+        Schedule {
+            next_due: vec![start; intervals.len()],
+            intervals,
+        }
+    }
+
+    fn next_due(&self) -> Option<Instant> {
+        self.next_due.iter().min().copied()
+    }
+
+    /// A group kept by a reload (same file, name and interval) keeps its place in time; any other is due now.
+    fn reschedule(
+        self,
+        old: &RuleSet,
+        new: &RuleSet,
+        options: &EngineOptions,
+        now: Instant,
+    ) -> Schedule {
+        let intervals = group_intervals(new, options);
+        let next_due = new
+            .groups
+            .iter()
+            .zip(&intervals)
+            .map(|(group, interval)| {
+                old.groups
+                    .iter()
+                    .position(|old| old.name == group.name && old.file == group.file)
+                    .filter(|&index| self.intervals.get(index) == Some(interval))
+                    .and_then(|index| self.next_due.get(index).copied())
+                    .unwrap_or(now)
+            })
+            .collect();
+        Schedule {
+            intervals,
+            next_due,
+        }
+    }
+
+    /// The groups due at `now`, their next times advanced (skipped evaluations counted, as Prometheus does).
+    fn take_due(&mut self, now: Instant, rules: &RuleSet, metrics: &RuleMetrics) -> Vec<usize> {
+        let due: Vec<usize> = (0..self.next_due.len())
+            .filter(|&index| self.next_due[index] <= now)
+            .collect();
+        for &index in &due {
+            let interval = self.intervals[index];
+            self.next_due[index] += interval;
+            if self.next_due[index] <= now {
+                let behind = now.duration_since(self.next_due[index]);
+                let missed = (behind.as_nanos() / interval.as_nanos().max(1)) as u64 + 1;
+                metrics
+                    .iterations_missed
+                    .with_label_values(&[rules.groups[index].name.as_str()])
+                    .inc_by(missed);
+                self.next_due[index] += interval * u32::try_from(missed).unwrap_or(u32::MAX);
+            }
+        }
+        due
+    }
+}
+
+fn group_intervals(rules: &RuleSet, options: &EngineOptions) -> Vec<Duration> {
+    rules
+        .groups
+        .iter()
+        .map(|group| {
+            group
+                .interval
+                .unwrap_or(options.evaluation_interval)
+                .max(Duration::from_millis(1))
+        })
+        .collect()
+}
+
+/// Takes the per-group series of groups a reload removed out of `/metrics`.
+fn forget_groups(metrics: &RuleMetrics, old: &RuleSet, new: &RuleSet) {
+    for group in &old.groups {
+        if new.groups.iter().any(|kept| kept.name == group.name) {
+            continue;
+        }
+        let name = [group.name.as_str()];
+        // Absent children (a group never evaluated) are not an error worth reporting.
+        let _ = metrics.evaluations.remove_label_values(&name);
+        let _ = metrics.evaluation_failures.remove_label_values(&name);
+        let _ = metrics.iterations_missed.remove_label_values(&name);
+        let _ = metrics.last_duration.remove_label_values(&name);
     }
 }
 
@@ -497,6 +638,39 @@ impl Core {
         }
     }
 
+    /// Swaps in a reloaded rule set at `t` (see [`RuleUpdate`]); reports how many alert instances moved over.
+    fn swap(
+        &mut self,
+        update: &RuleUpdate,
+        options: &EngineOptions,
+        snapshots: &[Arc<dyn TargetSamples>],
+        t: i64,
+    ) -> state::RestoreReport {
+        // A last read into the old history first: the series of targets the same reload removed get their
+        // staleness markers there, and the markers are copied over like every other sample.
+        self.history.scrape(snapshots, t);
+        let rules = Arc::clone(&update.rules);
+        let saved = state::snapshot(&self.rules, &self.states, t);
+        let mut states: Vec<GroupState> = rules.groups.iter().map(GroupState::for_group).collect();
+        let report = state::carry(&saved, &rules, &mut states);
+        let mut history = history_for(&rules, options);
+        copy_history(&self.history, &mut history);
+        self.history = history;
+        // Cached results and pairings belong to the old rules' expressions.
+        self.cache = EvalCache::default();
+        self.rules = rules;
+        self.states = states;
+        self.env = EvalEnv {
+            external_labels: update.external_labels.clone(),
+            external_url: self.env.external_url.clone(),
+        };
+        // The carried state is written at once, so that a crash right after a reload restores it.
+        if let Err(error) = self.save(t) {
+            tracing::warn!(error = %error, "cannot persist alert state after a reload");
+        }
+        report
+    }
+
     fn save(&mut self, t: i64) -> Result<(), String> {
         let Some(dir) = &self.state_dir else {
             return Ok(());
@@ -582,6 +756,26 @@ fn write_family(out: &mut String, name: &str, help: &str, mut series: Vec<(Metri
         write_value(out, value);
         out.push('\n');
     }
+}
+
+/// Copies every sample `from` holds of a name `into` keeps: a reload's new history starts with the old one's
+/// past, so `rate()` and `for` see no gap.
+fn copy_history(from: &History, into: &mut History) {
+    let every = crate::promql::Selector {
+        name: None,
+        matchers: Vec::new(),
+        offset_ms: 0,
+        at: None,
+        text: String::new(),
+    };
+    from.for_each_selected(&every, |metric, points| {
+        if metric.name().is_some_and(|name| !into.keeps(name)) {
+            return;
+        }
+        for point in points {
+            into.append(metric, point.t, point.v);
+        }
+    });
 }
 
 /// Only the metrics some rule can select are kept in the history.
@@ -797,5 +991,64 @@ mod tests {
         let mut text = String::new();
         alerts.render(&mut text);
         assert!(text.is_empty(), "{text}");
+    }
+
+    #[test]
+    fn a_reload_keeps_pending_start_times_and_the_sample_history() {
+        let parse = |text: &str| RuleSet {
+            groups: parse_rule_file(Path::new("r.yml"), text).expect("valid"),
+        };
+        let before = parse("groups:\n  - name: g\n    rules:\n      - alert: down\n        expr: db_up == 0\n        for: 1m\n");
+        // The threshold edited, a rule added that needs the samples from before the reload.
+        let after = parse("groups:\n  - name: g\n    rules:\n      - alert: down\n        expr: db_up < 0.5\n        for: 1m\n      - alert: counted\n        expr: count_over_time(db_up[1m]) >= 7\n");
+        let store = Arc::new(Latest::new(1));
+        store.publish(snapshot("pg", 0.0));
+        let metrics = RuleMetrics::register(&Registry::new()).expect("registered");
+        let engine = RulesEngine::new(
+            Arc::clone(&store) as Arc<dyn SampleSource>,
+            before,
+            EngineOptions::default(),
+            metrics,
+        );
+        let mut core = engine.core;
+        let start = 1_700_000_000_000;
+        for second in 0..5 {
+            core.cycle(&store.latest(), start + second * 1000, &[0]);
+        }
+        let pending = |core: &Core, rule: usize| {
+            core.states[0].rules[rule]
+                .alerts
+                .values()
+                .next()
+                .map(|alert| (alert.state, alert.active_at))
+        };
+        assert_eq!(pending(&core, 0), Some((AlertState::Pending, start)));
+
+        let update = RuleUpdate {
+            rules: Arc::new(after),
+            evaluation_interval: DEFAULT_EVALUATION_INTERVAL,
+            external_labels: BTreeMap::new(),
+        };
+        let report = core.swap(
+            &update,
+            &EngineOptions::default(),
+            &store.latest(),
+            start + 5_500,
+        );
+        assert_eq!((report.restored, report.dropped), (1, 0));
+        core.cycle(&store.latest(), start + 6_000, &[0]);
+        // Same start time: it fires a minute after it first went pending, not a minute after the reload.
+        assert_eq!(pending(&core, 0), Some((AlertState::Pending, start)));
+        // Seven samples in the last minute: five from before the reload, the reload's own read, one after; a
+        // history started afresh would hold two.
+        assert_eq!(
+            pending(&core, 1).map(|(state, _)| state),
+            Some(AlertState::Firing)
+        );
+        core.cycle(&store.latest(), start + 60_000, &[0]);
+        assert_eq!(
+            pending(&core, 0).map(|(state, _)| state),
+            Some(AlertState::Firing)
+        );
     }
 }

@@ -47,7 +47,7 @@ pub mod value;
 
 pub use alerting::{AlertState, AlertTransition};
 pub use engine::{
-    AlertSummary, AlertsHandle, AlertsView, EngineOptions, RuleMetrics, RulesEngine,
+    AlertSummary, AlertsHandle, AlertsView, EngineOptions, RuleMetrics, RuleUpdate, RulesEngine,
     DEFAULT_EVALUATION_INTERVAL,
 };
 #[cfg(test)]

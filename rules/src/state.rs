@@ -22,10 +22,10 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use super::alerting::{Alert, AlertState};
+use super::alerting::{Alert, AlertState, RuleState};
 use super::group::GroupState;
 use super::labels::Metric;
-use super::model::{millis, Rule, RuleSet};
+use super::model::{millis, AlertingRule, Rule, RuleSet};
 
 pub const STATE_FILE: &str = "alerts.json";
 const FORMAT_VERSION: u32 = 1;
@@ -185,45 +185,13 @@ pub fn restore(
     }
     let down_at = file.saved_at;
     for record in &file.rules {
-        let target = rules
-            .groups
-            .iter()
-            .zip(states.iter_mut())
-            .find_map(|(group, state)| {
-                if group.name != record.group {
-                    return None;
-                }
-                let mut rank = 0;
-                for (rule, rule_state) in group.rules.iter().zip(state.rules.iter_mut()) {
-                    let Rule::Alerting(alerting) = rule else {
-                        continue;
-                    };
-                    if alerting.name != record.rule {
-                        continue;
-                    }
-                    if rank == record.rank {
-                        return Some((alerting, rule_state));
-                    }
-                    rank += 1;
-                }
-                None
-            });
-        let Some((rule, rule_state)) = target else {
+        let Some((rule, rule_state)) = slot(record, rules, states) else {
             report.dropped += record.alerts.len();
             continue;
         };
         let hold = millis(rule.hold);
         for saved in &record.alerts {
-            let mut alert = Alert {
-                labels: Metric::from_pairs(&saved.labels),
-                annotations: saved.annotations.clone(),
-                state: saved.state,
-                active_at: saved.active_at,
-                fired_at: saved.fired_at,
-                resolved_at: saved.resolved_at,
-                keep_firing_since: saved.keep_firing_since,
-                value: saved.value.parse().unwrap_or(f64::NAN),
-            };
+            let mut alert = alert_of(saved);
             if alert.state == AlertState::Pending {
                 if hold < FOR_GRACE_PERIOD_MS {
                     report.dropped += 1;
@@ -244,6 +212,69 @@ pub fn restore(
         }
     }
     report
+}
+
+/// Carries the alert state of a running engine into a reloaded rule set, matching rules as [`restore`] does
+/// (group name, rule name, rank among rules of that name): unlike a restart there was no outage, so pending
+/// alerts keep their start time exactly and fire when they would have without the reload.
+pub fn carry(file: &StateFile, rules: &RuleSet, states: &mut [GroupState]) -> RestoreReport {
+    let mut report = RestoreReport::default();
+    for record in &file.rules {
+        let Some((_, rule_state)) = slot(record, rules, states) else {
+            report.dropped += record.alerts.len();
+            continue;
+        };
+        for saved in &record.alerts {
+            let alert = alert_of(saved);
+            rule_state.alerts.insert(alert.labels.clone(), alert);
+            report.restored += 1;
+        }
+    }
+    report
+}
+
+/// The rule (and its state) a saved record belongs to: the one identity rule of restarts and reloads.
+fn slot<'a>(
+    record: &RuleRecord,
+    rules: &'a RuleSet,
+    states: &'a mut [GroupState],
+) -> Option<(&'a AlertingRule, &'a mut RuleState)> {
+    rules
+        .groups
+        .iter()
+        .zip(states.iter_mut())
+        .find_map(|(group, state)| {
+            if group.name != record.group {
+                return None;
+            }
+            let mut rank = 0;
+            for (rule, rule_state) in group.rules.iter().zip(state.rules.iter_mut()) {
+                let Rule::Alerting(alerting) = rule else {
+                    continue;
+                };
+                if alerting.name != record.rule {
+                    continue;
+                }
+                if rank == record.rank {
+                    return Some((alerting, rule_state));
+                }
+                rank += 1;
+            }
+            None
+        })
+}
+
+fn alert_of(saved: &AlertRecord) -> Alert {
+    Alert {
+        labels: Metric::from_pairs(&saved.labels),
+        annotations: saved.annotations.clone(),
+        state: saved.state,
+        active_at: saved.active_at,
+        fired_at: saved.fired_at,
+        resolved_at: saved.resolved_at,
+        keep_firing_since: saved.keep_firing_since,
+        value: saved.value.parse().unwrap_or(f64::NAN),
+    }
 }
 
 #[cfg(test)]

@@ -16,7 +16,7 @@ pub use crate::engines::{Engine, Spanned};
 pub use dbwatch_secret::{PasswordSource, Secret};
 use dbwatch_yaml::{node as yaml, read};
 pub use dbwatch_yaml::{ConfigError, ConfigErrors};
-pub use validate::{AlertingConfig, Config, RulesConfig, Target};
+pub use validate::{AlertingConfig, Config, RulesConfig, Target, TargetSettings};
 
 #[derive(Debug, thiserror::Error)]
 pub enum LoadError {
@@ -94,6 +94,8 @@ pub struct RawTarget {
     pub timeout: Option<Spanned<Duration>>,
     /// `None` when the type was missing or unknown (already reported).
     pub engine: Option<RawEngine>,
+    /// The target's mapping as written, positions dropped: what a reload compares (see [`TargetSettings`]).
+    pub source: yaml::Node,
 }
 
 impl RawConfig {
@@ -214,6 +216,94 @@ impl RawTarget {
             interval,
             timeout,
             engine,
+            source: without_positions(node),
         })
+    }
+}
+
+/// A node with every position zeroed and mapping keys sorted, so that moving a target in the file or reordering
+/// its keys does not read as a change of its settings.
+fn without_positions(node: &yaml::Node) -> yaml::Node {
+    let value = match &node.value {
+        yaml::Value::Scalar { text, quoted } => yaml::Value::Scalar {
+            text: text.clone(),
+            quoted: *quoted,
+        },
+        yaml::Value::Sequence(items) => {
+            yaml::Value::Sequence(items.iter().map(without_positions).collect())
+        }
+        yaml::Value::Mapping(entries) => {
+            let mut entries: Vec<(yaml::Key, yaml::Node)> = entries
+                .iter()
+                .map(|(key, value)| {
+                    (
+                        yaml::Key {
+                            name: key.name.clone(),
+                            mark: yaml::Mark::default(),
+                        },
+                        without_positions(value),
+                    )
+                })
+                .collect();
+            entries.sort_by(|a, b| a.0.name.cmp(&b.0.name));
+            yaml::Value::Mapping(entries)
+        }
+    };
+    yaml::Node {
+        value,
+        mark: yaml::Mark::default(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn settings(text: &str) -> Vec<(String, TargetSettings)> {
+        let no_env = |_: &str| None;
+        load_str(Path::new("dbwatch.yml"), text, &no_env)
+            .unwrap_or_else(|errors| panic!("{errors}"))
+            .targets
+            .into_iter()
+            .map(|target| (target.name, target.settings))
+            .collect()
+    }
+
+    const BASE: &str = "\
+targets:
+  - name: a
+    type: postgres
+    connection: {host: db, port: 5432, user: u, password: one}
+  - name: b
+    type: postgres
+    connection: {host: db, port: 5432, user: u, password: one}
+";
+
+    #[test]
+    fn a_target_reads_as_changed_exactly_when_something_it_runs_with_changed() {
+        let base = settings(BASE);
+        // Moved in the file, its keys reordered: the same settings.
+        let moved = settings(
+            "# a comment\ntargets:\n  - name: b\n    connection: {user: u, port: 5432, host: db, password: one}\n    type: postgres\n  - name: a\n    type: postgres\n    connection: {host: db, port: 5432, user: u, password: one}\n",
+        );
+        let by_name = |all: &[(String, TargetSettings)], name: &str| {
+            all.iter()
+                .find(|(target, _)| target == name)
+                .map(|(_, settings)| settings.clone())
+                .expect("target present")
+        };
+        assert!(by_name(&moved, "a") == by_name(&base, "a"));
+        assert!(by_name(&moved, "b") == by_name(&base, "b"));
+        // An inline password (a secret, never printed) is part of the settings.
+        let password = settings(&BASE.replacen("password: one", "password: two", 1));
+        assert!(by_name(&password, "a") != by_name(&base, "a"));
+        assert!(by_name(&password, "b") == by_name(&base, "b"));
+        // A global default changes every target that takes it, though no target's entry changed.
+        let interval = settings(&format!("global:\n  interval: 30s\n{BASE}"));
+        assert!(by_name(&interval, "a") != by_name(&base, "a"));
+        assert_eq!(
+            format!("{:?}", by_name(&password, "a")),
+            "TargetSettings { .. }"
+        );
     }
 }

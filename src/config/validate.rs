@@ -53,6 +53,24 @@ pub struct Target {
     pub interval: Duration,
     pub timeout: Duration,
     pub engine: Engine,
+    /// What a reload compares to decide whether the target's task, connection and schedule can be kept.
+    pub settings: TargetSettings,
+}
+
+/// Everything a target's behaviour depends on: its mapping as written (an inline password included, `${VAR}`
+/// unexpanded, since the environment does not change under a running process) and the interval and timeout
+/// it ends up with (the global defaults may change them). Compared whole, never printed: it may hold a secret.
+#[derive(Clone, PartialEq)]
+pub struct TargetSettings {
+    source: dbwatch_yaml::node::Node,
+    interval: Duration,
+    timeout: Duration,
+}
+
+impl std::fmt::Debug for TargetSettings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("TargetSettings { .. }")
+    }
 }
 
 /// Applies defaults and cross-field rules. Returns `None` when a target could not be built at all; every
@@ -242,6 +260,11 @@ fn validate_target(
             ),
         );
     }
+    let settings = TargetSettings {
+        source: raw.source,
+        interval,
+        timeout,
+    };
     let name = name?;
     let engine = raw.engine?.validate(
         TargetLimits {
@@ -256,6 +279,7 @@ fn validate_target(
         interval,
         timeout,
         engine,
+        settings,
     })
 }
 
