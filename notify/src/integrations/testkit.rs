@@ -46,6 +46,13 @@ pub fn one_templated(receiver: &str, defines: &str) -> Arc<dyn Integration> {
     all.remove(0)
 }
 
+/// A team's templates file the receivers' tests share: over [`group`], `team.title` renders
+/// `FIRING replication_lag (2 firing)` or `RESOLVED replication_lag`, `team.list` `r1:firing r2:firing ` or
+/// `r1:resolved r2:resolved `.
+pub const TEAM: &str = r#"{{ define "team.title" }}{{ .Status | toUpper }} {{ .CommonLabels.alertname }}{{ with .Alerts.Firing }} ({{ len . }} firing){{ end }}{{ end }}
+{{ define "team.list" }}{{ range .Alerts }}{{ .Labels.replica }}:{{ .Status }} {{ end }}{{ end }}
+"#;
+
 /// The fields whose templates failed on `notice`, in rendering order (what the notifier counts).
 pub fn failed_fields(notice: &Notice<'_>) -> Vec<String> {
     notice
