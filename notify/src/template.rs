@@ -413,6 +413,15 @@ pub trait TemplateInput {
 }
 
 impl Templating {
+    /// Records a failure found after rendering (a rendered value the service cannot take), counted as a
+    /// template's own.
+    pub fn record(&self, field: &str, error: String) {
+        self.failures.borrow_mut().push(TemplateFailure {
+            field: field.to_owned(),
+            error,
+        });
+    }
+
     /// The failures recorded so far, emptied.
     pub fn take_failures(&self) -> Vec<TemplateFailure> {
         std::mem::take(&mut *self.failures.borrow_mut())
