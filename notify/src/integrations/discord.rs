@@ -267,7 +267,10 @@ mod tests {
             "FIRING replication_lag / [FIRING:2] replication_lag (main)"
         );
         let description = embed["description"].as_str().expect("description");
-        assert!(description.starts_with("r1 r2 on main   "), "{description:?}");
+        assert!(
+            description.starts_with("r1 r2 on main   "),
+            "{description:?}"
+        );
         // Two alerts pad 6000 characters: the embed limit applies to the rendered text.
         assert_eq!(description.chars().count(), DESCRIPTION_MAX);
         assert!(failed_fields(&notice).is_empty());
@@ -286,7 +289,10 @@ mod tests {
 
     #[test]
     fn a_failing_template_falls_back_to_the_built_in_text_and_is_recorded() {
-        let discord = one(&format!("{URL}        title: '{{{{ .Alerts.Nope }}}}'\n"), "");
+        let discord = one(
+            &format!("{URL}        title: '{{{{ .Alerts.Nope }}}}'\n"),
+            "",
+        );
         let firing = group(false);
         let notice = firing.notice();
         let embed = body(&discord.render(&notice))["embeds"][0].clone();

@@ -170,7 +170,9 @@ pub fn render(config: &MsTeamsConfig, notice: &Notice<'_>) -> Payload {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::integrations::testkit::{body, errors, failed_fields, group, one, one_templated, TEAM};
+    use crate::integrations::testkit::{
+        body, errors, failed_fields, group, one, one_templated, TEAM,
+    };
 
     const URL: &str =
         "    msteams_configs:\n      - webhook_url: https://example.webhook.office.com/webhookb2/x\n";
@@ -201,10 +203,16 @@ mod tests {
 
     #[test]
     fn a_failing_template_falls_back_to_the_built_in_text_and_is_recorded() {
-        let teams = one(&format!("{URL}        summary: '{{{{ .Alerts.Nope }}}}'\n"), "");
+        let teams = one(
+            &format!("{URL}        summary: '{{{{ .Alerts.Nope }}}}'\n"),
+            "",
+        );
         let firing = group(false);
         let notice = firing.notice();
-        assert_eq!(body(&teams.render(&notice))["summary"], "[FIRING:2] replication_lag (main)");
+        assert_eq!(
+            body(&teams.render(&notice))["summary"],
+            "[FIRING:2] replication_lag (main)"
+        );
         assert_eq!(failed_fields(&notice), ["summary"]);
     }
 

@@ -131,7 +131,9 @@ pub fn render(config: &MsTeamsV2Config, notice: &Notice<'_>) -> Payload {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::integrations::testkit::{body, errors, failed_fields, group, one, one_templated, TEAM};
+    use crate::integrations::testkit::{
+        body, errors, failed_fields, group, one, one_templated, TEAM,
+    };
 
     const URL: &str = "    msteamsv2_configs:\n      - webhook_url: https://example.logic.azure.com/workflows/x\n";
 
@@ -151,13 +153,19 @@ mod tests {
         let notice = firing.notice();
         assert_eq!(
             texts(&teams.render(&notice)),
-            ("FIRING replication_lag (2 firing)".to_owned(), "r1:firing r2:firing ".to_owned())
+            (
+                "FIRING replication_lag (2 firing)".to_owned(),
+                "r1:firing r2:firing ".to_owned()
+            )
         );
         let resolved = group(true);
         let notice_resolved = resolved.notice();
         assert_eq!(
             texts(&teams.render(&notice_resolved)),
-            ("RESOLVED replication_lag".to_owned(), "r1:resolved r2:resolved ".to_owned())
+            (
+                "RESOLVED replication_lag".to_owned(),
+                "r1:resolved r2:resolved ".to_owned()
+            )
         );
         assert!(failed_fields(&notice).is_empty());
         assert!(failed_fields(&notice_resolved).is_empty());
@@ -165,10 +173,16 @@ mod tests {
 
     #[test]
     fn a_failing_template_falls_back_to_the_built_in_text_and_is_recorded() {
-        let teams = one(&format!("{URL}        title: '{{{{ .Alerts.Nope }}}}'\n"), "");
+        let teams = one(
+            &format!("{URL}        title: '{{{{ .Alerts.Nope }}}}'\n"),
+            "",
+        );
         let firing = group(false);
         let notice = firing.notice();
-        assert_eq!(texts(&teams.render(&notice)).0, "[FIRING:2] replication_lag (main)");
+        assert_eq!(
+            texts(&teams.render(&notice)).0,
+            "[FIRING:2] replication_lag (main)"
+        );
         assert_eq!(failed_fields(&notice), ["title"]);
     }
 

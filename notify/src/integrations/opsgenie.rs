@@ -392,7 +392,11 @@ pub fn render(config: &OpsGenieConfig, notice: &Notice<'_>) -> Payload {
     if !responders.is_empty() {
         body.insert("responders".into(), Value::Array(responders));
     }
-    let tags = split(&render_or(&config.tags, notice, String::new), TAGS_MAX, TAG_MAX);
+    let tags = split(
+        &render_or(&config.tags, notice, String::new),
+        TAGS_MAX,
+        TAG_MAX,
+    );
     if !tags.is_empty() {
         body.insert("tags".into(), json!(tags));
     }
@@ -409,12 +413,19 @@ pub fn render(config: &OpsGenieConfig, notice: &Notice<'_>) -> Payload {
     if !note.is_empty() {
         body.insert("note".into(), Value::String(truncate(&note, NOTE_MAX)));
     }
-    if let Some(priority) = config.priority.as_ref().and_then(|field| priority(field, notice)) {
+    if let Some(priority) = config
+        .priority
+        .as_ref()
+        .and_then(|field| priority(field, notice))
+    {
         body.insert("priority".into(), Value::String(priority));
     }
     let entity = render_or(&config.entity, notice, String::new);
     if !entity.is_empty() {
-        body.insert("entity".into(), Value::String(truncate(&entity, ENTITY_MAX)));
+        body.insert(
+            "entity".into(),
+            Value::String(truncate(&entity, ENTITY_MAX)),
+        );
     }
     Payload::OpsGenie {
         alias,
@@ -474,19 +485,31 @@ mod tests {
         let sent = opsgenie.render(&notice);
         let body = body(&sent);
         let message = body["message"].as_str().expect("message");
-        assert!(message.starts_with("FIRING replication_lag (2 firing)  "), "{message:?}");
+        assert!(
+            message.starts_with("FIRING replication_lag (2 firing)  "),
+            "{message:?}"
+        );
         assert_eq!(message.chars().count(), MESSAGE_MAX);
         assert_eq!(body["description"], "r1:firing r2:firing ");
-        assert_eq!(body["source"], "http://dbwatch.example:9630/#/alerts?receiver=r");
+        assert_eq!(
+            body["source"],
+            "http://dbwatch.example:9630/#/alerts?receiver=r"
+        );
         assert_eq!(body["details"]["cluster"], "main");
         assert_eq!(body["details"]["firing"], "2");
         assert_eq!(body["details"]["alertname"], "replication_lag");
         assert_eq!(body["entity"], "replication_lag");
-        assert_eq!(body["actions"], serde_json::json!(["restart-r1", "restart-r2"]));
+        assert_eq!(
+            body["actions"],
+            serde_json::json!(["restart-r1", "restart-r2"])
+        );
         assert_eq!(body["tags"], serde_json::json!(["db", "main"]));
         assert_eq!(body["note"], "2 replicas");
         assert_eq!(body["priority"], "P1");
-        assert_eq!(body["responders"], serde_json::json!([{"name": "dba-main", "type": "team"}]));
+        assert_eq!(
+            body["responders"],
+            serde_json::json!([{"name": "dba-main", "type": "team"}])
+        );
         assert!(failed_fields(&notice).is_empty());
         // A resolve closes the alert, its source rendered as well.
         let resolved = group(true);
@@ -495,7 +518,10 @@ mod tests {
             panic!("not an Opsgenie payload");
         };
         assert!(close);
-        assert_eq!(body["source"], "http://dbwatch.example:9630/#/alerts?receiver=r");
+        assert_eq!(
+            body["source"],
+            "http://dbwatch.example:9630/#/alerts?receiver=r"
+        );
         assert!(failed_fields(&notice).is_empty());
     }
 
@@ -511,7 +537,10 @@ mod tests {
         assert_eq!(body(&sent)["message"], "[FIRING:2] replication_lag (main)");
         assert_eq!(body(&sent)["details"]["team"], "");
         assert!(body(&sent).get("priority").is_none());
-        assert_eq!(failed_fields(&notice), ["details.team", "message", "priority"]);
+        assert_eq!(
+            failed_fields(&notice),
+            ["details.team", "message", "priority"]
+        );
     }
 
     #[test]

@@ -21,7 +21,7 @@ use super::{mismatch, read_secret, BoxFuture, Integration, Kind, Outcome};
 use crate::fields::{http_config, plain, refuse, secret, Global};
 use crate::render::{group_hash, truncate, Notice};
 use crate::store::Payload;
-use crate::template::{render_or, TemplatedField};
+use crate::template::{render_or, untemplated, TemplatedField};
 use dbwatch_secret::PasswordSource;
 use dbwatch_yaml::node::Node;
 use dbwatch_yaml::read::{Fields, Reader};
@@ -41,6 +41,9 @@ pub enum Target {
     Target(String),
     Phone(String),
 }
+
+/// Why a target is not a template: what dbwatch reads from it at load.
+const TARGET_READ: &str = "the region and FIFO ids are read from it at load";
 
 #[derive(Debug, Clone)]
 pub struct SnsConfig {
@@ -239,9 +242,9 @@ pub fn read_config(
             keys.finish(reader);
         }
     }
-    let topic = untemplated(reader, &mut fields, "topic_arn").map(Target::Topic);
-    let target = untemplated(reader, &mut fields, "target_arn").map(Target::Target);
-    let phone = untemplated(reader, &mut fields, "phone_number").map(Target::Phone);
+    let topic = untemplated(reader, &mut fields, "topic_arn", TARGET_READ).map(Target::Topic);
+    let target = untemplated(reader, &mut fields, "target_arn", TARGET_READ).map(Target::Target);
+    let phone = untemplated(reader, &mut fields, "phone_number", TARGET_READ).map(Target::Phone);
     let mut targets: Vec<Target> = [topic, target, phone].into_iter().flatten().collect();
     if targets.len() != 1 {
         reader.error(
@@ -266,7 +269,8 @@ pub fn read_config(
                     );
                     continue;
                 }
-                match TemplatedField::parse(&format!("attributes.{key}"), &value, &global.templates) {
+                match TemplatedField::parse(&format!("attributes.{key}"), &value, &global.templates)
+                {
                     Ok(field) => {
                         templated.insert(key, field);
                     }
@@ -291,25 +295,6 @@ pub fn read_config(
     };
     fields.finish(reader);
     Some(config)
-}
-
-/// A target, read as written: Alertmanager templates it, dbwatch does not (the region and the FIFO check read it
-/// at load), and says so rather than sending to the template's text.
-fn untemplated(reader: &mut Reader<'_>, fields: &mut Fields<'_>, key: &'static str) -> Option<String> {
-    let (node, path) = fields.take(key)?;
-    if node.is_null() {
-        return None;
-    }
-    let text = reader.scalar(node, &path)?;
-    if text.contains("{{") {
-        reader.error(
-            node.mark,
-            &path,
-            format!("a templated {key} is not supported by dbwatch (the region and FIFO ids are read from it at load)"),
-        );
-        return None;
-    }
-    (!text.is_empty()).then_some(text)
 }
 
 /// SNS takes printable ASCII subjects without line breaks: anything else becomes a space or `?`.
@@ -351,7 +336,9 @@ pub fn render(config: &SnsConfig, notice: &Notice<'_>) -> Payload {
     if !subject.is_empty() {
         params.push(("Subject".into(), subject));
     }
-    let message = render_or(&config.message, notice, || annotated_blocks(notice, verbatim));
+    let message = render_or(&config.message, notice, || {
+        annotated_blocks(notice, verbatim)
+    });
     let mut attributes: BTreeMap<String, String> = config
         .attributes
         .iter()
@@ -413,13 +400,25 @@ mod tests {
         let notice = firing.notice();
         let params = publish(sns.as_ref(), &notice);
         // The padding is trimmed, as SNS takes no trailing blanks.
-        assert_eq!(param(&params, "Subject"), Some("FIRING replication_lag (2 firing)"));
+        assert_eq!(
+            param(&params, "Subject"),
+            Some("FIRING replication_lag (2 firing)")
+        );
         let message = param(&params, "Message").expect("message");
         assert!(message.starts_with("r1:firing r2:firing   "), "{message:?}");
         assert_eq!(message.chars().count(), SMS_MAX);
-        assert_eq!(param(&params, "MessageAttributes.entry.1.Name"), Some("cluster"));
-        assert_eq!(param(&params, "MessageAttributes.entry.1.Value.StringValue"), Some("main"));
-        assert_eq!(param(&params, "MessageAttributes.entry.2.Name"), Some("truncated"));
+        assert_eq!(
+            param(&params, "MessageAttributes.entry.1.Name"),
+            Some("cluster")
+        );
+        assert_eq!(
+            param(&params, "MessageAttributes.entry.1.Value.StringValue"),
+            Some("main")
+        );
+        assert_eq!(
+            param(&params, "MessageAttributes.entry.2.Name"),
+            Some("truncated")
+        );
         assert!(failed_fields(&notice).is_empty());
         let resolved = group(true);
         let notice = resolved.notice();
@@ -439,15 +438,26 @@ mod tests {
         let firing = group(false);
         let notice = firing.notice();
         let params = publish(sns.as_ref(), &notice);
-        assert_eq!(param(&params, "Subject"), Some("[FIRING:2] replication_lag (main)"));
-        assert_eq!(param(&params, "MessageAttributes.entry.1.Value.StringValue"), Some(""));
+        assert_eq!(
+            param(&params, "Subject"),
+            Some("[FIRING:2] replication_lag (main)")
+        );
+        assert_eq!(
+            param(&params, "MessageAttributes.entry.1.Value.StringValue"),
+            Some("")
+        );
         assert_eq!(failed_fields(&notice), ["subject", "attributes.team"]);
         let found = errors(
             "    sns_configs:\n      - topic_arn: 'arn:{{ .Status }}'\n        attributes: {'{{ .Status }}': x}\n",
             "",
         );
         assert!(found.iter().any(|e| e.starts_with("receivers[0].sns_configs[0].topic_arn: a templated topic_arn is not supported by dbwatch")), "{found:?}");
-        assert!(found.iter().any(|e| e.contains("templated attribute names are not supported")), "{found:?}");
+        assert!(
+            found
+                .iter()
+                .any(|e| e.contains("templated attribute names are not supported")),
+            "{found:?}"
+        );
     }
 
     fn param<'a>(params: &'a [(String, String)], name: &str) -> Option<&'a str> {

@@ -309,8 +309,14 @@ mod tests {
         );
         let firing = group(false);
         let notice = firing.notice();
-        let text = body(&telegram.render(&notice))["text"].as_str().expect("text").to_owned();
-        assert!(text.starts_with("FIRING replication_lag (2 firing): r1:firing r2:firing   "), "{text:?}");
+        let text = body(&telegram.render(&notice))["text"]
+            .as_str()
+            .expect("text")
+            .to_owned();
+        assert!(
+            text.starts_with("FIRING replication_lag (2 firing): r1:firing r2:firing   "),
+            "{text:?}"
+        );
         assert_eq!(text.chars().count(), MESSAGE_MAX);
         let resolved = group(true);
         let notice_resolved = resolved.notice();
@@ -324,7 +330,10 @@ mod tests {
 
     #[test]
     fn a_failing_message_template_falls_back_to_the_built_in_text_and_is_recorded() {
-        let telegram = one(&format!("{ENTRY}        message: '{{{{ .Alerts.Nope }}}}'\n"), "");
+        let telegram = one(
+            &format!("{ENTRY}        message: '{{{{ .Alerts.Nope }}}}'\n"),
+            "",
+        );
         let plain = one(ENTRY, "");
         let firing = group(false);
         let notice = firing.notice();

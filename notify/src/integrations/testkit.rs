@@ -34,10 +34,7 @@ pub fn one(receiver: &str, global: &str) -> Arc<dyn Integration> {
 pub fn one_templated(receiver: &str, defines: &str) -> Arc<dyn Integration> {
     let dir = tempfile::tempdir().expect("temp dir");
     std::fs::write(dir.path().join("team.tmpl"), defines).expect("write the template file");
-    let text = format!(
-        "templates: ['*.tmpl']\n{}",
-        routing(receiver, "")
-    );
+    let text = format!("templates: ['*.tmpl']\n{}", routing(receiver, ""));
     let no_env = |_: &str| None;
     let config = crate::config::load_str(&dir.path().join("r.yml"), &text, &no_env)
         .unwrap_or_else(|errors| panic!("{errors}"));

@@ -17,7 +17,7 @@ use super::{mismatch, read_secret, BoxFuture, Integration, Kind, Outcome};
 use crate::fields::{http_config, plain, required_secret, Global};
 use crate::render::{group_hash, truncate, Notice};
 use crate::store::Payload;
-use crate::template::{render_or, TemplatedField};
+use crate::template::{render_or, untemplated, TemplatedField};
 use dbwatch_secret::PasswordSource;
 use dbwatch_yaml::node::Node;
 use dbwatch_yaml::read::{Fields, Reader};
@@ -144,8 +144,15 @@ pub fn read_config(
     if !api_url.ends_with('/') {
         api_url.push('/');
     }
-    let routing_key = plain(reader, &mut fields, "routing_key");
-    if routing_key.is_none() {
+    let problems = reader.errors.len();
+    let routing_key = untemplated(
+        reader,
+        &mut fields,
+        "routing_key",
+        "it is the path notifications are posted to",
+    );
+    // Missing, not refused: the refusal already names the key.
+    if routing_key.is_none() && reader.errors.len() == problems {
         reader.error(node.mark, path, "routing_key is required");
     }
     let custom_fields = match fields.take("custom_fields") {
@@ -169,9 +176,11 @@ pub fn read_config(
                     Ok(parsed) => {
                         templated.insert(name, parsed);
                     }
-                    Err(error) => {
-                        reader.error(custom.mark, &format!("{custom_path}.{name}"), error.to_string())
-                    }
+                    Err(error) => reader.error(
+                        custom.mark,
+                        &format!("{custom_path}.{name}"),
+                        error.to_string(),
+                    ),
                 }
             }
             templated
@@ -183,7 +192,12 @@ pub fn read_config(
         api_url,
         routing_key: routing_key?,
         message_type: TemplatedField::read(reader, &mut fields, "message_type", &global.templates),
-        state_message: TemplatedField::read(reader, &mut fields, "state_message", &global.templates),
+        state_message: TemplatedField::read(
+            reader,
+            &mut fields,
+            "state_message",
+            &global.templates,
+        ),
         entity_display_name: TemplatedField::read(
             reader,
             &mut fields,
@@ -220,7 +234,10 @@ pub fn render(config: &VictorOpsConfig, notice: &Notice<'_>) -> Payload {
     let state_message = render_or(&config.state_message, notice, || description(notice));
     let mut body = Map::new();
     for (key, value) in &config.custom_fields {
-        body.insert(key.clone(), Value::String(value.render(notice, String::new)));
+        body.insert(
+            key.clone(),
+            Value::String(value.render(notice, String::new)),
+        );
     }
     body.insert("message_type".into(), Value::String(message_type));
     body.insert(
@@ -275,7 +292,10 @@ mod tests {
         let sent = victorops.render(&notice);
         let body = body(&sent);
         assert_eq!(body["message_type"], "CRITICAL");
-        assert_eq!(body["entity_display_name"], "FIRING replication_lag (2 firing)");
+        assert_eq!(
+            body["entity_display_name"],
+            "FIRING replication_lag (2 firing)"
+        );
         let state = body["state_message"].as_str().expect("state_message");
         assert!(state.starts_with("r1:firing r2:firing   "), "{state:?}");
         assert_eq!(state.chars().count(), STATE_MESSAGE_MAX);
@@ -294,6 +314,14 @@ mod tests {
     }
 
     #[test]
+    fn a_templated_routing_key_is_refused_by_name() {
+        assert_eq!(
+            errors("    victorops_configs:\n      - api_key: k\n        routing_key: '{{ .Status }}'\n", ""),
+            ["receivers[0].victorops_configs[0].routing_key: a templated routing_key is not supported by dbwatch (it is the path notifications are posted to)"]
+        );
+    }
+
+    #[test]
     fn a_failing_template_falls_back_to_the_built_in_text_and_is_recorded() {
         let victorops = one(
             &format!("{ENTRY}        entity_display_name: '{{{{ .Alerts.Nope }}}}'\n        custom_fields: {{team: '{{{{ .Alerts.Nope }}}}'}}\n"),
@@ -302,9 +330,15 @@ mod tests {
         let firing = group(false);
         let notice = firing.notice();
         let sent = victorops.render(&notice);
-        assert_eq!(body(&sent)["entity_display_name"], "[FIRING:2] replication_lag (main)");
+        assert_eq!(
+            body(&sent)["entity_display_name"],
+            "[FIRING:2] replication_lag (main)"
+        );
         assert_eq!(body(&sent)["team"], "");
-        assert_eq!(failed_fields(&notice), ["custom_fields.team", "entity_display_name"]);
+        assert_eq!(
+            failed_fields(&notice),
+            ["custom_fields.team", "entity_display_name"]
+        );
     }
 
     #[test]

@@ -147,7 +147,10 @@ mod tests {
         let notice = firing.notice();
         let sent = webex.render(&notice);
         let markdown = body(&sent)["markdown"].as_str().expect("markdown");
-        assert!(markdown.starts_with("FIRING replication_lag (2 firing) r1:firing r2:firing   "), "{markdown:?}");
+        assert!(
+            markdown.starts_with("FIRING replication_lag (2 firing) r1:firing r2:firing   "),
+            "{markdown:?}"
+        );
         assert!(markdown.len() <= MESSAGE_MAX_BYTES && markdown.len() > MESSAGE_MAX_BYTES - 4);
         assert_eq!(body(&sent)["roomId"], "R1");
         let resolved = group(true);
@@ -162,7 +165,10 @@ mod tests {
 
     #[test]
     fn a_failing_message_template_falls_back_to_the_built_in_text_and_is_recorded() {
-        let webex = one(&format!("{ENTRY}        message: '{{{{ .Alerts.Nope }}}}'\n"), "");
+        let webex = one(
+            &format!("{ENTRY}        message: '{{{{ .Alerts.Nope }}}}'\n"),
+            "",
+        );
         let firing = group(false);
         let notice = firing.notice();
         assert_eq!(
