@@ -378,6 +378,30 @@ impl TemplatedField {
     }
 }
 
+/// Reads `key` as [`crate::fields::plain`] does, for a field Alertmanager templates and dbwatch takes as
+/// written (`why`: what it is read for at load); a template there is refused saying so, rather than sent as text.
+pub fn untemplated(
+    reader: &mut Reader<'_>,
+    fields: &mut Fields<'_>,
+    key: &'static str,
+    why: &str,
+) -> Option<String> {
+    let (node, path) = fields.take(key)?;
+    if node.is_null() {
+        return None;
+    }
+    let text = reader.scalar(node, &path)?;
+    if text.contains("{{") {
+        reader.error(
+            node.mark,
+            &path,
+            format!("a templated {key} is not supported by dbwatch ({why})"),
+        );
+        return None;
+    }
+    (!text.is_empty()).then_some(text)
+}
+
 /// `field` rendered, or `builtin()` when it is not set or its template fails: the one call most fields need.
 pub fn render_or(
     field: &Option<TemplatedField>,
@@ -413,6 +437,15 @@ pub trait TemplateInput {
 }
 
 impl Templating {
+    /// Records a failure found after rendering (a rendered value the service cannot take), counted as a
+    /// template's own.
+    pub fn record(&self, field: &str, error: String) {
+        self.failures.borrow_mut().push(TemplateFailure {
+            field: field.to_owned(),
+            error,
+        });
+    }
+
     /// The failures recorded so far, emptied.
     pub fn take_failures(&self) -> Vec<TemplateFailure> {
         std::mem::take(&mut *self.failures.borrow_mut())

@@ -139,6 +139,7 @@ fn pushover_at(url: String) -> Arc<dyn Integration> {
         device: None,
         sound: None,
         priority: None,
+        priority_template: None,
         retry: Duration::from_secs(60),
         expire: Duration::from_secs(3600),
         ttl: None,

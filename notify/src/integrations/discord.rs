@@ -1,7 +1,8 @@
 //! Discord through a channel webhook (`discord_configs`): one embed titled with Alertmanager's subject, its
 //! description the alert list, red while firing and green once resolved (Alertmanager 0.25's layout), kept
 //! within Discord's embed limits; any 2xx is an acceptance (Discord answers 204), 429 is retried after its
-//! `Retry-After`.
+//! `Retry-After`. `title` and `message` are templates, as in Alertmanager (`template.rs`); the limits apply to
+//! what they render.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -14,6 +15,7 @@ use super::{mismatch, read_secret, BoxFuture, Integration, Kind, Outcome};
 use crate::fields::{http_config, plain, required_secret, Global};
 use crate::render::{truncate, Notice};
 use crate::store::Payload;
+use crate::template::{render_or, TemplatedField};
 use dbwatch_secret::PasswordSource;
 use dbwatch_yaml::node::Node;
 use dbwatch_yaml::read::{Fields, Reader};
@@ -31,8 +33,8 @@ pub const USERNAME_MAX: usize = 80;
 pub struct DiscordConfig {
     /// The webhook URL carries its token: a secret.
     pub webhook_url: PasswordSource,
-    pub title: Option<String>,
-    pub message: Option<String>,
+    pub title: Option<TemplatedField>,
+    pub message: Option<TemplatedField>,
     pub content: Option<String>,
     pub username: Option<String>,
     pub avatar_url: Option<String>,
@@ -110,8 +112,8 @@ pub fn read_config(
     );
     let config = DiscordConfig {
         webhook_url: webhook_url?,
-        title: plain(reader, &mut fields, "title"),
-        message: plain(reader, &mut fields, "message"),
+        title: TemplatedField::read(reader, &mut fields, "title", &global.templates),
+        message: TemplatedField::read(reader, &mut fields, "message", &global.templates),
         content: plain(reader, &mut fields, "content"),
         username: plain(reader, &mut fields, "username"),
         avatar_url: plain(reader, &mut fields, "avatar_url"),
@@ -123,11 +125,8 @@ pub fn read_config(
 }
 
 pub fn render(config: &DiscordConfig, notice: &Notice<'_>) -> Payload {
-    let title = config.title.clone().unwrap_or_else(|| subject(notice));
-    let description = config
-        .message
-        .clone()
-        .unwrap_or_else(|| alert_blocks(notice, verbatim));
+    let title = render_or(&config.title, notice, || subject(notice));
+    let description = render_or(&config.message, notice, || alert_blocks(notice, verbatim));
     let color = if notice.is_firing() {
         COLOR_FIRING
     } else {
@@ -168,7 +167,7 @@ mod tests {
 
     use super::*;
     use crate::integrations::http::{any_success, Verdict};
-    use crate::integrations::testkit::{body, errors, group, one};
+    use crate::integrations::testkit::{body, errors, failed_fields, group, one, one_templated};
 
     const URL: &str =
         "    discord_configs:\n      - webhook_url: https://discord.com/api/webhooks/1/t\n";
@@ -221,7 +220,7 @@ mod tests {
     }
 
     #[test]
-    fn a_missing_or_doubled_url_and_templates_are_refused_by_path() {
+    fn a_missing_or_doubled_url_and_an_unknown_key_are_refused_by_path() {
         assert_eq!(
             errors("    discord_configs:\n      - title: x\n", ""),
             ["receivers[0].discord_configs[0]: webhook_url or webhook_url_file is required"]
@@ -231,13 +230,14 @@ mod tests {
             ["receivers[0].discord_configs[0].webhook_url: set webhook_url or webhook_url_file, not both"]
         );
         let found = errors(
-            &format!("{URL}        message: '{{{{ .Status }}}}'\n        colour: red\n"),
+            &format!("{URL}        message: '{{{{ .Status }}}}'\n        username: '{{{{ .Status }}}}'\n        colour: red\n"),
             "",
         );
         assert_eq!(found.len(), 2, "{found:?}");
+        // `message` is a template (no error); `username` is not one in Alertmanager 0.25 either.
         assert!(
             found[0].starts_with(
-                "receivers[0].discord_configs[0].message: templates are not supported"
+                "receivers[0].discord_configs[0].username: username is not a templated field"
             ),
             "{found:?}"
         );
@@ -245,6 +245,59 @@ mod tests {
             found[1].starts_with("receivers[0].discord_configs[0].colour: unknown key"),
             "{found:?}"
         );
+        let unparsable = errors(&format!("{URL}        title: '{{{{ .Status '\n"), "");
+        assert_eq!(unparsable.len(), 1, "{unparsable:?}");
+        assert!(
+            unparsable[0].starts_with("receivers[0].discord_configs[0].title: "),
+            "{unparsable:?}"
+        );
+    }
+
+    #[test]
+    fn title_and_message_render_the_routing_files_templates_with_the_limits_after() {
+        let discord = one_templated(
+            &format!("{URL}        title: '{{{{ template \"team.title\" . }}}}'\n        message: '{{{{ range .Alerts.Firing }}}}{{{{ .Labels.replica }}}} {{{{ end }}}}on {{{{ .CommonLabels.cluster }}}}{{{{ template \"team.pad\" . }}}}'\n"),
+            "{{ define \"team.title\" }}{{ .Status | toUpper }} {{ .CommonLabels.alertname }} / {{ template \"discord.default.title\" . }}{{ end }}\n{{ define \"team.pad\" }}{{ range $i := .Alerts }}{{ printf \"%3000s\" \"\" }}{{ end }}{{ end }}\n",
+        );
+        let firing = group(false);
+        let notice = firing.notice();
+        let embed = body(&discord.render(&notice))["embeds"][0].clone();
+        assert_eq!(
+            embed["title"],
+            "FIRING replication_lag / [FIRING:2] replication_lag (main)"
+        );
+        let description = embed["description"].as_str().expect("description");
+        assert!(
+            description.starts_with("r1 r2 on main   "),
+            "{description:?}"
+        );
+        // Two alerts pad 6000 characters: the embed limit applies to the rendered text.
+        assert_eq!(description.chars().count(), DESCRIPTION_MAX);
+        assert!(failed_fields(&notice).is_empty());
+        let resolved = group(true);
+        let notice = resolved.notice();
+        let embed = body(&discord.render(&notice))["embeds"][0].clone();
+        assert_eq!(
+            embed["title"],
+            "RESOLVED replication_lag / [RESOLVED] replication_lag (main)"
+        );
+        assert!(embed["description"]
+            .as_str()
+            .expect("description")
+            .starts_with("on main   "));
+    }
+
+    #[test]
+    fn a_failing_template_falls_back_to_the_built_in_text_and_is_recorded() {
+        let discord = one(
+            &format!("{URL}        title: '{{{{ .Alerts.Nope }}}}'\n"),
+            "",
+        );
+        let firing = group(false);
+        let notice = firing.notice();
+        let embed = body(&discord.render(&notice))["embeds"][0].clone();
+        assert_eq!(embed["title"], "[FIRING:2] replication_lag (main)");
+        assert_eq!(failed_fields(&notice), ["title"]);
     }
 
     #[test]

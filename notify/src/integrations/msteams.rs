@@ -13,9 +13,10 @@ use serde_json::json;
 use super::amtext::{markdown_blocks, subject, truncate_bytes};
 use super::http::{self, Verdict};
 use super::{mismatch, read_secret, BoxFuture, Integration, Kind, Outcome};
-use crate::fields::{http_config, plain, required_secret, Global};
+use crate::fields::{http_config, required_secret, Global};
 use crate::render::{truncate, Notice};
 use crate::store::Payload;
+use crate::template::{render_or, TemplatedField};
 use dbwatch_secret::PasswordSource;
 use dbwatch_yaml::node::Node;
 use dbwatch_yaml::read::{Fields, Reader};
@@ -29,9 +30,9 @@ pub const TITLE_MAX: usize = 1024;
 #[derive(Debug, Clone)]
 pub struct MsTeamsConfig {
     pub webhook_url: PasswordSource,
-    pub title: Option<String>,
-    pub summary: Option<String>,
-    pub text: Option<String>,
+    pub title: Option<TemplatedField>,
+    pub summary: Option<TemplatedField>,
+    pub text: Option<TemplatedField>,
     pub send_resolved: bool,
     pub http: http::Endpoint,
 }
@@ -96,8 +97,8 @@ pub fn classify(status: StatusCode, body: &str) -> Verdict {
 /// The reader both Teams integrations share: the webhook URL and the texts.
 pub(crate) struct TeamsFields {
     pub webhook_url: PasswordSource,
-    pub title: Option<String>,
-    pub text: Option<String>,
+    pub title: Option<TemplatedField>,
+    pub text: Option<TemplatedField>,
     pub send_resolved: bool,
     pub http: http::Endpoint,
 }
@@ -121,8 +122,8 @@ pub(crate) fn read_common(
         "webhook_url or webhook_url_file is required",
     );
     Some(TeamsFields {
-        title: plain(reader, fields, "title"),
-        text: plain(reader, fields, "text"),
+        title: TemplatedField::read(reader, fields, "title", &global.templates),
+        text: TemplatedField::read(reader, fields, "text", &global.templates),
         send_resolved: fields.boolean(reader, "send_resolved").unwrap_or(true),
         webhook_url: webhook_url?,
         http,
@@ -137,7 +138,7 @@ pub fn read(
 ) -> Option<Arc<dyn Integration>> {
     let mut fields = Fields::of(reader, node, path)?;
     let common = read_common(reader, &mut fields, node, path, global);
-    let summary = plain(reader, &mut fields, "summary");
+    let summary = TemplatedField::read(reader, &mut fields, "summary", &global.templates);
     fields.finish(reader);
     let common = common?;
     Some(Arc::new(MsTeamsConfig {
@@ -151,12 +152,9 @@ pub fn read(
 }
 
 pub fn render(config: &MsTeamsConfig, notice: &Notice<'_>) -> Payload {
-    let title = config.title.clone().unwrap_or_else(|| subject(notice));
-    let summary = config.summary.clone().unwrap_or_else(|| subject(notice));
-    let text = config
-        .text
-        .clone()
-        .unwrap_or_else(|| markdown_blocks(notice));
+    let title = render_or(&config.title, notice, || subject(notice));
+    let summary = render_or(&config.summary, notice, || subject(notice));
+    let text = render_or(&config.text, notice, || markdown_blocks(notice));
     Payload::MsTeams {
         body: json!({
             "@context": "http://schema.org/extensions",
@@ -172,7 +170,51 @@ pub fn render(config: &MsTeamsConfig, notice: &Notice<'_>) -> Payload {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::integrations::testkit::{body, errors, group, one};
+    use crate::integrations::testkit::{
+        body, errors, failed_fields, group, one, one_templated, TEAM,
+    };
+
+    const URL: &str =
+        "    msteams_configs:\n      - webhook_url: https://example.webhook.office.com/webhookb2/x\n";
+
+    #[test]
+    fn title_summary_and_text_render_the_routing_files_templates() {
+        let teams = one_templated(
+            &format!("{URL}        title: '{{{{ template \"team.title\" . }}}}'\n        summary: '{{{{ template \"msteams.default.summary\" . }}}}'\n        text: '{{{{ template \"team.list\" . }}}}{{{{ if .Alerts.Firing }}}}{{{{ printf \"%30000s\" \"\" }}}}{{{{ end }}}}'\n"),
+            TEAM,
+        );
+        let firing = group(false);
+        let notice = firing.notice();
+        let sent = teams.render(&notice);
+        assert_eq!(body(&sent)["title"], "FIRING replication_lag (2 firing)");
+        assert_eq!(body(&sent)["summary"], "[FIRING:2] replication_lag (main)");
+        let text = body(&sent)["text"].as_str().expect("text");
+        assert!(text.starts_with("r1:firing r2:firing   "), "{text:?}");
+        assert!(text.len() <= TEXT_MAX_BYTES && text.len() > TEXT_MAX_BYTES - 4);
+        let resolved = group(true);
+        let notice_resolved = resolved.notice();
+        let sent = teams.render(&notice_resolved);
+        assert_eq!(body(&sent)["title"], "RESOLVED replication_lag");
+        assert_eq!(body(&sent)["summary"], "[RESOLVED] replication_lag (main)");
+        assert_eq!(body(&sent)["text"], "r1:resolved r2:resolved ");
+        assert!(failed_fields(&notice).is_empty());
+        assert!(failed_fields(&notice_resolved).is_empty());
+    }
+
+    #[test]
+    fn a_failing_template_falls_back_to_the_built_in_text_and_is_recorded() {
+        let teams = one(
+            &format!("{URL}        summary: '{{{{ .Alerts.Nope }}}}'\n"),
+            "",
+        );
+        let firing = group(false);
+        let notice = firing.notice();
+        assert_eq!(
+            body(&teams.render(&notice))["summary"],
+            "[FIRING:2] replication_lag (main)"
+        );
+        assert_eq!(failed_fields(&notice), ["summary"]);
+    }
 
     #[test]
     fn a_message_card_red_while_firing_green_once_resolved() {

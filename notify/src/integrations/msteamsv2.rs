@@ -15,6 +15,7 @@ use super::{mismatch, read_secret, BoxFuture, Integration, Kind, Outcome};
 use crate::fields::Global;
 use crate::render::{truncate, Notice};
 use crate::store::Payload;
+use crate::template::{render_or, TemplatedField};
 use dbwatch_secret::PasswordSource;
 use dbwatch_yaml::node::Node;
 use dbwatch_yaml::read::{Fields, Reader};
@@ -25,8 +26,8 @@ pub const COLOR_RESOLVED: &str = "Good";
 #[derive(Debug, Clone)]
 pub struct MsTeamsV2Config {
     pub webhook_url: PasswordSource,
-    pub title: Option<String>,
-    pub text: Option<String>,
+    pub title: Option<TemplatedField>,
+    pub text: Option<TemplatedField>,
     pub send_resolved: bool,
     pub http: http::Endpoint,
 }
@@ -92,11 +93,8 @@ pub fn read(
 }
 
 pub fn render(config: &MsTeamsV2Config, notice: &Notice<'_>) -> Payload {
-    let title = config.title.clone().unwrap_or_else(|| subject(notice));
-    let text = config
-        .text
-        .clone()
-        .unwrap_or_else(|| markdown_blocks(notice));
+    let title = render_or(&config.title, notice, || subject(notice));
+    let text = render_or(&config.text, notice, || markdown_blocks(notice));
     Payload::MsTeamsV2 {
         body: json!({
             "type": "message",
@@ -133,7 +131,60 @@ pub fn render(config: &MsTeamsV2Config, notice: &Notice<'_>) -> Payload {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::integrations::testkit::{body, errors, group, one};
+    use crate::integrations::testkit::{
+        body, errors, failed_fields, group, one, one_templated, TEAM,
+    };
+
+    const URL: &str = "    msteamsv2_configs:\n      - webhook_url: https://example.logic.azure.com/workflows/x\n";
+
+    fn texts(payload: &Payload) -> (String, String) {
+        let blocks = &body(payload)["attachments"][0]["content"]["body"];
+        let text = |i: usize| blocks[i]["text"].as_str().expect("text").to_owned();
+        (text(0), text(1))
+    }
+
+    #[test]
+    fn title_and_text_render_the_routing_files_templates() {
+        let teams = one_templated(
+            &format!("{URL}        title: '{{{{ template \"team.title\" . }}}}'\n        text: '{{{{ template \"team.list\" . }}}}'\n"),
+            TEAM,
+        );
+        let firing = group(false);
+        let notice = firing.notice();
+        assert_eq!(
+            texts(&teams.render(&notice)),
+            (
+                "FIRING replication_lag (2 firing)".to_owned(),
+                "r1:firing r2:firing ".to_owned()
+            )
+        );
+        let resolved = group(true);
+        let notice_resolved = resolved.notice();
+        assert_eq!(
+            texts(&teams.render(&notice_resolved)),
+            (
+                "RESOLVED replication_lag".to_owned(),
+                "r1:resolved r2:resolved ".to_owned()
+            )
+        );
+        assert!(failed_fields(&notice).is_empty());
+        assert!(failed_fields(&notice_resolved).is_empty());
+    }
+
+    #[test]
+    fn a_failing_template_falls_back_to_the_built_in_text_and_is_recorded() {
+        let teams = one(
+            &format!("{URL}        title: '{{{{ .Alerts.Nope }}}}'\n"),
+            "",
+        );
+        let firing = group(false);
+        let notice = firing.notice();
+        assert_eq!(
+            texts(&teams.render(&notice)).0,
+            "[FIRING:2] replication_lag (main)"
+        );
+        assert_eq!(failed_fields(&notice), ["title"]);
+    }
 
     #[test]
     fn an_adaptive_card_with_a_coloured_heading_and_the_markdown_text() {

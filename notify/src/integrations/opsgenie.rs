@@ -16,6 +16,7 @@ use super::{mismatch, read_secret, BoxFuture, Integration, Kind, Outcome};
 use crate::fields::{http_config, plain, required_secret, Global};
 use crate::render::{group_hash, truncate, Notice};
 use crate::store::Payload;
+use crate::template::{render_or, TemplateInput, TemplatedField, Templates};
 use dbwatch_secret::PasswordSource;
 use dbwatch_yaml::node::Node;
 use dbwatch_yaml::read::{Fields, Reader};
@@ -37,11 +38,12 @@ pub const DETAILS_MAX: usize = 8000;
 const RESPONDER_TYPES: [&str; 5] = ["team", "teams", "user", "escalation", "schedule"];
 const PRIORITIES: [&str; 5] = ["P1", "P2", "P3", "P4", "P5"];
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// `id`, `name` and `username` are templates, as in Alertmanager.
+#[derive(Debug, Clone)]
 pub struct Responder {
-    pub id: Option<String>,
-    pub name: Option<String>,
-    pub username: Option<String>,
+    pub id: Option<TemplatedField>,
+    pub name: Option<TemplatedField>,
+    pub username: Option<TemplatedField>,
     /// Lower-cased, one of team, teams, user, escalation, schedule.
     pub kind: String,
 }
@@ -51,16 +53,18 @@ pub struct OpsGenieConfig {
     pub api_key: PasswordSource,
     /// Ends with `/`, as Alertmanager makes it.
     pub api_url: String,
-    pub message: Option<String>,
-    pub description: Option<String>,
-    pub source: Option<String>,
-    pub details: BTreeMap<String, String>,
-    pub entity: Option<String>,
+    pub message: Option<TemplatedField>,
+    pub description: Option<TemplatedField>,
+    pub source: Option<TemplatedField>,
+    /// Each value a template.
+    pub details: BTreeMap<String, TemplatedField>,
+    pub entity: Option<TemplatedField>,
     pub responders: Vec<Responder>,
-    pub actions: Option<String>,
-    pub tags: Option<String>,
-    pub note: Option<String>,
-    pub priority: Option<String>,
+    pub actions: Option<TemplatedField>,
+    pub tags: Option<TemplatedField>,
+    pub note: Option<TemplatedField>,
+    /// P1 to P5, checked at load when written as text, when rendered when a template.
+    pub priority: Option<TemplatedField>,
     pub update_alerts: bool,
     pub send_resolved: bool,
     pub http: http::Endpoint,
@@ -142,7 +146,11 @@ impl Integration for OpsGenieConfig {
     }
 }
 
-fn read_responders(reader: &mut Reader<'_>, fields: &mut Fields<'_>) -> Vec<Responder> {
+fn read_responders(
+    reader: &mut Reader<'_>,
+    fields: &mut Fields<'_>,
+    templates: &Templates,
+) -> Vec<Responder> {
     let Some((list, list_path)) = fields.take("responders") else {
         return Vec::new();
     };
@@ -157,10 +165,11 @@ fn read_responders(reader: &mut Reader<'_>, fields: &mut Fields<'_>) -> Vec<Resp
         let Some(mut entry) = Fields::of(reader, item, &item_path) else {
             continue;
         };
-        let id = plain(reader, &mut entry, "id");
-        let name = plain(reader, &mut entry, "name");
-        let username = plain(reader, &mut entry, "username");
-        let kind = plain(reader, &mut entry, "type").map(|kind| kind.to_lowercase());
+        let id = TemplatedField::read(reader, &mut entry, "id", templates);
+        let name = TemplatedField::read(reader, &mut entry, "name", templates);
+        let username = TemplatedField::read(reader, &mut entry, "username", templates);
+        // Alertmanager templates the type too; dbwatch checks it at load, so takes it as written.
+        let kind = entry.scalar(reader, "type").map(|kind| kind.to_lowercase());
         entry.finish(reader);
         if id.is_none() && name.is_none() && username.is_none() {
             reader.error(
@@ -228,23 +237,37 @@ pub fn read_config(
             let details = reader
                 .labels(details_node, &details_path)
                 .unwrap_or_default();
-            if details.values().any(|value| value.contains("{{")) {
-                reader.error(
-                    details_node.mark,
-                    &details_path,
-                    "templates are not supported by dbwatch",
-                );
+            let mut templated = BTreeMap::new();
+            for (key, value) in details {
+                match TemplatedField::parse(&format!("details.{key}"), &value, &global.templates) {
+                    Ok(field) => {
+                        templated.insert(key, field);
+                    }
+                    Err(error) => reader.error(
+                        details_node.mark,
+                        &format!("{details_path}.{key}"),
+                        error.to_string(),
+                    ),
+                }
             }
-            details
+            templated
         }
         None => BTreeMap::new(),
     };
-    let responders = read_responders(reader, &mut fields);
+    let responders = read_responders(reader, &mut fields, &global.templates);
     let priority = match fields.take("priority") {
         Some((priority_node, priority_path)) => {
             match reader.scalar(priority_node, &priority_path) {
                 Some(value) if value.is_empty() => None,
-                Some(value) if PRIORITIES.contains(&value.as_str()) => Some(value),
+                Some(value) if PRIORITIES.contains(&value.as_str()) || value.contains("{{") => {
+                    match TemplatedField::parse("priority", &value, &global.templates) {
+                        Ok(field) => Some(field),
+                        Err(error) => {
+                            reader.error(priority_node.mark, &priority_path, error.to_string());
+                            None
+                        }
+                    }
+                }
                 Some(value) => {
                     reader.error(
                         priority_node.mark,
@@ -261,15 +284,15 @@ pub fn read_config(
     let config = OpsGenieConfig {
         api_key: api_key?,
         api_url,
-        message: plain(reader, &mut fields, "message"),
-        description: plain(reader, &mut fields, "description"),
-        source: plain(reader, &mut fields, "source"),
+        message: TemplatedField::read(reader, &mut fields, "message", &global.templates),
+        description: TemplatedField::read(reader, &mut fields, "description", &global.templates),
+        source: TemplatedField::read(reader, &mut fields, "source", &global.templates),
         details,
-        entity: plain(reader, &mut fields, "entity"),
+        entity: TemplatedField::read(reader, &mut fields, "entity", &global.templates),
         responders,
-        actions: plain(reader, &mut fields, "actions"),
-        tags: plain(reader, &mut fields, "tags"),
-        note: plain(reader, &mut fields, "note"),
+        actions: TemplatedField::read(reader, &mut fields, "actions", &global.templates),
+        tags: TemplatedField::read(reader, &mut fields, "tags", &global.templates),
+        note: TemplatedField::read(reader, &mut fields, "note", &global.templates),
         priority,
         update_alerts: fields.boolean(reader, "update_alerts").unwrap_or(false),
         send_resolved: fields.boolean(reader, "send_resolved").unwrap_or(true),
@@ -281,9 +304,8 @@ pub fn read_config(
 
 /// A comma-separated list without its empty items (Alertmanager's `safeSplit`), each cut at `each`, at most
 /// `count` of them.
-fn split(text: Option<&str>, count: usize, each: usize) -> Vec<String> {
-    text.unwrap_or("")
-        .split(',')
+fn split(text: &str, count: usize, each: usize) -> Vec<String> {
+    text.split(',')
         .map(str::trim)
         .filter(|item| !item.is_empty())
         .take(count)
@@ -291,12 +313,13 @@ fn split(text: Option<&str>, count: usize, each: usize) -> Vec<String> {
         .collect()
 }
 
-fn responders(config: &OpsGenieConfig) -> Vec<Value> {
+fn responders(config: &OpsGenieConfig, notice: &Notice<'_>) -> Vec<Value> {
     let mut out = Vec::new();
     for responder in &config.responders {
         // `teams` is a comma-separated list of team names, one responder each.
         if responder.kind == "teams" {
-            for team in split(responder.name.as_deref(), RESPONDERS_MAX, 512) {
+            let names = render_or(&responder.name, notice, String::new);
+            for team in split(&names, RESPONDERS_MAX, 512) {
                 out.push(json!({"name": team, "type": "team"}));
             }
             continue;
@@ -307,8 +330,9 @@ fn responders(config: &OpsGenieConfig) -> Vec<Value> {
             ("name", &responder.name),
             ("username", &responder.username),
         ] {
-            if let Some(value) = value {
-                entry.insert(key.into(), Value::String(value.clone()));
+            let value = render_or(value, notice, String::new);
+            if !value.is_empty() {
+                entry.insert(key.into(), Value::String(value));
             }
         }
         entry.insert("type".into(), Value::String(responder.kind.clone()));
@@ -320,7 +344,7 @@ fn responders(config: &OpsGenieConfig) -> Vec<Value> {
 
 pub fn render(config: &OpsGenieConfig, notice: &Notice<'_>) -> Payload {
     let alias = group_hash(notice.group_key);
-    let source = config.source.clone().unwrap_or_else(|| {
+    let source = render_or(&config.source, notice, || {
         if notice.external_url.is_empty() {
             "dbwatch".to_owned()
         } else {
@@ -338,7 +362,7 @@ pub fn render(config: &OpsGenieConfig, notice: &Notice<'_>) -> Payload {
     // The common labels, then the configured details over them, as long as they fit.
     let mut merged = notice.common_labels();
     for (key, value) in &config.details {
-        merged.insert(key.clone(), value.clone());
+        merged.insert(key.clone(), value.render(notice, String::new));
     }
     let mut details = Map::new();
     let mut used = 0;
@@ -350,11 +374,8 @@ pub fn render(config: &OpsGenieConfig, notice: &Notice<'_>) -> Payload {
         used += size;
         details.insert(key, Value::String(value));
     }
-    let message = config.message.clone().unwrap_or_else(|| subject(notice));
-    let text = config
-        .description
-        .clone()
-        .unwrap_or_else(|| description(notice));
+    let message = render_or(&config.message, notice, || subject(notice));
+    let text = render_or(&config.description, notice, || description(notice));
     let mut body = Map::new();
     body.insert("alias".into(), Value::String(alias.clone()));
     body.insert(
@@ -367,26 +388,44 @@ pub fn render(config: &OpsGenieConfig, notice: &Notice<'_>) -> Payload {
     );
     body.insert("details".into(), Value::Object(details));
     body.insert("source".into(), Value::String(source));
-    let responders = responders(config);
+    let responders = responders(config, notice);
     if !responders.is_empty() {
         body.insert("responders".into(), Value::Array(responders));
     }
-    let tags = split(config.tags.as_deref(), TAGS_MAX, TAG_MAX);
+    let tags = split(
+        &render_or(&config.tags, notice, String::new),
+        TAGS_MAX,
+        TAG_MAX,
+    );
     if !tags.is_empty() {
         body.insert("tags".into(), json!(tags));
     }
-    let actions = split(config.actions.as_deref(), ACTIONS_MAX, TAG_MAX);
+    let actions = split(
+        &render_or(&config.actions, notice, String::new),
+        ACTIONS_MAX,
+        TAG_MAX,
+    );
     if !actions.is_empty() {
         body.insert("actions".into(), json!(actions));
     }
-    if let Some(note) = &config.note {
-        body.insert("note".into(), Value::String(truncate(note, NOTE_MAX)));
+    // No built-in values: a failed or empty template leaves the field out (Opsgenie's own default).
+    let note = render_or(&config.note, notice, String::new);
+    if !note.is_empty() {
+        body.insert("note".into(), Value::String(truncate(&note, NOTE_MAX)));
     }
-    if let Some(priority) = &config.priority {
-        body.insert("priority".into(), Value::String(priority.clone()));
+    if let Some(priority) = config
+        .priority
+        .as_ref()
+        .and_then(|field| priority(field, notice))
+    {
+        body.insert("priority".into(), Value::String(priority));
     }
-    if let Some(entity) = &config.entity {
-        body.insert("entity".into(), Value::String(truncate(entity, ENTITY_MAX)));
+    let entity = render_or(&config.entity, notice, String::new);
+    if !entity.is_empty() {
+        body.insert(
+            "entity".into(),
+            Value::String(truncate(&entity, ENTITY_MAX)),
+        );
     }
     Payload::OpsGenie {
         alias,
@@ -395,13 +434,114 @@ pub fn render(config: &OpsGenieConfig, notice: &Notice<'_>) -> Payload {
     }
 }
 
+/// A priority as rendered; other than P1 to P5 (or empty) it is recorded as the field's failure and left out.
+fn priority(field: &TemplatedField, notice: &Notice<'_>) -> Option<String> {
+    let text = field.render(notice, String::new);
+    let text = text.trim();
+    if PRIORITIES.contains(&text) {
+        return Some(text.to_owned());
+    }
+    if !text.is_empty() {
+        notice.templating().record(
+            field.field(),
+            format!("{text:?} is not an Opsgenie priority: P1 to P5"),
+        );
+    }
+    None
+}
+
 #[cfg(test)]
 mod tests {
     use reqwest::StatusCode;
 
     use super::*;
     use crate::integrations::http::{any_success, Verdict};
-    use crate::integrations::testkit::{errors, group, one, read_with};
+    use crate::integrations::testkit::{
+        body, errors, failed_fields, group, one, one_templated, read_with, TEAM,
+    };
+
+    const ENTRY: &str = "    opsgenie_configs:\n      - api_key: k\n";
+
+    #[test]
+    fn every_templated_field_renders_the_routing_files_templates_cut_after() {
+        let opsgenie = one_templated(
+            &format!(concat!(
+                "{}",
+                "        message: '{{{{ template \"team.title\" . }}}}{{{{ printf \"%200s\" \"x\" }}}}'\n",
+                "        description: '{{{{ template \"team.list\" . }}}}'\n",
+                "        source: '{{{{ template \"opsgenie.default.source\" . }}}}'\n",
+                "        details: {{cluster: '{{{{ .CommonLabels.cluster }}}}', firing: '{{{{ len .Alerts.Firing }}}}'}}\n",
+                "        entity: '{{{{ .CommonLabels.alertname }}}}'\n",
+                "        actions: '{{{{ range .Alerts }}}}restart-{{{{ .Labels.replica }}}},{{{{ end }}}}'\n",
+                "        tags: 'db,{{{{ .CommonLabels.cluster }}}}'\n",
+                "        note: '{{{{ len .Alerts }}}} replicas'\n",
+                "        priority: '{{{{ if gt (len .Alerts.Firing) 1 }}}}P1{{{{ else }}}}P3{{{{ end }}}}'\n",
+                "        responders: [{{name: 'dba-{{{{ .CommonLabels.cluster }}}}', type: team}}]\n",
+            ), ENTRY),
+            TEAM,
+        );
+        let firing = group(false);
+        let notice = firing.notice();
+        let sent = opsgenie.render(&notice);
+        let body = body(&sent);
+        let message = body["message"].as_str().expect("message");
+        assert!(
+            message.starts_with("FIRING replication_lag (2 firing)  "),
+            "{message:?}"
+        );
+        assert_eq!(message.chars().count(), MESSAGE_MAX);
+        assert_eq!(body["description"], "r1:firing r2:firing ");
+        assert_eq!(
+            body["source"],
+            "http://dbwatch.example:9630/#/alerts?receiver=r"
+        );
+        assert_eq!(body["details"]["cluster"], "main");
+        assert_eq!(body["details"]["firing"], "2");
+        assert_eq!(body["details"]["alertname"], "replication_lag");
+        assert_eq!(body["entity"], "replication_lag");
+        assert_eq!(
+            body["actions"],
+            serde_json::json!(["restart-r1", "restart-r2"])
+        );
+        assert_eq!(body["tags"], serde_json::json!(["db", "main"]));
+        assert_eq!(body["note"], "2 replicas");
+        assert_eq!(body["priority"], "P1");
+        assert_eq!(
+            body["responders"],
+            serde_json::json!([{"name": "dba-main", "type": "team"}])
+        );
+        assert!(failed_fields(&notice).is_empty());
+        // A resolve closes the alert, its source rendered as well.
+        let resolved = group(true);
+        let notice = resolved.notice();
+        let Payload::OpsGenie { close, body, .. } = opsgenie.render(&notice) else {
+            panic!("not an Opsgenie payload");
+        };
+        assert!(close);
+        assert_eq!(
+            body["source"],
+            "http://dbwatch.example:9630/#/alerts?receiver=r"
+        );
+        assert!(failed_fields(&notice).is_empty());
+    }
+
+    #[test]
+    fn failing_templates_and_a_rendered_non_priority_fall_back_and_are_recorded() {
+        let opsgenie = one(
+            &format!("{ENTRY}        message: '{{{{ .Alerts.Nope }}}}'\n        priority: '{{{{ .Status }}}}'\n        details: {{team: '{{{{ .Alerts.Nope }}}}'}}\n"),
+            "",
+        );
+        let firing = group(false);
+        let notice = firing.notice();
+        let sent = opsgenie.render(&notice);
+        assert_eq!(body(&sent)["message"], "[FIRING:2] replication_lag (main)");
+        assert_eq!(body(&sent)["details"]["team"], "");
+        assert!(body(&sent).get("priority").is_none());
+        assert_eq!(
+            failed_fields(&notice),
+            ["details.team", "message", "priority"]
+        );
+    }
 
     #[test]
     fn keys_and_urls_fall_back_to_the_globals_then_opsgenies_default() {

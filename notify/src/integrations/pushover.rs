@@ -3,6 +3,9 @@
 //! within Pushover's limits, sent as JSON with the application token and user key added at send time (never in
 //! the URL, where Alertmanager puts them). The answer is 200 with `"status":1`; 5xx is retried; any 4xx,
 //! 429 (the application's monthly quota) included, is permanent, as Pushover's API documentation asks.
+//! `title`, `message`, `url`, `url_title`, `device`, `sound` and `priority` are templates, as in Alertmanager;
+//! the limits apply to what they render, and a priority that renders to no level from -2 to 2 is a failure
+//! (the default priority is sent).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -13,9 +16,10 @@ use serde_json::{Map, Value};
 use super::amtext::{annotated_blocks, subject, verbatim};
 use super::http::{self, Verdict};
 use super::{mismatch, read_secret, BoxFuture, Integration, Kind, Outcome};
-use crate::fields::{http_config, plain, required_secret, Global};
+use crate::fields::{http_config, required_secret, Global};
 use crate::render::{truncate, Notice};
 use crate::store::Payload;
+use crate::template::{render_or, TemplateInput, TemplatedField};
 use dbwatch_secret::PasswordSource;
 use dbwatch_yaml::node::Node;
 use dbwatch_yaml::read::{Fields, Reader};
@@ -36,14 +40,16 @@ pub struct PushoverConfig {
     pub api_url: String,
     pub user_key: PasswordSource,
     pub token: PasswordSource,
-    pub title: Option<String>,
-    pub message: Option<String>,
-    pub url: Option<String>,
-    pub url_title: Option<String>,
-    pub device: Option<String>,
-    pub sound: Option<String>,
+    pub title: Option<TemplatedField>,
+    pub message: Option<TemplatedField>,
+    pub url: Option<TemplatedField>,
+    pub url_title: Option<TemplatedField>,
+    pub device: Option<TemplatedField>,
+    pub sound: Option<TemplatedField>,
     /// A fixed priority (-2 to 2); without it, 2 while firing and 0 once resolved.
     pub priority: Option<i64>,
+    /// A templated priority, rendered per notice (`priority` is then unset).
+    pub priority_template: Option<TemplatedField>,
     pub retry: Duration,
     pub expire: Duration,
     pub ttl: Option<Duration>,
@@ -173,9 +179,17 @@ pub fn read_config(
         None,
         "token or token_file is required",
     );
+    let mut priority_template = None;
     let priority = match fields.take("priority") {
         Some((value, value_path)) => match reader.scalar(value, &value_path) {
             Some(text) if text.is_empty() => None,
+            Some(text) if text.contains("{{") => {
+                match TemplatedField::parse("priority", &text, &global.templates) {
+                    Ok(field) => priority_template = Some(field),
+                    Err(error) => reader.error(value.mark, &value_path, error.to_string()),
+                }
+                None
+            }
             Some(text) => match text.trim().parse::<i64>() {
                 Ok(level) if (-2..=2).contains(&level) => Some(level),
                 _ => {
@@ -222,13 +236,14 @@ pub fn read_config(
         api_url: API_URL.to_owned(),
         user_key: user_key?,
         token: token?,
-        title: plain(reader, &mut fields, "title"),
-        message: plain(reader, &mut fields, "message"),
-        url: plain(reader, &mut fields, "url"),
-        url_title: plain(reader, &mut fields, "url_title"),
-        device: plain(reader, &mut fields, "device"),
-        sound: plain(reader, &mut fields, "sound"),
+        title: TemplatedField::read(reader, &mut fields, "title", &global.templates),
+        message: TemplatedField::read(reader, &mut fields, "message", &global.templates),
+        url: TemplatedField::read(reader, &mut fields, "url", &global.templates),
+        url_title: TemplatedField::read(reader, &mut fields, "url_title", &global.templates),
+        device: TemplatedField::read(reader, &mut fields, "device", &global.templates),
+        sound: TemplatedField::read(reader, &mut fields, "sound", &global.templates),
         priority,
+        priority_template,
         retry,
         expire,
         ttl,
@@ -241,47 +256,47 @@ pub fn read_config(
 }
 
 pub fn render(config: &PushoverConfig, notice: &Notice<'_>) -> Payload {
-    let title = config.title.clone().unwrap_or_else(|| subject(notice));
+    let title = render_or(&config.title, notice, || subject(notice));
     let escape = if config.html {
         crate::html::escape
     } else {
         verbatim
     };
-    let message = config
-        .message
-        .clone()
-        .unwrap_or_else(|| annotated_blocks(notice, escape));
+    let message = render_or(&config.message, notice, || annotated_blocks(notice, escape));
     let message = truncate(message.trim(), MESSAGE_MAX);
     let message = if message.is_empty() {
         "(no details)".to_owned()
     } else {
         message
     };
-    let priority = config
-        .priority
-        .unwrap_or(if notice.is_firing() { 2 } else { 0 });
+    let default_priority = if notice.is_firing() { 2 } else { 0 };
+    let priority = match (&config.priority_template, config.priority) {
+        (Some(field), _) => rendered_priority(field, notice, default_priority),
+        (None, Some(level)) => level,
+        (None, None) => default_priority,
+    };
     let mut body = Map::new();
     body.insert("title".into(), Value::String(truncate(&title, TITLE_MAX)));
     body.insert("message".into(), Value::String(message));
     if config.html {
         body.insert("html".into(), Value::from(1));
     }
-    let url = config
-        .url
-        .clone()
-        .or_else(|| (!notice.external_url.is_empty()).then(|| notice.external_url.to_owned()));
-    if let Some(url) = url {
+    let url = render_or(&config.url, notice, || notice.external_url.to_owned());
+    if !url.is_empty() {
         body.insert("url".into(), Value::String(truncate(&url, URL_MAX)));
     }
-    if let Some(url_title) = &config.url_title {
+    let url_title = render_or(&config.url_title, notice, String::new);
+    if !url_title.is_empty() {
         body.insert(
             "url_title".into(),
-            Value::String(truncate(url_title, URL_TITLE_MAX)),
+            Value::String(truncate(&url_title, URL_TITLE_MAX)),
         );
     }
-    for (key, value) in [("device", &config.device), ("sound", &config.sound)] {
-        if let Some(value) = value {
-            body.insert(key.into(), Value::String(value.clone()));
+    for (key, field) in [("device", &config.device), ("sound", &config.sound)] {
+        // No built-in value: a failed or empty template leaves Pushover's own default.
+        let value = render_or(field, notice, String::new);
+        if !value.is_empty() {
+            body.insert(key.into(), Value::String(value));
         }
     }
     body.insert("priority".into(), Value::from(priority));
@@ -297,12 +312,86 @@ pub fn render(config: &PushoverConfig, notice: &Notice<'_>) -> Payload {
     }
 }
 
+/// A templated priority's level; anything but an integer from -2 to 2 is recorded as the field's failure and
+/// gives `default`.
+fn rendered_priority(field: &TemplatedField, notice: &Notice<'_>, default: i64) -> i64 {
+    let text = field.render(notice, || default.to_string());
+    match text.trim().parse::<i64>() {
+        Ok(level) if (-2..=2).contains(&level) => level,
+        _ => {
+            notice.templating().record(
+                field.field(),
+                format!("{text:?} is not a Pushover priority: an integer from -2 to 2"),
+            );
+            default
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::integrations::testkit::{body, errors, group, one, read_with};
+    use crate::integrations::testkit::{
+        body, errors, failed_fields, group, one, one_templated, read_with, TEAM,
+    };
 
     const ENTRY: &str = "    pushover_configs:\n      - user_key: u\n        token: t\n";
+
+    #[test]
+    fn every_templated_field_renders_the_routing_files_templates_cut_after() {
+        let pushover = one_templated(
+            &format!(concat!(
+                "{}",
+                "        title: '{{{{ template \"team.title\" . }}}}'\n",
+                "        message: '{{{{ template \"team.list\" . }}}}{{{{ if .Alerts.Firing }}}}{{{{ printf \"%2000s\" \"x\" }}}}{{{{ end }}}}'\n",
+                "        url: 'http://grafana/d/{{{{ .CommonLabels.cluster }}}}'\n",
+                "        url_title: '{{{{ .CommonLabels.cluster }}}} dashboard'\n",
+                "        sound: '{{{{ if .Alerts.Firing }}}}siren{{{{ end }}}}'\n",
+                "        device: '{{{{ .CommonLabels.cluster }}}}-phone'\n",
+                "        priority: '{{{{ if .Alerts.Firing }}}}1{{{{ else }}}}-1{{{{ end }}}}'\n",
+            ), ENTRY),
+            TEAM,
+        );
+        let firing = group(false);
+        let notice = firing.notice();
+        let sent = pushover.render(&notice);
+        let body = body(&sent);
+        assert_eq!(body["title"], "FIRING replication_lag (2 firing)");
+        let message = body["message"].as_str().expect("message");
+        assert!(message.starts_with("r1:firing r2:firing   "), "{message:?}");
+        assert_eq!(message.chars().count(), MESSAGE_MAX);
+        assert_eq!(body["url"], "http://grafana/d/main");
+        assert_eq!(body["url_title"], "main dashboard");
+        assert_eq!(body["sound"], "siren");
+        assert_eq!(body["device"], "main-phone");
+        assert_eq!(body["priority"], 1);
+        assert!(body.get("retry").is_none());
+        assert!(failed_fields(&notice).is_empty());
+        let resolved = group(true);
+        let notice = resolved.notice();
+        let sent = pushover.render(&notice);
+        let body = super::super::testkit::body(&sent);
+        assert_eq!(body["title"], "RESOLVED replication_lag");
+        assert_eq!(body["message"], "r1:resolved r2:resolved");
+        // Rendered empty: Pushover's default sound.
+        assert!(body.get("sound").is_none());
+        assert_eq!(body["priority"], -1);
+        assert!(failed_fields(&notice).is_empty());
+    }
+
+    #[test]
+    fn failing_templates_and_a_priority_out_of_range_fall_back_and_are_recorded() {
+        let pushover = one(
+            &format!("{ENTRY}        title: '{{{{ .Alerts.Nope }}}}'\n        priority: '{{{{ len .Alerts }}}}0'\n"),
+            "",
+        );
+        let firing = group(false);
+        let notice = firing.notice();
+        let sent = pushover.render(&notice);
+        assert_eq!(body(&sent)["title"], "[FIRING:2] replication_lag (main)");
+        assert_eq!(body(&sent)["priority"], 2);
+        assert_eq!(failed_fields(&notice), ["title", "priority"]);
+    }
 
     #[test]
     fn defaults_are_alertmanagers() {

@@ -4,6 +4,9 @@
 //! as in Alertmanager. Signed with SigV4 at send time (`sigv4.rs`) with the configured keys or the
 //! `AWS_ACCESS_KEY_ID`/`AWS_SECRET_ACCESS_KEY` environment. 2xx is an acceptance; 429, 5xx and throttling
 //! errors are retried; other refusals (unknown topic, bad signature, invalid parameter) are permanent.
+//! `subject`, `message` and the attributes' values are templates, as in Alertmanager, the limits applied to what
+//! they render. Alertmanager also templates the target and the attributes' names; dbwatch refuses a template
+//! there, by name, since the region and the FIFO ids are read from the target at load.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -18,6 +21,7 @@ use super::{mismatch, read_secret, BoxFuture, Integration, Kind, Outcome};
 use crate::fields::{http_config, plain, refuse, secret, Global};
 use crate::render::{group_hash, truncate, Notice};
 use crate::store::Payload;
+use crate::template::{render_or, untemplated, TemplatedField};
 use dbwatch_secret::PasswordSource;
 use dbwatch_yaml::node::Node;
 use dbwatch_yaml::read::{Fields, Reader};
@@ -38,6 +42,9 @@ pub enum Target {
     Phone(String),
 }
 
+/// Why a target is not a template: what dbwatch reads from it at load.
+const TARGET_READ: &str = "the region and FIFO ids are read from it at load";
+
 #[derive(Debug, Clone)]
 pub struct SnsConfig {
     /// Without it, `https://sns.<region>.amazonaws.com/`.
@@ -47,9 +54,10 @@ pub struct SnsConfig {
     pub access_key: Option<String>,
     pub secret_key: Option<PasswordSource>,
     pub target: Target,
-    pub subject: Option<String>,
-    pub message: Option<String>,
-    pub attributes: BTreeMap<String, String>,
+    pub subject: Option<TemplatedField>,
+    pub message: Option<TemplatedField>,
+    /// Each value a template.
+    pub attributes: BTreeMap<String, TemplatedField>,
     pub send_resolved: bool,
     pub http: http::Endpoint,
 }
@@ -234,9 +242,9 @@ pub fn read_config(
             keys.finish(reader);
         }
     }
-    let topic = plain(reader, &mut fields, "topic_arn").map(Target::Topic);
-    let target = plain(reader, &mut fields, "target_arn").map(Target::Target);
-    let phone = plain(reader, &mut fields, "phone_number").map(Target::Phone);
+    let topic = untemplated(reader, &mut fields, "topic_arn", TARGET_READ).map(Target::Topic);
+    let target = untemplated(reader, &mut fields, "target_arn", TARGET_READ).map(Target::Target);
+    let phone = untemplated(reader, &mut fields, "phone_number", TARGET_READ).map(Target::Phone);
     let mut targets: Vec<Target> = [topic, target, phone].into_iter().flatten().collect();
     if targets.len() != 1 {
         reader.error(
@@ -250,17 +258,26 @@ pub fn read_config(
             let attributes = reader
                 .labels(attributes_node, &attributes_path)
                 .unwrap_or_default();
-            if attributes
-                .iter()
-                .any(|(key, value)| key.contains("{{") || value.contains("{{"))
-            {
-                reader.error(
-                    attributes_node.mark,
-                    &attributes_path,
-                    "templates are not supported by dbwatch",
-                );
+            let mut templated = BTreeMap::new();
+            for (key, value) in attributes {
+                let key_path = format!("{attributes_path}.{key}");
+                if key.contains("{{") {
+                    reader.error(
+                        attributes_node.mark,
+                        &key_path,
+                        "templated attribute names are not supported by dbwatch (their values are templates)",
+                    );
+                    continue;
+                }
+                match TemplatedField::parse(&format!("attributes.{key}"), &value, &global.templates)
+                {
+                    Ok(field) => {
+                        templated.insert(key, field);
+                    }
+                    Err(error) => reader.error(attributes_node.mark, &key_path, error.to_string()),
+                }
             }
-            attributes
+            templated
         }
         None => BTreeMap::new(),
     };
@@ -270,8 +287,8 @@ pub fn read_config(
         access_key,
         secret_key,
         target: (targets.len() == 1).then(|| targets.remove(0))?,
-        subject: plain(reader, &mut fields, "subject"),
-        message: plain(reader, &mut fields, "message"),
+        subject: TemplatedField::read(reader, &mut fields, "subject", &global.templates),
+        message: TemplatedField::read(reader, &mut fields, "message", &global.templates),
         attributes,
         send_resolved: fields.boolean(reader, "send_resolved").unwrap_or(true),
         http,
@@ -315,15 +332,18 @@ pub fn render(config: &SnsConfig, notice: &Notice<'_>) -> Payload {
         Target::Target(arn) => params.push(("TargetArn".into(), arn.clone())),
         Target::Phone(number) => params.push(("PhoneNumber".into(), number.clone())),
     }
-    let subject = clean_subject(&config.subject.clone().unwrap_or_else(|| subject(notice)));
+    let subject = clean_subject(&render_or(&config.subject, notice, || subject(notice)));
     if !subject.is_empty() {
         params.push(("Subject".into(), subject));
     }
-    let message = config
-        .message
-        .clone()
-        .unwrap_or_else(|| annotated_blocks(notice, verbatim));
-    let mut attributes = config.attributes.clone();
+    let message = render_or(&config.message, notice, || {
+        annotated_blocks(notice, verbatim)
+    });
+    let mut attributes: BTreeMap<String, String> = config
+        .attributes
+        .iter()
+        .map(|(key, value)| (key.clone(), value.render(notice, String::new)))
+        .collect();
     let attribute_bytes: usize = attributes
         .iter()
         .map(|(key, value)| key.len() + value.len() + "String".len())
@@ -352,7 +372,93 @@ pub fn render(config: &SnsConfig, notice: &Notice<'_>) -> Payload {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::integrations::testkit::{errors, group, one, read_with};
+    use crate::integrations::testkit::{
+        errors, failed_fields, group, one, one_templated, read_with, TEAM,
+    };
+
+    const PHONE: &str = "    sns_configs:\n      - phone_number: '+15555550100'\n";
+
+    fn publish(sns: &dyn Integration, notice: &Notice<'_>) -> Vec<(String, String)> {
+        let Payload::Sns { params } = sns.render(notice) else {
+            panic!("not an SNS payload");
+        };
+        params
+    }
+
+    #[test]
+    fn subject_message_and_attribute_values_render_the_routing_files_templates_cut_after() {
+        let sns = one_templated(
+            &format!(concat!(
+                "{}",
+                "        subject: '{{{{ template \"team.title\" . }}}} {{{{ printf \"%200s\" \"\" }}}}'\n",
+                "        message: '{{{{ template \"team.list\" . }}}}{{{{ if .Alerts.Firing }}}}{{{{ printf \"%2000s\" \"\" }}}}{{{{ end }}}}'\n",
+                "        attributes: {{cluster: '{{{{ .CommonLabels.cluster }}}}'}}\n",
+            ), PHONE),
+            TEAM,
+        );
+        let firing = group(false);
+        let notice = firing.notice();
+        let params = publish(sns.as_ref(), &notice);
+        // The padding is trimmed, as SNS takes no trailing blanks.
+        assert_eq!(
+            param(&params, "Subject"),
+            Some("FIRING replication_lag (2 firing)")
+        );
+        let message = param(&params, "Message").expect("message");
+        assert!(message.starts_with("r1:firing r2:firing   "), "{message:?}");
+        assert_eq!(message.chars().count(), SMS_MAX);
+        assert_eq!(
+            param(&params, "MessageAttributes.entry.1.Name"),
+            Some("cluster")
+        );
+        assert_eq!(
+            param(&params, "MessageAttributes.entry.1.Value.StringValue"),
+            Some("main")
+        );
+        assert_eq!(
+            param(&params, "MessageAttributes.entry.2.Name"),
+            Some("truncated")
+        );
+        assert!(failed_fields(&notice).is_empty());
+        let resolved = group(true);
+        let notice = resolved.notice();
+        let params = publish(sns.as_ref(), &notice);
+        assert_eq!(param(&params, "Subject"), Some("RESOLVED replication_lag"));
+        assert_eq!(param(&params, "Message"), Some("r1:resolved r2:resolved "));
+        assert_eq!(param(&params, "MessageAttributes.entry.2.Name"), None);
+        assert!(failed_fields(&notice).is_empty());
+    }
+
+    #[test]
+    fn a_failing_template_falls_back_and_is_recorded_and_templated_targets_are_refused() {
+        let sns = one(
+            &format!("{PHONE}        subject: '{{{{ .Alerts.Nope }}}}'\n        attributes: {{team: '{{{{ .Alerts.Nope }}}}'}}\n"),
+            "",
+        );
+        let firing = group(false);
+        let notice = firing.notice();
+        let params = publish(sns.as_ref(), &notice);
+        assert_eq!(
+            param(&params, "Subject"),
+            Some("[FIRING:2] replication_lag (main)")
+        );
+        assert_eq!(
+            param(&params, "MessageAttributes.entry.1.Value.StringValue"),
+            Some("")
+        );
+        assert_eq!(failed_fields(&notice), ["subject", "attributes.team"]);
+        let found = errors(
+            "    sns_configs:\n      - topic_arn: 'arn:{{ .Status }}'\n        attributes: {'{{ .Status }}': x}\n",
+            "",
+        );
+        assert!(found.iter().any(|e| e.starts_with("receivers[0].sns_configs[0].topic_arn: a templated topic_arn is not supported by dbwatch")), "{found:?}");
+        assert!(
+            found
+                .iter()
+                .any(|e| e.contains("templated attribute names are not supported")),
+            "{found:?}"
+        );
+    }
 
     fn param<'a>(params: &'a [(String, String)], name: &str) -> Option<&'a str> {
         params

@@ -16,6 +16,7 @@ use super::{mismatch, read_secret, BoxFuture, Integration, Kind, Outcome};
 use crate::fields::{http_config, plain, required_secret, Global};
 use crate::render::{truncate, Notice};
 use crate::store::Payload;
+use crate::template::{render_or, TemplatedField};
 use dbwatch_secret::PasswordSource;
 use dbwatch_yaml::node::Node;
 use dbwatch_yaml::read::{Fields, Reader};
@@ -85,7 +86,7 @@ pub struct TelegramConfig {
     pub bot_token: PasswordSource,
     pub chat_id: i64,
     pub message_thread_id: Option<u64>,
-    pub message: Option<String>,
+    pub message: Option<TemplatedField>,
     pub parse_mode: ParseMode,
     pub disable_notifications: bool,
     pub send_resolved: bool,
@@ -230,7 +231,7 @@ pub fn read_config(
         bot_token: bot_token?,
         chat_id: chat_id?,
         message_thread_id: fields.integer(reader, "message_thread_id", "a thread id"),
-        message: plain(reader, &mut fields, "message"),
+        message: TemplatedField::read(reader, &mut fields, "message", &global.templates),
         parse_mode,
         disable_notifications: fields
             .boolean(reader, "disable_notifications")
@@ -270,10 +271,10 @@ fn fit(text: &str, mode: ParseMode) -> String {
 }
 
 pub fn render(config: &TelegramConfig, notice: &Notice<'_>) -> Payload {
-    let text = config
-        .message
-        .clone()
-        .unwrap_or_else(|| alert_blocks(notice, config.parse_mode.escape()));
+    // A template's text is sent as it renders (Alertmanager escapes nothing in it either).
+    let text = render_or(&config.message, notice, || {
+        alert_blocks(notice, config.parse_mode.escape())
+    });
     let mut body = Map::new();
     body.insert("chat_id".into(), Value::from(config.chat_id));
     if let Some(thread) = config.message_thread_id {
@@ -296,7 +297,52 @@ pub fn render(config: &TelegramConfig, notice: &Notice<'_>) -> Payload {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::integrations::testkit::{alert, body, errors, group, one, read_with};
+    use crate::integrations::testkit::{
+        alert, body, errors, failed_fields, group, one, one_templated, read_with, TEAM,
+    };
+
+    #[test]
+    fn the_message_renders_the_routing_files_templates_cut_after() {
+        let telegram = one_templated(
+            &format!("{ENTRY}        message: '{{{{ template \"team.title\" . }}}}: {{{{ template \"team.list\" . }}}}{{{{ if .Alerts.Firing }}}}{{{{ printf \"%5000s\" \"\" }}}}{{{{ end }}}}'\n"),
+            TEAM,
+        );
+        let firing = group(false);
+        let notice = firing.notice();
+        let text = body(&telegram.render(&notice))["text"]
+            .as_str()
+            .expect("text")
+            .to_owned();
+        assert!(
+            text.starts_with("FIRING replication_lag (2 firing): r1:firing r2:firing   "),
+            "{text:?}"
+        );
+        assert_eq!(text.chars().count(), MESSAGE_MAX);
+        let resolved = group(true);
+        let notice_resolved = resolved.notice();
+        assert_eq!(
+            body(&telegram.render(&notice_resolved))["text"],
+            "RESOLVED replication_lag: r1:resolved r2:resolved "
+        );
+        assert!(failed_fields(&notice).is_empty());
+        assert!(failed_fields(&notice_resolved).is_empty());
+    }
+
+    #[test]
+    fn a_failing_message_template_falls_back_to_the_built_in_text_and_is_recorded() {
+        let telegram = one(
+            &format!("{ENTRY}        message: '{{{{ .Alerts.Nope }}}}'\n"),
+            "",
+        );
+        let plain = one(ENTRY, "");
+        let firing = group(false);
+        let notice = firing.notice();
+        assert_eq!(
+            body(&telegram.render(&notice))["text"],
+            body(&plain.render(&firing.notice()))["text"]
+        );
+        assert_eq!(failed_fields(&notice), ["message"]);
+    }
 
     const ENTRY: &str =
         "    telegram_configs:\n      - bot_token: 123:abc\n        chat_id: -1001234\n";

@@ -30,6 +30,36 @@ pub fn one(receiver: &str, global: &str) -> Arc<dyn Integration> {
     all.remove(0)
 }
 
+/// The one integration of receiver `r`, its routing file's `templates:` a file holding `defines`.
+pub fn one_templated(receiver: &str, defines: &str) -> Arc<dyn Integration> {
+    let dir = tempfile::tempdir().expect("temp dir");
+    std::fs::write(dir.path().join("team.tmpl"), defines).expect("write the template file");
+    let text = format!("templates: ['*.tmpl']\n{}", routing(receiver, ""));
+    let no_env = |_: &str| None;
+    let config = crate::config::load_str(&dir.path().join("r.yml"), &text, &no_env)
+        .unwrap_or_else(|errors| panic!("{errors}"));
+    let mut all = config.receivers[0].integrations.clone();
+    assert_eq!(all.len(), 1);
+    all.remove(0)
+}
+
+/// A team's templates file the receivers' tests share: over [`group`], `team.title` renders
+/// `FIRING replication_lag (2 firing)` or `RESOLVED replication_lag`, `team.list` `r1:firing r2:firing ` or
+/// `r1:resolved r2:resolved `.
+pub const TEAM: &str = r#"{{ define "team.title" }}{{ .Status | toUpper }} {{ .CommonLabels.alertname }}{{ with .Alerts.Firing }} ({{ len . }} firing){{ end }}{{ end }}
+{{ define "team.list" }}{{ range .Alerts }}{{ .Labels.replica }}:{{ .Status }} {{ end }}{{ end }}
+"#;
+
+/// The fields whose templates failed on `notice`, in rendering order (what the notifier counts).
+pub fn failed_fields(notice: &Notice<'_>) -> Vec<String> {
+    notice
+        .templating
+        .take_failures()
+        .into_iter()
+        .map(|failure| failure.field)
+        .collect()
+}
+
 /// `path: message` for each problem.
 pub fn errors(receiver: &str, global: &str) -> Vec<String> {
     let no_env = |_: &str| None;

@@ -17,6 +17,7 @@ use super::{mismatch, read_secret, BoxFuture, Integration, Kind, Outcome};
 use crate::fields::{http_config, plain, required_secret, Global};
 use crate::render::{group_hash, truncate, Notice};
 use crate::store::Payload;
+use crate::template::{render_or, untemplated, TemplatedField};
 use dbwatch_secret::PasswordSource;
 use dbwatch_yaml::node::Node;
 use dbwatch_yaml::read::{Fields, Reader};
@@ -43,11 +44,13 @@ pub struct VictorOpsConfig {
     /// Ends with `/`, as Alertmanager makes it.
     pub api_url: String,
     pub routing_key: String,
-    pub message_type: String,
-    pub state_message: Option<String>,
-    pub entity_display_name: Option<String>,
-    pub monitoring_tool: Option<String>,
-    pub custom_fields: BTreeMap<String, String>,
+    /// Unset: CRITICAL.
+    pub message_type: Option<TemplatedField>,
+    pub state_message: Option<TemplatedField>,
+    pub entity_display_name: Option<TemplatedField>,
+    pub monitoring_tool: Option<TemplatedField>,
+    /// Each value a template, as in Alertmanager.
+    pub custom_fields: BTreeMap<String, TemplatedField>,
     pub send_resolved: bool,
     pub http: http::Endpoint,
 }
@@ -141,8 +144,15 @@ pub fn read_config(
     if !api_url.ends_with('/') {
         api_url.push('/');
     }
-    let routing_key = plain(reader, &mut fields, "routing_key");
-    if routing_key.is_none() {
+    let problems = reader.errors.len();
+    let routing_key = untemplated(
+        reader,
+        &mut fields,
+        "routing_key",
+        "it is the path notifications are posted to",
+    );
+    // Missing, not refused: the refusal already names the key.
+    if routing_key.is_none() && reader.errors.len() == problems {
         reader.error(node.mark, path, "routing_key is required");
     }
     let custom_fields = match fields.take("custom_fields") {
@@ -159,14 +169,21 @@ pub fn read_config(
                     );
                 }
             }
-            if custom_fields.values().any(|value| value.contains("{{")) {
-                reader.error(
-                    custom.mark,
-                    &custom_path,
-                    "templates are not supported by dbwatch",
-                );
+            let mut templated = BTreeMap::new();
+            for (name, value) in custom_fields {
+                let field = format!("custom_fields.{name}");
+                match TemplatedField::parse(&field, &value, &global.templates) {
+                    Ok(parsed) => {
+                        templated.insert(name, parsed);
+                    }
+                    Err(error) => reader.error(
+                        custom.mark,
+                        &format!("{custom_path}.{name}"),
+                        error.to_string(),
+                    ),
+                }
             }
-            custom_fields
+            templated
         }
         None => BTreeMap::new(),
     };
@@ -174,11 +191,25 @@ pub fn read_config(
         api_key: api_key?,
         api_url,
         routing_key: routing_key?,
-        message_type: plain(reader, &mut fields, "message_type")
-            .unwrap_or_else(|| "CRITICAL".to_owned()),
-        state_message: plain(reader, &mut fields, "state_message"),
-        entity_display_name: plain(reader, &mut fields, "entity_display_name"),
-        monitoring_tool: plain(reader, &mut fields, "monitoring_tool"),
+        message_type: TemplatedField::read(reader, &mut fields, "message_type", &global.templates),
+        state_message: TemplatedField::read(
+            reader,
+            &mut fields,
+            "state_message",
+            &global.templates,
+        ),
+        entity_display_name: TemplatedField::read(
+            reader,
+            &mut fields,
+            "entity_display_name",
+            &global.templates,
+        ),
+        monitoring_tool: TemplatedField::read(
+            reader,
+            &mut fields,
+            "monitoring_tool",
+            &global.templates,
+        ),
         custom_fields,
         send_resolved: fields.boolean(reader, "send_resolved").unwrap_or(true),
         http,
@@ -188,35 +219,36 @@ pub fn read_config(
 }
 
 pub fn render(config: &VictorOpsConfig, notice: &Notice<'_>) -> Payload {
-    // An unknown type while firing becomes CRITICAL, as in Alertmanager.
-    let message_type = if !notice.is_firing() {
-        "RECOVERY"
-    } else if MESSAGE_TYPES.contains(&config.message_type.as_str()) {
-        config.message_type.as_str()
+    // An unknown type while firing becomes CRITICAL, as in Alertmanager; a resolve is always RECOVERY (the
+    // template is not rendered for it, so its failure cannot be counted twice).
+    let message_type = if notice.is_firing() {
+        let rendered = render_or(&config.message_type, notice, || "CRITICAL".to_owned());
+        if MESSAGE_TYPES.contains(&rendered.as_str()) {
+            rendered
+        } else {
+            "CRITICAL".to_owned()
+        }
     } else {
-        "CRITICAL"
+        "RECOVERY".to_owned()
     };
-    let state_message = config
-        .state_message
-        .clone()
-        .unwrap_or_else(|| description(notice));
+    let state_message = render_or(&config.state_message, notice, || description(notice));
     let mut body = Map::new();
     for (key, value) in &config.custom_fields {
-        body.insert(key.clone(), Value::String(value.clone()));
+        body.insert(
+            key.clone(),
+            Value::String(value.render(notice, String::new)),
+        );
     }
-    body.insert("message_type".into(), Value::String(message_type.into()));
+    body.insert("message_type".into(), Value::String(message_type));
     body.insert(
         "entity_id".into(),
         Value::String(group_hash(notice.group_key)),
     );
     body.insert(
         "entity_display_name".into(),
-        Value::String(
-            config
-                .entity_display_name
-                .clone()
-                .unwrap_or_else(|| subject(notice)),
-        ),
+        Value::String(render_or(&config.entity_display_name, notice, || {
+            subject(notice)
+        })),
     );
     body.insert(
         "state_message".into(),
@@ -224,12 +256,9 @@ pub fn render(config: &VictorOpsConfig, notice: &Notice<'_>) -> Payload {
     );
     body.insert(
         "monitoring_tool".into(),
-        Value::String(
-            config
-                .monitoring_tool
-                .clone()
-                .unwrap_or_else(|| "dbwatch".to_owned()),
-        ),
+        Value::String(render_or(&config.monitoring_tool, notice, || {
+            "dbwatch".to_owned()
+        })),
     );
     Payload::VictorOps {
         body: Value::Object(body),
@@ -239,13 +268,84 @@ pub fn render(config: &VictorOpsConfig, notice: &Notice<'_>) -> Payload {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::integrations::testkit::{body, errors, group, one, read_with};
+    use crate::integrations::testkit::{
+        body, errors, failed_fields, group, one, one_templated, read_with, TEAM,
+    };
+
+    const ENTRY: &str = "    victorops_configs:\n      - api_key: k\n        routing_key: db\n";
+
+    #[test]
+    fn every_templated_field_renders_the_routing_files_templates_cut_after() {
+        let victorops = one_templated(
+            &format!(concat!(
+                "{}",
+                "        message_type: '{{{{ if gt (len .Alerts.Firing) 1 }}}}CRITICAL{{{{ else }}}}WARNING{{{{ end }}}}'\n",
+                "        entity_display_name: '{{{{ template \"team.title\" . }}}}'\n",
+                "        state_message: '{{{{ template \"team.list\" . }}}}{{{{ if .Alerts.Firing }}}}{{{{ printf \"%30000s\" \"\" }}}}{{{{ end }}}}'\n",
+                "        monitoring_tool: '{{{{ template \"victorops.default.monitoring_tool\" . }}}}'\n",
+                "        custom_fields: {{cluster: '{{{{ .CommonLabels.cluster }}}}', count: '{{{{ len .Alerts }}}}'}}\n",
+            ), ENTRY),
+            TEAM,
+        );
+        let firing = group(false);
+        let notice = firing.notice();
+        let sent = victorops.render(&notice);
+        let body = body(&sent);
+        assert_eq!(body["message_type"], "CRITICAL");
+        assert_eq!(
+            body["entity_display_name"],
+            "FIRING replication_lag (2 firing)"
+        );
+        let state = body["state_message"].as_str().expect("state_message");
+        assert!(state.starts_with("r1:firing r2:firing   "), "{state:?}");
+        assert_eq!(state.chars().count(), STATE_MESSAGE_MAX);
+        assert_eq!(body["monitoring_tool"], "Alertmanager");
+        assert_eq!(body["cluster"], "main");
+        assert_eq!(body["count"], "2");
+        assert!(failed_fields(&notice).is_empty());
+        let resolved = group(true);
+        let notice = resolved.notice();
+        let sent = victorops.render(&notice);
+        let body = super::super::testkit::body(&sent);
+        assert_eq!(body["message_type"], "RECOVERY");
+        assert_eq!(body["entity_display_name"], "RESOLVED replication_lag");
+        assert_eq!(body["state_message"], "r1:resolved r2:resolved ");
+        assert!(failed_fields(&notice).is_empty());
+    }
+
+    #[test]
+    fn a_templated_routing_key_is_refused_by_name() {
+        assert_eq!(
+            errors("    victorops_configs:\n      - api_key: k\n        routing_key: '{{ .Status }}'\n", ""),
+            ["receivers[0].victorops_configs[0].routing_key: a templated routing_key is not supported by dbwatch (it is the path notifications are posted to)"]
+        );
+    }
+
+    #[test]
+    fn a_failing_template_falls_back_to_the_built_in_text_and_is_recorded() {
+        let victorops = one(
+            &format!("{ENTRY}        entity_display_name: '{{{{ .Alerts.Nope }}}}'\n        custom_fields: {{team: '{{{{ .Alerts.Nope }}}}'}}\n"),
+            "",
+        );
+        let firing = group(false);
+        let notice = firing.notice();
+        let sent = victorops.render(&notice);
+        assert_eq!(
+            body(&sent)["entity_display_name"],
+            "[FIRING:2] replication_lag (main)"
+        );
+        assert_eq!(body(&sent)["team"], "");
+        assert_eq!(
+            failed_fields(&notice),
+            ["custom_fields.team", "entity_display_name"]
+        );
+    }
 
     #[test]
     fn keys_and_urls_fall_back_to_the_globals_then_the_default() {
         let config = read_with("  api_key: k\n  routing_key: db\n", "", read_config);
         assert_eq!(config.api_url, DEFAULT_API_URL);
-        assert_eq!(config.message_type, "CRITICAL");
+        assert!(config.message_type.is_none());
         assert!(config.send_resolved);
         let config = read_with(
             "  routing_key: db\n",

@@ -14,6 +14,7 @@ use super::{mismatch, BoxFuture, Integration, Kind, Outcome};
 use crate::fields::{http_config, plain, Global};
 use crate::render::Notice;
 use crate::store::Payload;
+use crate::template::{render_or, TemplatedField};
 use dbwatch_yaml::node::Node;
 use dbwatch_yaml::read::{Fields, Reader};
 
@@ -25,7 +26,7 @@ pub const MESSAGE_MAX_BYTES: usize = 7439;
 pub struct WebexConfig {
     pub api_url: String,
     pub room_id: String,
-    pub message: Option<String>,
+    pub message: Option<TemplatedField>,
     pub send_resolved: bool,
     /// Carries the bot token as its `authorization`.
     pub http: http::Endpoint,
@@ -104,7 +105,7 @@ pub fn read_config(
             .or_else(|| global.webex_api_url.clone())
             .unwrap_or_else(|| DEFAULT_API_URL.to_owned()),
         room_id: room_id?,
-        message: plain(reader, &mut fields, "message"),
+        message: TemplatedField::read(reader, &mut fields, "message", &global.templates),
         send_resolved: fields.boolean(reader, "send_resolved").unwrap_or(true),
         http: http::Endpoint::new(settings),
     };
@@ -113,10 +114,9 @@ pub fn read_config(
 }
 
 pub fn render(config: &WebexConfig, notice: &Notice<'_>) -> Payload {
-    let message = config
-        .message
-        .clone()
-        .unwrap_or_else(|| annotated_blocks(notice, verbatim));
+    let message = render_or(&config.message, notice, || {
+        annotated_blocks(notice, verbatim)
+    });
     Payload::Webex {
         body: json!({
             "roomId": config.room_id,
@@ -131,7 +131,60 @@ mod tests {
 
     use super::*;
     use crate::integrations::http::{any_success, Verdict};
-    use crate::integrations::testkit::{body, errors, group, one, read_with};
+    use crate::integrations::testkit::{
+        body, errors, failed_fields, group, one, one_templated, read_with, TEAM,
+    };
+
+    const ENTRY: &str = "    webex_configs:\n      - room_id: R1\n        http_config:\n          authorization:\n            credentials: bot-token\n";
+
+    #[test]
+    fn the_message_renders_the_routing_files_templates_cut_after() {
+        let webex = one_templated(
+            &format!("{ENTRY}        message: '{{{{ template \"team.title\" . }}}} {{{{ template \"team.list\" .}}}}{{{{ if .Alerts.Firing }}}}{{{{ printf \"%8000s\" \"\" }}}}{{{{ end }}}}'\n"),
+            TEAM,
+        );
+        let firing = group(false);
+        let notice = firing.notice();
+        let sent = webex.render(&notice);
+        let markdown = body(&sent)["markdown"].as_str().expect("markdown");
+        assert!(
+            markdown.starts_with("FIRING replication_lag (2 firing) r1:firing r2:firing   "),
+            "{markdown:?}"
+        );
+        assert!(markdown.len() <= MESSAGE_MAX_BYTES && markdown.len() > MESSAGE_MAX_BYTES - 4);
+        assert_eq!(body(&sent)["roomId"], "R1");
+        let resolved = group(true);
+        let notice_resolved = resolved.notice();
+        assert_eq!(
+            body(&webex.render(&notice_resolved))["markdown"],
+            "RESOLVED replication_lag r1:resolved r2:resolved "
+        );
+        assert!(failed_fields(&notice).is_empty());
+        assert!(failed_fields(&notice_resolved).is_empty());
+    }
+
+    #[test]
+    fn a_failing_message_template_falls_back_to_the_built_in_text_and_is_recorded() {
+        let webex = one(
+            &format!("{ENTRY}        message: '{{{{ .Alerts.Nope }}}}'\n"),
+            "",
+        );
+        let firing = group(false);
+        let notice = firing.notice();
+        assert_eq!(
+            body(&webex.render(&notice))["markdown"],
+            body(&one(ENTRY, "").render(&firing.notice()))["markdown"]
+        );
+        assert_eq!(failed_fields(&notice), ["message"]);
+        // room_id is not a template in Alertmanager 0.25.
+        let found = errors(&ENTRY.replace("R1", "'{{ .Status }}'"), "");
+        assert!(
+            found.iter().any(|e| e.ends_with(
+                "room_id: room_id is not a templated field (Alertmanager does not template it either)"
+            )),
+            "{found:?}"
+        );
+    }
 
     const AUTH: &str = "  http_config:\n    authorization:\n      credentials: bot-token\n";
 
