@@ -114,6 +114,21 @@ pub async fn run(
     let store = Arc::new(SnapshotStore::new(config.targets.len()));
     let tracker = TaskTracker::new();
     metrics.reload.succeeded(std::time::SystemTime::now());
+    // The event history (alert transitions, notifications, silences, target changes); its writer is owned
+    // here like every task, and recording never waits for it.
+    let event_metrics = dbwatch_events::EventMetrics::register(&registry)?;
+    let (events, writer) = dbwatch_events::channel(
+        &storage_path,
+        dbwatch_events::Retention::default(),
+        event_metrics,
+    );
+    tracker.spawn(writer.run(shutdown.clone()));
+    tracker.spawn(crate::target_events::run(
+        Arc::clone(&store),
+        events.clone(),
+        shutdown.clone(),
+    ));
+    let thresholds = Arc::new(crate::web::ui::Thresholds::from_rules(&rules));
 
     // The scheduler owns the target tasks; the reloader reaches it through its handle.
     let (scheduler, scheduler_handle) = Scheduler::new(Arc::clone(&store), metrics.clone());
@@ -137,6 +152,7 @@ pub async fn run(
         let external_url = external_url.clone();
         let storage_path = storage_path.clone();
         let alerts = alerts.clone();
+        let events = events.clone();
         // Each build restores `alerts.json`, as a process restart would.
         tracker.spawn(supervise(
             "rules",
@@ -159,7 +175,9 @@ pub async fn run(
                     rule_metrics.clone(),
                 )
                 .publishing_to(alerts.clone())
-                .reloading_from(updates);
+                .reloading_from(updates)
+                .recording_to(events.clone())
+                .keeping_trends(crate::web::ui::TREND_NAMES, crate::web::ui::TREND_WINDOW);
                 Ok(engine.run(token))
             },
         ));
@@ -171,8 +189,9 @@ pub async fn run(
             routing.delivery.alertmanagers = config.alerting.alertmanagers.clone();
             // Built here once so that an unusable state (an unreadable file) fails the start; rebuilt by the
             // supervisor from the saved outbox and log after a failure.
-            let notifier = Notifier::new(routing, &storage_path, &registry, alerts.clone())?;
-            let api = notifier.api_router();
+            let notifier = Notifier::new(routing, &storage_path, &registry, alerts.clone())?
+                .recording_to(events.clone());
+            let api = (notifier.api_router(), notifier.silences());
             let seed = notifier.seed();
             notifier_seed = Some(seed.clone());
             let mut first = Some(notifier);
@@ -231,6 +250,11 @@ pub async fn run(
         metrics.reload.clone(),
     );
     tracker.spawn(reloader.run(shutdown.clone()));
+    tracker.spawn(reload::record_outcomes(
+        reload_handle.outcomes(),
+        events.clone(),
+        shutdown.clone(),
+    ));
     #[cfg(unix)]
     tracker.spawn(
         reload::on_sighup(reload_handle.clone(), shutdown.clone()).map_err(AppError::Signal)?,
@@ -274,12 +298,27 @@ pub async fn run(
             web = web.with_unauthenticated_writes(hosts);
         }
     }
+    let (notify_api, silences) = notify_api.unzip();
+    let ui = crate::web::ui::UiState {
+        store: Arc::clone(&store),
+        alerts: alerts.clone(),
+        components: components.clone(),
+        silences,
+        events: dbwatch_events::EventLog::new(&storage_path),
+        thresholds,
+        writers: crate::web::ui::Writers::of(&web),
+        csrf: crate::web::ui::Csrf::default(),
+    };
     let router = http::router(HttpState {
         store: Arc::clone(&store),
         registry,
         alerts,
         components,
     })
+    .merge(crate::web::ui::router(ui))
+    .merge(crate::web::events_api::router(
+        dbwatch_events::EventLog::new(&storage_path),
+    ))
     // A write like any other non-GET: the web layer requires a write user for it.
     .merge(http::reload_router(reload_handle));
     // The silences API (Alertmanager's v2 paths), so amtool can manage dbwatch's silences.

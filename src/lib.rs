@@ -16,4 +16,5 @@ pub mod scheduler;
 pub mod self_metrics;
 pub mod store;
 pub mod supervise;
+pub mod target_events;
 pub mod web;

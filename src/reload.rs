@@ -355,3 +355,33 @@ pub fn on_sighup(
         }
     })
 }
+
+/// Records every reload's outcome in the event history, until `shutdown`. The outcome is published on a
+/// watch, so a burst of reloads may record only the last of them; each one is also logged and counted.
+pub async fn record_outcomes(
+    mut outcomes: watch::Receiver<Option<ReloadOutcome>>,
+    events: dbwatch_events::EventSink,
+    shutdown: CancellationToken,
+) {
+    loop {
+        tokio::select! {
+            changed = outcomes.changed() => {
+                if changed.is_err() {
+                    return;
+                }
+            }
+            _ = shutdown.cancelled() => return,
+        }
+        let Some(outcome) = outcomes.borrow_and_update().clone() else {
+            continue;
+        };
+        let trigger = match outcome.trigger {
+            Trigger::Signal => "sighup",
+            Trigger::Http => "http",
+        };
+        match &outcome.result {
+            Ok(_) => events.reload(true, trigger, None),
+            Err(failure) => events.reload(false, trigger, Some(failure.message.clone())),
+        }
+    }
+}

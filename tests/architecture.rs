@@ -67,6 +67,7 @@ fn the_crate_graph_follows_the_data_flow() {
         ("dbwatch-yaml", &[]),
         ("dbwatch-storage", &[]),
         ("dbwatch-template", &[]),
+        ("dbwatch-events", &[]),
         ("dbwatch-collectors", &["dbwatch-metric", "dbwatch-secret"]),
         (
             "dbwatch-rules",
@@ -75,6 +76,7 @@ fn the_crate_graph_follows_the_data_flow() {
                 "dbwatch-yaml",
                 "dbwatch-storage",
                 "dbwatch-template",
+                "dbwatch-events",
             ],
         ),
         (
@@ -85,6 +87,7 @@ fn the_crate_graph_follows_the_data_flow() {
                 "dbwatch-yaml",
                 "dbwatch-secret",
                 "dbwatch-storage",
+                "dbwatch-events",
             ],
         ),
         ("dbwatch-workload", &[]),
@@ -103,7 +106,12 @@ fn the_crate_graph_follows_the_data_flow() {
         );
     }
     let daemon = &graph["dbwatch"];
-    for lower in ["dbwatch-collectors", "dbwatch-rules", "dbwatch-notify"] {
+    for lower in [
+        "dbwatch-collectors",
+        "dbwatch-rules",
+        "dbwatch-notify",
+        "dbwatch-events",
+    ] {
         assert!(daemon.contains(lower), "the daemon wires {lower}");
     }
     let named: BTreeSet<&str> = allowed.iter().map(|(name, _)| *name).collect();

@@ -47,6 +47,7 @@ fn metrics_in_code() -> BTreeMap<String, (String, String, String)> {
         .last_duration
         .with_label_values(&["g"])
         .set(0.0);
+    dbwatch_events::EventMetrics::register(&registry).expect("register event metrics");
     for family in registry.gather() {
         let kind = format!("{:?}", family.get_field_type()).to_lowercase();
         let labels: Vec<String> = family

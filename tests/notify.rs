@@ -129,12 +129,19 @@ impl Harness {
         let api = format!("http://{}", listener.local_addr().expect("address"));
         listener.set_nonblocking(true).expect("non-blocking");
         let listener = tokio::net::TcpListener::from_std(listener).expect("tokio listener");
+        let store = Arc::new(dbwatch::store::SnapshotStore::new(0));
         let router = dbwatch::http::router(dbwatch::http::HttpState {
-            store: Arc::new(dbwatch::store::SnapshotStore::new(0)),
+            store: Arc::clone(&store),
             registry: registry.clone(),
             alerts: alerts.clone(),
             components: components.clone(),
         })
+        .merge(dbwatch::web::ui::router(dbwatch::web::ui::UiState::new(
+            store,
+            alerts.clone(),
+            components.clone(),
+            state.path(),
+        )))
         .merge(notifier.api_router());
         let stop = shutdown.clone();
         tokio::spawn(async move {
@@ -1743,7 +1750,7 @@ async fn a_notifier_that_stops_is_restarted_reported_and_still_delivers() {
     assert!(
         html.contains("Components: 1 of 1 running")
             && html.contains("<td class=\"up\">running</td>")
-            && html.contains("</td><td>1</td><td>it returned before shutdown"),
+            && html.contains("<td class=\"n\">1</td><td>it returned before shutdown"),
         "{html}"
     );
 

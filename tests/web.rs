@@ -619,12 +619,12 @@ async fn status_page_shows_the_fleet_and_a_firing_alert_in_chromium() {
             .to_owned()
     };
     assert!(
-        row("billing-down").contains("<td class=\"down\">down (connect)</td>"),
+        row("billing-down").contains("<span class=\"badge down\">down: connect</span>"),
         "{}",
         row("billing-down")
     );
     assert!(
-        row("orders-primary").contains("<td class=\"up\">up</td>"),
+        row("orders-primary").contains("<span class=\"badge up\">up</span>"),
         "{}",
         row("orders-primary")
     );
@@ -635,7 +635,8 @@ async fn status_page_shows_the_fleet_and_a_firing_alert_in_chromium() {
         .expect("alert row");
     let alert = alert.split("</tr>").next().unwrap_or_default();
     assert!(
-        alert.contains("<td class=\"firing\">firing</td>") && alert.contains("target=billing-down"),
+        alert.contains("<span class=\"badge firing\">firing</span>")
+            && alert.contains("<td>billing-down</td>"),
         "{alert}"
     );
     // The annotation's markup is text, not HTML.

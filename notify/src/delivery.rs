@@ -15,7 +15,8 @@ use super::clock::{instant_after, millis};
 use super::config::{DeliveryOptions, NotifyConfig, MAX_RETRY_AFTER};
 use super::integrations::Outcome;
 use super::metrics::NotifyMetrics;
-use super::store::{OutboxEntry, State};
+use super::store::{log_key, OutboxEntry, Payload, State};
+use dbwatch_events::{Body as EventBody, EventSink, NotificationOutcome};
 
 /// Undelivered notifications kept at most. Past it the oldest are shed (dead-lettered, counted): a newer
 /// notification of a group carries the group's whole current state, so the oldest are the least useful, and an
@@ -66,6 +67,8 @@ pub(crate) struct Delivery {
     sending: HashMap<Id, (u64, Destination)>,
     /// The state changed here (a delivery settled) and must be saved.
     dirty: bool,
+    /// Every attempt's answer and every dead letter are recorded here.
+    events: EventSink,
 }
 
 impl Delivery {
@@ -78,7 +81,14 @@ impl Delivery {
             not_before: HashMap::new(),
             sending: HashMap::new(),
             dirty: false,
+            events: EventSink::default(),
         }
+    }
+
+    /// Records every attempt's answer, and every dead letter, in the event history.
+    pub fn recording_to(mut self, events: EventSink) -> Delivery {
+        self.events = events;
+        self
     }
 
     /// The next send task to finish; pending forever when none is in flight (for `select!`).
@@ -164,6 +174,7 @@ impl Delivery {
                 dead_letter(
                     state,
                     &self.metrics,
+                    &self.events,
                     entry,
                     format!("shed: the outbox holds more than {MAX_OUTBOX_ENTRIES} notifications"),
                     wall,
@@ -208,7 +219,7 @@ impl Delivery {
         let any = !expired.is_empty();
         for (id, reason) in expired {
             if let Some(entry) = state.take(id) {
-                dead_letter(state, &self.metrics, entry, reason, wall);
+                dead_letter(state, &self.metrics, &self.events, entry, reason, wall);
             }
         }
         any
@@ -314,11 +325,20 @@ impl Delivery {
                     .with_label_values(&[kind.as_str()])
                     .observe(seconds);
                 tracing::info!(receiver = %entry.receiver, integration = %kind, group = %entry.group_key, attempts = entry.attempts + 1, "notification delivered");
+                record(
+                    &self.events,
+                    state,
+                    &entry,
+                    entry.attempts.saturating_add(1),
+                    NotificationOutcome::Delivered,
+                    None,
+                    None,
+                );
             }
             Outcome::Permanent { reason } => {
                 counter("failed");
                 entry.attempts = entry.attempts.saturating_add(1);
-                dead_letter(state, &self.metrics, entry, reason, wall);
+                dead_letter(state, &self.metrics, &self.events, entry, reason, wall);
             }
             Outcome::Retry {
                 reason,
@@ -330,6 +350,7 @@ impl Delivery {
                     dead_letter(
                         state,
                         &self.metrics,
+                        &self.events,
                         entry,
                         format!(
                             "gave up after {} attempts: {reason}",
@@ -351,7 +372,7 @@ impl Delivery {
                 let next = wall.saturating_add(millis(delay));
                 if next > give_up_at(&entry, delivery) {
                     let max_age = humantime::format_duration(delivery.max_age);
-                    dead_letter(state, &self.metrics,
+                    dead_letter(state, &self.metrics, &self.events,
                         entry,
                         format!("its next attempt, in {delay:?}, would fall past its give-up time ({max_age} after being queued): {reason}"),
                         wall,
@@ -359,6 +380,15 @@ impl Delivery {
                     return;
                 }
                 tracing::warn!(receiver = %entry.receiver, integration = %kind, group = %entry.group_key, attempt = entry.attempts, retry_in = ?delay, reason = %reason, "notification failed; will retry");
+                record(
+                    &self.events,
+                    state,
+                    &entry,
+                    entry.attempts,
+                    NotificationOutcome::Retry,
+                    Some(reason.clone()),
+                    Some(u64::try_from(delay.as_millis()).unwrap_or(u64::MAX)),
+                );
                 entry.not_before = next;
                 entry.last_error = Some(reason);
                 // Back to its place: queue order is delivery order within a group.
@@ -376,10 +406,20 @@ impl Delivery {
 fn dead_letter(
     state: &mut State,
     metrics: &NotifyMetrics,
+    events: &EventSink,
     entry: OutboxEntry,
     reason: String,
     wall: i64,
 ) {
+    record(
+        events,
+        state,
+        &entry,
+        entry.attempts,
+        NotificationOutcome::DeadLettered,
+        Some(reason.clone()),
+        None,
+    );
     metrics
         .dead_letters
         .with_label_values(&[entry.receiver.as_str(), entry.integration_kind.as_str()])
@@ -396,4 +436,54 @@ fn backoff(options: &DeliveryOptions, attempt: u32) -> Duration {
         .saturating_mul(1u32 << exponent)
         .min(options.max_backoff);
     full.mul_f64(rand::random_range(0.5..=1.0))
+}
+
+/// Records one attempt (or a dead letter) of `entry` in the event history, with the alert names and targets
+/// it is about: from the notification log's entry for its group and integration, or, once that is gone (a
+/// resolve that ended the group), from the webhook body's alerts.
+fn record(
+    events: &EventSink,
+    state: &State,
+    entry: &OutboxEntry,
+    attempt: u32,
+    outcome: NotificationOutcome,
+    answer: Option<String>,
+    retry_in_ms: Option<u64>,
+) {
+    if !events.is_enabled() {
+        return;
+    }
+    let mut alertnames = BTreeSet::new();
+    let mut targets = BTreeSet::new();
+    let mut add = |labels: &dyn Fn(&str) -> Option<String>| {
+        alertnames.extend(labels("alertname"));
+        targets.extend(labels("target"));
+    };
+    if let Some(log) = state.log.get(&log_key(
+        &entry.group_key,
+        &entry.receiver,
+        entry.integration,
+    )) {
+        add(&|name| log.group_labels.get(name).cloned());
+        for alert in &log.firing {
+            add(&|name| alert.labels.get(name).cloned());
+        }
+    }
+    if let Payload::Webhook { body } = &entry.payload {
+        for alert in body["alerts"].as_array().into_iter().flatten() {
+            add(&|name| alert["labels"][name].as_str().map(str::to_owned));
+        }
+    }
+    events.record(EventBody::Notification {
+        receiver: entry.receiver.clone(),
+        integration: entry.integration_kind.clone(),
+        index: entry.integration,
+        group_key: entry.group_key.clone(),
+        alertnames: alertnames.into_iter().collect(),
+        targets: targets.into_iter().collect(),
+        attempt,
+        outcome,
+        answer,
+        retry_in_ms,
+    });
 }

@@ -78,6 +78,8 @@ pub struct NotifierSeed {
     fault: Arc<AtomicBool>,
     /// Wakes the running notifier for the fault hook.
     poke: Arc<Notify>,
+    /// The event history every delivery attempt is recorded in.
+    events: dbwatch_events::EventSink,
 }
 
 impl NotifierSeed {
@@ -115,7 +117,8 @@ impl NotifierSeed {
             views: self.alerts.subscribe(),
             client: self.client.clone(),
             grouper: Grouper::default(),
-            delivery: Delivery::new(self.client.clone(), self.metrics.clone()),
+            delivery: Delivery::new(self.client.clone(), self.metrics.clone())
+                .recording_to(self.events.clone()),
             silences: Arc::clone(&self.silences),
             forwarder,
             seed: self.clone(),
@@ -165,8 +168,24 @@ impl Notifier {
             client,
             fault: Arc::new(AtomicBool::new(false)),
             poke: Arc::new(Notify::new()),
+            events: dbwatch_events::EventSink::default(),
         };
         seed.build()
+    }
+
+    /// Records every delivery attempt and silence change in the event history, in this notifier and in those
+    /// its seed builds.
+    pub fn recording_to(mut self, events: dbwatch_events::EventSink) -> Notifier {
+        self.silences.recording_to(events.clone());
+        self.seed.events = events.clone();
+        self.delivery =
+            Delivery::new(self.client.clone(), self.metrics.clone()).recording_to(events);
+        self
+    }
+
+    /// The silences the API serves and the notifier applies, for the status page.
+    pub fn silences(&self) -> Arc<silence::Silences> {
+        Arc::clone(&self.silences)
     }
 
     /// What the supervisor rebuilds this notifier from.
@@ -203,6 +222,7 @@ impl Notifier {
             let now = Instant::now();
             let mut changed = self.reconcile(now);
             let wall = unix_millis(SystemTime::now());
+            self.silences.record_expiries(wall);
             changed |= self.shed(wall);
             changed |= self.expire(wall);
             // Settled entries were changed in `finished`; saving once per loop turn covers both.

@@ -13,7 +13,7 @@
 //! a restart.
 
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex, PoisonError, RwLock};
+use std::sync::{Arc, Mutex, OnceLock, PoisonError, RwLock};
 use std::time::SystemTime;
 
 use axum::extract::rejection::JsonRejection;
@@ -27,6 +27,7 @@ use serde::{Deserialize, Serialize};
 
 use super::matcher::{MatchOp, Matcher};
 use super::store::{self, StoreError};
+use dbwatch_events::{Body as EventBody, EventSink, SilenceAction};
 use dbwatch_rules::alerting::unix_millis;
 
 pub const SILENCES_FILE: &str = "silences.json";
@@ -52,6 +53,19 @@ pub struct ApiMatcher {
 
 fn yes() -> bool {
     true
+}
+
+/// As Alertmanager prints a matcher: `name="value"`, `name!="value"`, `name=~"regex"`, `name!~"regex"`.
+impl std::fmt::Display for ApiMatcher {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let op = match (self.is_regex, self.is_equal) {
+            (false, true) => "=",
+            (false, false) => "!=",
+            (true, true) => "=~",
+            (true, false) => "!~",
+        };
+        write!(f, "{}{op}{:?}", self.name, self.value)
+    }
 }
 
 impl ApiMatcher {
@@ -100,6 +114,10 @@ pub struct Silences {
     /// Held by a change from reading the current list to swapping in the saved new one, so changes apply one
     /// at a time and none is lost.
     writer: Mutex<()>,
+    /// Where changes are recorded once saved; set once by the daemon ([`Silences::recording_to`]).
+    events: OnceLock<EventSink>,
+    /// Up to when silences that ran out on their own have been recorded (Unix milliseconds).
+    expiries_noted: std::sync::atomic::AtomicI64,
 }
 
 #[derive(Debug, Clone, Default)]
@@ -171,7 +189,47 @@ impl Silences {
             dir: dir.to_owned(),
             inner: RwLock::new(list),
             writer: Mutex::new(()),
+            events: OnceLock::new(),
+            expiries_noted: std::sync::atomic::AtomicI64::new(unix_millis(SystemTime::now())),
         })
+    }
+
+    /// Records every saved change (created, updated, expired) in the event history; the first call wins.
+    pub fn recording_to(&self, events: EventSink) {
+        let _ = self.events.set(events);
+    }
+
+    /// Records the silences whose end time passed since the last call (the notifier calls this every tick).
+    /// One expired through the API is not recorded again: its end is its last update.
+    pub fn record_expiries(&self, now: i64) {
+        let since = self
+            .expiries_noted
+            .swap(now, std::sync::atomic::Ordering::Relaxed);
+        if self.events.get().is_none() || since >= now {
+            return;
+        }
+        for silence in self.list() {
+            if since < silence.ends_at
+                && silence.ends_at <= now
+                && silence.updated_at < silence.ends_at
+            {
+                self.record(SilenceAction::Expired, &silence, None);
+            }
+        }
+    }
+
+    fn record(&self, action: SilenceAction, silence: &Silence, by: Option<String>) {
+        let Some(events) = self.events.get() else {
+            return;
+        };
+        events.record(EventBody::Silence {
+            action,
+            id: silence.id.clone(),
+            by,
+            matchers: silence.matchers.iter().map(ApiMatcher::to_string).collect(),
+            comment: Some(silence.comment.clone()),
+            ends_at: Some(silence.ends_at),
+        });
     }
 
     /// The id of an active silence that matches `labels`.
@@ -305,14 +363,27 @@ impl Silences {
             created_by: posted.created_by,
             comment: posted.comment,
         };
+        let updated = next.silences().any(|existing| existing.id == id);
         next.remove(&id);
+        let recorded = silence.clone();
         next.compiled.push((silence, matchers));
         self.commit(next, now)?;
+        let action = if updated {
+            SilenceAction::Updated
+        } else {
+            SilenceAction::Created
+        };
+        self.record(action, &recorded, Some(recorded.created_by.clone()));
         Ok(id)
     }
 
     /// Ends the silence now (a pending one never starts).
     pub fn expire(&self, id: &str, now: i64) -> Result<(), SilenceError> {
+        self.expire_by(id, now, None)
+    }
+
+    /// [`Silences::expire`], recording who expired it when known (the status page's authenticated user).
+    pub fn expire_by(&self, id: &str, now: i64, by: Option<&str>) -> Result<(), SilenceError> {
         let _writer = self.writer.lock().unwrap_or_else(PoisonError::into_inner);
         let mut next = self.current();
         let Some(silence) = next
@@ -330,7 +401,9 @@ impl Silences {
         silence.starts_at = silence.starts_at.min(now);
         silence.ends_at = now;
         silence.updated_at = now;
+        let recorded = silence.clone();
         self.commit(next, now)?;
+        self.record(SilenceAction::Expired, &recorded, by.map(str::to_owned));
         Ok(())
     }
 
@@ -560,6 +633,75 @@ mod tests {
             Err(SilenceError::Invalid(message)) => message,
             other => panic!("expected a 400, got {other:?}"),
         }
+    }
+
+    #[tokio::test]
+    async fn creation_expiry_and_running_out_are_recorded_once_each() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let silences = Silences::load(dir.path()).expect("load");
+        let storage = tempfile::tempdir().expect("temp dir");
+        let (sink, writer) = dbwatch_events::channel(
+            storage.path(),
+            dbwatch_events::Retention::default(),
+            dbwatch_events::EventMetrics::unregistered(),
+        );
+        silences.recording_to(sink);
+        let now = unix_millis(SystemTime::now());
+        let matcher = ApiMatcher {
+            name: "alertname".into(),
+            value: "x".into(),
+            is_regex: false,
+            is_equal: true,
+        };
+        let mut short = posted(vec![matcher.clone()]);
+        short.starts_at = format_time(now);
+        short.ends_at = format_time(now + 1_000);
+        let runs_out = silences.upsert(short, now).expect("created");
+        let mut long = posted(vec![matcher]);
+        long.starts_at = format_time(now);
+        long.ends_at = format_time(now + 3_600_000);
+        let expired = silences.upsert(long, now).expect("created");
+        silences
+            .expire_by(&expired, now + 10, Some("oncall"))
+            .expect("expired");
+        silences.record_expiries(now + 2_000);
+        silences.record_expiries(now + 3_000);
+        let shutdown = tokio_util::sync::CancellationToken::new();
+        shutdown.cancel();
+        writer.run(shutdown).await;
+        let page = dbwatch_events::EventLog::new(storage.path())
+            .query(&dbwatch_events::Query {
+                direction: dbwatch_events::Direction::Forward,
+                ..Default::default()
+            })
+            .expect("query");
+        let seen: Vec<(String, String, Option<String>)> = page
+            .events
+            .iter()
+            .filter_map(|event| match &event.body {
+                dbwatch_events::Body::Silence { action, id, by, .. } => {
+                    Some((action.as_str().to_owned(), id.clone(), by.clone()))
+                }
+                _ => None,
+            })
+            .collect();
+        assert_eq!(
+            seen,
+            [
+                (
+                    "created".to_owned(),
+                    runs_out.clone(),
+                    Some("ops".to_owned())
+                ),
+                (
+                    "created".to_owned(),
+                    expired.clone(),
+                    Some("ops".to_owned())
+                ),
+                ("expired".to_owned(), expired, Some("oncall".to_owned())),
+                ("expired".to_owned(), runs_out, None),
+            ]
+        );
     }
 
     #[test]

@@ -31,7 +31,9 @@ use super::history::{History, NameFilter, LOOKBACK_MS};
 use super::labels::Metric;
 use super::model::{millis, Rule, RuleSet};
 use super::state;
+use super::trends::{TrendOptions, Trends};
 use crate::source::{SampleSource, TargetSamples};
+use dbwatch_events::{Body as EventBody, EventSink};
 use dbwatch_metric::text::{write_label, write_value};
 
 /// The evaluation interval of groups that do not set one (Prometheus' default is 1m; dbwatch polls every 15s
@@ -157,6 +159,9 @@ pub struct AlertsView {
     /// Pending, firing and recently resolved instances.
     pub alerts: Vec<AlertSummary>,
     pub evaluated_at: Option<SystemTime>,
+    /// The recent samples of the series the engine was asked to keep trends of
+    /// ([`RulesEngine::keeping_trends`]); empty otherwise.
+    pub trends: Arc<Trends>,
     exposition: String,
 }
 
@@ -195,6 +200,7 @@ impl AlertsHandle {
         self.publish(AlertsView {
             alerts,
             evaluated_at: Some(evaluated_at),
+            trends: Arc::default(),
             exposition: String::new(),
         });
     }
@@ -213,6 +219,7 @@ pub struct RulesEngine {
     metrics: RuleMetrics,
     alerts: AlertsHandle,
     updates: Option<watch::Receiver<RuleUpdate>>,
+    events: EventSink,
 }
 
 /// What an evaluation cycle needs and changes; moved to the blocking pool and back.
@@ -225,6 +232,7 @@ struct Core {
     env: EvalEnv,
     state_dir: Option<PathBuf>,
     last_saved: Option<i64>,
+    trends: Option<TrendOptions>,
 }
 
 struct CycleOutcome {
@@ -287,6 +295,7 @@ impl RulesEngine {
             },
             state_dir: options.state_dir.clone(),
             last_saved: None,
+            trends: None,
         };
         RulesEngine {
             store,
@@ -296,7 +305,26 @@ impl RulesEngine {
             metrics,
             alerts: AlertsHandle::default(),
             updates: None,
+            events: EventSink::default(),
         }
+    }
+
+    /// Records every alert transition in the event history.
+    pub fn recording_to(mut self, events: EventSink) -> RulesEngine {
+        self.events = events;
+        self
+    }
+
+    /// Keeps the series named `names` for `window` whether a rule selects them or not, and publishes their
+    /// samples over that window with every view ([`AlertsView::trends`]), for the status page.
+    pub fn keeping_trends(mut self, names: &[&str], window: Duration) -> RulesEngine {
+        let window_ms = millis(window);
+        self.core.history = history_for(&self.rules, &self.options).keep_longer(names, window_ms);
+        self.core.trends = Some(TrendOptions {
+            names: names.iter().map(|name| Arc::from(*name)).collect(),
+            window_ms,
+        });
+        self
     }
 
     /// Publishes to `alerts` instead of a handle of its own: an engine rebuilt by its supervisor keeps the
@@ -328,6 +356,7 @@ impl RulesEngine {
             metrics,
             alerts,
             mut updates,
+            events,
         } = self;
         if !rules.groups.is_empty() {
             // Evaluating before the first polls would see no series at all; wait for them, boundedly.
@@ -420,7 +449,7 @@ impl RulesEngine {
                     continue;
                 }
             };
-            report(&rules, &metrics, &alerts, outcome);
+            report(&rules, &metrics, &alerts, &events, outcome);
         }
         if let Err(error) =
             tokio::task::spawn_blocking(move || core.save(unix_millis(SystemTime::now()))).await
@@ -548,7 +577,13 @@ fn forget_groups(metrics: &RuleMetrics, old: &RuleSet, new: &RuleSet) {
     }
 }
 
-fn report(rules: &RuleSet, metrics: &RuleMetrics, alerts: &AlertsHandle, outcome: CycleOutcome) {
+fn report(
+    rules: &RuleSet,
+    metrics: &RuleMetrics,
+    alerts: &AlertsHandle,
+    events: &EventSink,
+    outcome: CycleOutcome,
+) {
     for (group, duration) in &outcome.durations {
         let name = rules.groups[*group].name.as_str();
         metrics.evaluations.with_label_values(&[name]).inc();
@@ -579,6 +614,19 @@ fn report(rules: &RuleSet, metrics: &RuleMetrics, alerts: &AlertsHandle, outcome
             to = transition.to.as_str(),
             labels = ?transition.labels,
             "alert state changed"
+        );
+        events.record_at(
+            unix_millis(transition.at),
+            EventBody::Alert {
+                alertname: transition.alertname.clone(),
+                group: transition.group.clone(),
+                from: transition.from.as_str().to_owned(),
+                to: transition.to.as_str().to_owned(),
+                labels: transition.labels.clone(),
+                annotations: transition.annotations.clone(),
+                value: Some(transition.value),
+                active_at: unix_millis(transition.active_at),
+            },
         );
     }
 }
@@ -614,7 +662,10 @@ impl Core {
         }
         let cutoff = self.history.trim(t);
         self.cache.end_cycle(cutoff);
-        let view = self.view(t);
+        let mut view = self.view(t);
+        if let Some(trends) = &self.trends {
+            view.trends = Arc::new(Trends::read(&self.history, trends, t));
+        }
         let active = view
             .alerts
             .iter()
@@ -654,6 +705,11 @@ impl Core {
         let mut states: Vec<GroupState> = rules.groups.iter().map(GroupState::for_group).collect();
         let report = state::carry(&saved, &rules, &mut states);
         let mut history = history_for(&rules, options);
+        // The status UI's trends outlive a reload: the new history keeps their names as long as the old did.
+        if let Some(trends) = &self.trends {
+            let names: Vec<&str> = trends.names.iter().map(|name| &**name).collect();
+            history = history.keep_longer(&names, trends.window_ms);
+        }
         copy_history(&self.history, &mut history);
         self.history = history;
         // Cached results and pairings belong to the old rules' expressions.
@@ -732,6 +788,7 @@ impl Core {
         AlertsView {
             alerts,
             evaluated_at: Some(system_time(t)),
+            trends: Arc::default(),
             exposition,
         }
     }

@@ -123,6 +123,8 @@ struct Series {
     points: Points,
     /// The last read of the store that had this series.
     scraped_at: i64,
+    /// Kept for [`History::keep_longer`]'s retention rather than the rules'.
+    long: bool,
 }
 
 #[derive(Debug, Default)]
@@ -270,6 +272,9 @@ pub struct History {
     created_since_layout: usize,
     /// How many series were ever removed: while it stays the same, ids known to be current still are.
     removals: u64,
+    /// Names kept for `longer_ms` rather than the rules' retention (the status page's trends).
+    kept_longer: FxHashSet<Arc<str>>,
+    longer_ms: i64,
 }
 
 impl History {
@@ -279,6 +284,32 @@ impl History {
             retention_ms,
             filter,
             ..History::default()
+        }
+    }
+
+    /// Also keeps the series named `names`, whether a rule selects them or not, for at least `retention_ms`:
+    /// for readers of trends (the status page's sparklines). Only those series are kept longer; what the rules
+    /// read is unchanged, since every selection reads within its own range.
+    pub fn keep_longer(mut self, names: &[&str], retention_ms: i64) -> History {
+        for name in names {
+            let name = self.intern(name);
+            if let NameFilter::Only { names, .. } = &mut self.filter {
+                names.insert(Arc::clone(&name));
+            }
+            self.kept_longer.insert(name);
+        }
+        self.longer_ms = retention_ms;
+        self
+    }
+
+    /// Calls `visit` with every series named `name` and its samples at or after `since`.
+    pub fn for_each_named(&self, name: &str, since: i64, mut visit: impl FnMut(&Metric, &[Point])) {
+        for id in self.by_name.get(name).into_iter().flatten() {
+            if let Some(series) = self.series(*id) {
+                let points = series.points.as_slice();
+                let start = points.partition_point(|point| point.t < since);
+                visit(&series.metric, &points[start..]);
+            }
         }
     }
 
@@ -438,10 +469,18 @@ impl History {
         let retention = self.retention_ms?;
         let cutoff = now.saturating_sub(retention);
         let due = cutoff.saturating_sub(retention / 4);
+        let longer = retention.max(self.longer_ms);
+        let long_cutoff = now.saturating_sub(longer);
+        let long_due = long_cutoff.saturating_sub(longer / 4);
         let mut dead = Vec::new();
         for (index, slot) in self.slots.iter_mut().enumerate() {
             let Some(series) = &mut slot.series else {
                 continue;
+            };
+            let (cutoff, due) = if series.long {
+                (long_cutoff, long_due)
+            } else {
+                (cutoff, due)
             };
             if series.points.oldest >= due {
                 continue;
@@ -671,8 +710,10 @@ impl History {
 
     fn insert(&mut self, metric: Metric, hash: u64) -> SeriesId {
         let name = metric.name_arc().cloned().unwrap_or_else(|| Arc::from(""));
+        let long = self.kept_longer.contains(&name);
         let series = Series {
             metric,
+            long,
             hash,
             points: Points {
                 buffer: Vec::with_capacity(self.points_per_series),
@@ -892,6 +933,57 @@ mod tests {
             1
         );
         assert_eq!(values(&history, "db_up", 16_000)[0].1, 0.0);
+    }
+
+    #[test]
+    fn names_kept_longer_outlive_the_rules_retention_and_read_as_trends() {
+        // The rules select only db_up, for a minute; the lag is kept an hour for the trends.
+        let filter = NameFilter::for_selectors([&selector("db_up")]);
+        let mut history = History::new(filter, Some(60_000))
+            .with_sample_interval(15_000)
+            .keep_longer(&["db_replication_lag_seconds"], 3_600_000);
+        let end = 2 * 3_600_000;
+        for step in 0..=(end / 15_000) {
+            let t = step * 15_000;
+            let lag = if step % 40 == 7 { f64::NAN } else { t as f64 };
+            history.scrape(
+                &[snapshot(
+                    "a",
+                    vec![UP.sample(1.0), LAG.sample_with(["r1"], lag)],
+                )],
+                t,
+            );
+            history.trim(t);
+        }
+        let mut kept = Vec::new();
+        history.for_each_named("db_up", 0, |_, points| kept.push(points.len()));
+        history.for_each_named("db_replication_lag_seconds", 0, |_, points| {
+            kept.push(points.len())
+        });
+        // db_up: the minute plus the trimming slack; the lag: the hour plus its slack, not the two hours.
+        assert!(kept[0] <= 6, "{kept:?}");
+        assert!((240..=301).contains(&kept[1]), "{kept:?}");
+        // What the rules read is the same as without the longer retention.
+        assert_eq!(values(&history, "db_up", end)[0].1, 1.0);
+
+        let options = crate::trends::TrendOptions {
+            names: vec![Arc::from("db_replication_lag_seconds"), Arc::from("db_up")],
+            window_ms: 3_600_000,
+        };
+        let trends = crate::trends::Trends::read(&history, &options, end);
+        let lag: Vec<_> = trends.series("a", "db_replication_lag_seconds").collect();
+        assert_eq!(lag.len(), 1);
+        let points = &lag[0].points;
+        // One point per 30 s bucket of the hour, the bucket's last sample; the NaN gaps kept.
+        assert!((120..=121).contains(&points.len()), "{}", points.len());
+        assert!(points.iter().all(|(t, _)| *t >= end - 3_600_000));
+        assert_eq!(points.last(), Some(&(end, end as f64)));
+        assert!(points.iter().any(|(_, v)| v.is_nan()));
+        assert_eq!(lag[0].labels.get("replica").map(String::as_str), Some("r1"));
+        assert!(!lag[0].labels.contains_key("__name__"));
+        // db_up is there too, but only for the minute the rules keep.
+        let up: Vec<_> = trends.series("a", "db_up").collect();
+        assert!(up[0].points.len() <= 4, "{:?}", up[0].points);
     }
 
     #[test]

@@ -42,6 +42,7 @@ pub mod promql;
 pub mod source;
 pub mod state;
 pub mod template;
+pub mod trends;
 pub mod unittest;
 pub mod value;
 
@@ -59,4 +60,5 @@ pub use load::{
 };
 pub use model::RuleSet;
 pub use source::{Latest, SampleSource, TargetSamples, TargetScrape};
+pub use trends::{TrendSeries, Trends};
 pub use unittest::{run_tests, TestError, TestReport};

@@ -202,6 +202,11 @@ impl WebConfig {
     /// `--web.enable-unauthenticated-writes`: without `basic_auth_users`, accept writes from anyone whose
     /// request names this server by an IP address, `localhost` or one of `hosts` (the external URL's host).
     /// Has no effect when users are configured: then writes always need a `write_users` user.
+    /// Whether writes without authentication are accepted (see [`WebConfig::with_unauthenticated_writes`]).
+    pub fn unauthenticated_writes_enabled(&self) -> bool {
+        self.unauthenticated_writes.is_some()
+    }
+
     pub fn with_unauthenticated_writes(mut self, hosts: Vec<String>) -> WebConfig {
         self.unauthenticated_writes = Some(Arc::new(hosts));
         self

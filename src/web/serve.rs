@@ -480,7 +480,7 @@ fn forbidden(message: String) -> Response {
 }
 
 /// `Basic base64(user:password)` into its parts; None for any other scheme or a malformed value.
-fn parse_basic(value: &str) -> Option<(String, String)> {
+pub(crate) fn parse_basic(value: &str) -> Option<(String, String)> {
     let (scheme, encoded) = value.trim().split_once(' ')?;
     if !scheme.eq_ignore_ascii_case("basic") {
         return None;
