@@ -808,19 +808,22 @@ async fn a_session_holding_a_lock_shows_as_the_blocking_root_of_its_waiters() {
             (waiter, result.map(|_| ()))
         }));
     }
+    // pg_locks and pg_stat_activity are separate statements of one poll, so a waiter that starts waiting
+    // between them shows in one only: wait until both views see the two.
     let blocked = poll_until(
         &mut primary,
         Duration::from_secs(20),
-        "two blocked sessions",
+        "two blocked sessions in pg_locks and pg_stat_activity",
         |collected| {
             value(collected, "pg_locks_blocked_sessions", &[]) == Some(2.0)
                 && value(collected, "pg_locks_longest_wait_seconds", &[])
                     .is_some_and(|wait| wait > 0.0)
+                && value(collected, "pg_connections_waiting_on_lock", &[])
+                    .is_some_and(|waiting| waiting >= 2.0)
         },
     )
     .await;
     assert_eq!(must(&blocked, "pg_locks_blocking_roots", &[]), 1.0);
-    assert!(must(&blocked, "pg_connections_waiting_on_lock", &[]) >= 2.0);
 
     holder.execute("ROLLBACK").await.expect("release the lock");
     for waiter in waiters {
