@@ -284,11 +284,14 @@ impl TargetTask {
         }
         let mut ticker = tokio::time::interval(self.target.interval);
         ticker.set_missed_tick_behavior(MissedTickBehavior::Skip);
+        let mut previous: Option<Instant> = None;
         loop {
-            tokio::select! {
-                _ = ticker.tick() => {}
+            let scheduled = tokio::select! {
+                scheduled = ticker.tick() => scheduled,
                 _ = shutdown.cancelled() => break,
-            }
+            };
+            self.record_start(scheduled, previous);
+            previous = Some(scheduled);
             tokio::select! {
                 snapshot = self.poll_once() => self.store.publish(snapshot),
                 _ = shutdown.cancelled() => {
@@ -302,6 +305,25 @@ impl TargetTask {
             .is_err()
         {
             tracing::debug!(target_name = %self.target.name, "closing the connection timed out");
+        }
+    }
+
+    /// How late this poll starts, and how many scheduled polls the previous one overran: the ticker skips
+    /// to the next multiple of the interval, so the gap between two scheduled instants counts them.
+    fn record_start(&self, scheduled: Instant, previous: Option<Instant>) {
+        let late = Instant::now().saturating_duration_since(scheduled);
+        self.metrics.poll_start_delay.observe(late.as_secs_f64());
+        let Some(previous) = previous else { return };
+        let interval = self.target.interval.as_nanos();
+        let gap = scheduled.saturating_duration_since(previous).as_nanos();
+        let skipped = gap
+            .checked_div(interval)
+            .map_or(0, |ticks| ticks.saturating_sub(1));
+        if skipped > 0 {
+            self.metrics
+                .polls_skipped
+                .with_label_values(&[&self.target.name, self.collector.db()])
+                .inc_by(u64::try_from(skipped).unwrap_or(u64::MAX));
         }
     }
 
@@ -404,4 +426,105 @@ fn start_offset(interval: Duration) -> Duration {
     let spread = interval.min(MAX_START_OFFSET);
     let millis = u64::try_from(spread.as_millis()).unwrap_or(u64::MAX).max(1);
     Duration::from_millis(rand::random_range(0..millis))
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use prometheus::Registry;
+
+    use super::*;
+
+    /// Every poll takes `takes` of (paused) tokio time and answers with nothing.
+    struct Slow {
+        takes: Duration,
+    }
+
+    #[async_trait::async_trait]
+    impl Collector for Slow {
+        fn db(&self) -> &'static str {
+            "postgres"
+        }
+
+        async fn poll(&mut self) -> Result<Collected, CollectError> {
+            tokio::time::sleep(self.takes).await;
+            Ok(Collected {
+                samples: Vec::new(),
+                views: Vec::new(),
+            })
+        }
+
+        fn abandon_connection(&mut self) {}
+
+        async fn close(&mut self) {}
+    }
+
+    fn target(interval_s: u64) -> Target {
+        let text = format!(
+            "targets:\n  - name: slow\n    type: postgres\n    interval: {interval_s}s\n    timeout: {interval_s}s\n    connection: {{host: db, port: 5432, user: u, password: p}}\n"
+        );
+        let no_env = |_: &str| None;
+        let mut config = crate::config::load_str(Path::new("dbwatch.yml"), &text, &no_env)
+            .unwrap_or_else(|errors| panic!("{errors}"));
+        config.targets.remove(0)
+    }
+
+    /// Runs one target for `run` of paused time with polls that take `takes`; returns its metrics.
+    async fn run(interval_s: u64, takes: Duration, run: Duration) -> SelfMetrics {
+        let metrics = SelfMetrics::register(&Registry::new()).expect("metrics register");
+        let mut target = target(interval_s);
+        // Longer than the interval only here: a poll that overruns is what skips the next ones.
+        target.timeout = takes * 2;
+        let task = TargetTask::new(
+            target,
+            Box::new(Slow { takes }),
+            Arc::new(SnapshotStore::new(1)),
+            metrics.clone(),
+        );
+        let shutdown = CancellationToken::new();
+        let handle = tokio::spawn(task.run(shutdown.clone()));
+        tokio::time::sleep(run).await;
+        shutdown.cancel();
+        handle.await.expect("the task ends when cancelled");
+        metrics
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn polls_that_keep_time_start_on_schedule_and_skip_none() {
+        let metrics = run(10, Duration::from_secs(1), Duration::from_secs(95)).await;
+        let starts = metrics.poll_start_delay.get_sample_count();
+        // The start offset is under the interval: polls at offset, +10 s, ..., at least 9 in 95 s.
+        assert!((9..=10).contains(&starts), "{starts} polls started");
+        assert!(
+            metrics.poll_start_delay.get_sample_sum() < 0.001,
+            "paused time starts every poll exactly on its instant"
+        );
+        assert_eq!(
+            metrics
+                .polls_skipped
+                .with_label_values(&["slow", "postgres"])
+                .get(),
+            0
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_poll_longer_than_the_interval_starts_the_next_late_and_skips_the_rest() {
+        // Each poll takes 25 s of a 10 s interval: the poll due during it starts 15 s late, the one after is
+        // skipped, so polls run every 30 s.
+        let metrics = run(10, Duration::from_secs(25), Duration::from_secs(125)).await;
+        let skipped = metrics
+            .polls_skipped
+            .with_label_values(&["slow", "postgres"])
+            .get();
+        let starts = metrics.poll_start_delay.get_sample_count();
+        assert!(skipped >= 3, "{skipped} skipped in 125 s");
+        assert!((4..=6).contains(&starts), "{starts} polls started");
+        assert!(
+            metrics.poll_start_delay.get_sample_sum() >= 15.0 * 3.0,
+            "late starts are measured: {} s in all",
+            metrics.poll_start_delay.get_sample_sum()
+        );
+    }
 }

@@ -9,7 +9,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use dbwatch_collectors::{ErrorKind, MetricDesc, MetricKind};
-use prometheus::{Gauge, IntCounterVec, IntGauge, Opts, Registry};
+use prometheus::{Gauge, Histogram, HistogramOpts, IntCounterVec, IntGauge, Opts, Registry};
 
 pub static POLL_DURATION: MetricDesc = MetricDesc {
     name: "dbwatch_poll_duration_seconds",
@@ -56,6 +56,11 @@ pub static SNAPSHOT_DESCRIPTORS: &[&MetricDesc] = &[
 pub struct SelfMetrics {
     pub polls: IntCounterVec,
     pub poll_errors: IntCounterVec,
+    /// How late each poll started after its scheduled instant: the runtime's and the machine's lateness, not
+    /// the configured start offset. One histogram for all targets, so its size does not grow with the fleet.
+    pub poll_start_delay: Histogram,
+    /// Scheduled polls a target did not start because its previous poll was still running.
+    pub polls_skipped: IntCounterVec,
     pub collector_errors: IntCounterVec,
     /// The (db, collector, kind) children of `collector_errors` each target made, so that a target removed by a
     /// reload takes its series out of `/metrics` (the vector can only remove children by their full labels).
@@ -123,6 +128,22 @@ impl SelfMetrics {
             ),
             &["target", "db", "collector", "kind"],
         )?;
+        let poll_start_delay = Histogram::with_opts(
+            HistogramOpts::new(
+                "dbwatch_poll_start_delay_seconds",
+                "How late polls started after their scheduled instant, over all targets",
+            )
+            .buckets(vec![
+                0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
+            ]),
+        )?;
+        let polls_skipped = IntCounterVec::new(
+            Opts::new(
+                "dbwatch_polls_skipped_total",
+                "Scheduled polls not started because the target's previous poll was still running",
+            ),
+            &["target", "db"],
+        )?;
         let build_info = prometheus::IntGaugeVec::new(
             Opts::new(
                 "dbwatch_build_info",
@@ -136,6 +157,8 @@ impl SelfMetrics {
         registry.register(Box::new(polls.clone()))?;
         registry.register(Box::new(poll_errors.clone()))?;
         registry.register(Box::new(collector_errors.clone()))?;
+        registry.register(Box::new(poll_start_delay.clone()))?;
+        registry.register(Box::new(polls_skipped.clone()))?;
         registry.register(Box::new(build_info))?;
         let reload = ReloadMetrics::register(registry)?;
         // CPU, memory and file descriptors of the daemon itself, as every Prometheus exporter reports them.
@@ -146,6 +169,8 @@ impl SelfMetrics {
         Ok(SelfMetrics {
             polls,
             poll_errors,
+            poll_start_delay,
+            polls_skipped,
             collector_errors,
             collector_error_children: Arc::default(),
             reload,
@@ -173,6 +198,7 @@ impl SelfMetrics {
     pub fn forget_target(&self, target: &str, db: &str) {
         // Removing a child that does not exist is an error the caller has nothing to do about.
         let _ = self.polls.remove_label_values(&[target, db]);
+        let _ = self.polls_skipped.remove_label_values(&[target, db]);
         for kind in ErrorKind::ALL
             .iter()
             .map(|kind| kind.as_str())
@@ -196,6 +222,7 @@ impl SelfMetrics {
     /// Creates a target's series at zero, so that a first error is a visible increase and not a new series.
     pub fn init_target(&self, target: &str, db: &str) {
         self.polls.with_label_values(&[target, db]);
+        self.polls_skipped.with_label_values(&[target, db]);
         for kind in ErrorKind::ALL {
             self.poll_errors
                 .with_label_values(&[target, db, kind.as_str()]);
