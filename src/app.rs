@@ -41,6 +41,8 @@ pub enum AppError {
     Signal(std::io::Error),
     #[error(transparent)]
     Notify(#[from] notify::NotifyError),
+    #[error("cannot set up remote_write: {0}")]
+    RemoteWrite(#[source] dbwatch_remote_write::ClientError),
 }
 
 /// Process-level settings that come from flags rather than the configuration file.
@@ -111,8 +113,34 @@ pub async fn run(
     )?;
     let metrics = SelfMetrics::register(&registry)?;
     let rule_metrics = RuleMetrics::register(&registry)?;
-    let store = Arc::new(SnapshotStore::new(config.targets.len()));
     let tracker = TaskTracker::new();
+    // Started before the first poll, so that no snapshot is published before its queue exists.
+    let remote_write = if config.remote_write.is_empty() {
+        None
+    } else {
+        let remote_metrics = dbwatch_remote_write::RemoteWriteMetrics::register(&registry)?;
+        let writers = dbwatch_remote_write::RemoteWriters::start(
+            config.remote_write.clone(),
+            &remote_metrics,
+            &tracker,
+            &shutdown,
+        )
+        .map_err(AppError::RemoteWrite)?;
+        let encoder = dbwatch_remote_write::SeriesEncoder::new(&config.rules.external_labels);
+        Some(crate::remote_write::Forwarder::new(writers, encoder))
+    };
+    let mut store = SnapshotStore::new(config.targets.len());
+    if let Some(forward) = &remote_write {
+        store = store.forwarding_to(Arc::new(forward.clone()));
+        // The daemon's own metrics, at the rules' cadence (a global setting; targets poll at their own).
+        tracker.spawn(crate::remote_write::forward_own_metrics(
+            registry.clone(),
+            forward.clone(),
+            config.rules.evaluation_interval,
+            shutdown.clone(),
+        ));
+    }
+    let store = Arc::new(store);
     metrics.reload.succeeded(std::time::SystemTime::now());
     // The event history (alert transitions, notifications, silences, target changes); its writer is owned
     // here like every task, and recording never waits for it.
@@ -153,6 +181,7 @@ pub async fn run(
         let storage_path = storage_path.clone();
         let alerts = alerts.clone();
         let events = events.clone();
+        let remote_write = remote_write.clone();
         // Each build restores `alerts.json`, as a process restart would.
         tracker.spawn(supervise(
             "rules",
@@ -178,6 +207,10 @@ pub async fn run(
                 .reloading_from(updates)
                 .recording_to(events.clone())
                 .keeping_trends(crate::web::ui::TREND_NAMES, crate::web::ui::TREND_WINDOW);
+                let engine = match &remote_write {
+                    Some(forward) => engine.writing_to(Arc::new(forward.clone())),
+                    None => engine,
+                };
                 Ok(engine.run(token))
             },
         ));

@@ -12,6 +12,7 @@ pub mod http;
 pub mod load;
 pub mod logging;
 pub mod reload;
+pub mod remote_write;
 pub mod scheduler;
 pub mod self_metrics;
 pub mod store;

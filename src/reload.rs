@@ -329,6 +329,19 @@ fn refusals(current: &Config, new: &Loaded, notifier_runs: bool) -> Vec<String> 
                 .to_owned(),
         );
     }
+    if current.remote_write != new.config.remote_write {
+        refused.push(
+            "remote_write: cannot change while running (its queues and connections are set up at start); restart dbwatch"
+                .to_owned(),
+        );
+    }
+    let remote_writing = !current.remote_write.is_empty();
+    if remote_writing && current.rules.external_labels != new.config.rules.external_labels {
+        refused.push(
+            "global.external_labels: cannot change while remote_write is configured (they are part of every remote-written series' identity); restart dbwatch"
+                .to_owned(),
+        );
+    }
     refused
 }
 

@@ -33,6 +33,17 @@ pub struct SnapshotStore {
     snapshots: RwLock<BTreeMap<String, Arc<Snapshot>>>,
     /// How many targets are configured; a reload changes it.
     expected_targets: AtomicUsize,
+    /// With `remote_write:`, where every published snapshot is also queued.
+    forward: Option<Arc<dyn SnapshotSink>>,
+}
+
+/// Told of every snapshot as it is published and of every target removed, after the store's lock is released;
+/// it must not wait (remote_write queues what it is told).
+pub trait SnapshotSink: Send + Sync + std::fmt::Debug {
+    /// `previous` is the target's snapshot this one replaces.
+    fn published(&self, snapshot: &Snapshot, previous: Option<&Snapshot>);
+    /// A reload removed the target; `last` was its latest snapshot.
+    fn removed(&self, last: &Snapshot);
 }
 
 impl SnapshotStore {
@@ -40,7 +51,14 @@ impl SnapshotStore {
         SnapshotStore {
             snapshots: RwLock::new(BTreeMap::new()),
             expected_targets: AtomicUsize::new(expected_targets),
+            forward: None,
         }
+    }
+
+    /// Queues every snapshot published from now on (and the staleness of removed targets) for remote_write.
+    pub fn forwarding_to(mut self, forward: Arc<dyn SnapshotSink>) -> Self {
+        self.forward = Some(forward);
+        self
     }
 
     /// How many targets are configured from now on (the scheduler sets it at start and on each reload).
@@ -55,7 +73,11 @@ impl SnapshotStore {
             .snapshots
             .write()
             .unwrap_or_else(PoisonError::into_inner);
-        snapshots.remove(target);
+        let removed = snapshots.remove(target);
+        drop(snapshots);
+        if let (Some(forward), Some(last)) = (&self.forward, removed) {
+            forward.removed(&last);
+        }
     }
 
     pub fn publish(&self, snapshot: Snapshot) {
@@ -64,7 +86,12 @@ impl SnapshotStore {
             .snapshots
             .write()
             .unwrap_or_else(PoisonError::into_inner);
-        snapshots.insert(snapshot.target.clone(), snapshot);
+        let previous = snapshots.insert(snapshot.target.clone(), Arc::clone(&snapshot));
+        drop(snapshots);
+        // Encoded outside the lock: scrapes and the rules engine never wait for it.
+        if let Some(forward) = &self.forward {
+            forward.published(&snapshot, previous.as_deref());
+        }
     }
 
     /// The latest snapshots, in target-name order.

@@ -68,6 +68,11 @@ fn the_crate_graph_follows_the_data_flow() {
         ("dbwatch-storage", &[]),
         ("dbwatch-template", &[]),
         ("dbwatch-events", &[]),
+        ("dbwatch-httpclient", &["dbwatch-yaml", "dbwatch-secret"]),
+        (
+            "dbwatch-remote-write",
+            &["dbwatch-httpclient", "dbwatch-yaml"],
+        ),
         ("dbwatch-collectors", &["dbwatch-metric", "dbwatch-secret"]),
         (
             "dbwatch-rules",
@@ -86,6 +91,7 @@ fn the_crate_graph_follows_the_data_flow() {
                 "dbwatch-template",
                 "dbwatch-yaml",
                 "dbwatch-secret",
+                "dbwatch-httpclient",
                 "dbwatch-storage",
                 "dbwatch-events",
             ],
@@ -111,6 +117,7 @@ fn the_crate_graph_follows_the_data_flow() {
         "dbwatch-rules",
         "dbwatch-notify",
         "dbwatch-events",
+        "dbwatch-remote-write",
     ] {
         assert!(daemon.contains(lower), "the daemon wires {lower}");
     }

@@ -19,7 +19,7 @@ use tokio::time::Instant;
 #[path = "support/fleet.rs"]
 mod fleet;
 
-use fleet::{connection, env, free_port, Process};
+use fleet::{connection, encode, env, free_port, Process};
 
 const ROOT: &str = env!("CARGO_MANIFEST_DIR");
 
@@ -403,19 +403,6 @@ async fn api(client: &reqwest::Client, url: &str) -> Option<Value> {
     let response = client.get(url).send().await.ok()?;
     let body: Value = serde_json::from_str(&response.text().await.ok()?).ok()?;
     (body["status"] == "success").then(|| body["data"].clone())
-}
-
-fn encode(value: &str) -> String {
-    let mut out = String::new();
-    for byte in value.bytes() {
-        match byte {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
-                out.push(byte as char)
-            }
-            other => out.push_str(&format!("%{other:02X}")),
-        }
-    }
-    out
 }
 
 async fn series_count(client: &reqwest::Client, prometheus: &str, expr: &str) -> Option<usize> {

@@ -48,6 +48,16 @@ fn metrics_in_code() -> BTreeMap<String, (String, String, String)> {
         .with_label_values(&["g"])
         .set(0.0);
     dbwatch_events::EventMetrics::register(&registry).expect("register event metrics");
+    let remote = dbwatch_remote_write::RemoteWriteMetrics::register(&registry)
+        .expect("register remote_write metrics");
+    for counter in [&remote.sent, &remote.retried] {
+        counter.with_label_values(&["r"]).inc();
+    }
+    remote.dropped.with_label_values(&["r", "queue_full"]).inc();
+    remote.requests.with_label_values(&["r", "sent"]).inc();
+    remote.pending.with_label_values(&["r"]).set(0);
+    remote.capacity.with_label_values(&["r"]).set(0);
+    remote.highest_sent.with_label_values(&["r"]).set(0.0);
     for family in registry.gather() {
         let kind = format!("{:?}", family.get_field_type()).to_lowercase();
         let labels: Vec<String> = family

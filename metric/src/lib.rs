@@ -108,7 +108,7 @@ impl MetricDesc {
 }
 
 /// Label pairs of one sample, in declaration order.
-#[derive(Clone, Default, PartialEq)]
+#[derive(Clone, Default, PartialEq, Eq, Hash)]
 pub struct Labels(Vec<(&'static str, String)>);
 
 impl Labels {

@@ -314,10 +314,11 @@ pub(crate) struct SeriesNames {
 }
 
 impl SeriesNames {
-    pub(crate) fn new(rule: &AlertingRule, history: &History) -> SeriesNames {
+    /// With `export`, `ALERTS` and `ALERTS_FOR_STATE` are written whether or not a rule reads them.
+    pub(crate) fn new(rule: &AlertingRule, history: &History, export: bool) -> SeriesNames {
         SeriesNames {
-            keep_alerts: history.keeps(ALERTS_METRIC),
-            keep_for_state: history.keeps(ALERTS_FOR_STATE_METRIC),
+            keep_alerts: export || history.keeps(ALERTS_METRIC),
+            keep_for_state: export || history.keeps(ALERTS_FOR_STATE_METRIC),
             alerts: Arc::from(ALERTS_METRIC),
             for_state: Arc::from(ALERTS_FOR_STATE_METRIC),
             alertname_label: Arc::from(ALERT_NAME),

@@ -220,6 +220,14 @@ pub struct RulesEngine {
     alerts: AlertsHandle,
     updates: Option<watch::Receiver<RuleUpdate>>,
     events: EventSink,
+    written: Option<Arc<dyn WrittenSink>>,
+}
+
+/// Receives, after each evaluation, every series the rules wrote at `t` (Unix milliseconds): recording rules'
+/// results, `ALERTS` and `ALERTS_FOR_STATE`, and the staleness markers of series no longer written — what a
+/// Prometheus server appends to its storage and remote-writes. Called on the engine's task: it must not wait.
+pub trait WrittenSink: Send + Sync {
+    fn written(&self, t: i64, series: &[(Metric, f64)]);
 }
 
 /// What an evaluation cycle needs and changes; moved to the blocking pool and back.
@@ -233,6 +241,8 @@ struct Core {
     state_dir: Option<PathBuf>,
     last_saved: Option<i64>,
     trends: Option<TrendOptions>,
+    /// Whether the cycle collects what it wrote for a [`WrittenSink`].
+    export: bool,
 }
 
 struct CycleOutcome {
@@ -243,6 +253,9 @@ struct CycleOutcome {
     view: AlertsView,
     history_series: usize,
     state_error: Option<String>,
+    /// With [`Core::export`]: what the groups wrote, at `t`.
+    written: Vec<(Metric, f64)>,
+    t: i64,
 }
 
 impl RulesEngine {
@@ -296,6 +309,7 @@ impl RulesEngine {
             state_dir: options.state_dir.clone(),
             last_saved: None,
             trends: None,
+            export: false,
         };
         RulesEngine {
             store,
@@ -306,7 +320,15 @@ impl RulesEngine {
             alerts: AlertsHandle::default(),
             updates: None,
             events: EventSink::default(),
+            written: None,
         }
+    }
+
+    /// Hands every cycle's written series to `sink` (remote_write).
+    pub fn writing_to(mut self, sink: Arc<dyn WrittenSink>) -> RulesEngine {
+        self.written = Some(sink);
+        self.core.export = true;
+        self
     }
 
     /// Records every alert transition in the event history.
@@ -357,6 +379,7 @@ impl RulesEngine {
             alerts,
             mut updates,
             events,
+            written,
         } = self;
         if !rules.groups.is_empty() {
             // Evaluating before the first polls would see no series at all; wait for them, boundedly.
@@ -449,6 +472,11 @@ impl RulesEngine {
                     continue;
                 }
             };
+            if let Some(sink) = &written {
+                if !outcome.written.is_empty() {
+                    sink.written(outcome.t, &outcome.written);
+                }
+            }
             report(&rules, &metrics, &alerts, &events, outcome);
         }
         if let Err(error) =
@@ -643,8 +671,10 @@ impl Core {
         let mut failures = Vec::new();
         let mut template_errors = 0;
         let mut durations = Vec::with_capacity(due.len());
+        let mut written = Vec::new();
         for &index in due {
             let started = std::time::Instant::now();
+            self.states[index].export = self.export;
             let outcome = evaluate_group(
                 &self.rules.groups[index],
                 &mut self.states[index],
@@ -659,6 +689,7 @@ impl Core {
             }
             template_errors += outcome.template_errors;
             transitions.extend(outcome.transitions);
+            written.extend(outcome.exported);
         }
         let cutoff = self.history.trim(t);
         self.cache.end_cycle(cutoff);
@@ -686,6 +717,8 @@ impl Core {
             view,
             history_series: self.history.stats().series,
             state_error,
+            written,
+            t,
         }
     }
 

@@ -17,12 +17,16 @@ use crate::value::Sample;
 #[derive(Debug, Default)]
 pub struct GroupState {
     pub rules: Vec<RuleState>,
+    /// Whether the series the group writes are also handed out ([`GroupOutcome::exported`]), recorded or not
+    /// in the history: what remote_write sends.
+    pub export: bool,
 }
 
 impl GroupState {
     pub fn for_group(group: &Group) -> GroupState {
         GroupState {
             rules: group.rules.iter().map(|_| RuleState::default()).collect(),
+            export: false,
         }
     }
 }
@@ -41,6 +45,9 @@ pub struct GroupOutcome {
     pub template_errors: u64,
     /// Series written (recording results, `ALERTS`, `ALERTS_FOR_STATE`).
     pub samples: usize,
+    /// With [`GroupState::export`]: every series the group wrote at this instant, staleness markers of those
+    /// it stopped writing included, as a Prometheus server appends them to its storage.
+    pub exported: Vec<(Metric, f64)>,
 }
 
 /// Evaluates every rule of the group, in order, at `t` (Unix milliseconds).
@@ -53,8 +60,10 @@ pub fn evaluate_group(
     env: &EvalEnv,
 ) -> GroupOutcome {
     let mut outcome = GroupOutcome::default();
+    let export = state.export;
     if state.rules.len() != group.rules.len() {
         *state = GroupState::for_group(group);
+        state.export = export;
     }
     for (rule, rule_state) in group.rules.iter().zip(&mut state.rules) {
         rule_state.last_evaluation = Some(t);
@@ -71,7 +80,7 @@ pub fn evaluate_group(
                         t,
                         limit: group.limit,
                         env,
-                        names: SeriesNames::new(alerting, history),
+                        names: SeriesNames::new(alerting, history, export),
                         transitions: &mut outcome.transitions,
                         template_errors: &mut outcome.template_errors,
                     },
@@ -79,7 +88,7 @@ pub fn evaluate_group(
                 // Checked and counted against the limit even when no rule reads what it records.
                 Rule::Recording(recording) => {
                     record(recording, vector, group.limit).map(|written| {
-                        if history.keeps(&recording.name) {
+                        if export || history.keeps(&recording.name) {
                             written
                         } else {
                             Vec::new()
@@ -103,14 +112,23 @@ pub fn evaluate_group(
         rule_state.last_error = None;
         let mut returned = FxHashSet::default();
         for (metric, value) in written {
-            if history.append(&metric, t, value) {
+            let appended = history.append(&metric, t, value);
+            if appended {
                 outcome.samples += 1;
+            }
+            if export {
+                outcome.exported.push((metric.clone(), value));
+            }
+            if appended || export {
                 returned.insert(metric);
             }
         }
         for metric in &rule_state.written {
             if !returned.contains(metric) {
                 history.append(metric, t, stale_nan());
+                if export {
+                    outcome.exported.push((metric.clone(), stale_nan()));
+                }
             }
         }
         rule_state.written = returned;
@@ -250,6 +268,86 @@ mod tests {
             alert.labels.to_string(),
             "{alertname=\"lag\", severity=\"warning\", target=\"a\"}"
         );
+    }
+
+    #[test]
+    fn an_exporting_group_hands_out_what_it_wrote_and_marks_what_it_stopped_writing_stale() {
+        let group = group("groups:\n  - name: g\n    rules:\n      - record: fleet:down:count\n        expr: count(db_up == 0)\n      - alert: down\n        expr: db_up == 0\n");
+        let mut state = GroupState::for_group(&group);
+        state.export = true;
+        // The history keeps only what the rules select: neither the recording nor ALERTS.
+        let mut names = FxHashSet::default();
+        names.insert(std::sync::Arc::from("db_up"));
+        let mut history = History::new(
+            NameFilter::Only {
+                names,
+                patterns: Vec::new(),
+            },
+            None,
+        );
+        let mut cache = EvalCache::default();
+        let metric = Metric::from_pairs([("__name__", "db_up"), ("target", "a")]);
+        let exported = |outcome: &GroupOutcome| {
+            let mut out: Vec<String> = outcome
+                .exported
+                .iter()
+                .map(|(metric, value)| {
+                    let value = if value.to_bits() == stale_nan().to_bits() {
+                        "stale".to_owned()
+                    } else {
+                        value.to_string()
+                    };
+                    format!("{metric} {value}")
+                })
+                .collect();
+            out.sort();
+            out
+        };
+        history.append(&metric, 0, 0.0);
+        let outcome = evaluate_group(
+            &group,
+            &mut state,
+            &mut history,
+            &mut cache,
+            0,
+            &EvalEnv::default(),
+        );
+        assert_eq!(
+            exported(&outcome),
+            [
+                "{__name__=\"ALERTS\", alertname=\"down\", alertstate=\"firing\", target=\"a\"} 1",
+                "{__name__=\"ALERTS_FOR_STATE\", alertname=\"down\", target=\"a\"} 0",
+                "{__name__=\"fleet:down:count\"} 1",
+            ]
+        );
+        history.append(&metric, MINUTE, 1.0);
+        let outcome = evaluate_group(
+            &group,
+            &mut state,
+            &mut history,
+            &mut cache,
+            MINUTE,
+            &EvalEnv::default(),
+        );
+        assert_eq!(
+            exported(&outcome),
+            [
+                "{__name__=\"ALERTS\", alertname=\"down\", alertstate=\"firing\", target=\"a\"} stale",
+                "{__name__=\"ALERTS_FOR_STATE\", alertname=\"down\", target=\"a\"} stale",
+                "{__name__=\"fleet:down:count\"} stale",
+            ]
+        );
+        // Not exporting: the same group hands out nothing.
+        let mut quiet = GroupState::for_group(&group);
+        let outcome = evaluate_group(
+            &group,
+            &mut quiet,
+            &mut history,
+            &mut cache,
+            2 * MINUTE,
+            &EvalEnv::default(),
+        );
+        assert!(outcome.exported.is_empty());
     }
 
     #[test]

@@ -49,7 +49,7 @@ pub mod value;
 pub use alerting::{AlertState, AlertTransition};
 pub use engine::{
     AlertSummary, AlertsHandle, AlertsView, EngineOptions, RuleMetrics, RuleUpdate, RulesEngine,
-    DEFAULT_EVALUATION_INTERVAL,
+    WrittenSink, DEFAULT_EVALUATION_INTERVAL,
 };
 #[cfg(test)]
 pub(crate) use export::load_builtin;

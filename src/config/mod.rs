@@ -81,6 +81,8 @@ pub struct RawConfig {
     pub routing_file: Option<Spanned<String>>,
     /// `alerting.alertmanagers`: base URLs every alert is also pushed to.
     pub alertmanagers: Vec<Spanned<String>>,
+    /// `remote_write:`, read and checked whole by `dbwatch-remote-write` (it has no cross-field rules here).
+    pub remote_write: Vec<dbwatch_remote_write::RemoteWrite>,
     pub targets: Vec<RawTarget>,
 }
 
@@ -162,6 +164,9 @@ impl RawConfig {
                 }
                 alerting.finish(reader);
             }
+        }
+        if let Some((node, path)) = top.take("remote_write") {
+            raw.remote_write = dbwatch_remote_write::read(reader, node, &path);
         }
         match top.take("targets") {
             Some((node, path)) => {

@@ -21,6 +21,8 @@ pub struct Config {
     pub targets: Vec<Target>,
     pub rules: RulesConfig,
     pub alerting: AlertingConfig,
+    /// Endpoints every snapshot and the rules' results are remote-written to.
+    pub remote_write: Vec<dbwatch_remote_write::RemoteWrite>,
 }
 
 /// Where alerts go besides /metrics and the log.
@@ -94,6 +96,7 @@ pub fn validate(raw: RawConfig, base_dir: &Path, errors: &mut Vec<ConfigError>) 
         check_positive(&mut errors, timeout);
     }
 
+    let remote_write = raw.remote_write;
     let mut seen: HashMap<String, Mark> = HashMap::new();
     let mut targets = Vec::with_capacity(raw.targets.len());
     let mut complete = true;
@@ -121,6 +124,7 @@ pub fn validate(raw: RawConfig, base_dir: &Path, errors: &mut Vec<ConfigError>) 
         targets,
         rules,
         alerting,
+        remote_write,
     })
 }
 
@@ -181,7 +185,7 @@ fn validate_rules(errors: &mut Errors<'_>, raw: &RawConfig, base_dir: &Path) -> 
     let external_labels = match &raw.external_labels {
         Some(labels) => {
             for label in labels.value.keys() {
-                check_label_name(errors, labels, label);
+                check_label_name(errors, labels, label, LabelUse::External);
             }
             labels.value.clone()
         }
@@ -231,7 +235,7 @@ fn validate_target(
     let labels = match raw.labels {
         Some(labels) => {
             for label in labels.value.keys() {
-                check_label_name(errors, &labels, label);
+                check_label_name(errors, &labels, label, LabelUse::Target);
             }
             labels.value
         }
@@ -298,17 +302,28 @@ fn check_interval(errors: &mut Errors<'_>, interval: &Spanned<Duration>) {
     }
 }
 
+/// Where a configured label goes: a target's series, or (`global.external_labels`) alerts and remote-written
+/// series.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum LabelUse {
+    Target,
+    /// `__`-prefixed names are valid here, as in Prometheus: Cortex's and Mimir's HA tracker deduplicates on
+    /// `__replica__`, which they drop on ingestion.
+    External,
+}
+
 fn check_label_name(
     errors: &mut Errors<'_>,
     labels: &Spanned<BTreeMap<String, String>>,
     label: &str,
+    used: LabelUse,
 ) {
     let path = format!("{}.{label}", labels.path);
     let valid = label
         .chars()
         .enumerate()
         .all(|(index, c)| c == '_' || c.is_ascii_alphabetic() || (index > 0 && c.is_ascii_digit()));
-    if !valid || label.starts_with("__") {
+    if !valid || (label.starts_with("__") && used == LabelUse::Target) {
         errors.at(
             labels.mark,
             &path,

@@ -75,3 +75,17 @@ pub fn connection(server: &str) -> String {
         other => panic!("no fleet server named {other}"),
     }
 }
+
+/// `value` percent-encoded for a URL's query string (Prometheus's HTTP API takes PromQL there).
+pub fn encode(value: &str) -> String {
+    let mut out = String::new();
+    for byte in value.bytes() {
+        match byte {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                out.push(byte as char)
+            }
+            other => out.push_str(&format!("%{other:02X}")),
+        }
+    }
+    out
+}

@@ -7,8 +7,9 @@ use std::time::Duration;
 
 use reqwest::StatusCode;
 
-use super::{read_secret, Kind, Outcome};
-use crate::fields::HttpSettings;
+use dbwatch_httpclient::{ClientError, HttpSettings};
+
+use super::{Kind, Outcome};
 
 /// Where an HTTP integration sends: the daemon's shared client, or, with an `http_config`, a client of its
 /// own (proxy, TLS, redirects), built at the first send and kept; plus the authorization it adds.
@@ -39,54 +40,7 @@ impl Endpoint {
         if let Some(client) = self.client.get() {
             return Ok(client.clone());
         }
-        let read = |path: &std::path::Path, what: &str| {
-            std::fs::read(path).map_err(|error| Outcome::Retry {
-                reason: format!(
-                    "cannot read http_config tls_config {what} {}: {error}",
-                    path.display()
-                ),
-                retry_after: None,
-            })
-        };
-        let permanent = |reason: String| Outcome::Permanent { reason };
-        let mut builder = reqwest::Client::builder()
-            .connect_timeout(timeout)
-            .user_agent(concat!("dbwatch/", env!("CARGO_PKG_VERSION")))
-            .redirect(if settings.follow_redirects {
-                reqwest::redirect::Policy::limited(10)
-            } else {
-                reqwest::redirect::Policy::none()
-            })
-            .danger_accept_invalid_certs(settings.insecure_skip_verify);
-        if let Some(proxy) = &settings.proxy_url {
-            let proxy = reqwest::Proxy::all(proxy.expose())
-                .map_err(|_| permanent("invalid http_config proxy_url".to_owned()))?;
-            builder = builder.proxy(proxy);
-        }
-        if let Some(ca_file) = &settings.ca_file {
-            let pem = read(ca_file, "ca_file")?;
-            let certificates = reqwest::Certificate::from_pem_bundle(&pem).map_err(|error| {
-                permanent(format!("invalid ca_file {}: {error}", ca_file.display()))
-            })?;
-            for certificate in certificates {
-                builder = builder.add_root_certificate(certificate);
-            }
-        }
-        if let (Some(cert_file), Some(key_file)) = (&settings.cert_file, &settings.key_file) {
-            let mut pem = read(cert_file, "cert_file")?;
-            pem.extend_from_slice(b"\n");
-            pem.extend_from_slice(&read(key_file, "key_file")?);
-            let identity = reqwest::Identity::from_pem(&pem).map_err(|error| {
-                permanent(format!(
-                    "invalid cert_file/key_file {}: {error}",
-                    cert_file.display()
-                ))
-            })?;
-            builder = builder.identity(identity);
-        }
-        let client = builder
-            .build()
-            .map_err(|error| permanent(format!("cannot build the HTTP client: {error}")))?;
+        let client = dbwatch_httpclient::build(settings, timeout).map_err(outcome)?;
         Ok(self.client.get_or_init(|| client).clone())
     }
 
@@ -98,21 +52,19 @@ impl Endpoint {
         let Some(settings) = &self.settings else {
             return Ok(request);
         };
-        if let Some((username, password)) = &settings.basic_auth {
-            let password = match password {
-                Some(source) => Some(read_secret(source, "http_config basic_auth password")?),
-                None => None,
-            };
-            return Ok(request.basic_auth(username, password));
+        dbwatch_httpclient::authorize(settings, request).map_err(outcome)
+    }
+}
+
+fn outcome(error: ClientError) -> Outcome {
+    let reason = format!("http_config: {error}");
+    if error.is_transient() {
+        Outcome::Retry {
+            reason,
+            retry_after: None,
         }
-        if let Some((kind, credentials)) = &settings.authorization {
-            let credentials = read_secret(credentials, "http_config authorization credentials")?;
-            return Ok(request.header(
-                reqwest::header::AUTHORIZATION,
-                format!("{kind} {credentials}"),
-            ));
-        }
-        Ok(request)
+    } else {
+        Outcome::Permanent { reason }
     }
 }
 
