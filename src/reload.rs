@@ -398,3 +398,64 @@ pub async fn record_outcomes(
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use super::*;
+
+    fn loaded(text: &str) -> Loaded {
+        let no_env = |_: &str| None;
+        Loaded {
+            config: crate::config::load_str(Path::new("dbwatch.yml"), text, &no_env)
+                .unwrap_or_else(|errors| panic!("{errors}")),
+            rule_files: Vec::new(),
+            rules: dbwatch_rules::RuleSet::default(),
+            routing: None,
+        }
+    }
+
+    const TARGETS: &str = "targets:\n  - name: a\n    type: postgres\n    connection: {host: db, port: 5432, user: u, password: p}\n";
+
+    #[test]
+    fn remote_write_and_its_external_labels_change_only_with_a_restart() {
+        let pushing = |url: &str, cluster: &str| {
+            loaded(&format!(
+                "global:\n  external_labels: {{cluster: {cluster}}}\nremote_write:\n  - url: {url}\n{TARGETS}"
+            ))
+        };
+        let current = pushing("http://mimir:9009/api/v1/push", "eu").config;
+        let same = pushing("http://mimir:9009/api/v1/push", "eu");
+        assert!(refusals(&current, &same, false).is_empty());
+        let moved = refusals(
+            &current,
+            &pushing("http://other:9009/api/v1/push", "eu"),
+            false,
+        );
+        assert_eq!(moved.len(), 1);
+        assert!(
+            moved[0].starts_with("remote_write: cannot change while running"),
+            "{moved:?}"
+        );
+        let relabelled = refusals(
+            &current,
+            &pushing("http://mimir:9009/api/v1/push", "us"),
+            false,
+        );
+        assert_eq!(relabelled.len(), 1);
+        assert!(
+            relabelled[0].starts_with("global.external_labels: cannot change while remote_write"),
+            "{relabelled:?}"
+        );
+        // Without remote_write, external labels reload like everything else (the rules engine takes them).
+        let quiet = loaded(&format!(
+            "global:\n  external_labels: {{cluster: eu}}\n{TARGETS}"
+        ))
+        .config;
+        let relabelled = loaded(&format!(
+            "global:\n  external_labels: {{cluster: us}}\n{TARGETS}"
+        ));
+        assert!(refusals(&quiet, &relabelled, false).is_empty());
+    }
+}
