@@ -41,11 +41,20 @@ apt_install() {
 # PID 1, which can take a while on these machines) counts as dead.
 pid_alive() {
   [[ -f "$1" ]] || return 1
-  local pid state
+  local pid stat state started boot written
   pid=$(cat "$1")
+  [[ $pid =~ ^[0-9]+$ ]] || return 1
   kill -0 "$pid" 2>/dev/null || return 1
-  state=$(awk '{print $3}' "/proc/$pid/stat" 2>/dev/null) || return 1
-  [[ "$state" != Z ]]
+  # A stale file's number may since have gone to a thread of another process (kill -0 and /proc/PID accept a
+  # thread id, and a signal to it reaches that whole process) or to a later process: neither is ours.
+  [[ $(awk '/^Tgid:/ { print $2 }' "/proc/$pid/status" 2>/dev/null) == "$pid" ]] || return 1
+  stat=$(<"/proc/$pid/stat") || return 1
+  stat=${stat##*) }
+  read -r state started <<<"$(awk '{ print $1, $20 }' <<<"$stat")"
+  [[ "$state" != Z ]] || return 1
+  boot=$(awk '/^btime/ { print $2 }' /proc/stat)
+  written=$(stat -c %Y "$1")
+  (( boot + started / $(getconf CLK_TCK) <= written + 1 ))
 }
 
 # stop_pidfile NAME PIDFILE: SIGTERM, wait up to 30 s, then SIGKILL.
