@@ -6,6 +6,8 @@
 //! which are the secrets. An operator raising the level to debug to chase a delivery problem must not print
 //! them; dbwatch's own delivery logs say what happened without the URL.
 
+use std::io::IsTerminal;
+
 use tracing::Level;
 use tracing_subscriber::prelude::*;
 use tracing_subscriber::EnvFilter;
@@ -52,7 +54,13 @@ pub fn init(fallback: &str) {
     let _ = tracing_subscriber::registry()
         .with(env_filter(fallback))
         .with(cap)
-        .with(tracing_subscriber::fmt::layer().with_writer(std::io::stderr))
+        .with(
+            tracing_subscriber::fmt::layer()
+                .with_writer(std::io::stderr)
+                // Colour codes only for a person at a terminal: journald, a container runtime or a file gets
+                // plain lines a log pipeline can parse.
+                .with_ansi(std::io::stderr().is_terminal()),
+        )
         .try_init();
 }
 

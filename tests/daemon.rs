@@ -4,6 +4,7 @@
 //! Needs `deploy/local/fleet up postgres` and promtool (Debian's prometheus package); fails without them.
 
 use std::collections::HashMap;
+use std::io::Read;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
@@ -401,7 +402,8 @@ targets:
     promtool::check_metrics(&body);
 }
 
-/// SIGTERM, then a clean exit within the daemon's 10 s shutdown deadline.
+/// SIGTERM, then a clean exit within the daemon's 10 s shutdown deadline. Its log, read to the end, has lines
+/// and no terminal colour codes: stderr here is a pipe, as under journald or a container runtime.
 async fn stop(daemon: &mut Daemon) {
     let pid = daemon.child.id().to_string();
     let killed = Command::new("kill")
@@ -421,6 +423,15 @@ async fn stop(daemon: &mut Daemon) {
         tokio::time::sleep(Duration::from_millis(50)).await;
     };
     assert!(status.success(), "dbwatch exited with {status}");
+    let mut log = String::new();
+    if let Some(mut stderr) = daemon.child.stderr.take() {
+        stderr.read_to_string(&mut log).expect("read dbwatch's log");
+    }
+    assert!(log.lines().count() > 0, "dbwatch logged nothing");
+    assert!(
+        !log.contains('\u{1b}'),
+        "colour codes in a piped log:\n{log}"
+    );
 }
 
 /// A rule file named by the configuration is evaluated by the running daemon: the alert goes pending, fires

@@ -516,8 +516,15 @@ fn container_file_is_multi_stage_and_runs_as_non_root() {
             "{flag}"
         );
     }
-    // The build stage builds the locked dependency set of the root crate.
-    assert!(file.contains("cargo build --release --locked -p dbwatch"));
+    // The build stage builds the locked dependency set of the root crate, with the profile that ships, and
+    // installs what that profile built.
+    assert!(file.contains("cargo build --profile dist --locked -p dbwatch"));
+    assert!(file.contains("target/dist/dbwatch /out/usr/local/bin/dbwatch"));
+    let manifest = std::fs::read_to_string(repo("Cargo.toml")).expect("read Cargo.toml");
+    assert!(
+        manifest.contains("[profile.dist]"),
+        "Cargo.toml defines the dist profile"
+    );
 }
 
 #[test]

@@ -44,9 +44,12 @@ BOUNCER_PID=""
 stop_bouncer() { [[ -n $BOUNCER_PID ]] && kill "$BOUNCER_PID" 2>/dev/null; wait "$BOUNCER_PID" 2>/dev/null || true; }
 trap 'stop_daemon; stop_bouncer; rm -rf "$WORK"' EXIT
 
-# The bench's PgBouncer: what its targets read is its admin console, so it needs no server behind it.
-cp "$FLEET_PGBOUNCER_DIR/userlist.txt" "$WORK/userlist.txt"
-cat >"$WORK/pgbouncer.ini" <<INI
+# The bench's PgBouncer: what its targets read is its admin console, so it needs no server behind it. It refuses
+# to run as root, so it runs as the fleet's does (user postgres), from a folder of its own that user can read.
+BOUNCER_DIR=$WORK/pgbouncer
+mkdir -p "$BOUNCER_DIR"
+cp "$FLEET_PGBOUNCER_DIR/userlist.txt" "$BOUNCER_DIR/userlist.txt"
+cat >"$BOUNCER_DIR/pgbouncer.ini" <<INI
 [databases]
 postgres = host=$PG_HOST port=$PG_PORT dbname=postgres pool_size=2
 [pgbouncer]
@@ -54,15 +57,22 @@ listen_addr = 127.0.0.1
 listen_port = $BENCH_PGBOUNCER_PORT
 unix_socket_dir =
 auth_type = scram-sha-256
-auth_file = $WORK/userlist.txt
+auth_file = $BOUNCER_DIR/userlist.txt
 stats_users = dbwatch
 pool_mode = transaction
 max_client_conn = $((PGBOUNCER_TARGETS + 50))
 ignore_startup_parameters = extra_float_digits,options,statement_timeout,lock_timeout
 INI
+chmod 755 "$WORK"
+chown -R postgres "$BOUNCER_DIR"
 ulimit -n "$(( $(ulimit -Hn) < 65536 ? $(ulimit -Hn) : 65536 ))"
-pgbouncer "$WORK/pgbouncer.ini" >"$WORK/pgbouncer.log" 2>&1 &
+runuser -u postgres -- pgbouncer "$BOUNCER_DIR/pgbouncer.ini" >"$WORK/pgbouncer.log" 2>&1 &
 BOUNCER_PID=$!
+for _ in $(seq 100); do
+  (exec 3<>"/dev/tcp/127.0.0.1/$BENCH_PGBOUNCER_PORT") 2>/dev/null && break
+  kill -0 "$BOUNCER_PID" 2>/dev/null || die "the bench's PgBouncer exited: $(tail -3 "$WORK/pgbouncer.log")"
+  sleep 0.1
+done
 
 {
   printf 'global:\n  interval: %ss\n  timeout: 10s\ntargets:\n' "$INTERVAL"
