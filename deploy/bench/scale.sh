@@ -63,7 +63,7 @@ pool_mode = transaction
 max_client_conn = $((PGBOUNCER_TARGETS + 50))
 ignore_startup_parameters = extra_float_digits,options,statement_timeout,lock_timeout
 INI
-chmod 755 "$WORK"
+chmod 711 "$WORK"  # postgres may enter it to reach its own folder, not list or read the rest
 chown -R postgres "$BOUNCER_DIR"
 ulimit -n "$(( $(ulimit -Hn) < 65536 ? $(ulimit -Hn) : 65536 ))"
 runuser -u postgres -- pgbouncer "$BOUNCER_DIR/pgbouncer.ini" >"$WORK/pgbouncer.log" 2>&1 &
